@@ -1,0 +1,32 @@
+# robolearn: two commands set everything up.
+#   make demo   creates .venv if missing, installs, runs the main job
+#   make test   creates .venv if missing, installs, runs the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export OMP_WAIT_POLICY ?= PASSIVE
+export MUJOCO_GL ?= egl
+
+.PHONY: demo test venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(VENV)/bin/robolearn demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/catalog.py
+	$(PY) benchmarks/loader.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo_output

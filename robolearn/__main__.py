@@ -1,0 +1,5 @@
+import sys
+
+from robolearn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""Errors of the dataset toolkit. Every message names the file, the field and what was expected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Problem:
+    """One validation finding."""
+
+    path: str
+    field: str
+    message: str
+    severity: str = "error"  # error | warning
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.field}: {self.message}"
+
+
+class EpisodeError(Exception):
+    """An episode file cannot be used as asked. `problems` lists what is wrong."""
+
+    def __init__(self, path: str | Path, field: str, message: str, problems: list[Problem] | None = None):
+        self.path, self.field = str(path), field
+        self.problems = problems or [Problem(str(path), field, message)]
+        super().__init__(f"{path}: {field}: {message}")
+
+
+class EpisodeWriteError(EpisodeError):
+    """Writing failed (disk full, file-size limit, I/O error). Data flushed before the failure stays
+    salvageable with `robolearn data repair`."""
+
+
+class SchemaVersionError(EpisodeError):
+    """The file declares a schema version this robolearn does not know."""

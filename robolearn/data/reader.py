@@ -1,0 +1,262 @@
+"""Read robolearn episode files.
+
+`Episode` opens one file read-only, checks its format and schema version, and gives the metadata, the
+per-step arrays and decoded frames. Frame bytes of uncompressed byte stores are read with `os.pread`
+from the chunk addresses HDF5 reports, so fetching one frame costs one or two system calls, not an h5py
+slicing round trip. Nothing here holds state that breaks when a worker process forks: open episodes in
+the process that reads them (the loader does this lazily per worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from robolearn.data import codec, schema
+from robolearn.data.errors import EpisodeError, SchemaVersionError
+from robolearn.data.schema import CameraSpec
+
+JSON_ATTRS = ("teleop_params", "language_annotations", "label_history", "cameras", "env", "cadence", "extra")
+
+
+def open_h5(path: str | Path, swmr: bool = False) -> h5py.File:
+    """Open read-only, turning h5py's low-level errors into an EpisodeError naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise EpisodeError(p, "file", "does not exist")
+    try:
+        if swmr:
+            return h5py.File(p, "r", libver="latest", swmr=True)
+        return h5py.File(p, "r")
+    except OSError as e:
+        msg = str(e)
+        if "signature" in msg or "truncated" in msg.lower() or "EOF" in msg:
+            raise EpisodeError(p, "file", f"not a readable HDF5 file (truncated or not HDF5): {msg}") from None
+        if "already open for write" in msg:
+            raise EpisodeError(p, "file", "was never closed by its writer (crash?): run `robolearn data repair`"
+                               ) from None
+        raise EpisodeError(p, "file", f"cannot open as HDF5: {msg}") from None
+
+
+def read_attrs(f: h5py.File, path: str | Path) -> dict[str, Any]:
+    """Episode attributes as Python values (JSON attributes parsed); checks format and version."""
+    out: dict[str, Any] = {}
+    for k, v in f.attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    if out.get("format") != schema.FORMAT_NAME:
+        raise EpisodeError(path, "attrs/format", f"expected {schema.FORMAT_NAME!r}, got {out.get('format')!r}")
+    version = out.get("schema_version")
+    if version not in schema.SUPPORTED_VERSIONS:
+        raise SchemaVersionError(path, "attrs/schema_version", f"unknown schema version {version!r}; this robolearn "
+                                 f"reads {list(schema.SUPPORTED_VERSIONS)} (newer file? upgrade robolearn; older? "
+                                 "`robolearn data migrate`)")
+    for k in JSON_ATTRS:
+        if k in out:
+            try:
+                out[k] = json.loads(out[k])
+            except (TypeError, json.JSONDecodeError):
+                raise EpisodeError(path, f"attrs/{k}", f"expected a JSON string, got {out[k]!r:.80}") from None
+    return out
+
+
+class ByteStream:
+    """One camera stream's frames: a flat uint8 store plus a (T, 2) [offset, length] index."""
+
+    def __init__(self, group: h5py.Group, path: Path, num_steps: int | None = None):
+        self.path, self.name = path, group.name
+        self.encoding = group.attrs.get("encoding", "jpeg")
+        if isinstance(self.encoding, bytes):
+            self.encoding = self.encoding.decode()
+        try:
+            self._data = group["data"]
+            self.index = group["index"][: num_steps] if num_steps is not None else group["index"][()]
+        except KeyError as e:
+            raise EpisodeError(path, group.name, f"byte stream incomplete, expected datasets data and index ({e})"
+                               ) from None
+        self._fd: int | None = None
+        self._chunks: np.ndarray | None = None  # file offset of each chunk (pread path)
+        self._chunk_len = 0
+        ds = self._data
+        if ds.chunks and not ds.compression and not ds._filters and ds.id.get_num_chunks() > 0:
+            n = ds.id.get_num_chunks()
+            self._chunk_len = ds.chunks[0]
+            table = np.full(-(-ds.shape[0] // self._chunk_len), -1, np.int64)
+            for i in range(n):
+                info = ds.id.get_chunk_info(i)
+                table[info.chunk_offset[0] // self._chunk_len] = info.byte_offset
+            if (table >= 0).all():
+                self._chunks = table
+
+    def raw(self, t: int) -> bytes:
+        off, n = (int(x) for x in self.index[t])
+        if n == 0:
+            return b""
+        if self._chunks is None:
+            return self._data[off: off + n].tobytes()
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        parts, end = [], off + n
+        while off < end:
+            c, within = divmod(off, self._chunk_len)
+            take = min(end - off, self._chunk_len - within)
+            parts.append(os.pread(self._fd, take, int(self._chunks[c]) + within))
+            off += take
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def last_valid(self, t: int) -> int:
+        """Most recent step <= t whose frame is present, or -1."""
+        while t >= 0 and self.index[t, 1] == 0:
+            t -= 1
+        return t
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Episode:
+    """A read-only view of one episode file."""
+
+    def __init__(self, path: str | Path, swmr: bool = False):
+        self.path = Path(path)
+        self._f = open_h5(self.path, swmr=swmr)
+        try:
+            self.attrs = read_attrs(self._f, self.path)
+            self.num_steps = self._infer_length()
+        except Exception:
+            self._f.close()
+            raise
+        self._streams: dict[tuple[str, str], ByteStream] = {}
+
+    def _infer_length(self) -> int:
+        n = int(self.attrs.get("num_steps", 0))
+        if not self.attrs.get("complete"):
+            # Unclosed/salvaged files: the commit marker (last control timestamp) tells what is on disk.
+            end = self.field(schema.CONTROL_FIELDS[-1].path)
+            committed = np.flatnonzero(end[()] == 0)
+            n = int(committed[0]) if committed.size else end.shape[0]
+        return n
+
+    # ---- metadata ---------------------------------------------------------------------------------
+    @cached_property
+    def cameras(self) -> list[CameraSpec]:
+        return [CameraSpec.from_dict(d) for d in self.attrs["cameras"]]
+
+    @property
+    def camera_names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+    @property
+    def language(self) -> list[str]:
+        return [a["text"] for a in self.attrs.get("language_annotations", [])]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete"))
+
+    # ---- per-step arrays --------------------------------------------------------------------------
+    def field(self, path: str) -> h5py.Dataset:
+        try:
+            obj = self._f[path]
+        except KeyError:
+            raise EpisodeError(self.path, path, "missing (required by schema "
+                               f"{self.attrs.get('schema_version')})") from None
+        if not isinstance(obj, h5py.Dataset):
+            raise EpisodeError(self.path, path, "expected a dataset, found a group")
+        return obj
+
+    def array(self, path: str) -> np.ndarray:
+        return self.field(path)[: self.num_steps]
+
+    def lowdim(self, paths: list[str] | None = None) -> dict[str, np.ndarray]:
+        """All (or the given) per-step numeric fields, cut to num_steps."""
+        return {p: self.array(p) for p in (paths or [f.path for f in schema.STEP_FIELDS])}
+
+    def state(self, key: str) -> np.ndarray:
+        return self.array(f"{schema.STATE_GROUP}/{key}")
+
+    def action(self, key: str | None = None) -> np.ndarray:
+        """An action form; default: the commanded one."""
+        return self.array(f"{schema.ACTION_GROUP}/{key or self.attrs['action_space']}")
+
+    def instructions(self) -> list[str]:
+        return [s.decode() if isinstance(s, bytes) else s for s in self.field("language/instructions")[()]]
+
+    # ---- frames -----------------------------------------------------------------------------------
+    def stream(self, camera: str, kind: str = "rgb") -> ByteStream:
+        key = (camera, kind)
+        if key not in self._streams:
+            gpath = f"{schema.camera_group(camera)}/{kind}"
+            if gpath not in self._f:
+                raise EpisodeError(self.path, gpath, f"missing; cameras in file: {self.camera_names}")
+            self._streams[key] = ByteStream(self._f[gpath], self.path, self.num_steps)
+        return self._streams[key]
+
+    def camera_field(self, camera: str, key: str) -> np.ndarray:
+        return self.array(f"{schema.camera_group(camera)}/{key}")
+
+    def frame(self, camera: str, t: int, fast: bool = True) -> np.ndarray:
+        """Decoded RGB frame (H, W, 3) uint8 at step t; dropped frames repeat the last present one."""
+        s = self.stream(camera)
+        t = self._check_t(t)
+        src = s.last_valid(t)
+        if src < 0:
+            cam = next(c for c in self.cameras if c.name == camera)
+            return np.zeros((cam.height, cam.width, 3), np.uint8)
+        try:
+            return codec.decode_rgb(s.raw(src), s.encoding, fast=fast)
+        except (ValueError, OSError) as e:
+            raise EpisodeError(self.path, f"{s.name}[{src}]", f"cannot decode {s.encoding} frame: {e}") from None
+
+    def depth(self, camera: str, t: int) -> np.ndarray:
+        s = self.stream(camera, "depth")
+        src = s.last_valid(self._check_t(t))
+        if src < 0:
+            cam = next(c for c in self.cameras if c.name == camera)
+            return np.zeros((cam.height, cam.width), np.uint16)
+        return codec.decode_depth(s.raw(src))
+
+    def frames(self, camera: str, ts: list[int] | np.ndarray | None = None) -> np.ndarray:
+        ts = range(self.num_steps) if ts is None else ts
+        return np.stack([self.frame(camera, int(t)) for t in ts])
+
+    def _check_t(self, t: int) -> int:
+        if not 0 <= t < self.num_steps:
+            raise IndexError(f"{self.path}: step {t} out of range [0, {self.num_steps})")
+        return t
+
+    # ---- lifetime ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        for s in self._streams.values():
+            s.close()
+        self._streams.clear()
+        self._f.close()
+
+    def __enter__(self) -> "Episode":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("Episode holds an open HDF5 file and cannot be pickled; pass its path to the worker")
+
+
+def list_episodes(root: str | Path) -> list[Path]:
+    """Episode files under `root` (recursively), sorted; skips `.partial` and quarantined files."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob(f"*{schema.EPISODE_SUFFIX}")
+                  if p.is_file() and "_quarantine" not in p.parts and not p.name.endswith(schema.TMP_SUFFIX))
