@@ -12,6 +12,7 @@ from robolearn.config import COMMANDS, add_dataclass_args, from_args
 # Modules whose @command functions make up the CLI (imported on start so they register).
 COMMAND_MODULES = (
     "robolearn.data.commands",
+    "robolearn.demo",
 )
 
 
@@ -22,6 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"robolearn {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="STAGE")
     for group, cmds in sorted(COMMANDS.items()):
+        if list(cmds) == [""]:  # a stage with a single command: `robolearn <stage> [options]`
+            cls, _fn, help_ = cmds[""]
+            gp = groups.add_parser(group, help=help_, description=help_,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+            gp.add_argument("--config", help="JSON config to start from (flags override it)")
+            add_dataclass_args(gp, cls)
+            gp.set_defaults(command="")
+            continue
         gp = groups.add_parser(group, help=f"{group} commands")
         sub = gp.add_subparsers(dest="command", required=True, metavar="COMMAND")
         for name, (cls, _fn, help_) in sorted(cmds.items()):

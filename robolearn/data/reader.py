@@ -143,10 +143,23 @@ class Episode:
         n = int(self.attrs.get("num_steps", 0))
         if not self.attrs.get("complete"):
             # Unclosed/salvaged files: the commit marker (last control timestamp) tells what is on disk.
+            # A crash mid-flush can leave datasets with different extents: take the shortest, too.
             end = self.field(schema.CONTROL_FIELDS[-1].path)
             committed = np.flatnonzero(end[()] == 0)
             n = int(committed[0]) if committed.size else end.shape[0]
+            for path in self.per_step_paths():
+                n = min(n, self._f[path].shape[0]) if path in self._f else n
         return n
+
+    def per_step_paths(self) -> list[str]:
+        """Every dataset with one row per step (step fields, camera fields, byte-stream indices)."""
+        paths = [f.path for f in schema.STEP_FIELDS]
+        for cam in self.attrs.get("cameras", []):
+            g = schema.camera_group(cam["name"])
+            paths += [f"{g}/{f.path}" for f in schema.CAMERA_STEP_FIELDS] + [f"{g}/rgb/index"]
+            if cam.get("depth"):
+                paths.append(f"{g}/depth/index")
+        return paths
 
     # ---- metadata ---------------------------------------------------------------------------------
     @cached_property
