@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group, cmds in sorted(COMMANDS.items()):
         if list(cmds) == [""]:  # a stage with a single command: `robolearn <stage> [options]`
             cls, _fn, help_ = cmds[""]
-            gp = groups.add_parser(group, help=help_, description=help_,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+            gp = groups.add_parser(group, help=help_, description=help_)
             gp.add_argument("--config", help="JSON config to start from (flags override it)")
             add_dataclass_args(gp, cls)
             gp.set_defaults(command="")
@@ -34,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         gp = groups.add_parser(group, help=f"{group} commands")
         sub = gp.add_subparsers(dest="command", required=True, metavar="COMMAND")
         for name, (cls, _fn, help_) in sorted(cmds.items()):
-            cp = sub.add_parser(name, help=help_, description=help_,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+            cp = sub.add_parser(name, help=help_, description=help_)
             cp.add_argument("--config", help="JSON config to start from (flags override it)")
             add_dataclass_args(cp, cls)
     return parser

@@ -63,6 +63,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         flag = f"--{prefix}{f.name.replace('_', '-')}"
         dest = f"{prefix}{f.name}"
         helptext = f.metadata.get("help", "")
+        if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):
+            helptext = f"{helptext} [default: {f.default}]"
+        elif f.default_factory is not dataclasses.MISSING:
+            helptext = f"{helptext} [default: {f.default_factory()}]"
         if dataclasses.is_dataclass(tp):
             add_dataclass_args(parser, tp, prefix=f"{prefix}{f.name}.")
             continue
@@ -77,8 +81,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         elif origin in (list, tuple):
             args = typing.get_args(tp)
-            parser.add_argument(flag, dest=dest, nargs="*", type=args[0] if args and args[0] is not Ellipsis else str,
-                                default=None, help=helptext)
+            # `--where a=1 --where b=2` and `--where a=1 b=2` both collect every value
+            parser.add_argument(flag, dest=dest, nargs="*", action="extend",
+                                type=args[0] if args and args[0] is not Ellipsis else str, default=None, help=helptext)
         elif origin is dict or tp is dict:
             parser.add_argument(flag, dest=dest, type=json.loads, default=None, help=f"{helptext} (JSON)")
         elif typing.get_origin(tp) is typing.Literal:

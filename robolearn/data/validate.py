@@ -1,1 +1,628 @@
-"""(being written)"""
+"""Validate episode files against the schema, and quarantine the bad ones.
+
+`validate_episode(path)` returns a list of `Problem`s (errors and warnings), each naming the file, the field,
+what was expected and what was found; it never raises on bad data. It checks, in order: the file opens as
+HDF5; `format` and `schema_version`; every attribute of `schema.EPISODE_ATTRS` (presence, type, JSON);
+the camera registry (intrinsics 3x3, extrinsics 4x4 rigid); every per-step dataset (presence, dtype,
+per-step shape, length); values (NaN/Inf, unit quaternions, is_first/is_last, timestamps); the byte
+streams (index within the data, no overlap, dropped markers) and that frames decode at the registered size.
+
+`validate_dataset(root, quarantine=True)` validates every episode under `root` and moves files with errors
+to `<root>/_quarantine/` (keeping their relative paths, never overwriting), one line per move in
+`_quarantine/QUARANTINE.log`. `.partial` files (unfinished episodes) are reported as warnings; salvaging
+them is `robolearn data repair`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from robolearn.config import command, opt, positional
+from robolearn.data import codec, schema
+from robolearn.data.errors import EpisodeError, Problem
+from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5
+from robolearn.data.writer import utc_now
+
+QUARANTINE_DIR = "_quarantine"
+QUARANTINE_LOG = "QUARANTINE.log"
+QUAT_TOL = 1e-3  # |norm(q) - 1| allowed for stored unit quaternions
+ROT_TOL = 1e-3  # max |R^T R - I| for extrinsic rotations
+JSON_KINDS: dict[str, type] = {"teleop_params": dict, "language_annotations": list, "label_history": list,
+                               "cameras": list, "env": dict, "cadence": dict, "extra": dict, "repair": dict}
+_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
+
+
+# ---- one episode ------------------------------------------------------------------------------------
+@dataclass
+class _Ctx:
+    """State shared by the checks of one file."""
+
+    path: Path
+    f: h5py.File
+    partial: bool
+    problems: list[Problem] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    cams: list[dict[str, Any]] = field(default_factory=list)
+    n: int = 0  # steps to check
+    good: set[str] = field(default_factory=set)  # per-step datasets whose dtype, shape and length are right
+
+    def error(self, fld: str, msg: str) -> None:
+        self.problems.append(Problem(str(self.path), fld, msg, "error"))
+
+    def warn(self, fld: str, msg: str) -> None:
+        self.problems.append(Problem(str(self.path), fld, msg, "warning"))
+
+    def read(self, path: str, rows: int | None = None) -> np.ndarray | None:
+        """Dataset contents (first `rows` rows), or None after reporting why it cannot be read."""
+        try:
+            ds = self.f[path]
+            return ds[()] if rows is None else ds[:rows]
+        except _READ_ERRORS as e:
+            self.error(path, f"cannot read: {e}")
+            return None
+
+
+def validate_episode(path: str | Path, sample_frames: int | None = None) -> list[Problem]:
+    """Every problem found in one episode file. `sample_frames`: decode only that many frames per stream
+    (evenly spaced, first and last included); None or 0 decodes all."""
+    path = Path(path)
+    partial = path.name.endswith(schema.TMP_SUFFIX)
+    try:
+        f = open_h5(path, swmr=partial)
+    except EpisodeError as e:
+        return list(e.problems)
+    ctx = _Ctx(path, f, partial)
+    try:
+        if partial:
+            ctx.warn("file", "unfinished episode (writer still running, or crashed): run `robolearn data repair`")
+        if _check_attrs(ctx):
+            _check_cameras(ctx)
+            _check_layout(ctx)
+            _check_values(ctx)
+            _check_streams(ctx, sample_frames)
+    except _READ_ERRORS as e:  # a damaged file can fail anywhere; report it, never raise
+        ctx.error("file", f"unreadable HDF5 structure: {type(e).__name__}: {e}")
+    finally:
+        try:
+            f.close()
+        except _READ_ERRORS:
+            pass
+    return ctx.problems
+
+
+def _attr_value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode(errors="replace")
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _type_ok(value: Any, tp: type) -> bool:
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:  # integers are accepted where a float is expected
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _check_attrs(ctx: _Ctx) -> bool:
+    """Root attributes. Returns False when the file is not a known robolearn episode (stop checking)."""
+    raw = {k: _attr_value(v) for k, v in ctx.f.attrs.items()}
+    fmt = raw.get("format")
+    if fmt != schema.FORMAT_NAME:
+        ctx.error("attrs/format", f"expected {schema.FORMAT_NAME!r}, found {fmt!r}")
+        return False
+    version = raw.get("schema_version")
+    if version not in schema.SUPPORTED_VERSIONS:
+        ctx.error("attrs/schema_version", f"unknown schema version {version!r}; supported versions: "
+                  f"{list(schema.SUPPORTED_VERSIONS)} (newer file: upgrade robolearn; older: `robolearn data migrate`)")
+        return False
+    for name, (tp, required, _doc) in schema.EPISODE_ATTRS.items():
+        if name not in raw:
+            if required:
+                ctx.error(f"attrs/{name}", f"missing; expected a {tp.__name__} attribute")
+            continue
+        if not _type_ok(raw[name], tp):
+            ctx.error(f"attrs/{name}", f"expected type {tp.__name__}, found {type(raw[name]).__name__} "
+                      f"{raw[name]!r:.60}")
+    attrs = dict(raw)
+    for name in (*JSON_ATTRS, "repair"):
+        if name not in raw or not isinstance(raw[name], str):
+            continue
+        try:
+            attrs[name] = json.loads(raw[name])
+        except json.JSONDecodeError as e:
+            ctx.error(f"attrs/{name}", f"expected a JSON string, found {raw[name]!r:.60} ({e})")
+            attrs[name] = None
+            continue
+        kind = JSON_KINDS.get(name)
+        if kind is not None and not isinstance(attrs[name], kind):
+            ctx.error(f"attrs/{name}", f"expected a JSON {kind.__name__}, found {type(attrs[name]).__name__}")
+            attrs[name] = None
+    _check_attr_values(ctx, attrs)
+    ctx.attrs = attrs
+    return True
+
+
+def _check_attr_values(ctx: _Ctx, a: dict[str, Any]) -> None:
+    if _type_ok(a.get("success"), int) and a["success"] not in (-1, 0, 1):
+        ctx.error("attrs/success", f"expected 1, 0 or -1, found {a['success']}")
+    if isinstance(a.get("action_space"), str) and a["action_space"] not in schema.ACTION_SPACES:
+        ctx.error("attrs/action_space", f"expected one of {list(schema.ACTION_SPACES)}, found {a['action_space']!r}")
+    if _type_ok(a.get("control_hz"), float) and not (np.isfinite(a["control_hz"]) and a["control_hz"] > 0):
+        ctx.error("attrs/control_hz", f"expected a positive rate, found {a['control_hz']}")
+    if _type_ok(a.get("num_steps"), int) and a["num_steps"] < 0:
+        ctx.error("attrs/num_steps", f"expected >= 0, found {a['num_steps']}")
+    if a.get("complete") is False and not ctx.partial:
+        how = "salvaged by `robolearn data repair`" if "repair" in a else "never closed cleanly"
+        ctx.warn("attrs/complete", f"incomplete episode ({how}); expected complete=True for a cleanly closed one")
+
+
+# ---- camera registry ----------------------------------------------------------------------------------
+def _matrix(ctx: _Ctx, fld: str, value: Any, shape: tuple[int, int]) -> np.ndarray | None:
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        ctx.error(fld, f"expected a {shape[0]}x{shape[1]} matrix of numbers, found {value!r:.60}")
+        return None
+    if m.shape != shape:
+        ctx.error(fld, f"expected shape {shape}, found {m.shape}")
+        return None
+    if not np.isfinite(m).all():
+        ctx.error(fld, "expected finite numbers, found NaN/Inf")
+        return None
+    return m
+
+
+def _check_cameras(ctx: _Ctx) -> None:
+    reg = ctx.attrs.get("cameras")
+    if not isinstance(reg, list):
+        return  # missing or bad JSON: already reported
+    names: set[str] = set()
+    for i, cam in enumerate(reg):
+        fld = f"attrs/cameras[{i}]"
+        if not isinstance(cam, dict) or not isinstance(cam.get("name"), str) or not cam["name"]:
+            ctx.error(fld, f"expected an object with a non-empty string `name`, found {cam!r:.60}")
+            continue
+        name = cam["name"]
+        fld = f"attrs/cameras[{name}]"
+        if name in names:
+            ctx.error(fld, "duplicate camera name")
+            continue
+        names.add(name)
+        ok = True
+        for key in ("width", "height"):
+            if not _type_ok(cam.get(key), int) or cam[key] <= 0:
+                ctx.error(f"{fld}.{key}", f"expected a positive int, found {cam.get(key)!r}")
+                ok = False
+        if cam.get("encoding", "jpeg") not in schema.IMAGE_ENCODINGS:
+            ctx.error(f"{fld}.encoding", f"expected one of {list(schema.IMAGE_ENCODINGS)}, found {cam.get('encoding')!r}")
+            ok = False
+        if cam.get("intrinsics") is not None:
+            _check_intrinsics(ctx, f"{fld}.intrinsics", cam["intrinsics"])
+        if cam.get("extrinsics") is not None:
+            _check_extrinsics(ctx, f"{fld}.extrinsics", cam["extrinsics"])
+        dist = cam.get("distortion")
+        if dist is not None and (not isinstance(dist, list) or not all(_type_ok(x, float) for x in dist)):
+            ctx.error(f"{fld}.distortion", f"expected a list of numbers, found {dist!r:.60}")
+        if ok:
+            ctx.cams.append(cam)
+
+
+def _check_intrinsics(ctx: _Ctx, fld: str, value: Any) -> None:
+    k = _matrix(ctx, fld, value, (3, 3))
+    if k is None:
+        return
+    if not np.allclose(k[2], [0, 0, 1]) or k[1, 0] != 0:
+        ctx.error(fld, f"expected an upper-triangular camera matrix with last row [0, 0, 1], found {k.tolist()}")
+    elif k[0, 0] <= 0 or k[1, 1] <= 0:
+        ctx.error(fld, f"expected positive focal lengths fx, fy, found {k[0, 0]}, {k[1, 1]}")
+
+
+def _check_extrinsics(ctx: _Ctx, fld: str, value: Any) -> None:
+    m = _matrix(ctx, fld, value, (4, 4))
+    if m is None:
+        return
+    if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-9):
+        ctx.error(fld, f"expected a rigid transform with last row [0, 0, 0, 1], found {m[3].tolist()}")
+    r = m[:3, :3]
+    err = float(np.abs(r.T @ r - np.eye(3)).max())
+    if err > ROT_TOL:
+        ctx.error(fld, f"expected an orthonormal rotation (|R^T R - I| <= {ROT_TOL}), found deviation {err:.3g}")
+    elif np.linalg.det(r) < 0:
+        ctx.error(fld, "expected a proper rotation (det +1), found a reflection (det -1)")
+
+
+# ---- datasets: presence, dtype, shape, length -----------------------------------------------------------
+def _camera_step_specs(cam: dict[str, Any]) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(path, dtype, per-step shape) of one camera's per-step datasets."""
+    g = schema.camera_group(cam["name"])
+    out = [(f"{g}/{f.path}", f.dtype, f.shape) for f in schema.CAMERA_STEP_FIELDS]
+    for stream in ("rgb", "depth") if cam.get("depth") else ("rgb",):
+        out.append((f"{g}/{stream}/index", "i8", (2,)))
+    return out
+
+
+def _expected_length(ctx: _Ctx) -> int:
+    """T: num_steps for closed/salvaged files; the committed rows (see reader.Episode) for `.partial` files."""
+    end = schema.CONTROL_FIELDS[-1].path
+    if ctx.partial:
+        if end not in ctx.f:
+            return 0
+        marks = ctx.read(end)
+        if marks is None or marks.ndim != 1:
+            return 0
+        zero = np.flatnonzero(marks == 0)
+        return int(zero[0]) if zero.size else len(marks)
+    n = ctx.attrs.get("num_steps")
+    if _type_ok(n, int) and n >= 0:
+        return int(n)
+    obj = ctx.f.get(end)
+    return int(obj.shape[0]) if isinstance(obj, h5py.Dataset) and obj.ndim >= 1 else 0
+
+
+def _check_layout(ctx: _Ctx) -> None:
+    ctx.n = _expected_length(ctx)
+    what = "committed steps" if ctx.partial else "num_steps"
+    specs = [(f.path, f.dtype, f.shape) for f in schema.STEP_FIELDS]
+    for cam in ctx.cams:
+        g = schema.camera_group(cam["name"])
+        if not isinstance(ctx.f.get(g), h5py.Group):
+            ctx.error(g, f"missing group for camera {cam['name']!r} of the camera registry")
+            continue
+        specs += _camera_step_specs(cam)
+        for stream in ("rgb", "depth") if cam.get("depth") else ("rgb",):
+            _check_dataset(ctx, f"{g}/{stream}/data", "u1", None)
+    for path, dtype, shape in specs:
+        length = _check_dataset(ctx, path, dtype, shape)
+        if length is None:
+            continue
+        if length == ctx.n or (ctx.partial and length >= ctx.n):
+            ctx.good.add(path)
+        else:
+            ctx.error(path, f"length mismatch: expected {ctx.n} rows ({what}), found {length}")
+    inst = ctx.f.get("language/instructions")
+    if not isinstance(inst, h5py.Dataset) or inst.ndim != 1 or inst.dtype.kind not in "OSU" or inst.shape[0] < 1:
+        found = "nothing" if inst is None else f"{type(inst).__name__} {getattr(inst, 'dtype', '')} " \
+                                              f"{getattr(inst, 'shape', '')}"
+        ctx.error("language/instructions", f"expected a 1-D string dataset with at least one instruction, found {found}")
+
+
+def _check_dataset(ctx: _Ctx, path: str, dtype: str, shape: tuple[int, ...] | None) -> int | None:
+    """Presence, dtype and per-step shape (None: any 1-D). Returns the number of rows, or None if wrong."""
+    obj = ctx.f.get(path)
+    want = f"{np.dtype(dtype).name} dataset of shape {('(N,)' if shape is None else f'(T, {shape})')}"
+    if obj is None:
+        ctx.error(path, f"missing; expected a {want}")
+        return None
+    if not isinstance(obj, h5py.Dataset):
+        ctx.error(path, f"expected a {want}, found a group")
+        return None
+    if obj.dtype != np.dtype(dtype):
+        ctx.error(path, f"wrong dtype: expected {np.dtype(dtype).name}, found {obj.dtype.name}")
+        return None
+    per_step = () if shape is None else shape
+    if obj.ndim != 1 + len(per_step) or tuple(obj.shape[1:]) != per_step:
+        ctx.error(path, f"wrong shape: expected (T, *{per_step}) , found {obj.shape}")
+        return None
+    return int(obj.shape[0])
+
+
+# ---- values -----------------------------------------------------------------------------------------------
+def _steps(idx: np.ndarray, limit: int = 5) -> str:
+    s = ", ".join(str(int(i)) for i in idx[:limit])
+    return f"step {s}" if idx.size == 1 else f"{idx.size} steps ({s}{', ...' if idx.size > limit else ''})"
+
+
+def _check_values(ctx: _Ctx) -> None:
+    n = ctx.n
+    if n == 0:
+        if not ctx.partial:
+            ctx.error("attrs/num_steps", "expected at least one step, found 0")
+        return
+    for fld in (*schema.STATE_FIELDS, *schema.ACTION_FIELDS,
+                *(f for f in schema.SIGNAL_FIELDS if f.path in ("reward", "discount"))):
+        a = ctx.read(fld.path, n) if fld.path in ctx.good else None
+        if a is not None:
+            bad = np.flatnonzero(~np.isfinite(a).reshape(n, -1).all(axis=1))
+            if bad.size:
+                ctx.error(fld.path, f"expected finite numbers, found NaN/Inf at {_steps(bad)}")
+    _check_quaternion(ctx, schema.STATE_FIELDS[3].path, slice(None), error=True)
+    commanded_pose = ctx.attrs.get("action_space") == "cartesian_position"
+    _check_quaternion(ctx, f"{schema.ACTION_GROUP}/cartesian_position", slice(3, 7), error=commanded_pose)
+    _check_first_last(ctx)
+    _check_control_times(ctx)
+    if "language/active" in ctx.good and "language/instructions" in ctx.f:
+        active = ctx.read("language/active", n)
+        k = ctx.f["language/instructions"].shape[0] if ctx.f["language/instructions"].ndim == 1 else 0
+        if active is not None:
+            bad = np.flatnonzero((active < 0) | (active >= k))
+            if bad.size:
+                ctx.error("language/active", f"expected indices in [0, {k}) into language/instructions, "
+                          f"found {active[bad[0]]} at {_steps(bad)}")
+
+
+def _check_quaternion(ctx: _Ctx, path: str, cols: slice, error: bool) -> None:
+    if path not in ctx.good:
+        return
+    a = ctx.read(path, ctx.n)
+    if a is None:
+        return
+    norm = np.linalg.norm(a[:, cols], axis=1)
+    bad = np.flatnonzero(np.isfinite(norm) & (np.abs(norm - 1) > QUAT_TOL))
+    if bad.size:
+        where = path if cols == slice(None) else f"{path}[{cols.start}:{cols.stop}]"
+        msg = f"expected unit quaternions (|norm - 1| <= {QUAT_TOL}), found norm {norm[bad[0]]:.6g} at {_steps(bad)}"
+        (ctx.error if error else ctx.warn)(where, msg)
+
+
+def _check_first_last(ctx: _Ctx) -> None:
+    n = ctx.n
+    for name, want in (("is_first", 0), ("is_last", n - 1)):
+        a = ctx.read(name, n) if name in ctx.good else None
+        if a is None:
+            continue
+        others = np.flatnonzero(a)
+        others = others[others != want]
+        if others.size:
+            ctx.error(name, f"expected True only at step {want}, found True at {_steps(others)}")
+        if not a[want] and not (ctx.partial and name == "is_last"):
+            msg = f"expected True at step {want}, found False"
+            (ctx.error if ctx.attrs.get("complete") or name == "is_first" else ctx.warn)(name, msg)
+
+
+def _check_control_times(ctx: _Ctx) -> None:
+    cols = []
+    for fld in schema.CONTROL_FIELDS:
+        a = ctx.read(fld.path, ctx.n) if fld.path in ctx.good else None
+        if a is None:
+            continue
+        cols.append(a)
+        bad = np.flatnonzero(a <= 0)
+        if bad.size:
+            ctx.error(fld.path, f"expected positive timestamps, found {a[bad[0]]} at {_steps(bad)}")
+        back = np.flatnonzero(np.diff(a) < 0) + 1
+        if back.size:
+            ctx.error(fld.path, f"expected non-decreasing timestamps, found a step back at {_steps(back)} "
+                      f"({a[back[0] - 1]} -> {a[back[0]]})")
+    if len(cols) == len(schema.CONTROL_FIELDS):
+        order = np.flatnonzero((np.diff(np.stack(cols, 1), axis=1) < 0).any(axis=1))
+        if order.size:
+            ctx.warn("timestamp/control", f"expected phases in order {list(schema.CONTROL_PHASES)} within a "
+                     f"step, found them out of order at {_steps(order)}")
+
+
+# ---- byte streams and frames -----------------------------------------------------------------------------
+def _check_streams(ctx: _Ctx, sample_frames: int | None) -> None:
+    for cam in ctx.cams:
+        g = schema.camera_group(cam["name"])
+        dropped = ctx.read(f"{g}/dropped", ctx.n) if f"{g}/dropped" in ctx.good else None
+        _check_camera_times(ctx, g, dropped)
+        for stream, enc in [("rgb", cam.get("encoding", "jpeg"))] + ([("depth", "png16")] if cam.get("depth") else []):
+            _check_stream(ctx, cam, f"{g}/{stream}", enc, dropped if stream == "rgb" else None, sample_frames)
+
+
+def _check_camera_times(ctx: _Ctx, g: str, dropped: np.ndarray | None) -> None:
+    if dropped is None:
+        return
+    keep = ~dropped.astype(bool)
+    times = {}
+    for key in ("capture_ns", "receive_ns"):
+        a = ctx.read(f"{g}/{key}", ctx.n) if f"{g}/{key}" in ctx.good else None
+        if a is None:
+            continue
+        steps = np.flatnonzero(keep)
+        t = a[keep]
+        times[key] = (steps, t)
+        bad = steps[t <= 0]
+        if bad.size:
+            ctx.error(f"{g}/{key}", f"expected positive timestamps on frames not dropped, found 0 or less at "
+                      f"{_steps(bad)}")
+        back = np.flatnonzero(np.diff(t) < 0) + 1
+        if back.size:
+            ctx.error(f"{g}/{key}", f"expected non-decreasing timestamps over frames not dropped, found a step "
+                      f"back at {_steps(steps[back])} ({t[back[0] - 1]} -> {t[back[0]]})")
+    if len(times) == 2:
+        steps, cap = times["capture_ns"]
+        late = steps[times["receive_ns"][1] < cap]
+        if late.size:
+            ctx.warn(f"{g}/receive_ns", f"expected receive_ns >= capture_ns, found earlier at {_steps(late)}")
+
+
+def _check_stream(ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, dropped: np.ndarray | None,
+                  sample_frames: int | None) -> None:
+    grp = ctx.f.get(s)
+    stored = _attr_value(grp.attrs.get("encoding")) if isinstance(grp, h5py.Group) else None
+    if isinstance(grp, h5py.Group) and stored != enc:
+        ctx.error(f"{s}.encoding", f"expected {enc!r} (camera registry), found {stored!r}")
+        return
+    if f"{s}/index" not in ctx.good or not isinstance(ctx.f.get(f"{s}/data"), h5py.Dataset):
+        return
+    index = ctx.read(f"{s}/index", ctx.n)
+    if index is None:
+        return
+    size = int(ctx.f[f"{s}/data"].shape[0])
+    off, length = index[:, 0], index[:, 1]
+    bad = np.flatnonzero((off < 0) | (length < 0) | (off + length > size))
+    if bad.size:
+        t = bad[0]
+        ctx.error(f"{s}/index", f"expected [offset, length] within {s}/data ({size} bytes), found "
+                  f"[{off[t]}, {length[t]}] at {_steps(bad)}")
+        return
+    present = np.flatnonzero(length > 0)
+    order = present[np.argsort(off[present], kind="stable")]
+    overlap = order[1:][off[order[1:]] < (off + length)[order[:-1]]]
+    if overlap.size:
+        ctx.error(f"{s}/index", f"expected non-overlapping frames, found overlaps at {_steps(np.sort(overlap))}")
+    if dropped is not None:
+        mismatch = np.flatnonzero(dropped.astype(bool) != (length == 0))
+        if mismatch.size:
+            t = mismatch[0]
+            ctx.error(f"{s}/index", f"expected length 0 exactly where `dropped` is True, found length {length[t]} "
+                      f"with dropped={bool(dropped[t])} at {_steps(mismatch)}")
+    _check_frames(ctx, cam, s, enc, index, present, sample_frames)
+
+
+def _check_frames(ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, index: np.ndarray, present: np.ndarray,
+                  sample_frames: int | None) -> None:
+    if sample_frames and present.size > sample_frames:
+        present = present[np.unique(np.linspace(0, present.size - 1, sample_frames).round().astype(int))]
+    want = (cam["height"], cam["width"]) if enc == "png16" else (cam["height"], cam["width"], 3)
+    data = ctx.f[f"{s}/data"]
+    failed: list[tuple[int, str]] = []
+    for t in present:
+        off, n = (int(x) for x in index[t])
+        try:
+            buf = data[off: off + n].tobytes()
+            img = codec.decode_depth(buf) if enc == "png16" else codec.decode_rgb(buf, enc)
+        except Exception as e:  # decoders raise assorted types on garbage
+            failed.append((int(t), f"cannot decode {enc} frame ({type(e).__name__}: {e})"))
+            continue
+        if img.shape != want:
+            failed.append((int(t), f"expected size {want} (camera registry), found {img.shape}"))
+    if failed:
+        t, why = failed[0]
+        ctx.error(f"{s}/data", f"{len(failed)} of {present.size} checked frames bad; first at step {t}: {why}")
+
+
+# ---- datasets and quarantine -------------------------------------------------------------------------
+@dataclass
+class ValidationReport:
+    root: str
+    checked: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    quarantined: dict[str, str] = field(default_factory=dict)  # original path -> quarantine path
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def bad_files(self) -> list[str]:
+        return sorted({p.path for p in self.errors})
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"root": self.root, "checked": len(self.checked), "errors": len(self.errors),
+                "warnings": len(self.warnings), "bad_files": self.bad_files,
+                "problems": [asdict(p) for p in self.problems], "quarantined": self.quarantined}
+
+
+def validate_dataset(root: str | Path, quarantine: bool = False, sample_frames: int | None = None
+                     ) -> ValidationReport:
+    """Validate every episode under `root` (a folder or one file); optionally quarantine files with errors."""
+    root = Path(root)
+    report = ValidationReport(str(root))
+    if not root.exists():
+        report.problems.append(Problem(str(root), "file", "does not exist"))
+        return report
+    for path in list_episodes(root):
+        report.checked.append(str(path))
+        report.problems += validate_episode(path, sample_frames)
+    for path in find_partials(root):
+        report.problems.append(Problem(str(path), "file", "unfinished episode (writer still running, or "
+                                       "crashed): run `robolearn data repair`", "warning"))
+    if quarantine:
+        qroot = root if root.is_dir() else root.parent
+        for bad in report.bad_files:
+            if Path(bad).exists():
+                reason = "; ".join(str(p) for p in report.errors if p.path == bad)
+                report.quarantined[bad] = str(quarantine_file(qroot, Path(bad), reason))
+    return report
+
+
+def find_partials(root: str | Path) -> list[Path]:
+    """`*.h5.partial` files under `root`, outside `_quarantine`."""
+    root = Path(root)
+    if root.is_file():
+        return [root] if root.name.endswith(schema.TMP_SUFFIX) else []
+    return sorted(p for p in root.rglob(f"*{schema.TMP_SUFFIX}") if p.is_file() and QUARANTINE_DIR not in
+                  p.relative_to(root).parts)
+
+
+def quarantine_file(root: str | Path, path: str | Path, reason: str) -> Path:
+    """Move `path` to `<root>/_quarantine/<path relative to root>` (never overwriting: a numbered name is
+    used if taken), fsync, and append a line to `_quarantine/QUARANTINE.log`. Returns the new path."""
+    root, path = Path(root).resolve(), Path(path).resolve()
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        rel = Path(path.name)
+    qdir = root / QUARANTINE_DIR
+    dest = qdir / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while True:
+        try:
+            os.link(path, dest)  # fails instead of replacing an existing file
+            os.unlink(path)
+            break
+        except FileExistsError:
+            dest = dest.with_name(f"{(qdir / rel).name}.{k}")
+            k += 1
+        except OSError:  # no hard links on this file system
+            if dest.exists():
+                dest = dest.with_name(f"{(qdir / rel).name}.{k}")
+                k += 1
+                continue
+            os.replace(path, dest)
+            break
+    for d in {dest.parent, path.parent}:
+        _fsync_dir(d)
+    line = f"{utc_now()}\t{rel.as_posix()}\t{dest.relative_to(qdir).as_posix()}\t{' '.join(reason.split())}\n"
+    with open(qdir / QUARANTINE_LOG, "a", encoding="utf-8") as log:
+        log.write(line)
+        log.flush()
+        os.fsync(log.fileno())
+    return dest
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- CLI --------------------------------------------------------------------------------------------------
+@dataclass
+class ValidateCommand:
+    path: Path = positional(help="dataset folder or episode file")
+    quarantine: bool = opt(False, help="move files with errors to <root>/_quarantine/")
+    sample_frames: int = opt(0, help="decode only N evenly spaced frames per camera stream (0 = all)")
+    json: bool = opt(False, help="print the report as JSON")
+
+
+@command("data", "validate")
+def validate_command(cfg: ValidateCommand) -> int:
+    """Check episodes against the schema (attributes, shapes, NaN/Inf, timestamps, frames); exit 1 on errors."""
+    report = validate_dataset(cfg.path, quarantine=cfg.quarantine, sample_frames=cfg.sample_frames or None)
+    if cfg.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for p in report.problems:
+            print(f"{p.severity.upper():7s} {p}")
+        for src, dst in report.quarantined.items():
+            print(f"QUARANTINED {src} -> {dst}")
+        print(f"checked {len(report.checked)} episodes: {len(report.errors)} errors in {len(report.bad_files)} "
+              f"files, {len(report.warnings)} warnings" + (f", {len(report.quarantined)} quarantined"
+                                                           if cfg.quarantine else ""))
+    return 1 if report.errors else 0
