@@ -26,7 +26,6 @@ import re
 import sqlite3
 import sys
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -453,11 +452,15 @@ def update(root: str | Path, catalog: str | Path | None = None, rebuild: bool = 
 
 def _index_batch(conn: sqlite3.Connection, root: Path, batch: list[str], on_disk: dict[str, tuple[int, int]],
                  known: dict[str, tuple[int, int]], report: IndexReport) -> None:
-    rows, errs = [], []
+    rows, errs, vanished = [], [], []
     for rel in batch:
         path = root / rel
         try:
             st = path.stat()
+        except FileNotFoundError:  # deleted since the scan
+            vanished.append(rel)
+            continue
+        try:
             rows.append(read_entry(path, rel, st))
         except EpisodeError as e:
             errs.append((rel, *on_disk[rel], e.field, e.problems[0].message))
@@ -472,9 +475,10 @@ def _index_batch(conn: sqlite3.Connection, root: Path, batch: list[str], on_disk
     seen = _utc_now()
     with _transaction(conn):
         write_entries(conn, rows)
-        conn.executemany("DELETE FROM episodes WHERE path = ?", ((e[0],) for e in errs))
+        conn.executemany("DELETE FROM episodes WHERE path = ?", [(e[0],) for e in errs] + [(p,) for p in vanished])
         conn.executemany("INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?, ?)", (e + (seen,) for e in errs))
-    report.removed += sum(1 for e in errs if e[0] in known)  # an indexed file that became unreadable
+    # an indexed file that became unreadable or vanished no longer has a row
+    report.removed += sum(1 for e in errs if e[0] in known) + sum(1 for p in vanished if p in known)
 
 
 # ---- filters and queries ---------------------------------------------------------------------------------
@@ -594,7 +598,7 @@ def select_paths(root_or_catalog: str | Path, filters: Sequence[str] | None = No
     refreshed first (unless update_catalog=False)."""
     cat, root, _ = ensure_catalog(root_or_catalog, refresh=update_catalog)
     root = root.absolute()
-    return [root / r[0] for r in _select(cat, ("path",), filters, sql, None)]
+    return _select(cat, ("path",), filters, sql, None, lambda r: root / r[0])
 
 
 def errors(catalog_path: str | Path) -> list[tuple[str, str, str]]:
@@ -628,7 +632,7 @@ def _group_column(by: str) -> str | None:
                        f"({', '.join(COLUMNS)})")
 
 
-def _group_key(by: str, col: str, row: tuple) -> str:
+def _group_key(by: str, row: tuple) -> str:
     # Scene ids are unique within a household only, so a scene group is "household/scene_id".
     return f"{row[2]}/{row[1]}" if by == "scene" else str(row[1])
 
@@ -657,7 +661,7 @@ def split(catalog: str | Path, by: str = "scene", holdout: Sequence[str] | None 
     else:
         groups: dict[str, list[str]] = {}
         for r in rows:
-            groups.setdefault(_group_key(by, col, r), []).append(r[0])
+            groups.setdefault(_group_key(by, r), []).append(r[0])
         val_set = (_holdout_groups(groups, holdout, by) if holdout
                    else _draw_groups(groups, val_fraction, seed))
         train_groups = sorted(g for g in groups if g not in val_set)
@@ -799,7 +803,7 @@ def index_command(cfg: IndexCommand) -> int:
     """Build or incrementally update the episode catalog (SQLite) of a dataset."""
     try:
         rep = update(cfg.root, cfg.catalog, rebuild=cfg.rebuild, progress=_progress_printer())
-    except (CatalogError, FileNotFoundError) as e:
+    except (CatalogError, FileNotFoundError, sqlite3.Error) as e:
         _err(f"robolearn data index: {e}")
         return 2
     save_config(cfg, rep.catalog.parent, "index")
@@ -832,7 +836,7 @@ def query_command(cfg: QueryCommand) -> int:
         for c in cols:
             _check_column(c, "--columns")
         rows = query(cat, cfg.where, cfg.sql, cfg.limit)
-    except (CatalogError, FileNotFoundError) as e:
+    except (CatalogError, FileNotFoundError, sqlite3.Error) as e:
         _err(f"robolearn data query: {e}")
         return 2
     if cfg.format == "paths":
@@ -879,7 +883,7 @@ def split_command(cfg: SplitCommand) -> int:
         res = split(target, by=cfg.by, holdout=cfg.holdout, val_fraction=cfg.val_fraction, seed=cfg.seed,
                     filters=cfg.where, name=cfg.name, overwrite=cfg.overwrite,
                     update_catalog=cfg.catalog is None)
-    except (CatalogError, FileNotFoundError) as e:
+    except (CatalogError, FileNotFoundError, sqlite3.Error) as e:
         _err(f"robolearn data split: {e}")
         return 2
     save_config(cfg, res.folder, "split")

@@ -14,26 +14,36 @@ Batches add a leading batch dimension (language becomes a list). Images stay uin
 side, ideally on the GPU); they come as a channels-last view (strides of (B, k, H, W, 3)) because the JPEG
 decoder writes HWC straight into the batch buffer; `.contiguous()` gives a packed CHW copy if one is needed.
 
-Speed and memory, per worker process:
+Speed and memory, per worker process (all bounded, so memory stays flat over an epoch):
 - The index (episode, step) is built once from each file's `num_steps` attribute; no per-step data is read
-  at construction (unless `check_finite` is asked for).
+  at construction (unless `check_finite` is asked for). Bad files found there raise an EpisodeError naming
+  the file and field, or with `skip_bad` are left out and listed in `dataset.skipped`.
 - Files are opened lazily in the process that reads them, so the dataset pickles without handles and each
   DataLoader worker opens its own (the owner pid is tracked; state inherited through fork is dropped).
 - Each episode's low-dim arrays (proprio, actions, language index) are read once, normalised once, and kept
-  in an LRU of `lowdim_cache` episodes. Frame bytes are read with `os.pread` at the HDF5 chunk addresses
-  (reader.ByteStream); at most `max_open_files` episodes hold an open file/descriptor at any time.
-- `__getitems__` builds a whole batch with one call (torch's batched fetch): JPEG frames are decoded
-  straight into the batch buffer, which inside a worker is allocated in shared memory, so handing the batch
-  to the main process copies nothing. Pass `collate_fn=EpisodeDataset.collate` (or use `.dataloader()`).
+  in an LRU of `lowdim_cache` episodes (robomimic's low_dim cache, bounded). Frame bytes are read with
+  `os.pread` at the HDF5 chunk addresses (reader.ByteStream), so the h5py file is closed again right after
+  the episode's arrays are read; at most `max_open_files` episodes keep descriptors open (LRU).
+- `__getitems__` builds a whole batch in one call (torch's batched fetch): JPEG frames are decoded straight
+  into the batch buffer. Inside a DataLoader worker that buffer is shared memory taken from a small per-worker
+  pool (see "batch buffers" below), so handing the batch over copies nothing and fresh pages are not faulted
+  in for every batch. Pass `collate_fn=EpisodeDataset.collate` to the DataLoader (or use `.dataloader()`).
 - An optional LRU of decoded frames (`frame_cache`, in frames) helps when samples overlap heavily.
+
+Normalisation (off by default) uses a stats dict from robolearn.data.stats: mean/std, or min/max to
+[-1, 1]; `unnormalize_action` inverts it. The default action is the commanded action form of the episodes
+(attribute `action_space`) followed by `action/gripper_position`; the default proprio is every robot_state
+field in schema order.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Sequence
@@ -70,11 +80,12 @@ class LoaderConfig:
     norm_eps: float = 1e-6  # std / half-range below this is treated as 1 (constant dimensions)
     frame_cache: int = 0  # decoded frames kept per worker (LRU); 0 = off
     lowdim_cache: int = 256  # episodes whose low-dim arrays are kept per worker (LRU)
-    max_open_files: int = 32  # episodes with an open file/descriptor per worker (LRU)
+    max_open_files: int = 64  # episodes with open descriptors per worker (LRU)
     skip_bad: bool = False  # leave out bad episodes (listed in `dataset.skipped`) instead of raising
     check_finite: bool = False  # at construction, read the low-dim arrays and reject NaN/Inf
     fast_decode: bool = True  # libjpeg-turbo fast DCT and upsampling (as reader.Episode.frame)
     shared_memory: bool = True  # in DataLoader workers, build batches in shared memory (no copy on hand-off)
+    buffer_pool: int = 8  # shared batch buffers reused per worker (0: a fresh one per batch; see below)
 
     def __post_init__(self) -> None:
         if self.history < 1 or self.chunk < 1:
@@ -82,6 +93,8 @@ class LoaderConfig:
         for name in ("normalize_action", "normalize_proprio"):
             if getattr(self, name) not in NORM_MODES:
                 raise ValueError(f"{name} must be one of {NORM_MODES}, got {getattr(self, name)!r}")
+        if self.buffer_pool < 0:
+            raise ValueError(f"buffer_pool must be >= 0, got {self.buffer_pool}")
         for name in ("lowdim_cache", "max_open_files"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -224,8 +237,16 @@ class _EpisodeData:
         self.proprio, self.action, self.lang, self.instructions, self.src = proprio, action, lang, instructions, src
         self.streams: list[ByteStream] | None = None
         self.h5: h5py.File | None = None  # kept open only when a stream cannot be read with pread
+        # Per camera, the file offset of each frame's bytes when they lie inside one stored chunk (else -1)
+        # and their length: one os.pread per frame. Other frames go through ByteStream.raw.
+        self.pos: list[np.ndarray] = []
+        self.size: list[np.ndarray] = []
+        self.fd: int | None = None
 
     def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
         for s in self.streams or ():
             s.close()
         if self.h5 is not None:
@@ -242,6 +263,8 @@ class _WorkerState:
         self.episodes: OrderedDict[int, _EpisodeData] = OrderedDict()  # low-dim LRU
         self.open: OrderedDict[int, _EpisodeData] = OrderedDict()  # episodes holding a file/descriptor
         self.frames: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()  # decoded-frame LRU
+        self.pool: _BufferPool | None = None
+        self.layouts: dict[int, _Layout] = {}  # by batch size
 
     def close(self) -> None:
         for ed in self.open.values():
@@ -251,13 +274,178 @@ class _WorkerState:
         self.frames.clear()
 
 
-def _alloc(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
-    """An uninitialised tensor; in shared memory when it is going to another process anyway."""
-    if not shared:
-        return torch.empty(shape, dtype=dtype)
-    numel = int(np.prod(shape, dtype=np.int64))
-    storage = torch.UntypedStorage._new_shared(numel * torch.empty((), dtype=dtype).element_size())
-    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+def _frame_extents(stream: ByteStream) -> tuple[np.ndarray, np.ndarray]:
+    """(file offset or -1, length) of each frame of a byte stream: the offset is known when the store is an
+    uncompressed chunked dataset (the ByteStream's pread path) and the frame lies inside one chunk."""
+    off, size = stream.index[:, 0], stream.index[:, 1]
+    chunks, clen = getattr(stream, "_chunks", None), getattr(stream, "_chunk_len", 0)
+    if chunks is None or not clen:
+        return np.full(len(off), -1, np.int64), size.astype(np.int64)
+    c, within = np.divmod(off, clen)
+    inside = (within + size <= clen) & (c < len(chunks))
+    pos = np.where(inside, chunks[np.minimum(c, len(chunks) - 1)] + within, -1)
+    return pos.astype(np.int64), size.astype(np.int64)
+
+
+# ---- batch buffers ------------------------------------------------------------------------------------
+# A batch built in a DataLoader worker goes to the main process through shared memory. Fresh shared memory
+# for every batch costs more than decoding the JPEGs into it (page faults on allocation, unmapping on free,
+# and a descriptor handed over a socket per storage), so each worker keeps a small pool of shared buffers:
+#
+# - A pooled batch is pickled as (pool id, buffer index, layout) plus the non-tensor items; the buffer's
+#   storage itself travels (as a torch shared storage) only until the main process acknowledges that it
+#   has mapped it, and so does the pool's flag array. After that a batch costs no descriptor and no mmap.
+# - The main process builds the batch tensors on a fresh alias of the mapped buffer and keeps a weak
+#   reference to that alias. When every tensor of the batch has been freed the alias expires, and the next
+#   arrival clears the buffer's in-use flag (shared memory the worker reads).
+# - A worker refills only a buffer whose flag is clear; otherwise it takes a new one (at most `buffer_pool`
+#   per worker) or an unpooled one. A batch the training loop still holds is never overwritten; tensors
+#   forwarded to another process are copied by torch (the alias is not a torch shared storage).
+# - The main process drops the mappings of a pool once its worker process has exited.
+
+_ALIGN = 64
+# libjpeg-turbo writes its output with non-temporal stores when the output rows are 32-byte aligned; for
+# frames of this size that measured ~20% slower than ordinary stores, so image regions start 16 bytes past
+# a 64-byte boundary (their rows, W*3 bytes apart, then all sit at 16 mod 32).
+_IMAGE_SHIFT = 16
+Fields = list[tuple[str, tuple[int, ...], torch.dtype]]
+
+
+class _Layout:
+    """Where each tensor of a batch of a given size lives in one packed storage."""
+
+    def __init__(self, fields: Fields):
+        self.fields, self.offsets, off = fields, [], 0
+        for name, shape, dtype in fields:
+            shift = _IMAGE_SHIFT if name.startswith("images/") else 0
+            self.offsets.append(off + shift)
+            n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize + shift
+            off += -(-n // _ALIGN) * _ALIGN
+        self.nbytes = max(off, _ALIGN)
+
+    def tensors(self, storage: torch.UntypedStorage) -> dict[str, torch.Tensor]:
+        """The batch tensors on `storage`, images permuted to (B, k, 3, H, W)."""
+        out = {}
+        for (name, shape, dtype), off in zip(self.fields, self.offsets):
+            t = torch.empty(0, dtype=dtype).set_(storage, off // dtype.itemsize, shape)
+            out[name] = t.permute(0, 1, 4, 2, 3) if name.startswith("images/") else t
+        return out
+
+    def views(self, storage: torch.UntypedStorage) -> "_Buffers":
+        return _Buffers(self, storage)
+
+
+class _Buffers:
+    """One batch buffer: numpy views the loader fills (images HWC) and the tensors handed out."""
+
+    def __init__(self, layout: _Layout, storage: torch.UntypedStorage):
+        self.layout, self.storage = layout, storage
+        self.out = layout.tensors(storage)
+        self.arrays = {name: (t.permute(0, 1, 3, 4, 2) if name.startswith("images/") else t).numpy()
+                       for name, t in self.out.items()}
+
+
+class _BufferPool:
+    """Shared-memory batch buffers of one worker process and their flags (see above)."""
+
+    def __init__(self, max_slots: int):
+        self.id = f"{os.getpid()}-{uuid.uuid4().hex}"
+        self.max_slots = max_slots
+        # [0, n): buffer in use; [n, 2n): main process has mapped buffer i; [2n]: main process has the flags
+        self.flags = torch.empty(0, dtype=torch.int32).set_(
+            torch.UntypedStorage._new_shared(4 * (2 * max_slots + 1)), 0, (2 * max_slots + 1,))
+        self.flags.zero_()
+        self._flags = self.flags.numpy()
+        # per buffer: its size, its storage, and its views by batch size
+        self.slots: list[tuple[int, torch.UntypedStorage, dict[int, _Buffers]]] = []
+
+    def acquire(self, layout: _Layout, b: int) -> tuple[int, _Buffers]:
+        """A free buffer marked in use (index, views), or index -1 and an unpooled buffer."""
+        for i, (n, storage, views) in enumerate(self.slots):
+            if n >= layout.nbytes and self._flags[i] == 0:
+                self._flags[i] = 1
+                if b not in views:
+                    views[b] = layout.views(storage)
+                return i, views[b]
+        storage = torch.UntypedStorage._new_shared(layout.nbytes)
+        if len(self.slots) < self.max_slots:
+            views = {b: layout.views(storage)}
+            self.slots.append((layout.nbytes, storage, views))
+            self._flags[len(self.slots) - 1] = 1
+            return len(self.slots) - 1, views[b]
+        return -1, layout.views(storage)  # every buffer still in use: an unpooled one
+
+    def lease(self, slot: int, bufs: _Buffers) -> tuple[Any, ...]:
+        """What the main process needs to rebuild a batch in buffer `slot`."""
+        n = self.max_slots
+        flags = None if self._flags[2 * n] else self.flags
+        storage = None if self._flags[n + slot] else torch.empty(0, dtype=torch.uint8).set_(
+            self.slots[slot][1], 0, (self.slots[slot][0],))
+        return self.id, n, slot, flags, storage, bufs.layout.fields, bufs.layout.offsets
+
+
+class _PooledBatch(dict):
+    """A batch in a pooled buffer: pickles as its lease and non-tensor items, unpickles as a plain dict."""
+
+    lease: tuple[Any, ...] = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        pooled = {f[0] for f in self.lease[5]}
+        extras = {k: v for k, v in self.items() if k not in pooled}  # language, anything added by a subclass
+        return _receive_batch, (self.lease, extras, list(self))
+
+
+# main process: pool id -> {"flags": ndarray, "slots": {index: uint8 ndarray over the mapped buffer}}
+_POOLS: dict[str, dict[str, Any]] = {}
+_LEASES: list[tuple[Any, np.ndarray, int]] = []  # (weak ref to a batch's alias storage, flags, buffer index)
+_LEASE_LOCK = threading.Lock()
+_RECEIVED = [0]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _receive_batch(lease: tuple[Any, ...], extras: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    pool_id, n, slot, flags, storage, fields, offsets = lease
+    with _LEASE_LOCK:
+        pool = _POOLS.setdefault(pool_id, {"flags": None, "slots": {}})
+        if flags is not None and pool["flags"] is None:
+            pool["flags"] = flags.numpy()
+            pool["flags"][2 * n] = 1  # the worker may stop sending the flags
+        if storage is not None:
+            pool["slots"][slot] = storage.numpy()
+            pool["flags"][n + slot] = 1  # ... and this buffer's storage
+        alias = torch.frombuffer(pool["slots"][slot], dtype=torch.uint8)  # a new storage on the same memory
+        layout = _Layout.__new__(_Layout)
+        layout.fields, layout.offsets = fields, offsets
+        tensors = layout.tensors(alias.untyped_storage())
+        keep = []
+        for ref, fl, i in _LEASES:
+            if ref.expired():
+                fl[i] = 0  # every tensor of that batch is gone: the worker may refill its buffer
+            else:
+                keep.append((ref, fl, i))
+        keep.append((StorageWeakRef(alias.untyped_storage()), pool["flags"], slot))
+        _LEASES[:] = keep
+        _RECEIVED[0] += 1
+        if _RECEIVED[0] % 256 == 0:
+            _forget_exited_pools()
+    return {k: tensors[k] if k in tensors else extras[k] for k in order}
+
+
+def _forget_exited_pools() -> None:
+    """Main process: drop the buffer mappings of workers that have exited (call with _LEASE_LOCK held)."""
+    for key in [k for k in _POOLS if not _pid_alive(int(k.split("-")[0]))]:
+        del _POOLS[key]
 
 
 # ---- the dataset -------------------------------------------------------------------------------------
@@ -405,7 +593,8 @@ class EpisodeDataset(Dataset):
     def cache_info(self) -> dict[str, int]:
         st = self._state
         return {"episodes": len(st.episodes) if st else 0, "open": len(st.open) if st else 0,
-                "frames": len(st.frames) if st else 0}
+                "frames": len(st.frames) if st else 0,
+                "buffers": len(st.pool.slots) if st and st.pool else 0}
 
     # ---- reading ---------------------------------------------------------------------------------
     def _load(self, i: int) -> _EpisodeData:
@@ -424,7 +613,7 @@ class EpisodeDataset(Dataset):
             for c in self.cameras:
                 present = f[f"{schema.camera_group(c)}/rgb/index"][:n, 1] > 0
                 src.append(np.maximum.accumulate(np.where(present, np.arange(n), -1)))
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, TypeError) as e:
             raise EpisodeError(info.path, "file", f"cannot read low-dim arrays: {e}") from None
         finally:
             f.close()
@@ -450,10 +639,13 @@ class EpisodeDataset(Dataset):
             except Exception:
                 f.close()
                 raise
+            ed.pos, ed.size = zip(*(_frame_extents(s) for s in ed.streams)) if ed.streams else ((), ())
             if all(getattr(s, "_chunks", None) is not None for s in ed.streams):
-                f.close()  # pread path: the streams need only a descriptor, opened lazily by raw()
+                f.close()  # pread path: only descriptors are needed
             else:
                 ed.h5 = f  # h5py fallback path: the file stays open while the episode is in `open`
+        if ed.fd is None:
+            ed.fd = os.open(self.episodes[i].path, os.O_RDONLY)
         return ed.streams
 
     def _episode(self, st: _WorkerState, i: int) -> _EpisodeData:
@@ -468,34 +660,43 @@ class EpisodeDataset(Dataset):
             st.episodes.move_to_end(i)
         return ed
 
-    def _decode_into(self, out: np.ndarray, stream: ByteStream, i: int, src: int) -> None:
-        """Decode frame `src` of `stream` into `out` (H, W, 3): JPEG straight into the buffer, same options
-        as codec.decode_rgb; other encodings through codec.decode_rgb and a copy."""
+    def _decode_all(self, jobs: list[tuple[np.ndarray, bytes, ByteStream, int, int, int]]) -> None:
+        """Decode each job's frame bytes into its `out` (H, W, 3): JPEG straight into the buffer with the
+        options of codec.decode_rgb; other encodings through codec.decode_rgb and a copy."""
         fast = self.config.fast_decode
+        decode = simplejpeg.decode_jpeg
+        job = None
         try:
-            buf = stream.raw(src)
-            if stream.encoding == "jpeg":
-                img = simplejpeg.decode_jpeg(buf, colorspace="RGB", fastdct=fast, fastupsample=fast, buffer=out)
-            else:
-                img = codec.decode_rgb(buf, stream.encoding, fast=fast)
-            if img.shape != out.shape:
-                raise ValueError(f"decoded frame is {img.shape}")
+            for job in jobs:
+                out, buf, stream = job[0], job[1], job[2]
+                if stream.encoding == "jpeg":
+                    img = decode(buf, "RGB", fast, fast, buffer=out)
+                else:
+                    img = codec.decode_rgb(buf, stream.encoding, fast=fast)
+                    if img.shape == out.shape:
+                        out[...] = img
+                if img.shape != out.shape:
+                    raise ValueError(f"decoded frame is {img.shape}")
         except (ValueError, OSError) as e:
+            out, _, stream, i, _, src = job
             raise EpisodeError(self.episodes[i].path, f"{stream.name}[{src}]",
                                f"cannot decode {stream.encoding} frame of the expected shape {out.shape}: {e}"
                                ) from None
-        if stream.encoding != "jpeg":
-            out[...] = img
 
     def __len__(self) -> int:
         return int(self._ep.size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        batch = self.__getitems__([index])
+        """One sample (tensors without the batch dimension)."""
+        batch = self._fetch([index], pooled=False)
         return {k: v[0] for k, v in batch.items()}
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
-        """A whole batch as a dict of stacked tensors (see the module doc)."""
+        """A whole batch as a dict of stacked tensors (see the module doc); torch's DataLoader calls this
+        with each batch of indices. Use `EpisodeDataset.collate` as the DataLoader's collate_fn."""
+        return self._fetch(indices, pooled=True)
+
+    def _fetch(self, indices: Sequence[int], pooled: bool) -> dict[str, Any]:
         cfg, st = self.config, self._worker()
         idx = np.asarray(indices, np.int64)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
@@ -507,13 +708,17 @@ class EpisodeDataset(Dataset):
         last = self._len[ep][:, None] - 1
         obs_pad, action_pad = hist < 0, act > last
         hist, act = np.maximum(hist, 0), np.minimum(act, last)
-        shared = cfg.shared_memory and get_worker_info() is not None
-        images = [_alloc((b, k, *self.image_sizes[c], 3), torch.uint8, shared) for c in self.cameras]
-        views = [im.numpy() for im in images]
-        proprio = np.empty((b, k, self.proprio_norm.shift.size), np.float32)
-        action = np.empty((b, h, self.action_norm.shift.size), np.float32)
+        bufs, lease = self._alloc_batch(st, b, pooled)
+        arrays = bufs.arrays
+        views = [arrays[f"images/{c}"] for c in self.cameras]
+        proprio, action = arrays["proprio"], arrays["action"]
         language: list[str] = []
+        # Pass 1: low-dim values, and which frame goes where; frame bytes are read here. Pass 2 decodes every
+        # JPEG of the batch in one tight loop (the decoder's tables stay in cache), then pass 3 fills repeats.
         frames, cache_size = st.frames, cfg.frame_cache
+        jobs: list[tuple[np.ndarray, bytes, ByteStream, int, int, int]] = []  # out, bytes, stream, episode, cam, step
+        copies: list[tuple[np.ndarray, np.ndarray]] = []  # (out, decoded slot holding the same frame)
+        seen: dict[tuple[int, int, int], np.ndarray] = {}  # frames decoded for this batch
         for n, (i, ti, hi) in enumerate(zip(ep.tolist(), t.tolist(), hist)):
             ed = self._episode(st, i)
             proprio[n] = ed.proprio[hi]
@@ -521,35 +726,63 @@ class EpisodeDataset(Dataset):
             if cfg.language:
                 language.append(ed.instructions[ed.lang[ti]])
             streams = self._open(st, i, ed)
+            fd = ed.fd
             for c, (stream, view) in enumerate(zip(streams, views)):
-                prev = -2
+                pos, size = ed.pos[c], ed.size[c]
                 for j, s in enumerate(ed.src[c][hi].tolist()):
                     out = view[n, j]
-                    if s == prev:  # same stored frame as the previous slot (padding, dropped frames)
-                        out[...] = view[n, j - 1]
-                    elif s < 0:  # nothing recorded yet on this camera: black, as Episode.frame
+                    if s < 0:  # nothing recorded yet on this camera: black, as Episode.frame
                         out[...] = 0
-                    elif cache_size:
-                        key = (i, c, s)
-                        img = frames.get(key)
-                        if img is None:
-                            self._decode_into(out, stream, i, s)
-                            frames[key] = out.copy()
-                            if len(frames) > cache_size:
-                                frames.popitem(last=False)
-                        else:
-                            frames.move_to_end(key)
-                            out[...] = img
+                        continue
+                    key = (i, c, s)
+                    if key in seen:  # padding, dropped frames, overlapping samples
+                        copies.append((out, seen[key]))
+                        continue
+                    seen[key] = out
+                    img = frames.get(key) if cache_size else None
+                    if img is None:
+                        p = pos[s]
+                        jobs.append((out, os.pread(fd, size[s], p) if p >= 0 else stream.raw(s), stream, i, c, s))
                     else:
-                        self._decode_into(out, stream, i, s)
-                    prev = s
-        batch: dict[str, Any] = {f"images/{c}": im.permute(0, 1, 4, 2, 3) for c, im in zip(self.cameras, images)}
-        batch.update(proprio=torch.from_numpy(proprio), action=torch.from_numpy(action),
-                     obs_pad=torch.from_numpy(obs_pad), action_pad=torch.from_numpy(action_pad),
-                     episode=torch.from_numpy(ep), step=torch.from_numpy(t))
+                        frames.move_to_end(key)
+                        out[...] = img
+        self._decode_all(jobs)
+        for out, src in copies:
+            out[...] = src
+        if cache_size:
+            for out, _, _, i, c, s in jobs:
+                frames[(i, c, s)] = out.copy()
+                if len(frames) > cache_size:
+                    frames.popitem(last=False)
+        for name, val in (("obs_pad", obs_pad), ("action_pad", action_pad), ("episode", ep), ("step", t)):
+            arrays[name][...] = val
+        batch: dict[str, Any] = _PooledBatch() if lease is not None else {}
+        if lease is not None:
+            batch.lease = lease
+        batch.update(bufs.out)
         if cfg.language:
             batch["language"] = language
         return batch
+
+    def _alloc_batch(self, st: _WorkerState, b: int, pooled: bool) -> tuple[_Buffers, tuple[Any, ...] | None]:
+        """Every tensor of a batch, packed in one storage: shared and pooled inside a DataLoader worker."""
+        layout = st.layouts.get(b)
+        if layout is None:
+            k, h = self.config.history, self.config.chunk
+            layout = st.layouts[b] = _Layout(
+                [(f"images/{c}", (b, k, *self.image_sizes[c], 3), torch.uint8) for c in self.cameras] + [
+                    ("proprio", (b, k, self.proprio_norm.shift.size), torch.float32),
+                    ("action", (b, h, self.action_norm.shift.size), torch.float32),
+                    ("obs_pad", (b, k), torch.bool), ("action_pad", (b, h), torch.bool),
+                    ("episode", (b,), torch.int64), ("step", (b,), torch.int64)])
+        if not (self.config.shared_memory and get_worker_info() is not None):
+            return layout.views(torch.UntypedStorage(layout.nbytes)), None
+        if self.config.buffer_pool == 0 or not pooled:
+            return layout.views(torch.UntypedStorage._new_shared(layout.nbytes)), None
+        if st.pool is None:
+            st.pool = _BufferPool(self.config.buffer_pool)
+        slot, bufs = st.pool.acquire(layout, b)
+        return bufs, (st.pool.lease(slot, bufs) if slot >= 0 else None)
 
     # ---- batching --------------------------------------------------------------------------------
     @staticmethod

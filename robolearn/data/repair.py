@@ -3,9 +3,11 @@
 A writer that crashes leaves `<name>.h5.partial`, an HDF5 file in SWMR state that can only be opened with
 SWMR read. For each such file `repair_dataset`:
 
-1. finds the committed length n: rows whose commit marker (`timestamp/control/step_end_ns`, written last in
-   every flush) is non-zero, cut to the shortest per-step dataset, to the first row whose frame bytes lie
-   past the byte store or are missing, and so that the last row's frames decode;
+1. opens it with SWMR read (bounded metadata retries, so a damaged file fails fast) and finds the committed
+   length n: rows whose commit marker (`timestamp/control/step_end_ns`, written last in every flush) and
+   other control timestamps are non-zero, cut to the shortest per-step dataset, to the first row whose
+   frame lies past the byte store or is empty without being marked dropped, and before each stream's
+   trailing frames that do not decode (bytes that never reached the disk);
 2. copies every dataset (per-step ones cut to n, byte stores cut to the bytes those rows use) and every
    attribute into a fresh temp file written like the writer writes (libver latest), with complete=False,
    num_steps=n, is_last[n-1]=True and a `repair` attribute (JSON: time, steps on disk, salvaged steps,
@@ -36,17 +38,19 @@ from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import open_h5
-from robolearn.data.validate import find_partials, quarantine_file, validate_episode
+from robolearn.data.validate import find_partials, open_swmr, quarantine_file, validate_episode
 from robolearn.data.writer import fsync_path, publish, utc_now
 
 SALVAGE_TMP_SUFFIX = ".h5.salvage-tmp"  # temp name of a salvaged copy: matches neither *.h5 nor *.h5.partial
 BYTE_STREAMS = ("rgb", "depth")
+_H5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)  # what h5py raises on damaged files
+READ_ATTEMPTS = 3  # SWMR metadata read attempts: the writer is gone, so a bad checksum is damage, not a race
 
 
 @dataclass
 class RepairResult:
     partial: Path
-    action: str  # salvaged | published | quarantined | skipped | (dry run:) would-salvage | would-quarantine ...
+    action: str  # salvaged | published | unlinked | quarantined | skipped; dry run: would-<action>
     reason: str
     steps_on_disk: int = 0
     salvaged_steps: int = 0
@@ -70,7 +74,7 @@ class RepairResult:
     @property
     def lost(self) -> bool:
         """True when this episode's recorded data could not be salvaged."""
-        return self.action in ("quarantined", "would-quarantine", "failed")
+        return self.action in ("quarantined", "would-quarantine")
 
 
 # ---- the committed length -----------------------------------------------------------------------------
@@ -114,9 +118,9 @@ def committed_length(f: h5py.File) -> tuple[int, int, str]:
         cut = _first_bad_row(f, s, n)
         if cut < n:
             n, why = cut, f"{s}/index: frame of step {cut} is missing or past the end of the byte store"
-    cut = _last_decodable(f, n)
+    cut, cut_why = _decodable_prefix(f, n)
     if cut < n:
-        n, why = cut, f"frame of step {cut} does not decode"
+        n, why = cut, cut_why
     return n, on_disk, why
 
 
@@ -134,27 +138,30 @@ def _first_bad_row(f: h5py.File, s: str, n: int) -> int:
     return int(rows[0]) if rows.size else n
 
 
-def _last_decodable(f: h5py.File, n: int) -> int:
-    """Cut trailing rows whose frames do not decode (bytes that never reached the disk)."""
-    streams = _stream_groups(f)
-    while n > 0:
-        ok = True
-        for s in streams:
-            off, length = (int(x) for x in f[f"{s}/index"][n - 1])
-            if length == 0:
-                continue
-            enc = f[s].attrs.get("encoding", "jpeg")
-            enc = enc.decode() if isinstance(enc, bytes) else str(enc)
-            try:
-                buf = f[f"{s}/data"][off: off + length].tobytes()
-                codec.decode_depth(buf) if enc == "png16" else codec.decode_rgb(buf, enc)
-            except Exception:
-                ok = False
+def _decodable_prefix(f: h5py.File, n: int) -> tuple[int, str]:
+    """Cut each stream's trailing frames that do not decode (bytes that never reached the disk): walk back
+    from row n-1 over the stream's present frames until one decodes. Undecodable frames followed by good
+    ones are damage, not a crash tail: they are kept (and reported by validate)."""
+    why = ""
+    for s in _stream_groups(f):
+        index = f[f"{s}/index"][:n]
+        enc = f[s].attrs.get("encoding", "jpeg")
+        enc = enc.decode() if isinstance(enc, bytes) else str(enc)
+        for t in np.flatnonzero(index[:, 1] > 0)[::-1]:
+            if _decodes(f[f"{s}/data"], index[t], enc):
                 break
-        if ok:
-            return n
-        n -= 1
-    return 0
+            n, why = int(t), f"{s}: frame of step {t} does not decode"
+    return n, why
+
+
+def _decodes(data: h5py.Dataset, entry: np.ndarray, enc: str) -> bool:
+    off, length = int(entry[0]), int(entry[1])
+    try:
+        buf = data[off: off + length].tobytes()
+        codec.decode_depth(buf) if enc == "png16" else codec.decode_rgb(buf, enc)
+        return True
+    except Exception:  # decoders raise assorted types on garbage
+        return False
 
 
 # ---- copying ------------------------------------------------------------------------------------------------
@@ -212,9 +219,8 @@ def _held_open(path: Path) -> bool:
     if not proc.is_dir():
         return False
     target = str(path.resolve())
-    me = os.getpid()
     for pid_dir in proc.iterdir():
-        if not pid_dir.name.isdigit() or int(pid_dir.name) == me:
+        if not pid_dir.name.isdigit():
             continue
         try:
             for fd in (pid_dir / "fd").iterdir():
@@ -230,8 +236,9 @@ def _finished_close(path: Path) -> bool:
     the rename: a normal, non-SWMR open succeeds only on a cleanly closed file."""
     try:
         with h5py.File(path, "r") as f:
-            return bool(f.attrs.get("complete", False))
-    except (OSError, RuntimeError):
+            done = f.attrs.get("complete", False)
+            return isinstance(done, (bool, np.bool_)) and bool(done)
+    except _H5_ERRORS:
         return False
 
 
@@ -274,17 +281,17 @@ def repair_partial(path: str | Path, root: str | Path, dry_run: bool = False, mi
 
 def _salvage(path: Path, root: Path, final: Path, dry_run: bool) -> RepairResult:
     try:
-        src = open_h5(path, swmr=True)
-    except EpisodeError as e:
+        src = open_swmr(path, READ_ATTEMPTS)
+    except (EpisodeError, *_H5_ERRORS) as e:
         try:  # a writer that died before switching to SWMR: a plain open may still work
             src = open_h5(path)
-        except EpisodeError:
+        except (EpisodeError, *_H5_ERRORS):
             return _give_up(path, root, f"cannot open: {e}", 0, dry_run)
     tmp = final.with_name(final.name[: -len(schema.EPISODE_SUFFIX)] + SALVAGE_TMP_SUFFIX)
     try:
         try:
             n, on_disk, why = committed_length(src)
-        except (OSError, RuntimeError, ValueError, KeyError) as e:
+        except _H5_ERRORS as e:
             return _give_up(path, root, f"cannot read: {e}", 0, dry_run)
         if n == 0:
             return _give_up(path, root, f"no committed steps ({why})", on_disk, dry_run)
@@ -292,9 +299,9 @@ def _salvage(path: Path, root: Path, final: Path, dry_run: bool) -> RepairResult
             return RepairResult(path, "would-salvage", why, on_disk, n, output=final)
         try:
             write_salvaged(src, tmp, n, on_disk, why, path)
-        except (OSError, RuntimeError, ValueError, KeyError) as e:
+        except _H5_ERRORS as e:  # damaged beyond the commit marker's reach: keep the original, aside
             tmp.unlink(missing_ok=True)
-            return RepairResult(path, "failed", f"could not write the salvaged copy: {e}", on_disk, n)
+            return _give_up(path, root, f"cannot copy {n} committed steps: {e}", on_disk, dry_run)
     finally:
         src.close()
     errors = [p for p in validate_episode(tmp) if p.severity == "error"]

@@ -299,8 +299,8 @@ def _select(cfg: StatsCommand) -> list[Path]:
     return list(select(cfg.root, list(cfg.where)))
 
 
-def _fmt(values: list[float], n: int = 4) -> str:
-    s = " ".join(f"{v:+.3g}" for v in values[:n])
+def _fmt(values: list[float], n: int = 3) -> str:
+    s = " ".join(f"{v:+9.3g}" for v in values[:n])
     return s + (" ..." if len(values) > n else "")
 
 
@@ -328,10 +328,10 @@ def stats_command(cfg: StatsCommand) -> int:
     out = save_stats(st, cfg.out or root / STATS_FILE)
     print(f"{st['num_episodes']} episodes, {st['num_steps']} steps -> {out}")
     width = max(len(k) for k in st["stats"])
-    print(f"{'key':<{width}}  {'dim':>3}  {'mean':<28}  {'std':<28}  {'min':<28}  max")
+    print(f"{'key':<{width}}  {'dim':>3}  {'mean':<34}  {'std':<34}  {'min':<34}  max")
     for k, s in st["stats"].items():
-        print(f"{k:<{width}}  {len(s['mean']):>3}  {_fmt(s['mean']):<28}  {_fmt(s['std']):<28}  "
-              f"{_fmt(s['min']):<28}  {_fmt(s['max'])}")
+        print(f"{k:<{width}}  {len(s['mean']):>3}  {_fmt(s['mean']):<34}  {_fmt(s['std']):<34}  "
+              f"{_fmt(s['min']):<34}  {_fmt(s['max'])}")
     for s in st["skipped"]:
         print(f"skipped {s['path']}: {s['field']}: {s['error']}")
     return 0

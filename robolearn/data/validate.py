@@ -15,8 +15,11 @@ them is `robolearn data repair`'s job.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,46 @@ ROT_TOL = 1e-3  # max |R^T R - I| for extrinsic rotations
 JSON_KINDS: dict[str, type] = {"teleop_params": dict, "language_annotations": list, "label_history": list,
                                "cameras": list, "env": dict, "cadence": dict, "extra": dict, "repair": dict}
 _READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
+LIVE_READ_ATTEMPTS = 10  # SWMR metadata read attempts for a `.partial` whose writer may still be running
+
+
+# ---- opening unfinished files ------------------------------------------------------------------------
+@functools.cache
+def _hdf5_c_library() -> ctypes.CDLL | None:
+    """The HDF5 C library h5py is linked against (Linux: found in /proc/self/maps), or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "libhdf5" in line}
+        for path in sorted(paths):
+            if re.search(r"/libhdf5([-.][^/]*)?\.so", path) and "_hl" not in path:
+                lib = ctypes.CDLL(path)
+                lib.H5Pset_metadata_read_attempts.argtypes = [ctypes.c_int64, ctypes.c_uint]
+                lib.H5Pset_metadata_read_attempts.restype = ctypes.c_int
+                return lib
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
+def open_swmr(path: str | Path, read_attempts: int = LIVE_READ_ATTEMPTS) -> h5py.File:
+    """Open an unfinished (`.partial`) episode with SWMR read, retrying a metadata block whose checksum does
+    not match at most `read_attempts` times. HDF5's default for SWMR readers is 100 attempts with growing
+    sleeps per block, which on a truncated or damaged file means minutes of waiting per dataset read;
+    bounded, such a read fails at once with an error. Falls back to reader.open_h5 where the C library
+    cannot be reached."""
+    lib = _hdf5_c_library()
+    p = Path(path)
+    if lib is None or not p.exists():
+        return open_h5(p, swmr=True)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if lib.H5Pset_metadata_read_attempts(fapl.id, read_attempts) < 0:
+        return open_h5(p, swmr=True)
+    try:
+        fid = h5py.h5f.open(os.fsencode(p), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    except _READ_ERRORS as e:
+        raise EpisodeError(p, "file", f"cannot open as an unfinished (SWMR) HDF5 file: {e}") from None
+    return h5py.File(fid)
 
 
 # ---- one episode ------------------------------------------------------------------------------------
@@ -75,9 +118,11 @@ def validate_episode(path: str | Path, sample_frames: int | None = None) -> list
     path = Path(path)
     partial = path.name.endswith(schema.TMP_SUFFIX)
     try:
-        f = open_h5(path, swmr=partial)
+        f = open_swmr(path) if partial else open_h5(path)
     except EpisodeError as e:
         return list(e.problems)
+    except _READ_ERRORS as e:
+        return [Problem(str(path), "file", f"cannot open as HDF5: {type(e).__name__}: {e}")]
     ctx = _Ctx(path, f, partial)
     try:
         if partial:
@@ -206,7 +251,8 @@ def _check_cameras(ctx: _Ctx) -> None:
                 ctx.error(f"{fld}.{key}", f"expected a positive int, found {cam.get(key)!r}")
                 ok = False
         if cam.get("encoding", "jpeg") not in schema.IMAGE_ENCODINGS:
-            ctx.error(f"{fld}.encoding", f"expected one of {list(schema.IMAGE_ENCODINGS)}, found {cam.get('encoding')!r}")
+            ctx.error(f"{fld}.encoding", f"expected one of {list(schema.IMAGE_ENCODINGS)}, "
+                      f"found {cam.get('encoding')!r}")
             ok = False
         if cam.get("intrinsics") is not None:
             _check_intrinsics(ctx, f"{fld}.intrinsics", cam["intrinsics"])
@@ -293,15 +339,17 @@ def _check_layout(ctx: _Ctx) -> None:
             ctx.error(path, f"length mismatch: expected {ctx.n} rows ({what}), found {length}")
     inst = ctx.f.get("language/instructions")
     if not isinstance(inst, h5py.Dataset) or inst.ndim != 1 or inst.dtype.kind not in "OSU" or inst.shape[0] < 1:
-        found = "nothing" if inst is None else f"{type(inst).__name__} {getattr(inst, 'dtype', '')} " \
-                                              f"{getattr(inst, 'shape', '')}"
-        ctx.error("language/instructions", f"expected a 1-D string dataset with at least one instruction, found {found}")
+        found = "nothing" if inst is None else \
+            f"{type(inst).__name__} {getattr(inst, 'dtype', '')} {getattr(inst, 'shape', '')}"
+        ctx.error("language/instructions", f"expected a 1-D string dataset with at least one instruction, "
+                  f"found {found}")
 
 
 def _check_dataset(ctx: _Ctx, path: str, dtype: str, shape: tuple[int, ...] | None) -> int | None:
     """Presence, dtype and per-step shape (None: any 1-D). Returns the number of rows, or None if wrong."""
     obj = ctx.f.get(path)
-    want = f"{np.dtype(dtype).name} dataset of shape {('(N,)' if shape is None else f'(T, {shape})')}"
+    want_shape = "(N,)" if shape is None else str(("T", *shape)).replace("'", "")
+    want = f"{np.dtype(dtype).name} dataset of shape {want_shape}"
     if obj is None:
         ctx.error(path, f"missing; expected a {want}")
         return None
@@ -313,7 +361,7 @@ def _check_dataset(ctx: _Ctx, path: str, dtype: str, shape: tuple[int, ...] | No
         return None
     per_step = () if shape is None else shape
     if obj.ndim != 1 + len(per_step) or tuple(obj.shape[1:]) != per_step:
-        ctx.error(path, f"wrong shape: expected (T, *{per_step}) , found {obj.shape}")
+        ctx.error(path, f"wrong shape: expected {want_shape}, found {obj.shape}")
         return None
     return int(obj.shape[0])
 
@@ -328,7 +376,7 @@ def _check_values(ctx: _Ctx) -> None:
     n = ctx.n
     if n == 0:
         if not ctx.partial:
-            ctx.error("attrs/num_steps", "expected at least one step, found 0")
+            ctx.warn("attrs/num_steps", "empty episode: expected at least one step, found 0")
         return
     for fld in (*schema.STATE_FIELDS, *schema.ACTION_FIELDS,
                 *(f for f in schema.SIGNAL_FIELDS if f.path in ("reward", "discount"))):
@@ -536,7 +584,7 @@ def validate_dataset(root: str | Path, quarantine: bool = False, sample_frames: 
     for path in list_episodes(root):
         report.checked.append(str(path))
         report.problems += validate_episode(path, sample_frames)
-    for path in find_partials(root):
+    for path in find_partials(root) if root.is_dir() else []:
         report.problems.append(Problem(str(path), "file", "unfinished episode (writer still running, or "
                                        "crashed): run `robolearn data repair`", "warning"))
     if quarantine:

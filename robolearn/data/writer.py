@@ -284,6 +284,7 @@ class EpisodeWriter:
                 if fld.path.startswith("timestamp/control/step_end"):
                     continue
                 self._append(f[fld.path], [r[fld.path] for r in rows], n0)
+            f.flush()  # everything above is on disk before the commit marker is written
             # The last control timestamp is the commit marker: a row counts only once it is non-zero.
             end = schema.CONTROL_FIELDS[-1].path
             self._append(f[end], [r[end] for r in rows], n0)

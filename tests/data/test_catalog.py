@@ -53,8 +53,7 @@ def indexed(dataset_copy) -> Path:
 
 @pytest.fixture
 def cli_main(monkeypatch):
-    # Only the data commands: keeps the test independent of other stages' modules.
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("robolearn.data.commands",))
+    """`robolearn ...` through the real CLI entry point."""
     return cli.main
 
 
