@@ -43,14 +43,6 @@ UNREADABLE_ERRORS = (EpisodeError, OSError, KeyError, ValueError, TypeError)
 # ---- shared helpers ------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _temp_beside(path: Path, tag: str) -> Path:
     """A fresh hidden temp file next to `path` (same file system, so replace/link are atomic). Its name
     does not end in `.h5`, so dataset listings never pick it up."""
@@ -85,7 +77,7 @@ def edit_atomically(path: str | Path, edit: Callable[[h5py.File], T]) -> T:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return result
 
 
@@ -577,7 +569,7 @@ def merge(sources: list[str | Path], out: str | Path, filters: list[str] | None 
                                "run the merge again to resume") from e
         report.added.append({"uuid": uid, "source": str(src_path), "dest": str(dest.relative_to(out)), "how": how})
     for d in {dest.parent for _, _, dest in plan}:
-        _fsync_dir(d)
+        fsync_path(d)
     _write_merge_json(out, report, {"filters": list(filters or []), "link": link, "prefix_sources": prefix_sources})
     return report
 

@@ -31,7 +31,7 @@ from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError, Problem
 from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5
-from robolearn.data.writer import utc_now
+from robolearn.data.writer import fsync_path, utc_now
 
 QUARANTINE_DIR = "_quarantine"
 QUARANTINE_LOG = "QUARANTINE.log"
@@ -633,7 +633,7 @@ def quarantine_file(root: str | Path, path: str | Path, reason: str) -> Path:
             os.replace(path, dest)
             break
     for d in {dest.parent, path.parent}:
-        _fsync_dir(d)
+        fsync_path(d)
     line = f"{utc_now()}\t{rel.as_posix()}\t{dest.relative_to(qdir).as_posix()}\t{' '.join(reason.split())}\n"
     with open(qdir / QUARANTINE_LOG, "a", encoding="utf-8") as log:
         log.write(line)
@@ -642,12 +642,6 @@ def quarantine_file(root: str | Path, path: str | Path, reason: str) -> Path:
     return dest
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---- CLI --------------------------------------------------------------------------------------------------

@@ -269,7 +269,7 @@ class EpisodeWriter:
         if not self._buf:
             return
         rows, n0 = self._buf, self.num_steps
-        k, n1 = len(rows), n0 + len(rows)
+        n1 = n0 + len(rows)
         try:
             f = self._f
             # Bytes first, then per-step datasets: a crash mid-flush leaves frame bytes without their
@@ -404,6 +404,7 @@ class EpisodeWriter:
 
 
 def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder after creating, renaming or removing entries in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -422,8 +423,4 @@ def publish(tmp: Path, final: Path) -> None:
         if final.exists():
             raise FileExistsError(f"{final}: exists; refusing to overwrite")
         os.replace(tmp, final)
-    dfd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_path(final.parent)
