@@ -9,8 +9,11 @@ the process that reads them (the loader does this lazily per worker).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,45 @@ from robolearn.data.errors import EpisodeError, SchemaVersionError
 from robolearn.data.schema import CameraSpec
 
 JSON_ATTRS = ("teleop_params", "language_annotations", "label_history", "cameras", "env", "cadence", "extra")
+LIVE_READ_ATTEMPTS = 10  # SWMR metadata read attempts for a `.partial` whose writer may still be running
+
+
+@functools.cache
+def _hdf5_c_library() -> ctypes.CDLL | None:
+    """The HDF5 C library h5py is linked against (Linux: found in /proc/self/maps), or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "libhdf5" in line}
+        for path in sorted(paths):
+            if re.search(r"/libhdf5([-.][^/]*)?\.so", path) and "_hl" not in path:
+                lib = ctypes.CDLL(path)
+                lib.H5Pset_metadata_read_attempts.argtypes = [ctypes.c_int64, ctypes.c_uint]
+                lib.H5Pset_metadata_read_attempts.restype = ctypes.c_int
+                return lib
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
+def open_swmr(path: str | Path, read_attempts: int = LIVE_READ_ATTEMPTS) -> h5py.File:
+    """Open an unfinished (`.partial`) episode with SWMR read, retrying a metadata block whose checksum does
+    not match at most `read_attempts` times. HDF5's default for SWMR readers is 100 attempts with growing
+    sleeps per block, which on a truncated or damaged file means minutes of waiting per dataset read;
+    bounded, such a read fails at once with an error. h5py does not expose the setting, so it is set through
+    the HDF5 C library h5py loaded; falls back to open_h5 where that library cannot be found."""
+    lib = _hdf5_c_library()
+    p = Path(path)
+    if lib is None or not p.exists():
+        return open_h5(p, swmr=True)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if lib.H5Pset_metadata_read_attempts(fapl.id, read_attempts) < 0:
+        return open_h5(p, swmr=True)
+    try:
+        fid = h5py.h5f.open(os.fsencode(p), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise EpisodeError(p, "file", f"cannot open as an unfinished (SWMR) HDF5 file: {e}") from None
+    return h5py.File(fid)
 
 
 def open_h5(path: str | Path, swmr: bool = False) -> h5py.File:
@@ -130,7 +172,7 @@ class Episode:
 
     def __init__(self, path: str | Path, swmr: bool = False):
         self.path = Path(path)
-        self._f = open_h5(self.path, swmr=swmr)
+        self._f = open_swmr(self.path) if swmr else open_h5(self.path)
         try:
             self.attrs = read_attrs(self._f, self.path)
             self.num_steps = self._infer_length()

@@ -37,8 +37,8 @@ from robolearn import __version__
 from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError
-from robolearn.data.reader import open_h5
-from robolearn.data.validate import find_partials, open_swmr, quarantine_file, validate_episode
+from robolearn.data.reader import open_h5, open_swmr
+from robolearn.data.validate import find_partials, quarantine_file, validate_episode
 from robolearn.data.writer import fsync_path, publish, utc_now
 
 SALVAGE_TMP_SUFFIX = ".h5.salvage-tmp"  # temp name of a salvaged copy: matches neither *.h5 nor *.h5.partial

@@ -15,11 +15,8 @@ them is `robolearn data repair`'s job.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ import numpy as np
 from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError, Problem
-from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5
+from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5, open_swmr
 from robolearn.data.writer import fsync_path, utc_now
 
 QUARANTINE_DIR = "_quarantine"
@@ -40,46 +37,6 @@ ROT_TOL = 1e-3  # max |R^T R - I| for extrinsic rotations
 JSON_KINDS: dict[str, type] = {"teleop_params": dict, "language_annotations": list, "label_history": list,
                                "cameras": list, "env": dict, "cadence": dict, "extra": dict, "repair": dict}
 _READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
-LIVE_READ_ATTEMPTS = 10  # SWMR metadata read attempts for a `.partial` whose writer may still be running
-
-
-# ---- opening unfinished files ------------------------------------------------------------------------
-@functools.cache
-def _hdf5_c_library() -> ctypes.CDLL | None:
-    """The HDF5 C library h5py is linked against (Linux: found in /proc/self/maps), or None."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            paths = {line.split()[-1] for line in maps if "libhdf5" in line}
-        for path in sorted(paths):
-            if re.search(r"/libhdf5([-.][^/]*)?\.so", path) and "_hl" not in path:
-                lib = ctypes.CDLL(path)
-                lib.H5Pset_metadata_read_attempts.argtypes = [ctypes.c_int64, ctypes.c_uint]
-                lib.H5Pset_metadata_read_attempts.restype = ctypes.c_int
-                return lib
-    except (OSError, AttributeError):
-        pass
-    return None
-
-
-def open_swmr(path: str | Path, read_attempts: int = LIVE_READ_ATTEMPTS) -> h5py.File:
-    """Open an unfinished (`.partial`) episode with SWMR read, retrying a metadata block whose checksum does
-    not match at most `read_attempts` times. HDF5's default for SWMR readers is 100 attempts with growing
-    sleeps per block, which on a truncated or damaged file means minutes of waiting per dataset read;
-    bounded, such a read fails at once with an error. Falls back to reader.open_h5 where the C library
-    cannot be reached."""
-    lib = _hdf5_c_library()
-    p = Path(path)
-    if lib is None or not p.exists():
-        return open_h5(p, swmr=True)
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
-    if lib.H5Pset_metadata_read_attempts(fapl.id, read_attempts) < 0:
-        return open_h5(p, swmr=True)
-    try:
-        fid = h5py.h5f.open(os.fsencode(p), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
-    except _READ_ERRORS as e:
-        raise EpisodeError(p, "file", f"cannot open as an unfinished (SWMR) HDF5 file: {e}") from None
-    return h5py.File(fid)
 
 
 # ---- one episode ------------------------------------------------------------------------------------
