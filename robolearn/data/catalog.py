@@ -653,11 +653,11 @@ def split(catalog: str | Path, by: str = "scene", holdout: Sequence[str] | None 
         raise CatalogError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if col is None and holdout:
         raise CatalogError("a random split has no groups to hold out; use --by scene|household|lab with --holdout")
-    rows = _select(cat, ("path", col or "path", "household"), filters, None, None)
+    rows = _select(cat, ("path", col or "uuid", "household"), filters, None, None)
     if not rows:
         raise CatalogError(f"no episodes match {list(filters or [])} in {cat}; nothing to split")
     if col is None:
-        train, val, train_groups, val_groups = _random_split([r[0] for r in rows], val_fraction, seed)
+        train, val, train_groups, val_groups = _random_split({r[0]: r[1] for r in rows}, val_fraction, seed)
     else:
         groups: dict[str, list[str]] = {}
         for r in rows:
@@ -678,13 +678,25 @@ def split(catalog: str | Path, by: str = "scene", holdout: Sequence[str] | None 
     return result
 
 
-def _random_split(paths: list[str], frac: float, seed: int) -> tuple[list[str], list[str], list[str], list[str]]:
-    order = sorted(paths)
+def _random_split(uuids: dict[str, str], frac: float, seed: int) -> tuple[list[str], list[str], list[str], list[str]]:
+    """{path: uuid} -> shuffled paths, the first ~frac to val. Copies of one episode (same uuid, different
+    paths) stay on one side, so val never holds an episode that train also has."""
+    order = sorted(uuids)
     random.Random(seed).shuffle(order)
     n_val = round(frac * len(order))
     if frac > 0 and len(order) >= 2:
         n_val = min(max(n_val, 1), len(order) - 1)
-    return sorted(order[n_val:]), sorted(order[:n_val]), [], []
+    copies: dict[str, list[str]] = {}
+    for p in order:
+        copies.setdefault(uuids[p], []).append(p)
+    val: set[str] = set()
+    for p in order:
+        if len(val) >= n_val:
+            break
+        val.update(copies[uuids[p]])
+    if len(val) == len(order) and n_val < len(order):  # one uuid everywhere: nothing can be held out
+        val = set()
+    return sorted(p for p in order if p not in val), sorted(val), [], []
 
 
 def _holdout_groups(groups: dict[str, list[str]], holdout: Sequence[str], by: str) -> set[str]:

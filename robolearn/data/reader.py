@@ -280,7 +280,10 @@ class Episode:
         if src < 0:
             cam = next(c for c in self.cameras if c.name == camera)
             return np.zeros((cam.height, cam.width), np.uint16)
-        return codec.decode_depth(s.raw(src))
+        try:
+            return codec.decode_depth(s.raw(src))
+        except (ValueError, OSError) as e:
+            raise EpisodeError(self.path, f"{s.name}[{src}]", f"cannot decode {s.encoding} depth frame: {e}") from None
 
     def frames(self, camera: str, ts: list[int] | np.ndarray | None = None) -> np.ndarray:
         ts = range(self.num_steps) if ts is None else ts
@@ -313,5 +316,7 @@ def list_episodes(root: str | Path) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root]
+    # `_quarantine` is matched below root only, so a root that itself lies in one still lists its files
     return sorted(p for p in root.rglob(f"*{schema.EPISODE_SUFFIX}")
-                  if p.is_file() and "_quarantine" not in p.parts and not p.name.endswith(schema.TMP_SUFFIX))
+                  if p.is_file() and "_quarantine" not in p.relative_to(root).parts
+                  and not p.name.endswith(schema.TMP_SUFFIX))

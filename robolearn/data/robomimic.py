@@ -23,8 +23,9 @@ import h5py
 import numpy as np
 
 from robolearn.config import command, opt, positional, save_config
+from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import Episode, list_episodes
-from robolearn.data.writer import fsync_path
+from robolearn.data.writer import fsync_path, publish
 
 
 @dataclass
@@ -66,13 +67,27 @@ def export_robomimic(paths: list[Path], out: Path, split: dict[str, list[Path]] 
     tmp = out.with_name(out.name + ".tmp")
     names: dict[Path, str] = {}
     masks: dict[str, list[str]] = {"success": [], "failure": []}
+    try:
+        _write(tmp, paths, names, masks, split, next_obs, images, compress)
+        fsync_path(tmp)
+        publish(tmp, out)  # never replaces a file created meanwhile
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written export behind
+        raise
+    return out
+
+
+def _write(tmp: Path, paths: list[Path], names: dict[Path, str], masks: dict[str, list[str]],
+           split: dict[str, list[Path]] | None, next_obs: bool, images: bool, compress: bool) -> None:
     total, action_space, control_hz = 0, None, None
     with h5py.File(tmp, "w") as f:
         data = f.create_group("data")
-        for i, p in enumerate(paths):
-            name = f"demo_{i}"
-            names[Path(p).resolve()] = name
+        for p in paths:
             with Episode(p) as ep:
+                if ep.num_steps == 0:
+                    continue  # robomimic cannot sample a demo without steps
+                name = f"demo_{len(names)}"
+                names[Path(p).resolve()] = name
                 space = ep.attrs["action_space"]
                 if action_space is None:
                     action_space, control_hz = space, ep.attrs["control_hz"]
@@ -112,9 +127,8 @@ def export_robomimic(paths: list[Path], out: Path, split: dict[str, list[Path]] 
             masks[part] = [names[Path(p).resolve()] for p in ps if Path(p).resolve() in names]
         for k, v in masks.items():
             f.create_dataset(f"mask/{k}", data=np.array(v, dtype="S"))
-    fsync_path(tmp)
-    tmp.replace(out)
-    return out
+        if not names:
+            raise ValueError(f"no episode with at least one step among {len(paths)} episodes")
 
 
 @command("data", "export-robomimic")
@@ -134,7 +148,14 @@ def export_robomimic_command(cfg: RobomimicExportConfig) -> int:
         from robolearn.data.catalog import read_split
 
         split = {"train": read_split(src, cfg.split, "train"), "valid": read_split(src, cfg.split, "val")}
-    out = export_robomimic(paths, cfg.out, split, cfg.next_obs, cfg.images, cfg.compress)
+    try:
+        out = export_robomimic(paths, cfg.out, split, cfg.next_obs, cfg.images, cfg.compress)
+    except (EpisodeError, OSError, ValueError) as e:
+        print(f"robolearn data export-robomimic: {' '.join(str(e).split())}")
+        return 1
     save_config(cfg, out.parent, out.stem + ".export")
-    print(f"wrote {len(paths)} demos to {out}")
+    with h5py.File(out, "r") as f:
+        n = len(f["data"])
+    print(f"wrote {n} demos to {out}" + (f" ({len(paths) - n} episodes without steps left out)" if n < len(paths)
+                                          else ""))
     return 0

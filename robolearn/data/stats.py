@@ -143,7 +143,8 @@ class _Histogram:
 # ---- computing --------------------------------------------------------------------------------------
 def _read(ep: Episode, key: str) -> np.ndarray:
     x = ep.array(key)
-    return np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    # explicit width: reshape(0, -1) fails on a 0-step episode
+    return np.asarray(x, np.float64).reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
 
 
 def _check_finite(path: Path, key: str, x: np.ndarray) -> None:
@@ -199,6 +200,8 @@ def compute_stats(paths: Iterable[str | Path], keys: list[str] | None = None, bi
         used.append((p, info))
     if not used:
         raise ValueError(f"no readable episodes among {len(paths)} paths")
+    if not any(i["num_steps"] for _, i in used):
+        raise ValueError(f"the {len(used)} readable episodes have no steps; nothing to compute statistics over")
     hists = {k: _Histogram(m.min, m.max, bins) for k, m in moments.items()}
     for p, _ in used:  # pass 2: histograms over the exact ranges
         _, arrays = _episode_arrays(p, keys)
@@ -238,6 +241,8 @@ def compute_stats(paths: Iterable[str | Path], keys: list[str] | None = None, bi
 def save_stats(stats: dict[str, Any], path: str | Path) -> Path:
     """Write the stats JSON atomically (temp file, fsync, rename)."""
     path = Path(path)
+    if path.name.endswith((schema.EPISODE_SUFFIX, schema.TMP_SUFFIX)):  # the replace would destroy an episode
+        raise ValueError(f"{path}: refusing to write statistics over an episode file name; use a .json path")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -325,7 +330,11 @@ def stats_command(cfg: StatsCommand) -> int:
         print(f"robolearn data stats: {e}")
         return 1
     st["config"]["where"] = list(cfg.where)
-    out = save_stats(st, cfg.out or root / STATS_FILE)
+    try:
+        out = save_stats(st, cfg.out or root / STATS_FILE)
+    except (ValueError, OSError) as e:
+        print(f"robolearn data stats: {e}")
+        return 1
     print(f"{st['num_episodes']} episodes, {st['num_steps']} steps -> {out}")
     width = max(len(k) for k in st["stats"])
     print(f"{'key':<{width}}  {'dim':>3}  {'mean':<34}  {'std':<34}  {'min':<34}  max")

@@ -181,6 +181,8 @@ def export_video(episode_path: str | Path, out_mp4: str | Path | None = None, ca
 
     episode_path = Path(episode_path)
     out = Path(out_mp4) if out_mp4 is not None else episode_path.with_suffix(".mp4")
+    if out.name.endswith((schema.EPISODE_SUFFIX, schema.TMP_SUFFIX)):  # the rename would replace recorded data
+        raise ValueError(f"{out}: refusing to write a video over an episode file name; use a .mp4 path")
     with Episode(episode_path) as ep:
         if ep.num_steps == 0:
             raise EpisodeError(episode_path, "num_steps", "episode has no steps; nothing to export")

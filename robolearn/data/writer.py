@@ -209,27 +209,45 @@ class EpisodeWriter:
         row["is_last"] = False
         row["is_terminal"] = bool(is_terminal)
         row["reward"], row["discount"] = float(reward), float(discount)
+        n_instr = max(len(self.meta.language), 1)  # language/instructions holds meta.language, or [task]
+        if not 0 <= int(language_index) < n_instr:
+            raise EpisodeError(self.tmp_path, "language/active", f"language_index {language_index} out of range: "
+                               f"expected 0..{n_instr - 1} (index into EpisodeMeta.language)")
         row["intervention"], row["language/active"] = bool(intervention), int(language_index)
         images, depth, camera_times = images or {}, depth or {}, camera_times or {}
         unknown = set(images) - {c.name for c in self.cameras}
         if unknown:
             raise EpisodeError(self.tmp_path, f"images/{sorted(unknown)[0]}", f"camera not registered; "
                                f"registered: {[c.name for c in self.cameras]}")
+        no_depth = set(depth) - {c.name for c in self.cameras if c.depth}
+        if no_depth:  # would be dropped silently
+            raise EpisodeError(self.tmp_path, f"depth/{sorted(no_depth)[0]}", f"no depth stream registered for this "
+                               f"camera; cameras with depth: {[c.name for c in self.cameras if c.depth]}")
         for cam in self.cameras:
             img = images.get(cam.name)
             g = schema.camera_group(cam.name)
             if img is not None and img.shape[:2] != (cam.height, cam.width):
                 raise EpisodeError(self.tmp_path, f"{g}/rgb", f"expected ({cam.height}, {cam.width}, 3), got {img.shape}")
-            row[f"{g}/rgb"] = None if img is None else codec.encode_rgb(img, cam.encoding, cam.quality)
+            row[f"{g}/rgb"] = None if img is None else self._encode(f"{g}/rgb", codec.encode_rgb, img, cam.encoding,
+                                                                    cam.quality)
             if cam.depth:
                 d = depth.get(cam.name)
-                row[f"{g}/depth"] = None if d is None else codec.encode_depth(d)
+                if d is not None and np.shape(d)[:2] != (cam.height, cam.width):
+                    raise EpisodeError(self.tmp_path, f"{g}/depth", f"expected uint16 ({cam.height}, {cam.width}), "
+                                       f"got {np.shape(d)}")
+                row[f"{g}/depth"] = None if d is None else self._encode(f"{g}/depth", codec.encode_depth, d)
             cap, rec = camera_times.get(cam.name, (0, 0) if img is None else (time.time_ns(),) * 2)
             row[f"{g}/capture_ns"], row[f"{g}/receive_ns"], row[f"{g}/dropped"] = int(cap), int(rec), img is None
         with self._lock:
             self._buf.append(row)
             if time.monotonic() - self._last_flush >= self.cfg.flush_interval_s:
                 self._flush_locked()
+
+    def _encode(self, field: str, encode: Any, *args: Any) -> bytes:
+        try:
+            return encode(*args)
+        except ValueError as e:  # wrong dtype / channels: name the file and the stream
+            raise EpisodeError(self.tmp_path, field, str(e)) from None
 
     def _coerce(self, src: dict[str, Any], fld: schema.Field, group: str) -> np.ndarray:
         key = fld.path.rsplit("/", 1)[-1]

@@ -262,6 +262,18 @@ def test_random_split_is_deterministic_per_seed(indexed):
         cat.read_split(indexed, "nope", "train")
 
 
+def test_random_split_keeps_copies_of_one_episode_together(indexed):
+    eps = list_episodes(indexed)
+    (indexed / "copies").mkdir()
+    for p in eps:  # every episode twice (same uuid): a copy must never land on the other side
+        shutil.copy2(p, indexed / "copies" / p.name)
+    for seed in range(6):
+        res = cat.split(indexed, by="random", val_fraction=0.3, seed=seed, name=f"c{seed}")
+        stem = lambda paths: {Path(p).name for p in paths}  # noqa: E731
+        assert not stem(res.train) & stem(res.val), seed
+        assert len(res.train) + len(res.val) == 2 * len(eps) and res.val and res.train
+
+
 # ---- CLI -------------------------------------------------------------------------------------------------
 def test_cli_round_trip(dataset_copy, cli_main, capsys):
     root = dataset_copy

@@ -45,3 +45,27 @@ def test_export_refuses_overwrite_and_cli(small_dataset, tmp_path):
         assert "wrist_image" not in f["data/demo_0/obs"]
     with pytest.raises(FileExistsError):
         export_robomimic(list_episodes(small_dataset), out)
+
+
+def test_zero_step_episode_is_left_out_and_failures_leave_no_temp(small_dataset, tmp_path, capsys):
+    from robolearn.data.schema import CameraSpec
+    from robolearn.data.writer import EpisodeMeta, EpisodeWriter
+
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = list_episodes(small_dataset)[:2]
+    for p in paths:
+        (src / p.name).hardlink_to(p)
+    with EpisodeWriter(src / "a_empty.h5", EpisodeMeta(), [CameraSpec("wrist", 32, 32), CameraSpec("ext", 32, 32)]):
+        pass
+    out = tmp_path / "rm.hdf5"
+    assert main(["data", "export-robomimic", str(src), "--out", str(out)]) == 0
+    assert "1 episodes without steps left out" in capsys.readouterr().out
+    with h5py.File(out) as f:
+        assert sorted(f["data"].keys()) == ["demo_0", "demo_1"]
+        assert f["data"].attrs["total"] == sum(Episode(p).num_steps for p in paths)
+    bad = tmp_path / "bad.hdf5"
+    with pytest.raises(ValueError, match="no episode with at least one step"):
+        export_robomimic([src / "a_empty.h5"], bad)
+    assert not bad.exists() and not (tmp_path / "bad.hdf5.tmp").exists()
+    assert main(["data", "export-robomimic", str(src), "--out", str(out)]) == 1  # exists: message, no traceback

@@ -113,3 +113,26 @@ def test_cli_where_and_bad_episode(dataset_copy, capsys):
     assert "zz_broken.h5" in capsys.readouterr().out
     assert main(["data", "stats", str(dataset_copy), "--skip-bad"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_zero_step_episode_is_counted_not_fatal(dataset_copy):
+    from robolearn.data.schema import CameraSpec
+    from robolearn.data.writer import EpisodeMeta, EpisodeWriter
+
+    paths = list_episodes(dataset_copy)
+    with EpisodeWriter(dataset_copy / "empty.h5", EpisodeMeta(), [CameraSpec("wrist", 32, 32)]):
+        pass  # closed with 0 steps: a valid (if useless) episode
+    st = compute_stats(paths + [dataset_copy / "empty.h5"])
+    ref = compute_stats(paths)
+    assert st["num_episodes"] == len(paths) + 1 and not st["skipped"]
+    assert st["stats"] == ref["stats"]
+    with pytest.raises(ValueError, match="no steps"):
+        compute_stats([dataset_copy / "empty.h5"])
+
+
+def test_stats_out_never_replaces_an_episode(dataset_copy, capsys):
+    ep = list_episodes(dataset_copy)[0]
+    before = ep.read_bytes()
+    assert main(["data", "stats", str(dataset_copy), "--out", str(ep)]) == 1
+    assert "refusing" in capsys.readouterr().out
+    assert ep.read_bytes() == before

@@ -98,3 +98,15 @@ def test_export_video_cli(dataset_copy, capsys):
     assert len(frames) == 20 and props["w"] == video.MIN_WIDTH
     assert main(["data", "export-video", str(dataset_copy / "missing.h5")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_video_never_replaces_an_episode(dataset_copy, capsys):
+    from robolearn.cli import main
+
+    ep = sorted(dataset_copy.rglob("*.h5"))[0]
+    before = ep.read_bytes()
+    assert main(["data", "export-video", str(ep), "--out", str(ep)]) == 1
+    assert "refusing" in capsys.readouterr().err
+    assert ep.read_bytes() == before
+    with Episode(ep) as e:
+        assert e.num_steps > 0

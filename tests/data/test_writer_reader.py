@@ -149,6 +149,10 @@ def test_exception_inside_with_keeps_partial(tmp_path):
     ({"action": {"joint_velocity": np.zeros(3)}}, "joint_velocity"),
     ({"images": {"nope": _img(0)}}, "images/nope"),
     ({"images": {"wrist": np.zeros((10, 10, 3), np.uint8)}}, "cameras/wrist/rgb"),
+    ({"images": {"wrist": _img(0).astype(np.float32)}}, "cameras/wrist/rgb"),
+    ({"depth": {"ext": np.zeros((10, 10), np.uint16)}}, "cameras/ext/depth"),
+    ({"depth": {"ext": np.zeros((24, 32), np.float32)}}, "cameras/ext/depth"),
+    ({"depth": {"wrist": np.zeros((24, 32), np.uint16)}}, "depth/wrist"),
 ])
 def test_bad_step_is_refused_with_field_name(tmp_path, bad, field):
     w = EpisodeWriter(tmp_path / "e.h5", META, CAMS)
@@ -160,7 +164,7 @@ def test_bad_step_is_refused_with_field_name(tmp_path, bad, field):
             del d[k]
     images = {"wrist": _img(0), "ext": _img(0), **bad.get("images", {})}
     with pytest.raises(EpisodeError, match=field):
-        w.add_step(state, action, images=images, depth={"ext": np.zeros((24, 32), np.uint16)})
+        w.add_step(state, action, images=images, depth={"ext": np.zeros((24, 32), np.uint16), **bad.get("depth", {})})
     w.discard()
 
 
@@ -210,3 +214,27 @@ def test_migration_path():
     assert schema.migration_path(schema.SCHEMA_VERSION) == []
     with pytest.raises(ValueError, match="no migration"):
         schema.migration_path("0.1")
+
+
+def test_undecodable_depth_frame_names_file_and_field(tmp_path):
+    p = write(tmp_path / "ep.h5", steps=4)
+    with h5py.File(p, "r+") as f:
+        f["cameras/ext/depth/data"][:] = 0  # bytes present, but not a PNG any more
+    with Episode(p) as e, pytest.raises(EpisodeError, match=r"ep\.h5: /cameras/ext/depth\[2\]"):
+        e.depth("ext", 2)
+
+
+def test_list_episodes_skips_quarantine_below_root_only(tmp_path):
+    root = tmp_path / "_quarantine" / "ds"
+    write(root / "a.h5", steps=2)
+    write(root / "_quarantine" / "b.h5", steps=2)
+    assert list_episodes(root) == [root / "a.h5"]
+
+
+def test_language_index_out_of_range_is_refused(tmp_path):
+    w = EpisodeWriter(tmp_path / "e.h5", META, CAMS)
+    imgs, depth = {"wrist": _img(0), "ext": _img(0)}, {"ext": np.zeros((24, 32), np.uint16)}
+    w.add_step(_state(0), _action(0), images=imgs, depth=depth, language_index=1)  # META has 2 instructions
+    with pytest.raises(EpisodeError, match="language/active"):
+        w.add_step(_state(1), _action(1), images=imgs, depth=depth, language_index=2)
+    w.discard()
