@@ -15,7 +15,8 @@ side, ideally on the GPU); they come as a channels-last view (strides of (B, k, 
 decoder writes HWC straight into the batch buffer; `.contiguous()` gives a packed CHW copy if one is needed.
 
 Speed and memory, per worker process (all bounded, so memory stays flat over an epoch):
-- The index (episode, step) is built once from each file's `num_steps` attribute; no per-step data is read
+- The index (episode, step) is built once from each file's `num_steps` attribute (0-step episodes add no
+  samples); no per-step data is read
   at construction (unless `check_finite` is asked for). Bad files found there raise an EpisodeError naming
   the file and field, or with `skip_bad` are left out and listed in `dataset.skipped`.
 - Files are opened lazily in the process that reads them, so the dataset pickles without handles and each
@@ -197,8 +198,8 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
         if not attrs["complete"]:
             with Episode(path) as ep:  # unclosed/salvaged: the reader infers the committed length
                 n = ep.num_steps
-        if n < 1:
-            raise EpisodeError(path, "attrs/num_steps", f"episode has {n} steps; expected at least 1")
+        if n < 0:
+            raise EpisodeError(path, "attrs/num_steps", f"episode has {n} steps; expected >= 0")
         cams = {c["name"]: (int(c["height"]), int(c["width"])) for c in attrs["cameras"]}
         keys = need.lowdim(attrs["action_space"]) + ["language/active", "language/instructions"]
         for c in need.cameras if need.cameras is not None else list(cams):
@@ -212,7 +213,7 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
             if key != "language/instructions" and obj.shape[0] < n:
                 raise EpisodeError(path, key, f"has {obj.shape[0]} rows, expected num_steps = {n}")
         info = EpisodeInfo(path, str(attrs["uuid"]), n, cams, str(attrs["action_space"]))
-        if need.check_finite:
+        if need.check_finite and n:
             for key in need.lowdim(info.action_space):
                 x = f[key][:n]
                 bad = ~np.isfinite(x.reshape(n, -1)).all(axis=1)

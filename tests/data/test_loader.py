@@ -326,3 +326,17 @@ def test_mixed_action_spaces_need_explicit_keys(dataset_copy):
     assert len(EpisodeDataset(paths, LoaderConfig(skip_bad=True)).episodes) == 5
     ds = EpisodeDataset(paths, LoaderConfig(action_keys=["joint_velocity"]))
     assert len(ds.episodes) == 6 and ds.meta["action_dim"] == 7
+
+
+def test_zero_step_episode_contributes_no_samples(small_dataset, tmp_path):
+    """An empty recording (validate warns about it) is not an error for the loader: it adds no samples."""
+    from robolearn.data.reader import Episode, list_episodes
+    from robolearn.data.writer import EpisodeMeta, EpisodeWriter
+
+    paths = list_episodes(small_dataset)
+    with Episode(paths[0]) as ep:
+        cams = ep.cameras
+    empty = EpisodeWriter(tmp_path / "empty.h5", EpisodeMeta(task="t"), cams).close()
+    with_empty = EpisodeDataset(paths + [empty], LoaderConfig(history=2, chunk=3, check_finite=True))
+    assert len(with_empty) == len(EpisodeDataset(paths, LoaderConfig(history=2, chunk=3)))
+    assert with_empty.skipped == []
