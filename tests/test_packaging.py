@@ -1,0 +1,20 @@
+"""The wheel must contain every subpackage and the assets (pyproject lists packages explicitly)."""
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "robolearn").rglob("__init__.py")}
+    assert found - listed == set(), f"add these to [tool.setuptools] packages: {sorted(found - listed)}"
+    assert cfg["package-dir"]["robolearn.assets"] == "assets" and "robolearn.assets" in listed
+
+
+def test_assets_are_found():
+    from robolearn.envs.assets import asset_path
+
+    assert asset_path("robot/arm7.xml").is_file()
