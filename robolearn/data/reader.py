@@ -208,6 +208,12 @@ class Episode:
     def cameras(self) -> list[CameraSpec]:
         return [CameraSpec.from_dict(d) for d in self.attrs["cameras"]]
 
+    def camera(self, name: str) -> CameraSpec:
+        for c in self.cameras:
+            if c.name == name:
+                return c
+        raise EpisodeError(self.path, "attrs/cameras", f"camera {name!r} not in the registry {self.camera_names}")
+
     @property
     def camera_names(self) -> list[str]:
         return [c.name for c in self.cameras]
@@ -267,7 +273,7 @@ class Episode:
         t = self._check_t(t)
         src = s.last_valid(t)
         if src < 0:
-            cam = next(c for c in self.cameras if c.name == camera)
+            cam = self.camera(camera)
             return np.zeros((cam.height, cam.width, 3), np.uint8)
         try:
             return codec.decode_rgb(s.raw(src), s.encoding, fast=fast)
@@ -278,7 +284,7 @@ class Episode:
         s = self.stream(camera, "depth")
         src = s.last_valid(self._check_t(t))
         if src < 0:
-            cam = next(c for c in self.cameras if c.name == camera)
+            cam = self.camera(camera)
             return np.zeros((cam.height, cam.width), np.uint16)
         try:
             return codec.decode_depth(s.raw(src))

@@ -238,3 +238,12 @@ def test_language_index_out_of_range_is_refused(tmp_path):
     with pytest.raises(EpisodeError, match="language/active"):
         w.add_step(_state(1), _action(1), images=imgs, depth=depth, language_index=2)
     w.discard()
+
+
+def test_camera_group_missing_from_registry_is_a_clear_error(tmp_path):
+    p = write(tmp_path / "ep.h5", steps=3, drop=(0,))
+    with h5py.File(p, "r+") as f:
+        cams = json.loads(f.attrs["cameras"])
+        f.attrs["cameras"] = json.dumps([c for c in cams if c["name"] != "wrist"])
+    with Episode(p) as e, pytest.raises(EpisodeError, match="camera 'wrist' not in the registry"):
+        e.frame("wrist", 0)  # dropped first frame: needs the registered size for the black frame
