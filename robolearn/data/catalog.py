@@ -38,6 +38,7 @@ from robolearn.config import command, opt, positional, save_config
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError, SchemaVersionError
 from robolearn.data.reader import open_h5
+from robolearn.data.writer import write_text_atomic
 
 CATALOG_NAME = "catalog.sqlite"
 CATALOG_VERSION = "1"  # bump when the table layout changes: older catalogs are rebuilt automatically
@@ -738,15 +739,6 @@ def _split_name(by: str, holdout: Sequence[str] | None, frac: float, seed: int) 
     return f"{by}_val{frac:g}_seed{seed}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def _write_split(res: SplitResult, overwrite: bool) -> None:
     train_txt = "".join(p + "\n" for p in res.train)
     val_txt = "".join(p + "\n" for p in res.val)
@@ -758,9 +750,9 @@ def _write_split(res: SplitResult, overwrite: bool) -> None:
     info = {"name": res.name, "created": _utc_now(), "config": res.config,
             "counts": {"train": len(res.train), "val": len(res.val)},
             "groups": {"train": res.train_groups, "val": res.val_groups}}
-    _atomic_write(res.folder / "train.txt", train_txt)
-    _atomic_write(res.folder / "val.txt", val_txt)
-    _atomic_write(res.folder / "split.json", json.dumps(info, indent=2) + "\n")
+    write_text_atomic(res.folder / "train.txt", train_txt)
+    write_text_atomic(res.folder / "val.txt", val_txt)
+    write_text_atomic(res.folder / "split.json", json.dumps(info, indent=2) + "\n")
 
 
 def read_split(root: str | Path, name: str, part: Literal["train", "val"]) -> list[Path]:

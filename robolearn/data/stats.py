@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,6 +32,7 @@ from robolearn.config import command, opt, positional
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError, Problem
 from robolearn.data.reader import Episode, list_episodes
+from robolearn.data.writer import write_text_atomic
 
 STATS_FORMAT = "robolearn.stats"
 STATS_VERSION = 1
@@ -244,13 +244,7 @@ def save_stats(stats: dict[str, Any], path: str | Path) -> Path:
     if path.name.endswith((schema.EPISODE_SUFFIX, schema.TMP_SUFFIX)):  # the replace would destroy an episode
         raise ValueError(f"{path}: refusing to write statistics over an episode file name; use a .json path")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(stats, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(stats, indent=1) + "\n")
     return path
 
 

@@ -35,7 +35,7 @@ from robolearn.config import command, opt, positional
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError, Problem, SchemaVersionError
 from robolearn.data.reader import Episode, open_h5, read_attrs, list_episodes
-from robolearn.data.writer import fsync_path, publish, utc_now
+from robolearn.data.writer import fsync_path, publish, utc_now, write_text_atomic
 
 T = TypeVar("T")
 UNREADABLE_ERRORS = (EpisodeError, OSError, KeyError, ValueError, TypeError)
@@ -615,14 +615,7 @@ def _write_merge_json(out: Path, report: MergeReport, config: dict[str, Any]) ->
     record = {"time": utc_now(), "robolearn_version": __version__, "out": str(out), "config": config,
               "sources": report.sources, "counts": report.counts(), "episodes": report.added,
               "duplicates": report.duplicates, "unreadable": report.unreadable, "previous": previous}
-    tmp = _temp_beside(path, "json")
-    try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 # ---- migrate -------------------------------------------------------------------------------------------

@@ -430,6 +430,23 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Replace a small side file (JSON, lists) atomically: temp file beside it, fsync, rename, fsync folder.
+    A crash leaves the old or the new content, never a mix; the temp file is removed on failure."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_path(path.parent)
+    return path
+
+
 def publish(tmp: Path, final: Path) -> None:
     """Move `tmp` to `final` atomically without ever replacing an existing `final`; fsync the folder."""
     try:
