@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Meta-World pins mujoco==3.3.0; we keep the newest mujoco and shim it (robolearn/envs/metaworld_compat.py).
+METAWORLD := metaworld==3.1.1
 export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
 
@@ -16,6 +18,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(METAWORLD)
 	touch $(STAMP)
 
 test: $(STAMP)

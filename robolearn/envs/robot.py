@@ -240,7 +240,7 @@ class SimArm:
         # cartesian_position: approach the target at most at the max speeds per step.
         pos_goal, quat_goal = cmd[:3].copy(), _normalise_quat(cmd[3:])
         pos_t = pose_now[0] + _clip_norm(pos_goal - pose_now[0], c.max_linear_speed * self.dt)
-        rot_err = _quat_error(quat_goal, pose_now[1])
+        rot_err = quat_error(quat_goal, pose_now[1])
         quat_t = _integrate_quat(pose_now[1], _clip_norm(rot_err, c.max_angular_speed * self.dt))
         self._pose_target = None
         self._track_pose(pos_t, quat_t, q_now)
@@ -271,7 +271,7 @@ class SimArm:
             mujoco.mj_kinematics(m, s)
             mujoco.mj_comPos(m, s)
             p, qt = self._site_pose(s)
-            err = np.concatenate([pos - p, _quat_error(quat, qt)])
+            err = np.concatenate([pos - p, quat_error(quat, qt)])
             mujoco.mj_jacSite(m, s, self._jacp, self._jacr, self._site)
             jac = np.vstack([base_mat.T @ self._jacp[:, self._vadr], base_mat.T @ self._jacr[:, self._vadr]])
             jjt = jac @ jac.T + lam2 * np.eye(6)
@@ -303,7 +303,7 @@ class SimArm:
         c = self.config
         pos_t, quat_t = self.forward_kinematics(self._q_target)
         lin = (pos_t - pose_now[0]) / self.dt / c.max_linear_speed
-        ang = _quat_error(quat_t, pose_now[1]) / self.dt / c.max_angular_speed
+        ang = quat_error(quat_t, pose_now[1]) / self.dt / c.max_angular_speed
         return {"joint_position": self._q_target.copy(),
                 "joint_velocity": (self._q_target - q_prev_target) / self.dt,
                 "cartesian_position": np.concatenate([pos_t, quat_t]),
@@ -328,7 +328,7 @@ def _normalise_quat(quat: np.ndarray) -> np.ndarray:
     return _canonical(quat / n)
 
 
-def _quat_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+def quat_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Rotation vector (world/base frame) taking `current` to `target`."""
     err = np.zeros(3)
     conj = np.array([current[0], -current[1], -current[2], -current[3]])

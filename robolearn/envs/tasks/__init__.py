@@ -1,0 +1,26 @@
+"""Household tasks: registry by name."""
+
+from __future__ import annotations
+
+import difflib
+
+from robolearn.envs.tasks.base import Task, Waypoint, top_down_quat
+from robolearn.envs.tasks.button import PressButton
+from robolearn.envs.tasks.drawer import CloseDrawer, OpenDrawer
+from robolearn.envs.tasks.pick_place import PutInBin, PutOnShelf, StackBlocks
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (PressButton, OpenDrawer, CloseDrawer, PutInBin,
+                                                     StackBlocks, PutOnShelf)}
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class called `name`; ValueError with close matches otherwise."""
+    if name in TASKS:
+        return TASKS[name]
+    close = difflib.get_close_matches(str(name), TASKS, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown household task {name!r}.{hint} Available: {', '.join(sorted(TASKS))} "
+                     "(also `robolearn envs list`)")
+
+
+__all__ = ["TASKS", "Task", "Waypoint", "get_task", "top_down_quat"]
