@@ -12,6 +12,7 @@ from robolearn.config import COMMANDS, add_dataclass_args, from_args
 # Modules whose @command functions make up the CLI (imported on start so they register).
 COMMAND_MODULES = (
     "robolearn.data.commands",
+    "robolearn.envs.commands",
     "robolearn.demo",
 )
 

@@ -78,3 +78,49 @@ class ScriptedExpert:
             action[:6] += self.rng.normal(0.0, self.config.noise, 6).astype(np.float32)
             action = np.clip(action, self.env.action_space.low, self.env.action_space.high)
         return action
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def run_expert(task: str, episodes: int, scenes: list[tuple[int, int]] | None = None, noise: float = 0.0,
+               seed: int = 0, action_space: str = "cartesian_velocity") -> dict:
+    """Roll out the scripted expert for `episodes` seeded episodes, cycling over `scenes` (default grid).
+
+    Returns success rate, Wilson interval, steps to success and the failing (seed, household, scene)s.
+    """
+    from robolearn.envs.household import HouseholdEnv
+    from robolearn.envs.scenes import default_scenes
+
+    grid = scenes or default_scenes()
+    env = HouseholdEnv(task=task, cameras=(), action_space=action_space)
+    expert = ScriptedExpert(env, ExpertConfig(noise=noise, seed=seed))
+    successes, lengths, failures = 0, [], []
+    try:
+        for i in range(episodes):
+            h, s = grid[i % len(grid)]
+            obs, info = env.reset(seed=seed + i, options={"household": h, "scene": s})
+            done = False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(expert.act(obs))
+                done = terminated or truncated
+            if info["success"]:
+                successes += 1
+                lengths.append(info["steps"])
+            else:
+                failures.append({"seed": seed + i, "household": h, "scene": s})
+    finally:
+        env.close()
+    lo, hi = wilson_interval(successes, episodes)
+    return {"task": task, "episodes": episodes, "successes": successes, "success_rate": successes / episodes,
+            "ci95": [lo, hi], "mean_steps": float(np.mean(lengths)) if lengths else None,
+            "max_steps": int(max(lengths)) if lengths else None, "failures": failures, "noise": noise,
+            "action_space": action_space}

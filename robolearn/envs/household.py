@@ -324,7 +324,7 @@ class HouseholdEnv(gym.Env):
         if space == "cartesian_position":
             arm_part = np.concatenate([p_goal, q_goal])
         elif space == "cartesian_velocity":
-            p_now, q_now = arm.ee_pose()
+            p_now, q_now = arm.reference_pose()
             c = arm.config
             lin = (p_goal - p_now) / (c.max_linear_speed * arm.dt)
             ang = quat_error(q_goal, q_now) / (c.max_angular_speed * arm.dt)

@@ -246,6 +246,13 @@ class SimArm:
         self._track_pose(pos_t, quat_t, q_now)
         return np.concatenate([pos_goal, quat_goal])
 
+    def reference_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pose the next cartesian_velocity command is integrated from (base frame): the persistent
+        velocity-mode target while it tracks, else the measured tool pose. A controller that wants the target
+        to land on a goal commands (goal - reference) / (max speed * dt)."""
+        return self._velocity_pose_target(self.ee_pose()) if self._last_space == "cartesian_velocity" \
+            else self.ee_pose()
+
     def _velocity_pose_target(self, pose_now: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Persistent pose target for velocity mode (avoids drift); re-seeded from the measured pose."""
         t = self._pose_target

@@ -27,6 +27,7 @@ class PressButton(Task):
                       stiffness=150.0, damping=3.0, springref=0.0)
         cap.add_geom(name="button_cap", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.028, 0.008],
                      pos=[0, 0, 0.008], rgba=[0.85, 0.1, 0.1, 1], mass=0.02)
+        spec.add_exclude(bodyname1="button_base", bodyname2="button_cap")  # the cap sinks into its housing
 
     def bind(self, model: mujoco.MjModel) -> None:
         self._base = model.body("button_base").id

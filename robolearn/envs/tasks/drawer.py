@@ -92,7 +92,8 @@ class OpenDrawer(_DrawerTask):
         pull = TRAVEL - self.opening(sim) - 0.015
         yaw = np.pi / 2  # fingers close along x, around the bar
         return [Waypoint(grip + [0, 0, 0.1], 0.5, yaw, tol=0.015, label="approach"),
-                Waypoint(grip, 0.5, yaw, tol=0.006),
+                Waypoint(grip + [0, 0, 0.04], 0.5, yaw, tol=0.004),
+                Waypoint(grip, 0.5, yaw, tol=0.005),
                 Waypoint(grip, 1.0, yaw, tol=0.01, settle=8),
                 Waypoint(grip - [pull, 0, 0], 1.0, yaw, tol=0.01),
                 Waypoint(grip - [pull, 0, 0], 0.0, yaw, tol=0.02, settle=6),
