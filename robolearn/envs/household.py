@@ -105,15 +105,12 @@ class HouseholdSim:
 
     def touching(self, body_id: int) -> set[int]:
         """Bodies in contact with `body_id`."""
-        d, m = self.data, self.model
-        out = set()
-        for c in d.contact[: d.ncon]:
-            b1, b2 = m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]
-            if b1 == body_id:
-                out.add(int(b2))
-            elif b2 == body_id:
-                out.add(int(b1))
-        return out
+        d = self.data
+        if d.ncon == 0:
+            return set()
+        bodies = self.model.geom_bodyid[d.contact.geom[: d.ncon]]  # (ncon, 2)
+        return {int(b) for b in bodies[bodies[:, 0] == body_id, 1]} | \
+            {int(b) for b in bodies[bodies[:, 1] == body_id, 0]}
 
     def grasped(self, body_id: int) -> bool:
         """Both fingers touch the body."""

@@ -181,6 +181,7 @@ class RenderQuality:
     multisampling: bool = False
     max_width: int = 640
     max_height: int = 480
+    slices: int = 16  # tessellation of capsules/cylinders/spheres (MuJoCo's default is 28)
 
 
 def build_scene(params: SceneParams, quality: RenderQuality | None = None) -> mujoco.MjSpec:
@@ -190,6 +191,11 @@ def build_scene(params: SceneParams, quality: RenderQuality | None = None) -> mu
     spec.modelname = f"robolearn_household_{params.name}"
     spec.visual.quality.shadowsize = 2048 if q.shadows else 0
     spec.visual.quality.offsamples = 4 if q.multisampling else 0
+    # Coarser tessellation of round primitives and one quad per box face: ~2x faster software rendering,
+    # no visible difference at training image sizes.
+    spec.visual.quality.numslices = q.slices
+    spec.visual.quality.numstacks = max(4, q.slices // 2)
+    spec.visual.quality.numquads = 1
     spec.visual.global_.offwidth = max(q.max_width, 64)
     spec.visual.global_.offheight = max(q.max_height, 64)
     spec.visual.headlight.ambient = [params.ambient] * 3
@@ -206,9 +212,11 @@ def build_scene(params: SceneParams, quality: RenderQuality | None = None) -> mu
                     diffuse=[params.light_diffuse * c for c in params.light_colour], specular=[0.1] * 3)
     world.add_light(name="fill", pos=[-0.6, 0.0, 1.5], dir=[0.6, 0.0, -1.0], castshadow=False,
                     diffuse=[0.2 * c for c in params.light_colour], specular=[0.0] * 3)
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.05], pos=[0, 0, floor_z],
+    # A plane's third size is its render grid spacing: a fine grid costs more than the rest of the scene.
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 1.0], pos=[0, 0, floor_z],
                    material="floor_mat")
     for name, pos, size in (("wall_back", [far + 0.8, 0, floor_z + 1.4], [0.02, 3.0, 1.4]),
+                            ("wall_behind", [-1.2, 0, floor_z + 1.4], [0.02, 3.0, 1.4]),
                             ("wall_left", [0.3, 2.2, floor_z + 1.4], [3.0, 0.02, 1.4]),
                             ("wall_right", [0.3, -2.2, floor_z + 1.4], [3.0, 0.02, 1.4])):
         world.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=size, pos=pos, material="wall_mat",
