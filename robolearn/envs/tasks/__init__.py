@@ -6,10 +6,11 @@ import difflib
 
 from robolearn.envs.tasks.base import Task, Waypoint, top_down_quat
 from robolearn.envs.tasks.button import PressButton
+from robolearn.envs.tasks.cabinet import OpenCabinet
 from robolearn.envs.tasks.drawer import CloseDrawer, OpenDrawer
 from robolearn.envs.tasks.pick_place import PutInBin, PutOnShelf, StackBlocks
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (PressButton, OpenDrawer, CloseDrawer, PutInBin,
+TASKS: dict[str, type[Task]] = {t.name: t for t in (PressButton, OpenDrawer, CloseDrawer, OpenCabinet, PutInBin,
                                                      StackBlocks, PutOnShelf)}
 
 
