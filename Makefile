@@ -30,6 +30,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/catalog.py
 	$(PY) benchmarks/loader.py
+	$(PY) benchmarks/sim.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output
