@@ -124,3 +124,21 @@ def run_expert(task: str, episodes: int, scenes: list[tuple[int, int]] | None = 
             "ci95": [lo, hi], "mean_steps": float(np.mean(lengths)) if lengths else None,
             "max_steps": int(max(lengths)) if lengths else None, "failures": failures, "noise": noise,
             "action_space": action_space}
+
+
+class MetaWorldExpert:
+    """Meta-World's own scripted policy behind the same `act(obs)` call (noise: Gaussian action std)."""
+
+    def __init__(self, env, config: ExpertConfig | None = None) -> None:
+        self.env = env.unwrapped
+        self.config = config or ExpertConfig()
+
+    def act(self, obs=None) -> np.ndarray:
+        return self.env.expert_action(self.config.noise)
+
+
+def make_expert(env, config: ExpertConfig | None = None) -> ScriptedExpert | MetaWorldExpert:
+    """The scripted expert for any robolearn env (household or Meta-World)."""
+    if hasattr(env.unwrapped, "expert_action"):
+        return MetaWorldExpert(env, config)
+    return ScriptedExpert(env, config)

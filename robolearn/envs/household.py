@@ -24,7 +24,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from robolearn.envs.interface import LANGUAGE_CHARSET, MAX_INSTRUCTION
+from robolearn.envs.interface import LANGUAGE_CHARSET, MAX_INSTRUCTION, new_renderer
 from robolearn.envs.robot import ACTION_DIMS, FINGER_JOINTS, HOME_QPOS, ControllerConfig, SimArm, quat_error
 from robolearn.envs.scenes import CAMERAS, RenderQuality, SceneParams, build_scene, default_scenes, scene_params
 from robolearn.envs.tasks import TASKS, Task, get_task
@@ -122,7 +122,7 @@ class HouseholdSim:
 
     def render(self, camera: str) -> np.ndarray:
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, *self._size)
+            self._renderer = new_renderer(self.model, *self._size)
         self._renderer.update_scene(self.data, camera=camera)
         return self._renderer.render()
 

@@ -8,7 +8,28 @@ info carries "success" (bool), "task", "steps" and "mujoco_version".
 
 from __future__ import annotations
 
+import os
 import string
+
+import mujoco
 
 LANGUAGE_CHARSET = string.ascii_letters + string.digits + " ,.'-?!"
 MAX_INSTRUCTION = 256
+
+
+# Process that created the first rendering context. EGL (Mesa llvmpipe at least) deadlocks when a process
+# forked after that creates a new context, so forked children raise instead of hanging.
+_gl_owner_pid: int | None = None
+
+
+def new_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    """A mujoco.Renderer, refusing (RuntimeError) in a process forked from one that already rendered."""
+    global _gl_owner_pid
+    if _gl_owner_pid is not None and _gl_owner_pid != os.getpid():
+        raise RuntimeError("cannot render in a process forked from one that already rendered (OpenGL/EGL "
+                           "contexts deadlock across fork). Use robolearn.envs.make_vector(), or "
+                           "gymnasium.vector.AsyncVectorEnv(..., context='forkserver' or 'spawn'), or create "
+                           "the vector env before any rendering.")
+    renderer = mujoco.Renderer(model, height, width)
+    _gl_owner_pid = _gl_owner_pid or os.getpid()
+    return renderer

@@ -8,7 +8,7 @@
   "images" is omitted when there are no cameras.
 - action: Box(-1, 1, (4,), float32), Meta-World's native hand xyz delta + gripper effort. Values outside
   [-1, 1] are clipped; a wrong shape or NaN/inf raises ValueError.
-- step info: "success" (bool), "task", "steps" and Meta-World's reward terms. terminated=True on success when
+- step info: "success" (bool), "task", "steps", "mujoco_version" and Meta-World's reward terms. terminated=True on success when
   `terminate_on_success`; truncated=True once `max_steps` steps were taken. The reset info also carries
   "versions" (mujoco/metaworld/gymnasium versions and whether the compat shim is active).
 - reset(seed=s) is reproducible down to the pixels. With `random_init` (default) every reset samples fresh
@@ -17,14 +17,17 @@
 Cameras whose image "up" axis points down in the world (Meta-World's ``corner*`` cameras) are rotated by 180°
 so images are upright. Shadows and multisampling are off by default (8-30x faster software rendering).
 `expert_action()` runs Meta-World's scripted policy for the task, with optional Gaussian action noise.
+
+step() after the episode ended (terminated or truncated) raises RuntimeError: call reset(). reset's `options`
+are ignored. Vector envs: an EGL context does not survive fork, so a process forked after its parent rendered
+raises RuntimeError on its first render; use AsyncVectorEnv(..., context="spawn", shared_memory=False) (the Text
+language space cannot live in shared memory).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import string
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +39,10 @@ from gymnasium import spaces
 
 from robolearn.config import opt
 from robolearn.envs import metaworld_compat
+from robolearn.envs.interface import LANGUAGE_CHARSET, MAX_INSTRUCTION, new_renderer
 
-LANGUAGE_CHARSET = string.ascii_letters + string.digits + " ,.'-?!"
-LANGUAGE_MAX_LENGTH = 256
+__all__ = ["ENV_ID", "LANGUAGE_CHARSET", "PROTOCOL_TASKS", "MetaWorldConfig", "MetaWorldEnv", "RenderQuality",
+           "list_tasks", "register_metaworld", "resolve_task", "task_instruction"]
 ENV_ID = "robolearn/MetaWorld-v0"
 PROTOCOL_TASKS = ("assembly-v3", "bin-picking-v3", "button-press-topdown-v3", "drawer-open-v3", "hammer-v3")
 PROPRIO_DIM = 4  # hand xyz + gripper opening = Meta-World obs[:4]
@@ -111,6 +115,8 @@ class MetaWorldConfig:
         self.image_size = _check_image_size(self.image_size)
         if not _is_int(self.max_steps) or self.max_steps < 1:
             raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if not _is_int(self.mt1_seed):
+            raise ValueError(f"mt1_seed must be an integer, got {self.mt1_seed!r}")
         if isinstance(self.render_quality, dict):
             self.render_quality = RenderQuality(**self.render_quality)
         if not isinstance(self.render_quality, RenderQuality):
@@ -171,22 +177,6 @@ def task_instruction(task: str) -> str:
     return " ".join([words[verb_at], "the", *words[:verb_at], *rest])
 
 
-# Process that created this module's first rendering context. EGL (Mesa llvmpipe at least) deadlocks when a
-# process forked after that creates a new context, so forked children raise instead of hanging.
-_gl_owner_pid: int | None = None
-
-
-def _new_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
-    global _gl_owner_pid
-    if _gl_owner_pid is not None and _gl_owner_pid != os.getpid():
-        raise RuntimeError("cannot render in a process forked from one that already rendered (OpenGL/EGL "
-                           "contexts deadlock across fork). Use gymnasium.vector.AsyncVectorEnv(..., "
-                           "context='spawn') or 'forkserver', or create the vector env before any rendering.")
-    renderer = mujoco.Renderer(model, height, width)
-    _gl_owner_pid = _gl_owner_pid or os.getpid()
-    return renderer
-
-
 def _camera_upside_down(data: mujoco.MjData, camera_id: int) -> bool:
     """True when the camera's image-up axis points downward in the world (its image is upside down)."""
     up_world = data.cam_xmat[camera_id].reshape(3, 3)[:, 1]  # camera frame y axis = image up
@@ -215,13 +205,11 @@ class MetaWorldEnv(gym.Env):
         self._mt1_tasks = self._setup_task_sampling()
         self.metadata = {**type(self).metadata, "render_fps": int(round(1.0 / self._raw.dt))}
 
-        self._camera_names = [self.model.camera(i).name for i in range(self.model.ncam)]
         self.render_camera = cfg.render_camera or (cfg.cameras[0] if cfg.cameras else DEFAULT_CAMERA)
-        for cam in (*cfg.cameras, self.render_camera):
-            if cam not in self._camera_names:
-                raise ValueError(f"unknown camera {cam!r} for {cfg.task}; available: {self._camera_names}")
+        self._check_cameras((*cfg.cameras, self.render_camera))
         mujoco.mj_forward(self.model, self.data)
-        self.flipped_cameras = frozenset(name for i, name in enumerate(self._camera_names)
+        names = [self.model.camera(i).name for i in range(self.model.ncam)]
+        self.flipped_cameras = frozenset(name for i, name in enumerate(names)
                                          if _camera_upside_down(self.data, i))
 
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
@@ -244,6 +232,13 @@ class MetaWorldEnv(gym.Env):
     def data(self) -> mujoco.MjData:
         """The MuJoCo data of the underlying Meta-World env."""
         return self._raw.data
+
+    def _check_cameras(self, cameras: tuple[str, ...]) -> None:
+        names = [self.model.camera(i).name for i in range(self.model.ncam)]
+        unknown = [cam for cam in cameras if cam not in names]
+        if unknown:
+            self._raw.close()
+            raise ValueError(f"unknown camera {unknown[0]!r} for {self.task}; available: {names}")
 
     def _set_render_quality(self, quality: RenderQuality) -> None:
         # Must happen before the first rendering context is created (contexts read these at creation).
@@ -273,7 +268,7 @@ class MetaWorldEnv(gym.Env):
             obs["images"] = spaces.Dict({cam: spaces.Box(0, 255, (height, width, 3), np.uint8)
                                          for cam in self.config.cameras})
         obs["proprio"] = spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
-        obs["language"] = spaces.Text(max_length=LANGUAGE_MAX_LENGTH, charset=LANGUAGE_CHARSET)
+        obs["language"] = spaces.Text(max_length=MAX_INSTRUCTION, charset=LANGUAGE_CHARSET)
         if self.config.privileged_state:
             obs["state"] = spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float64)
         return spaces.Dict(obs)
@@ -284,7 +279,8 @@ class MetaWorldEnv(gym.Env):
         super().reset(seed=seed)
         self._raw.seed(int(self.np_random.integers(2**31 - 1)))
         self._expert_rng = np.random.default_rng(int(self.np_random.integers(2**63 - 1)))
-        info: dict[str, Any] = {"success": False, "task": self.task, "steps": 0, "versions": dict(self._versions)}
+        info: dict[str, Any] = {"success": False, "task": self.task, "steps": 0,
+                                "mujoco_version": mujoco.__version__, "versions": dict(self._versions)}
         if self._mt1_tasks:
             variant = int(self.np_random.integers(len(self._mt1_tasks)))
             self._raw.set_task(self._mt1_tasks[variant])
@@ -305,7 +301,7 @@ class MetaWorldEnv(gym.Env):
         truncated = self._steps >= self.config.max_steps
         self._episode_over = terminated or truncated
         info = {key: float(value) for key, value in raw_info.items() if key != "success"}
-        info.update(success=success, task=self.task, steps=self._steps)
+        info.update(success=success, task=self.task, steps=self._steps, mujoco_version=mujoco.__version__)
         return self._observe(raw_obs), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
@@ -377,7 +373,7 @@ class MetaWorldEnv(gym.Env):
     def _render(self, camera: str) -> np.ndarray:
         if self._renderer is None:
             height, width = self.config.image_size
-            self._renderer = _new_renderer(self.model, height, width)
+            self._renderer = new_renderer(self.model, height, width)
         self._renderer.update_scene(self.data, camera=camera)
         image = self._renderer.render()
         if camera in self.flipped_cameras:

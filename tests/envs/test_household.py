@@ -190,3 +190,32 @@ def test_gymnasium_async_vector_env_with_module_id() -> None:
         assert obs["proprio"].shape == (2, 15)
     finally:
         envs.close()
+
+
+def test_forked_worker_after_rendering_raises_instead_of_hanging() -> None:
+    parent = HouseholdEnv(task="press-button", cameras=("wrist",), image_size=(16, 16))
+    parent.reset(seed=0)  # the parent now owns an EGL context
+    envs = gym.vector.AsyncVectorEnv(
+        [lambda: HouseholdEnv(task="press-button", cameras=("wrist",), image_size=(16, 16))] * 2,
+        shared_memory=False, context="fork")
+    try:
+        with pytest.raises(RuntimeError, match="forked"):
+            envs.reset(seed=0)
+    finally:
+        envs.close(terminate=True)
+        parent.close()
+
+
+def test_make_expert_serves_both_suites() -> None:
+    from robolearn.envs import make_expert
+    from robolearn.envs.experts import MetaWorldExpert
+    env = make("metaworld/button-press-topdown-v3", cameras=())
+    obs, _ = env.reset(seed=0)
+    expert = make_expert(env)
+    assert isinstance(expert, MetaWorldExpert)
+    for _ in range(150):
+        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        if terminated or truncated:
+            break
+    assert info["success"]
+    assert isinstance(make_expert(HouseholdEnv(task="press-button", cameras=())), ScriptedExpert)
