@@ -13,6 +13,7 @@ from robolearn.config import COMMANDS, add_dataclass_args, from_args
 COMMAND_MODULES = (
     "robolearn.data.commands",
     "robolearn.envs.commands",
+    "robolearn.collection.commands",
     "robolearn.demo",
 )
 

@@ -348,6 +348,16 @@ class EpisodeWriter:
     def set_cadence(self, report: dict[str, Any]) -> None:
         self._cadence = report
 
+    @property
+    def steps_recorded(self) -> int:
+        """Steps added so far (flushed or still buffered)."""
+        return self.num_steps + len(self._buf)
+
+    def update_extra(self, **items: Any) -> None:
+        """Merge items into the episode's `extra` attribute (rewritten on close), e.g. why it was aborted."""
+        json.dumps(items)  # fail now, not at close, if not JSON-serialisable
+        self.meta.extra.update(items)
+
     def close(self) -> Path:
         """Flush, mark complete and move the file to its final name. Returns the final path."""
         with self._lock:
@@ -364,6 +374,7 @@ class EpisodeWriter:
                 f.attrs["label_source"] = self._label_source
                 f.attrs["end_time"] = utc_now()
                 f.attrs["cadence"] = json.dumps(self._cadence or {})
+                f.attrs["extra"] = json.dumps(self.meta.extra)
                 f.attrs["complete"] = True
                 f.flush()
                 f.close()

@@ -135,6 +135,13 @@ class SimArm:
         self._last_space = ""
         mujoco.mj_forward(self.model, d)
 
+    def hold(self) -> None:
+        """Stop: joint targets = the measured positions (velocity-mode target dropped); gripper kept."""
+        self._q_target = np.clip(self.joint_positions, self.joint_lower, self.joint_upper)
+        self._pose_target = None
+        self._last_space = ""
+        self._apply_ctrl()
+
     @property
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].copy()

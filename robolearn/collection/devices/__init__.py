@@ -1,0 +1,5 @@
+"""Teleoperation devices: one interface (base.Device) for keyboard, SpaceMouse, gamepad and the expert."""
+
+from robolearn.collection.devices.base import EVENTS, Device, DeviceCommand
+
+__all__ = ["EVENTS", "Device", "DeviceCommand"]
