@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/catalog.py
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/sim.py
+	$(PY) benchmarks/record.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output

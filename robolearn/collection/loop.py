@@ -78,6 +78,10 @@ class ControlLoop:
             self.overruns += 1
         return dict(self.times)
 
+    def periods_ms(self) -> np.ndarray:
+        """Measured step-start to step-start periods since the last reset_stats() [ms]."""
+        return np.asarray(self._periods, dtype=np.float64) / 1e6
+
     def reset_stats(self) -> None:
         self._periods.clear()
         self._phases.clear()
