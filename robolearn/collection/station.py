@@ -181,10 +181,18 @@ class Station:
     def _maybe_scene_check(self) -> None:
         n = self.config.scene_check_every
         if n and self.saved % n == 0:
-            if self.operator.ask("has the scene changed?", {"n": "no", "y": "yes"}) == "y":
+            if self._ask("has the scene changed?", {"n": "no", "y": "yes"}) == "y":
                 self.config.scene = _next_scene(self.config.scene)
                 self._save_station()
                 self.operator.say(f"new scene id: {self.config.scene}")
+
+    def _ask(self, question: str, choices: dict[str, str]) -> str:
+        """Ask the operator with the device released (a keyboard device gives the terminal back)."""
+        self.device.close()
+        try:
+            return self.operator.ask(question, choices)
+        finally:
+            self.device.start()
 
     def _language(self) -> str:
         if self.config.instruction:
@@ -237,8 +245,8 @@ class Station:
             self._writer = None
             return EpisodeResult(None, outcome, steps, report, dropped)
         if outcome in ("unlabelled", "quit"):
-            label = self.operator.ask("label the episode", {"y": "success", "n": "failure", "u": "unknown",
-                                                             "x": "discard"})
+            label = self._ask("label the episode", {"y": "success", "n": "failure", "u": "unknown",
+                                                     "x": "discard"})
             if label == "x":
                 writer.discard()
                 self._writer = None
