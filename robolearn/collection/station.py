@@ -49,6 +49,8 @@ class StationConfig:
     max_seconds: float = opt(60.0, help="episode time limit [s]")
     reset_noise: float = opt(0.02, help="random joint noise at home [rad]")
     scene_check_every: int = opt(20, help="ask 'has the scene changed?' every N saved episodes (0: never)")
+    realtime: bool = opt(True, help="pace the loop in real time; --no-station.realtime runs a sim as fast as it can "
+                                    "(unattended expert collection; wall-clock timestamps then run fast)")
     cameras: list[str] = field(default_factory=list)
     robot: str = "sim"
     device: str = "keyboard"
@@ -112,7 +114,7 @@ class Station:
         self.device = device
         self.operator = operator or TerminalOperator()
         self.writer_config = writer_config or WriterConfig()
-        self.loop = ControlLoop(config.control_hz)
+        self.loop = self._make_loop()
         self.saved = 0
         self._writer: EpisodeWriter | None = None
 
@@ -185,6 +187,11 @@ class Station:
                 self.config.scene = _next_scene(self.config.scene)
                 self._save_station()
                 self.operator.say(f"new scene id: {self.config.scene}")
+
+    def _make_loop(self) -> ControlLoop:
+        if self.config.realtime:
+            return ControlLoop(self.config.control_hz)
+        return ControlLoop(self.config.control_hz, sleep=lambda s: None)
 
     def _ask(self, question: str, choices: dict[str, str]) -> str:
         """Ask the operator with the device released (a keyboard device gives the terminal back)."""
@@ -263,7 +270,7 @@ class Station:
 
     def _wait_for_start(self) -> bool:
         """Hold the robot still while polling the device for 'start' (or 'quit')."""
-        hold = ControlLoop(self.config.control_hz)
+        hold = self._make_loop()
         while True:
             hold.begin()
             cmd = self.device.read().validated(self.device.name)

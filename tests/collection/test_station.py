@@ -230,3 +230,16 @@ def test_sigkill_mid_episode_keeps_closed_episodes_and_salvages_the_open_one(tmp
     results = repair_dataset(out, min_age_s=0.0)
     assert results and all(r.action in ("salvaged", "quarantined", "published") for r in results), results
     assert not validate_dataset(out).errors
+
+
+def test_unattended_expert_collection_of_50_episodes(tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    rc = main(["collect", "--robot", "sim", "--task", "press-button", "--device", "expert", "--episodes", "50",
+               "--out", str(out), "--cameras", "wrist", "--camera-width", "32", "--camera-height", "24",
+               "--no-station.realtime"])
+    assert rc == 0
+    paths = list_episodes(out)
+    assert len(paths) == 50
+    rows = catalog.query(out, ["success=1"])
+    assert len(rows) >= 45  # the expert's bar is 90%
+    assert (out / "collect.config.json").exists() and (out / "station.json").exists()
