@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "robolearn.collection.commands",
     "robolearn.demo",
 )
+DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,19 +36,38 @@ def build_parser() -> argparse.ArgumentParser:
         gp = groups.add_parser(group, help=f"{group} commands")
         sub = gp.add_subparsers(dest="command", required=True, metavar="COMMAND")
         for name, (cls, _fn, help_) in sorted(cmds.items()):
+            if name == "":  # the stage's main command next to named ones: `robolearn <stage> [options]`
+                name, help_ = DEFAULT_COMMAND, f"(default) {help_}"
             cp = sub.add_parser(name, help=help_, description=help_)
             cp.add_argument("--config", help="JSON config to start from (flags override it)")
             add_dataclass_args(cp, cls)
     return parser
 
 
+def _with_default_command(argv: list[str]) -> list[str]:
+    """`robolearn pretrain --model x` -> `robolearn pretrain run --model x` for stages that have a main
+    command ("") next to named ones (e.g. `robolearn pretrain prepare`)."""
+    if not argv or argv[0] not in COMMANDS:
+        return argv
+    cmds = COMMANDS[argv[0]]
+    if "" not in cmds or list(cmds) == [""]:
+        return argv
+    rest = argv[1:]
+    if rest and (rest[0] in cmds or rest[0] in ("-h", "--help", DEFAULT_COMMAND)):
+        return argv
+    return [argv[0], DEFAULT_COMMAND, *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    cls, fn, _ = COMMANDS[ns.group][ns.command]
+    parser = build_parser()
+    argv = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    ns = parser.parse_args(argv)
+    command = "" if ns.command == DEFAULT_COMMAND and "" in COMMANDS[ns.group] else ns.command
+    cls, fn, _ = COMMANDS[ns.group][command]
     try:
         cfg = from_args(cls, ns)
     except (TypeError, ValueError) as e:
-        print(f"robolearn {ns.group} {ns.command}: bad configuration: {e}", file=sys.stderr)
+        print(f"robolearn {ns.group} {command}: bad configuration: {e}".replace("  ", " "), file=sys.stderr)
         return 2
     rc = fn(cfg)
     return int(rc or 0)

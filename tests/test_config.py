@@ -80,3 +80,30 @@ def test_synth_writes_config_next_to_output(tmp_path):
     assert main(["data", "synth", str(tmp_path / "ds"), "--episodes", "2", "--steps", "3", "--size", "16"]) == 0
     saved = json.loads((tmp_path / "ds" / "synth.config.json").read_text())
     assert saved["values"]["episodes"] == 2 and len(list((tmp_path / "ds").glob("*.h5"))) == 2
+
+
+def test_stage_with_a_main_command_and_named_ones() -> None:
+    from dataclasses import dataclass
+
+    from robolearn.cli import main
+    from robolearn.config import COMMANDS, opt
+
+    seen = []
+
+    @dataclass
+    class Main:
+        model: str = opt("a", help="model")
+
+    @dataclass
+    class Other:
+        n: int = opt(1, help="n")
+
+    COMMANDS["zz-stage"] = {"": (Main, lambda cfg: seen.append(("main", cfg.model)) or 0, "main"),
+                            "other": (Other, lambda cfg: seen.append(("other", cfg.n)) or 0, "other")}
+    try:
+        assert main(["zz-stage", "--model", "b"]) == 0
+        assert main(["zz-stage", "other", "--n", "3"]) == 0
+        assert main(["zz-stage", "run", "--model", "c"]) == 0
+        assert seen == [("main", "b"), ("other", 3), ("main", "c")]
+    finally:
+        COMMANDS.pop("zz-stage")
