@@ -10,7 +10,7 @@ METAWORLD := metaworld==3.1.1
 export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench ref-venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,18 @@ bench: $(STAMP)
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/sim.py
 	$(PY) benchmarks/record.py
+
+# Reference implementations as oracles for equivalence tests and benchmarks (separate venv; not needed by
+# make test). voltron-robotics 1.1.0 pins hydra-core 1.1.1, which fails on Python 3.11: newer hydra fixes it.
+REF_VENV := .venv-ref
+ref-venv: $(REF_VENV)/.installed
+
+$(REF_VENV)/.installed:
+	test -d $(REF_VENV) || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q --upgrade pip
+	$(REF_VENV)/bin/pip install -q voltron-robotics==1.1.0
+	$(REF_VENV)/bin/pip install -q hydra-core==1.3.2 omegaconf==2.3.0 safetensors
+	touch $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output
