@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "robolearn.data.commands",
     "robolearn.envs.commands",
     "robolearn.collection.commands",
+    "robolearn.collection.devices.registry",
     "robolearn.demo",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable

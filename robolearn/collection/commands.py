@@ -29,7 +29,9 @@ class CollectCommand:
     task: str = opt("put-in-bin", help="task: a household task id for the sim robot, or free text")
     household_id: int = opt(0, help="sim scene: household id")
     scene_id: int = opt(0, help="sim scene: scene id")
-    device: str = opt("keyboard", help="keyboard | spacemouse | gamepad | expert | a device plugin")
+    device: str = opt("keyboard", help="keyboard | spacemouse | gamepad | expert | a device plugin; 'a+b' "
+                                       "combines devices (e.g. spacemouse+keyboard)")
+    device_options: str = opt("", help="device options as JSON, e.g. '{\"linear_gain\": 0.8}' (docs/devices.md)")
     expert_noise: float = opt(0.0, help="expert device: action noise")
     episodes: int = opt(1, help="episodes to save in this session")
     resume: bool = opt(False, help="add to an existing dataset (station settings are reused)")
@@ -63,7 +65,11 @@ def build_device(cfg: CollectCommand, robot: Robot) -> Device:
         from robolearn.collection.devices.expert import ExpertDevice, ExpertDeviceConfig
         return ExpertDevice(robot, ExpertDeviceConfig(noise=cfg.expert_noise))
     from robolearn.collection.devices.registry import make_device
-    return make_device(cfg.device)
+    try:
+        options = json.loads(cfg.device_options) if cfg.device_options else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--device-options is not valid JSON ({e}): {cfg.device_options!r}") from None
+    return make_device(cfg.device, **options)
 
 
 def _apply_saved_station(cfg: CollectCommand) -> None:

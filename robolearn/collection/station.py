@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from robolearn.collection.cameras.base import Camera
-from robolearn.collection.devices.base import Device, DeviceCommand
+from robolearn.collection.devices.base import Device, DeviceCommand, DeviceError
 from robolearn.collection.loop import ControlLoop, format_report
 from robolearn.collection.robots.base import Robot, RobotError
 from robolearn.config import opt
@@ -230,7 +230,7 @@ class Station:
                 if ended:
                     outcome = ended
                     break
-        except (RobotError, ValueError) as e:  # robot link lost, or a device returned NaN/inf
+        except (RobotError, DeviceError, ValueError) as e:  # robot link lost, device lost or NaN/inf
             self.robot.stop()
             writer.update_extra(aborted=f"{type(e).__name__}: {e}", aborted_at=utc_now())
             writer.set_cadence(self.loop.report())

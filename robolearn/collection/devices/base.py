@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+class DeviceError(RuntimeError):
+    """The device failed (missing, disconnected, no driver); the message says what and how to fix it."""
+
+
 # Operator events a device may emit; the station maps them to its flow.
 EVENTS = ("start", "success", "failure", "discard", "quit", "home", "pause")
 
