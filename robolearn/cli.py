@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "robolearn.envs.commands",
     "robolearn.collection.commands",
     "robolearn.collection.devices.registry",
+    "robolearn.collection.robots.server",
     "robolearn.demo",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable

@@ -174,7 +174,7 @@ class Station:
                     catalog.update(self.out)
                     self._maybe_scene_check()
         finally:
-            self.robot.stop()
+            self._safe_stop()
             self.device.close()
             for cam in self.cameras:
                 cam.stop()
@@ -187,6 +187,13 @@ class Station:
                 self.config.scene = _next_scene(self.config.scene)
                 self._save_station()
                 self.operator.say(f"new scene id: {self.config.scene}")
+
+    def _safe_stop(self) -> None:
+        """Stop the robot; a robot that cannot be reached any more must not hide the original error."""
+        try:
+            self.robot.stop()
+        except RobotError as e:
+            self.operator.say(f"could not stop the robot: {e}")
 
     def _make_loop(self) -> ControlLoop:
         if self.config.realtime:
@@ -231,7 +238,7 @@ class Station:
                     outcome = ended
                     break
         except (RobotError, DeviceError, ValueError) as e:  # robot link lost, device lost or NaN/inf
-            self.robot.stop()
+            self._safe_stop()
             writer.update_extra(aborted=f"{type(e).__name__}: {e}", aborted_at=utc_now())
             writer.set_cadence(self.loop.report())
             writer.set_outcome(None, "unknown")

@@ -243,3 +243,37 @@ def test_unattended_expert_collection_of_50_episodes(tmp_path: Path) -> None:
     rows = catalog.query(out, ["success=1"])
     assert len(rows) >= 45  # the expert's bar is 90%
     assert (out / "collect.config.json").exists() and (out / "station.json").exists()
+
+
+def test_robot_server_killed_mid_episode_marks_the_episode(tmp_path: Path) -> None:
+    from robolearn.collection.robots.remote import RemoteRobot
+
+    server = subprocess.Popen([sys.executable, "-m", "robolearn.cli", "robot-server", "--robot", "sim",
+                               "--task", "press-button", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "MUJOCO_GL": "egl"})
+    try:
+        line = ""
+        deadline = time.time() + 60
+        while "serving" not in line and time.time() < deadline:
+            line = server.stdout.readline()
+        address = line.split(" at ")[-1].split()[0]
+        robot = RemoteRobot(address, timeout_s=0.5)
+        device = Scripted(10 ** 6)
+        real_read = device.read
+
+        def read():
+            if device.n == 5:
+                server.kill()
+            return real_read()
+
+        device.read = read
+        st = Station(StationConfig(cameras=[]), tmp_path / "ds", robot, [], device, AutoOperator(log=None))
+        with pytest.raises(RobotError, match="robot server"):
+            st.run(1)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    (path,) = list_episodes(tmp_path / "ds")
+    ep = Episode(path)
+    assert ep.num_steps >= 3 and ep.attrs["success"] == -1
+    assert "robot server" in ep.attrs["extra"]["aborted"]

@@ -1,0 +1,113 @@
+"""Robots by name: built-ins "sim" (the MuJoCo arm) and "remote" (a `robolearn robot-server` over the
+network), then plugin drivers registered under the entry-point group "robolearn.robots".
+
+    make_robot("sim", task="put-in-bin")                     # SimRobot(SimRobotConfig(task=...))
+    make_robot("remote", address="tcp://10.0.0.2:5555", token="...")
+    make_robot("myarm", port="/dev/ttyUSB0")                 # the plugin's class/factory called with the options
+
+`RobotSelection` is a config mixin for CLI commands that choose a robot (`--robot NAME --task ...
+--robot-options JSON`); `make_robot_from(selection)` builds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from robolearn.collection import plugins
+from robolearn.collection.robots.base import Robot
+from robolearn.config import opt
+
+
+def _make_sim(**options: Any) -> Robot:
+    from robolearn.collection.robots.sim import SimRobot, SimRobotConfig
+
+    _check_options("sim", options, [f.name for f in dataclasses.fields(SimRobotConfig)])
+    return SimRobot(SimRobotConfig(**options))
+
+
+def _make_remote(**options: Any) -> Robot:
+    from robolearn.collection.robots.remote import RemoteRobot
+
+    _check_options("remote", options, list(inspect.signature(RemoteRobot.__init__).parameters)[1:])
+    return RemoteRobot(**options)
+
+
+BUILTIN: dict[str, Callable[..., Robot]] = {"sim": _make_sim, "remote": _make_remote}
+
+
+def _check_options(name: str, options: dict[str, Any], known: list[str]) -> None:
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for robot {name!r}; expected some of {known}")
+
+
+def available_robots() -> list[str]:
+    """Built-in robot names, then installed plugin names (sorted)."""
+    return [*BUILTIN, *sorted(set(plugins.discover(plugins.ROBOTS)) - set(BUILTIN))]
+
+
+def make_robot(name: str, **options: Any) -> Robot:
+    """A new (not yet connected) robot called `name`, built with `options`. ValueError for an unknown name
+    (with suggestions) or options the robot does not take; TypeError when a plugin does not build a Robot."""
+    factory = plugins.load(plugins.ROBOTS, name, BUILTIN)
+    try:
+        robot = factory(**options)
+    except TypeError as e:
+        if name in BUILTIN:
+            raise
+        raise ValueError(f"robot plugin {name!r} ({_where(factory)}) rejected options {sorted(options)}: {e}") from e
+    if not isinstance(robot, Robot):
+        raise TypeError(f"robot plugin {name!r} ({_where(factory)}) built a {type(robot).__name__}, expected a "
+                        f"robolearn.collection.robots.Robot subclass instance")
+    return robot
+
+
+def _where(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _for(robot: str, default: Any, help: str) -> Any:
+    """A RobotSelection field that only applies to the robot called `robot`."""
+    return dataclasses.field(default=default, metadata={"help": help, "robot": robot})
+
+
+@dataclass
+class RobotSelection:
+    """Which robot to use and its options, as flat CLI flags (`--robot sim --task put-in-bin`). The sim flags
+    apply to "sim" only; any robot takes `--robot-options '{"port": "/dev/ttyUSB0"}'` (JSON, keyword
+    arguments of its class: for "remote" address/token/timeout_s, for a plugin whatever it declares)."""
+
+    robot: str = opt("sim", help="robot: sim, remote or an installed plugin (entry-point group robolearn.robots)")
+    task: str = _for("sim", "put-in-bin", help="sim: household task")
+    household: int = _for("sim", 0, help="sim: household id")
+    scene: int = _for("sim", 0, help="sim: scene id within the household")
+    scene_seed: int = _for("sim", 0, help="sim: scene variant seed")
+    control_hz: float = _for("sim", 15.0, help="sim: control rate")
+    robot_options: dict[str, Any] = opt(default_factory=dict, help="options for the robot's class")
+
+    def __post_init__(self) -> None:
+        if not self.robot:
+            raise ValueError(f"robot name is empty; expected one of {available_robots()}")
+        if not isinstance(self.robot_options, dict):
+            raise ValueError(f"robot_options must be a JSON object, got {self.robot_options!r}")
+
+    def options(self) -> dict[str, Any]:
+        """The options that apply to `robot`; ValueError if a flag meant for another robot was changed."""
+        chosen: dict[str, Any] = {}
+        for f in dataclasses.fields(RobotSelection):
+            owner = f.metadata.get("robot")
+            if owner is None:
+                continue
+            value = getattr(self, f.name)
+            if owner == self.robot:
+                chosen[f.name] = value
+            elif value != f.default:
+                raise ValueError(f"--{f.name.replace('_', '-')} applies to the {owner!r} robot, not {self.robot!r}")
+        return {**chosen, **self.robot_options}
+
+
+def make_robot_from(selection: RobotSelection) -> Robot:
+    return make_robot(selection.robot, **selection.options())

@@ -1,0 +1,358 @@
+"""Serve a `Robot` over the network (ZeroMQ + msgpack, see protocol.py) so a station on another machine can
+drive it through `RemoteRobot`.
+
+Socket choice: ROUTER. A REP socket forces strict recv/send alternation per peer and hides who sent what;
+ROUTER sees every peer's identity, replies to each request explicitly, and lets one loop serve the client's
+command socket and its separate heartbeat socket (and refuse strangers) without any state machine to
+wedge. Clients use REQ (or DEALER with an empty delimiter frame); the reply goes back with the same envelope.
+
+Safety:
+- Binds 127.0.0.1 by default. Any other address requires a shared token (>= 8 characters), checked in
+  `hello` before the robot is touched. The token travels in clear text: expose the server only on a
+  trusted network (or tunnel it, e.g. `ssh -L`).
+- One client holds the robot at a time (a session from `hello`); another client may take over only once the
+  holder has been silent longer than the heartbeat timeout (by then the robot is stopped).
+- Heartbeat watchdog: when the session's client sends nothing (no request, no heartbeat) for longer than
+  `heartbeat_timeout_s` (default two control periods, 2 / control_hz) the server calls `robot.stop()`, once
+  per silence, and logs it.
+- Every bad request gets an error reply; nothing a client sends can stop the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import zmq
+
+from robolearn import __version__
+from robolearn.collection.robots import protocol as P
+from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.collection.robots.registry import RobotSelection, make_robot_from
+from robolearn.config import command, opt
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "ROBOLEARN_ROBOT_TOKEN"
+MIN_TOKEN_CHARS = 8
+_POLL_S = 0.05  # longest wait between checks of the stop flag / watchdog
+
+
+def is_loopback(bind: str) -> bool:
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name: exposed
+
+
+@dataclass
+class ServerConfig:
+    bind: str = opt("127.0.0.1", help="address to listen on; anything but loopback requires --token")
+    port: int = opt(5555, help="TCP port (0: pick a free one)")
+    token: str = opt("", help=f"shared secret clients must present (default: ${TOKEN_ENV})")
+    max_message_bytes: int = opt(P.DEFAULT_MAX_MESSAGE_BYTES, help="largest request accepted, in bytes")
+    heartbeat_timeout_s: float = opt(0.0, help="stop the robot after this much client silence "
+                                               "(0: two control periods)")
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            self.token = os.environ.get(TOKEN_ENV, "")
+        if not self.bind:
+            raise ValueError("bind must be an address such as 127.0.0.1")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if not 1024 <= self.max_message_bytes <= 16 * 1024 * 1024:
+            raise ValueError(f"max_message_bytes must be in 1 KiB..16 MiB, got {self.max_message_bytes}")
+        if not self.heartbeat_timeout_s >= 0:
+            raise ValueError(f"heartbeat_timeout_s must be >= 0, got {self.heartbeat_timeout_s}")
+        if not is_loopback(self.bind) and not self.token:
+            raise ValueError(f"refusing to serve the robot on {self.bind!r} without a token: pass --token (or set "
+                             f"${TOKEN_ENV}) so that only clients with it can move the robot, or bind 127.0.0.1")
+        if self.token and len(self.token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"token must be at least {MIN_TOKEN_CHARS} characters, got {len(self.token)}")
+
+    def endpoint(self) -> str:
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"tcp://{host}:{self.port or '*'}"
+
+
+@dataclass
+class _Session:
+    id: str
+    client: str
+    last_seen: float
+    stopped_for_silence: bool = False
+
+
+class RobotServer:
+    """Serve `robot` to one client at a time. `start()` binds; `serve_forever()` (or `serve_in_thread()`) runs
+    the loop until `shutdown()`. The caller owns the robot (the server connects and stops it, never closes)."""
+
+    def __init__(self, robot: Robot, config: ServerConfig | None = None) -> None:
+        self.robot = robot
+        self.config = config or ServerConfig()
+        hz = float(robot.control_hz)
+        if not hz > 0:
+            raise ValueError(f"robot {robot.name!r} has control_hz {hz}; expected > 0")
+        self.heartbeat_timeout_s = self.config.heartbeat_timeout_s or 2.0 / hz
+        self._ctx: zmq.Context | None = None
+        self._sock: zmq.Socket | None = None
+        self._session: _Session | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._serving = False
+        self.address = ""
+        self.silence_stops = 0  # how many times the watchdog stopped the robot
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Connect the robot and bind; returns the endpoint (with the real port when port was 0)."""
+        if self._sock is not None:
+            return self.address
+        self.robot.connect()
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        # transport-level cap far above the protocol limit: bigger frames drop the peer (no reply) so a client
+        # cannot make the server buffer unbounded data; up to it, oversized requests get an error reply
+        sock.setsockopt(zmq.MAXMSGSIZE, 16 * self.config.max_message_bytes)
+        if ":" in self.config.bind:
+            sock.setsockopt(zmq.IPV6, 1)
+        try:
+            sock.bind(self.config.endpoint())
+        except zmq.ZMQError as e:
+            sock.close()
+            ctx.term()
+            raise RobotError(f"robot server cannot listen on {self.config.endpoint()}: {e}") from None
+        self._ctx, self._sock = ctx, sock
+        self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.info("serving %s at %s (heartbeat timeout %.3f s, token %s)", self.robot.name, self.address,
+                 self.heartbeat_timeout_s, "required" if self.config.token else "not required")
+        return self.address
+
+    def serve_forever(self) -> None:
+        """Handle requests until `shutdown()` (or KeyboardInterrupt); then stop the robot and close the socket."""
+        self.start()
+        self._serving = True
+        try:
+            while not self._stop.is_set():
+                self._serve_once()
+        except KeyboardInterrupt:
+            log.info("interrupted")
+        finally:
+            self._serving = False
+            self._close()
+
+    def serve_in_thread(self) -> "RobotServer":
+        self.start()
+        self._thread = threading.Thread(target=self.serve_forever, name="robot-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        """Stop serving (from any thread; from a signal handler it only asks the loop to end)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        if not self._serving:
+            self._close()
+
+    def __enter__(self) -> "RobotServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _close(self) -> None:
+        if self._sock is None:
+            return
+        self._safe_stop("server shutting down")
+        self._sock.close(linger=0)
+        self._ctx.term()
+        self._sock = self._ctx = None
+        self._session = None
+        log.info("robot server at %s closed", self.address)
+
+    # --- loop --------------------------------------------------------------------------------------------
+    def _serve_once(self) -> None:
+        wait = _POLL_S
+        s = self._session
+        if s is not None and not s.stopped_for_silence:
+            wait = max(0.0, min(wait, s.last_seen + self.heartbeat_timeout_s - time.monotonic()) + 1e-3)
+        if self._sock.poll(int(wait * 1000) + 1, zmq.POLLIN):
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                frames = []
+            if len(frames) >= 2:  # [identity, (empty delimiter,) payload]
+                reply = self.handle(frames[-1])
+                try:
+                    self._sock.send_multipart([*frames[:-1], reply], zmq.NOBLOCK)
+                except zmq.ZMQError as e:  # the peer went away or is not reading: nothing to do
+                    log.debug("reply dropped: %s", e)
+        self._check_watchdog()
+
+    def _check_watchdog(self) -> None:
+        s = self._session
+        if s is None or s.stopped_for_silence:
+            return
+        silent = time.monotonic() - s.last_seen
+        if silent > self.heartbeat_timeout_s:
+            s.stopped_for_silence = True
+            self.silence_stops += 1
+            log.warning("client %s silent for %.3f s (> %.3f s): stopping the robot", s.client, silent,
+                        self.heartbeat_timeout_s)
+            self._safe_stop("heartbeat watchdog")
+
+    def _safe_stop(self, why: str) -> None:
+        try:
+            self.robot.stop()
+        except Exception as e:  # a failing stop must not take the server down; say so loudly
+            log.error("robot.stop() failed (%s): %s: %s", why, type(e).__name__, e)
+
+    # --- requests ------------------------------------------------------------------------------------------
+    def handle(self, payload: bytes) -> bytes:
+        """One request's reply bytes; never raises."""
+        seq = -1
+        try:
+            req = P.decode_request(payload, self.config.max_message_bytes)
+            seq = req.seq
+            if req.cmd == "hello":
+                return P.ok_reply(seq, self._hello(req))
+            session = self._authorise(req)
+            try:
+                return P.ok_reply(seq, self._dispatch(req))
+            finally:
+                session.last_seen = time.monotonic()  # the client waited for us, it was not silent
+        except P.ProtocolError as e:
+            return P.error_reply(seq, e.kind, str(e))
+        except ValueError as e:
+            return P.error_reply(seq, "value", str(e))
+        except RobotError as e:
+            return P.error_reply(seq, "robot", str(e))
+        except Exception as e:  # a driver bug: report it, keep serving
+            log.exception("internal error handling a request")
+            return P.error_reply(seq, "internal", f"{type(e).__name__}: {e}")
+
+    def _hello(self, req: P.Request) -> dict[str, Any]:
+        a = req.args
+        if self.config.token and not hmac.compare_digest(a["token"].encode(), self.config.token.encode()):
+            log.warning("refused hello from client %r: wrong token", a["client"][:P.MAX_ID_CHARS])
+            raise P.ProtocolError("wrong token: this robot server requires the shared token it was started with",
+                                  "auth")
+        if a["protocol"] != P.PROTOCOL_VERSION:
+            raise P.ProtocolError(f"client speaks robot protocol {a['protocol']}, this server speaks "
+                                  f"{P.PROTOCOL_VERSION}; install matching robolearn versions")
+        client = a["client"]
+        if not client or len(client) > P.MAX_ID_CHARS:
+            raise P.ProtocolError(f"client id must be 1..{P.MAX_ID_CHARS} characters")
+        now = time.monotonic()
+        s = self._session
+        if s is not None and s.client != client and now - s.last_seen <= self.heartbeat_timeout_s:
+            raise P.ProtocolError(f"robot is in use by client {s.client!r} (heard {now - s.last_seen:.3f} s ago); it "
+                                  f"can be taken over once that client is silent for {self.heartbeat_timeout_s:.3f} s",
+                                  "busy")
+        if s is not None and s.client != client:
+            log.warning("client %r takes over the robot from silent client %r", client, s.client)
+        self._session = _Session(secrets.token_hex(16), client, time.monotonic())
+        log.info("client %r connected", client)
+        return {"session": self._session.id, "protocol": P.PROTOCOL_VERSION, "info": self.robot.info(),
+                "heartbeat_timeout_s": self.heartbeat_timeout_s, "server": f"robolearn {__version__}"}
+
+    def _authorise(self, req: P.Request) -> _Session:
+        s = self._session
+        if s is None or not hmac.compare_digest(req.session.encode(), s.id.encode()):
+            raise P.ProtocolError(f"{req.cmd}: unknown or expired session; send hello first (another client may "
+                                  f"have taken over, or the server restarted)", "auth")
+        s.last_seen = time.monotonic()
+        s.stopped_for_silence = False
+        return s
+
+    def _dispatch(self, req: P.Request) -> Any:
+        a = req.args
+        if req.cmd == "heartbeat":
+            return None
+        if req.cmd == "state":
+            return self.robot.state()
+        if req.cmd == "apply":
+            if a["space"] not in self.robot.action_spaces:
+                raise ValueError(f"robot {self.robot.name!r} does not take {a['space']!r} actions; it takes "
+                                 f"{list(self.robot.action_spaces)}")
+            return self.robot.apply(P.check_action(a["action"], a["space"]), a["space"])
+        if req.cmd == "home":
+            P.check_home(float(a["noise"]), a["seed"])
+            self.robot.home(noise=float(a["noise"]), seed=a["seed"])
+            return None
+        if req.cmd == "stop":
+            self.robot.stop()
+            return None
+        if req.cmd == "close":
+            log.info("client %r closed its session", self._session.client)
+            self._session = None
+            self.robot.stop()
+            return None
+        raise P.ProtocolError(f"unknown command {req.cmd!r}")  # unreachable: decode_request checks
+
+
+# --- CLI ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class RobotServerCommand(RobotSelection, ServerConfig):
+    log_level: str = opt("info", help="debug | info | warning | error")
+
+    def __post_init__(self) -> None:
+        RobotSelection.__post_init__(self)
+        ServerConfig.__post_init__(self)
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+
+
+@command("robot-server", "")
+def robot_server(cfg: RobotServerCommand) -> int:
+    """Serve a robot to a remote station over ZeroMQ (127.0.0.1 unless given a token)."""
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server_cfg = ServerConfig(cfg.bind, cfg.port, cfg.token, cfg.max_message_bytes, cfg.heartbeat_timeout_s)
+    try:
+        robot = make_robot_from(cfg)
+    except (ValueError, TypeError) as e:
+        print(f"robolearn robot-server: {e}", file=sys.stderr)
+        return 2
+    try:
+        server = RobotServer(robot, server_cfg)
+        address = server.start()
+        print(f"robot-server: serving {robot.info().get('robot_type', robot.name)} at {address}", flush=True)
+        with _stop_on_sigterm(server):
+            server.serve_forever()
+    except (RobotError, ValueError) as e:
+        print(f"robolearn robot-server: {e}", file=sys.stderr)
+        return 1
+    finally:
+        robot.close()
+    return 0
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(server: RobotServer) -> Iterator[None]:
+    """SIGTERM ends the serve loop cleanly (robot stopped) like Ctrl-C; only possible in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
