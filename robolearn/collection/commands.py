@@ -26,7 +26,8 @@ class CollectCommand:
     robot: str = opt("sim", help="sim | remote | an installed robot plugin")
     address: str = opt("tcp://127.0.0.1:5555", help="robot server address (--robot remote)")
     token: str = opt("", help="robot server token (--robot remote)")
-    task: str = opt("put-in-bin", help="task: a household task id for the sim robot, or free text")
+    task: str = opt("", help="task: a household task id (sim: the scene's task) or free text; empty: choose "
+                             "from the catalogue at the prompt")
     household_id: int = opt(0, help="sim scene: household id")
     scene_id: int = opt(0, help="sim scene: scene id")
     device: str = opt("keyboard", help="keyboard | spacemouse | gamepad | expert | a device plugin; 'a+b' "
@@ -82,12 +83,27 @@ def _apply_saved_station(cfg: CollectCommand) -> None:
                 setattr(cfg.station, key, saved[key])
 
 
+def choose_task(ask=input, say=print) -> str:
+    """Pick a task from the household catalogue by number, or type a free-text task."""
+    from robolearn.envs.tasks import TASKS
+    names = sorted(TASKS)
+    say("tasks: " + ", ".join(f"{i + 1}) {n}" for i, n in enumerate(names)))
+    while True:
+        answer = ask("task number, name or free text: ").strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(names):
+            return names[int(answer) - 1]
+        if answer:
+            return answer
+
+
 @command("collect", "")
 def collect(cfg: CollectCommand) -> int:
     """Record episodes with a robot, cameras and a teleop device (or the sim expert)."""
     if cfg.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {cfg.episodes}")
     _apply_saved_station(cfg)
+    if not cfg.task:
+        cfg.task = cfg.station.task or ("put-in-bin" if cfg.device == "expert" else choose_task())
     cfg.station.robot, cfg.station.device = cfg.robot, cfg.device
     cfg.station.task = cfg.station.task or cfg.task
     cfg.station.cameras = list(cfg.cameras)

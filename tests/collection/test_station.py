@@ -277,3 +277,12 @@ def test_robot_server_killed_mid_episode_marks_the_episode(tmp_path: Path) -> No
     ep = Episode(path)
     assert ep.num_steps >= 3 and ep.attrs["success"] == -1
     assert "robot server" in ep.attrs["extra"]["aborted"]
+
+
+def test_task_from_the_catalogue_or_free_text() -> None:
+    from robolearn.collection.commands import choose_task
+    from robolearn.envs.tasks import TASKS
+
+    answers = iter(["", "2"])
+    assert choose_task(lambda _: next(answers), lambda _: None) == sorted(TASKS)[1]
+    assert choose_task(lambda _: "fold the towel", lambda _: None) == "fold the towel"
