@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "robolearn.collection.commands",
     "robolearn.collection.devices.registry",
     "robolearn.collection.robots.server",
+    "robolearn.collection.calibration",
     "robolearn.demo",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable

@@ -36,7 +36,10 @@ class CollectCommand:
     expert_noise: float = opt(0.0, help="expert device: action noise")
     episodes: int = opt(1, help="episodes to save in this session")
     resume: bool = opt(False, help="add to an existing dataset (station settings are reused)")
-    cameras: list[str] = opt(default_factory=lambda: list(SIM_CAMERAS), help="sim camera names")
+    cameras: list[str] = opt(default_factory=lambda: list(SIM_CAMERAS),
+                             help="sim: camera names; real robots: OpenCV sources (device index, file, URL)")
+    calibration: str = opt("", help="calibration.json from `robolearn calibrate` (OpenCV cameras; sim cameras "
+                                    "record their exact pose)")
     camera_width: int = opt(320, help="camera image width")
     camera_height: int = opt(180, help="camera image height")
     station: StationConfig = field(default_factory=StationConfig)
@@ -58,7 +61,8 @@ def build_cameras(cfg: CollectCommand, robot: Robot) -> list[Camera]:
         return [SimCamera(robot, name, cfg.camera_width, cfg.camera_height) for name in cfg.cameras]
     from robolearn.collection.cameras.registry import make_camera
     return [make_camera("opencv", source=int(c) if c.isdigit() else c, name=f"camera_{i}",
-                        width=cfg.camera_width, height=cfg.camera_height) for i, c in enumerate(cfg.cameras)]
+                        width=cfg.camera_width, height=cfg.camera_height, calibration=cfg.calibration)
+            for i, c in enumerate(cfg.cameras)]
 
 
 def build_device(cfg: CollectCommand, robot: Robot) -> Device:

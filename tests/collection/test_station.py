@@ -286,3 +286,29 @@ def test_task_from_the_catalogue_or_free_text() -> None:
     answers = iter(["", "2"])
     assert choose_task(lambda _: next(answers), lambda _: None) == sorted(TASKS)[1]
     assert choose_task(lambda _: "fold the towel", lambda _: None) == "fold the towel"
+
+
+def test_calibration_and_opencv_camera_are_written_into_every_episode(tmp_path: Path) -> None:
+    import cv2
+
+    from robolearn.collection.calibration import calibrate_sim, write_calibration
+    from robolearn.collection.cameras.opencv import OpenCVCamera, OpenCVCameraConfig
+
+    result, _ = calibrate_sim("exterior_1", views=12)
+    calib = write_calibration(tmp_path / "calib", result)
+    video = tmp_path / "cam.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    for i in range(200):
+        writer.write(np.full((48, 64, 3), i % 255, np.uint8))
+    writer.release()
+    cam = OpenCVCamera(OpenCVCameraConfig(source=str(video), name="exterior_1", width=64, height=48,
+                                          calibration=str(calib), loop_file=True))
+    robot = SimRobot(SimRobotConfig(task="press-button"))
+    st = Station(StationConfig(cameras=["exterior_1"]), tmp_path / "ds", robot, [cam], Scripted(5),
+                 AutoOperator(log=None))
+    (res,) = st.run(1)
+    spec = Episode(res.path).camera("exterior_1")
+    np.testing.assert_allclose(np.asarray(spec.extrinsics), np.asarray(result.extrinsics), atol=1e-9)
+    assert spec.calibration and spec.intrinsics is not None
+    # Intrinsics are rescaled from the calibrated 640x480 to the stored 64x48.
+    assert np.asarray(spec.intrinsics)[0, 0] == pytest.approx(np.asarray(result.intrinsics)[0, 0] * 64 / 640)
