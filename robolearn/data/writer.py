@@ -101,7 +101,8 @@ class EpisodeWriter:
         self.num_steps = 0  # steps on disk
         self._buf: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the HDF5 file (flushes, close)
+        self._buf_lock = threading.Lock()  # the row buffer only: add_step never waits for a flush
         self._failed: BaseException | None = None
         self._closed = False
         self._success, self._label_source = -1, "unknown"
@@ -205,7 +206,7 @@ class EpisodeWriter:
         ct = control_times or {}
         for p, fld in zip(schema.CONTROL_PHASES, schema.CONTROL_FIELDS):
             row[fld.path] = int(ct.get(p, now))
-        row["is_first"] = self.num_steps + len(self._buf) == 0
+        row["is_first"] = self.steps_recorded == 0
         row["is_last"] = False
         row["is_terminal"] = bool(is_terminal)
         row["reward"], row["discount"] = float(reward), float(discount)
@@ -238,9 +239,16 @@ class EpisodeWriter:
                 row[f"{g}/depth"] = None if d is None else self._encode(f"{g}/depth", codec.encode_depth, d)
             cap, rec = camera_times.get(cam.name, (0, 0) if img is None else (time.time_ns(),) * 2)
             row[f"{g}/capture_ns"], row[f"{g}/receive_ns"], row[f"{g}/dropped"] = int(cap), int(rec), img is None
-        with self._lock:
+        self._check_open()
+        with self._buf_lock:
             self._buf.append(row)
-            if time.monotonic() - self._last_flush >= self.cfg.flush_interval_s:
+            backlog = len(self._buf)
+        overdue = time.monotonic() - self._last_flush >= self.cfg.flush_interval_s
+        # With the background flusher the control thread never writes to the file, unless the flusher has
+        # fallen far behind (then the caller pays, so memory and data at risk stay bounded).
+        if overdue and (self._timer is None or time.monotonic() - self._last_flush >= 4 * self.cfg.flush_interval_s
+                        or backlog > 4096):
+            with self._lock:
                 self._flush_locked()
 
     def _encode(self, field: str, encode: Any, *args: Any) -> bytes:
@@ -260,7 +268,8 @@ class EpisodeWriter:
 
     def _check_open(self) -> None:
         if self._failed is not None:
-            raise EpisodeWriteError(self.tmp_path, "file", f"writer failed earlier: {self._failed}")
+            raise EpisodeWriteError(self.tmp_path, "file", f"writer failed earlier ({self._failed}); flushed steps "
+                                    "are kept, salvage them with `robolearn data repair`")
         if self._closed:
             raise EpisodeError(self.final_path, "file", "episode already closed")
 
@@ -284,9 +293,11 @@ class EpisodeWriter:
 
     def _flush_locked(self) -> None:
         self._last_flush = time.monotonic()
-        if not self._buf:
+        with self._buf_lock:
+            rows = self._buf[:]  # a snapshot: steps added meanwhile wait for the next flush
+        if not rows:
             return
-        rows, n0 = self._buf, self.num_steps
+        n0 = self.num_steps
         n1 = n0 + len(rows)
         try:
             f = self._f
@@ -312,7 +323,8 @@ class EpisodeWriter:
             raise EpisodeWriteError(self.tmp_path, "file", f"write failed after {n0} flushed steps ({e}); "
                                     f"flushed steps are kept, salvage them with `robolearn data repair`") from e
         self.num_steps = n1
-        self._buf = []
+        with self._buf_lock:
+            del self._buf[:len(rows)]
 
     @staticmethod
     def _append(ds: h5py.Dataset, values: list[Any], n0: int) -> None:
