@@ -17,6 +17,9 @@ COMMAND_MODULES = (
     "robolearn.collection.devices.registry",
     "robolearn.collection.robots.server",
     "robolearn.collection.calibration",
+    "robolearn.pretrain.commands",
+    "robolearn.pretrain.run",
+    "robolearn.encoders.commands",
     "robolearn.demo",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable

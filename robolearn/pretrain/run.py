@@ -1,0 +1,121 @@
+"""`robolearn pretrain`: train an encoder on prepared clips and/or our own episodes.
+
+    robolearn pretrain --model v-cond --data data/ssv2-prepared --run-dir runs/v-cond
+    robolearn pretrain --model v-gen --data data/ssv2-prepared:0.7 --episodes data/demos:0.3 --run-dir ...
+    torchrun --standalone --nproc-per-node 8 -m robolearn.pretrain --model v-cond --data ... --run-dir ...
+
+Every checkpoint folder (run/checkpoints/step-*) is loadable with `robolearn.encoders.load(<folder>)`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robolearn.config import command, opt, save_config
+from robolearn.pretrain.distributed import init_distributed, shutdown
+from robolearn.pretrain.trainer import TrainConfig, Trainer
+
+
+@dataclass
+class PretrainCommand:
+    model: str = opt("v-cond", help="encoder id (robolearn encoders list), e.g. v-cond, v-gen, r-mvp, r-r3m-vit")
+    data: list[str] = opt(default_factory=list, help="prepared shard folders (robolearn pretrain prepare), "
+                                                      "each DIR or DIR:WEIGHT")
+    episodes: list[str] = opt(default_factory=list, help="robolearn episode datasets read directly, each DIR or "
+                                                          "DIR:WEIGHT")
+    episodes_camera: str = opt("", help="camera of the episode clips (default: every camera)")
+    run_dir: Path = opt(Path("runs/pretrain"), help="checkpoints, metrics.jsonl and the saved config go here")
+    language_model: str = opt("distilbert-base-uncased", help="frozen LM: HF hub id or local folder (offline "
+                                                              "machines: a local folder)")
+    image_size: int = opt(224, help="model input size")
+    model_overrides: str = opt("", help="JSON of encoder config overrides, e.g. '{\"mask_ratio\": 0.9}'")
+    lang_dropout: float = opt(0.0, help="per-epoch language dropout (data side)")
+    gen_ratio: float = opt(0.5, help="V-Gen: fraction of generation examples")
+    validate: bool = opt(True, help="validation loss each epoch (when the sources have a validation split)")
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _weighted(spec: str) -> tuple[str, float | None]:
+    path, sep, weight = spec.rpartition(":")
+    if sep and path and weight.replace(".", "", 1).isdigit():
+        return path, float(weight)
+    return spec, None
+
+
+def build_sources(cfg: PretrainCommand) -> Any:
+    from robolearn.pretrain.episodes_source import EpisodeSource
+    from robolearn.pretrain.shards import ShardSource
+
+    sources: list[tuple[Any, float | None]] = []
+    for spec in cfg.data:
+        path, w = _weighted(spec)
+        sources.append((ShardSource(path), w))
+    for spec in cfg.episodes:
+        path, w = _weighted(spec)
+        sources.append((EpisodeSource(path, camera=cfg.episodes_camera or None, tokenizer=cfg.language_model,
+                                      val_fraction=0.1), w))
+    if not sources:
+        raise ValueError("no training data: give --data (prepared clips) and/or --episodes (episode datasets)")
+    weights = [w for _, w in sources]
+    if all(w is None for w in weights):
+        return [s for s, _ in sources]
+    if any(w is None for w in weights):
+        raise ValueError(f"give a weight to every source or to none (got {cfg.data + cfg.episodes})")
+    return [(s, w) for s, w in sources]
+
+
+def build_model(cfg: PretrainCommand) -> torch.nn.Module:
+    from robolearn.encoders import build
+    try:
+        overrides = json.loads(cfg.model_overrides) if cfg.model_overrides else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--model-overrides is not valid JSON ({e}): {cfg.model_overrides!r}") from None
+    return build(cfg.model, language_model=cfg.language_model, image_size=cfg.image_size, **overrides)
+
+
+@command("pretrain", "")
+def pretrain(cfg: PretrainCommand) -> int:
+    """Pretrain an encoder (one process, or one process per device under torchrun)."""
+    from robolearn.pretrain.datasets import dataset_for
+
+    info = init_distributed()
+    try:
+        torch.manual_seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)
+        random.seed(cfg.train.seed)
+        model = build_model(cfg)
+        sources = build_sources(cfg)
+        kw: dict[str, Any] = {"image_size": cfg.image_size, "seed": cfg.train.seed, "lang_dropout": cfg.lang_dropout}
+        if cfg.model.startswith("v-gen"):
+            kw["gen_ratio"] = cfg.gen_ratio
+        train_set = dataset_for(cfg.model.removesuffix("-tiny"), sources, "train", **kw)
+        val_set = None
+        if cfg.validate:
+            try:
+                val_set = dataset_for(cfg.model.removesuffix("-tiny"), sources, "val", **kw)
+            except ValueError:  # the sources have no validation clips
+                val_set = None
+        if info.is_main:
+            cfg.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, cfg.run_dir, "pretrain")
+            print(f"pretraining {cfg.model} ({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} "
+                  f"M trainable parameters) on {len(train_set)} examples per epoch"
+                  + (f", {len(val_set)} validation" if val_set is not None else "")
+                  + f", {info.world_size} process(es), device {info.device}")
+        trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, info, val_set=val_set,
+                          on_epoch=train_set.set_epoch)
+        result = trainer.fit()
+        if info.is_main:
+            last = result.last_checkpoint
+            print(f"done: {result.steps} optimizer steps, {result.epochs_done} epochs; last checkpoint {last} "
+                  f"(robolearn.encoders.load('{last}'))")
+    finally:
+        shutdown(info)
+    return 0
