@@ -80,6 +80,13 @@ def build_model(cfg: PretrainCommand) -> torch.nn.Module:
     return build(cfg.model, language_model=cfg.language_model, image_size=cfg.image_size, **overrides)
 
 
+def _with_validation(sources: Any) -> list:
+    """The sources (or (source, weight) pairs) that have validation clips; validation uses only those."""
+    items = list(sources)
+    source_of = (lambda x: x[0]) if items and isinstance(items[0], tuple) else (lambda x: x)
+    return [x for x in items if len(source_of(x).table.indices("val")) > 0]
+
+
 @command("pretrain", "")
 def pretrain(cfg: PretrainCommand) -> int:
     """Pretrain an encoder (one process, or one process per device under torchrun)."""
@@ -97,11 +104,9 @@ def pretrain(cfg: PretrainCommand) -> int:
             kw["gen_ratio"] = cfg.gen_ratio
         train_set = dataset_for(cfg.model.removesuffix("-tiny"), sources, "train", **kw)
         val_set = None
-        if cfg.validate:
-            try:
-                val_set = dataset_for(cfg.model.removesuffix("-tiny"), sources, "val", **kw)
-            except ValueError:  # the sources have no validation clips
-                val_set = None
+        val_sources = _with_validation(sources) if cfg.validate else []
+        if val_sources:
+            val_set = dataset_for(cfg.model.removesuffix("-tiny"), val_sources, "val", **kw)
         if info.is_main:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, cfg.run_dir, "pretrain")
