@@ -109,6 +109,12 @@ def collect(cfg: CollectCommand) -> int:
     if not cfg.task:
         cfg.task = cfg.station.task or ("put-in-bin" if cfg.device == "expert" else choose_task())
     cfg.station.robot, cfg.station.device = cfg.robot, cfg.device
+    defaults = StationConfig()
+    if cfg.robot == "sim":  # sim scenes label themselves unless the operator named them
+        if cfg.station.household == defaults.household:
+            cfg.station.household = f"household_{cfg.household_id}"
+        if cfg.station.scene == defaults.scene:
+            cfg.station.scene = f"scene_{cfg.scene_id}"
     cfg.station.task = cfg.station.task or cfg.task
     cfg.station.cameras = list(cfg.cameras)
     robot = build_robot(cfg)
