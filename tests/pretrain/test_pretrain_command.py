@@ -44,3 +44,26 @@ def test_pretrain_command_trains_checkpoints_and_loads(prepared: Path, episodes_
 def test_pretrain_needs_data(tmp_path: Path, lm_dir: Path) -> None:
     with pytest.raises(ValueError, match="no training data"):
         main(["pretrain", "--model", "v-cond-tiny", "--language-model", str(lm_dir), "--run-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("model", ["v-dual-tiny", "v-gen-tiny", "r-mvp-tiny", "r-r3m-vit-tiny", "r-r3m-rn50-tiny"])
+def test_every_variant_trains_checkpoints_resumes_and_extracts(model: str, prepared: Path, lm_dir: Path,
+                                                                tmp_path: Path) -> None:
+    from robolearn.encoders import load
+
+    run = tmp_path / "run"
+    args = ["pretrain", "--model", model, "--data", str(prepared), "--language-model", str(lm_dir), "--run-dir",
+            str(run), "--train.max-epochs", "3", "--no-validate", *TINY]
+    assert main([*args, "--train.max-steps", "2"]) == 0  # stops early, like a killed run
+    assert latest_checkpoint(run).name == "step-00000002"
+    assert main(args) == 0  # resumes and finishes
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert lines[-1]["step"] > 2 and all(torch.isfinite(torch.tensor(x["loss"])) for x in lines)
+    encoder, _ = load(latest_checkpoint(run), language_model=str(lm_dir))
+    if model.startswith("r-mvp"):
+        feats = encoder(torch.rand(2, 3, 32, 32), mode="cls")
+    elif "r3m" in model:
+        feats = encoder(torch.rand(2, 3, 32, 32) * 255)
+    else:  # two-frame Voltron models: (initial frame, frame k)
+        feats = encoder(torch.rand(2, 2, 3, 32, 32), "open the drawer", mode="multimodal")
+    assert feats.shape[0] == 2 and torch.isfinite(feats).all()
