@@ -35,3 +35,35 @@ def load(group: str, name: str, builtin: dict[str, Any] | None = None) -> Any:
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown {group.split('.')[-1][:-1]} {name!r}.{hint} Known: {', '.join(known) or 'none'} "
                      f"(plugins register under the entry-point group {group!r})")
+
+
+def check_options(what: str, name: str, options: dict[str, Any], known: list[str]) -> None:
+    """ValueError naming the options a built-in `what` (robot/camera) called `name` does not take."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {what} {name!r}; expected some of {known}")
+
+
+def available(group: str, builtin: dict[str, Any]) -> list[str]:
+    """Built-in names, then installed plugin names (sorted)."""
+    return [*builtin, *sorted(set(discover(group)) - set(builtin))]
+
+
+def build(group: str, name: str, builtin: dict[str, Any], options: dict[str, Any], base: type, what: str) -> Any:
+    """Build `name` (a built-in or a plugin of `group`) with `options` and check it is a `base` instance.
+    A plugin that rejects the options is a ValueError naming it; one that builds something else a TypeError."""
+    factory = load(group, name, builtin)
+    try:
+        obj = factory(**options)
+    except TypeError as e:
+        if name in builtin:
+            raise
+        raise ValueError(f"{what} plugin {name!r} ({_where(factory)}) rejected options {sorted(options)}: {e}") from e
+    if not isinstance(obj, base):
+        raise TypeError(f"{what} plugin {name!r} ({_where(factory)}) built a {type(obj).__name__}, expected a "
+                        f"{base.__module__.rsplit('.', 1)[0]}.{base.__name__} subclass instance")
+    return obj
+
+
+def _where(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

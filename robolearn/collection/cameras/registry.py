@@ -20,7 +20,7 @@ from robolearn.collection.cameras.base import Camera
 def _make_opencv(**options: Any) -> Camera:
     from robolearn.collection.cameras.opencv import OpenCVCamera, OpenCVCameraConfig
 
-    _check_options("opencv", options, [f.name for f in dataclasses.fields(OpenCVCameraConfig)])
+    plugins.check_options("camera", "opencv", options, [f.name for f in dataclasses.fields(OpenCVCameraConfig)])
     return OpenCVCamera(OpenCVCameraConfig(**options))
 
 
@@ -28,7 +28,7 @@ def _make_sim(**options: Any) -> Camera:
     from robolearn.collection.cameras.sim import SimCamera
 
     known = list(inspect.signature(SimCamera.__init__).parameters)[1:]
-    _check_options("sim", options, known)
+    plugins.check_options("camera", "sim", options, known)
     missing = [k for k in ("robot", "camera") if k not in options]
     if missing:
         raise ValueError(f"camera 'sim' needs option(s) {missing} (the SimRobot and one of its scene cameras)")
@@ -38,32 +38,13 @@ def _make_sim(**options: Any) -> Camera:
 BUILTIN: dict[str, Callable[..., Camera]] = {"opencv": _make_opencv, "sim": _make_sim}
 
 
-def _check_options(kind: str, options: dict[str, Any], known: list[str]) -> None:
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for camera {kind!r}; expected some of {known}")
-
-
 def available_cameras() -> list[str]:
     """Built-in camera kinds, then installed plugin kinds (sorted)."""
-    return [*BUILTIN, *sorted(set(plugins.discover(plugins.CAMERAS)) - set(BUILTIN))]
+    return plugins.available(plugins.CAMERAS, BUILTIN)
 
 
 def make_camera(kind: str, **options: Any) -> Camera:
     """A new (not started) camera of `kind` built with `options`. ValueError for an unknown kind (with
     suggestions) or options it does not take; TypeError when a plugin does not build a Camera."""
-    factory = plugins.load(plugins.CAMERAS, kind, BUILTIN)
-    try:
-        camera = factory(**options)
-    except TypeError as e:
-        if kind in BUILTIN:
-            raise
-        raise ValueError(f"camera plugin {kind!r} ({_where(factory)}) rejected options {sorted(options)}: {e}") from e
-    if not isinstance(camera, Camera):
-        raise TypeError(f"camera plugin {kind!r} ({_where(factory)}) built a {type(camera).__name__}, expected a "
-                        f"robolearn.collection.cameras.Camera subclass instance")
-    return camera
+    return plugins.build(plugins.CAMERAS, kind, BUILTIN, options, Camera, "camera")
 
-
-def _where(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

@@ -24,49 +24,30 @@ from robolearn.config import opt
 def _make_sim(**options: Any) -> Robot:
     from robolearn.collection.robots.sim import SimRobot, SimRobotConfig
 
-    _check_options("sim", options, [f.name for f in dataclasses.fields(SimRobotConfig)])
+    plugins.check_options("robot", "sim", options, [f.name for f in dataclasses.fields(SimRobotConfig)])
     return SimRobot(SimRobotConfig(**options))
 
 
 def _make_remote(**options: Any) -> Robot:
     from robolearn.collection.robots.remote import RemoteRobot
 
-    _check_options("remote", options, list(inspect.signature(RemoteRobot.__init__).parameters)[1:])
+    plugins.check_options("robot", "remote", options, list(inspect.signature(RemoteRobot.__init__).parameters)[1:])
     return RemoteRobot(**options)
 
 
 BUILTIN: dict[str, Callable[..., Robot]] = {"sim": _make_sim, "remote": _make_remote}
 
 
-def _check_options(name: str, options: dict[str, Any], known: list[str]) -> None:
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for robot {name!r}; expected some of {known}")
-
-
 def available_robots() -> list[str]:
     """Built-in robot names, then installed plugin names (sorted)."""
-    return [*BUILTIN, *sorted(set(plugins.discover(plugins.ROBOTS)) - set(BUILTIN))]
+    return plugins.available(plugins.ROBOTS, BUILTIN)
 
 
 def make_robot(name: str, **options: Any) -> Robot:
     """A new (not yet connected) robot called `name`, built with `options`. ValueError for an unknown name
     (with suggestions) or options the robot does not take; TypeError when a plugin does not build a Robot."""
-    factory = plugins.load(plugins.ROBOTS, name, BUILTIN)
-    try:
-        robot = factory(**options)
-    except TypeError as e:
-        if name in BUILTIN:
-            raise
-        raise ValueError(f"robot plugin {name!r} ({_where(factory)}) rejected options {sorted(options)}: {e}") from e
-    if not isinstance(robot, Robot):
-        raise TypeError(f"robot plugin {name!r} ({_where(factory)}) built a {type(robot).__name__}, expected a "
-                        f"robolearn.collection.robots.Robot subclass instance")
-    return robot
+    return plugins.build(plugins.ROBOTS, name, BUILTIN, options, Robot, "robot")
 
-
-def _where(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def _for(robot: str, default: Any, help: str) -> Any:
