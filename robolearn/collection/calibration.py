@@ -751,7 +751,8 @@ class SimBoardRig:
 
 def calibrate_sim(camera: str = "exterior_1", views: int = 16, seed: int = 0, household: int = 0, scene: int = 0,
                   width: int = 640, height: int = 480, board: BoardSpec | None = None,
-                  use_true_intrinsics: bool = False, progress: Callable[[str], None] | None = None, **solve: Any) -> tuple[CalibrationResult, dict]:
+                  use_true_intrinsics: bool = False, progress: Callable[[str], None] | None = None,
+                  **solve: Any) -> tuple[CalibrationResult, dict]:
     """The whole procedure on the sim arm; returns the result and its error against the ground truth."""
     rig = SimBoardRig(camera, board, household, scene, width, height)
     try:

@@ -29,11 +29,12 @@ class OpenCabinet(Task):
         # Cabinet frame origin: the hinge line at table height, at the front face.
         cab = spec.worldbody.add_body(name="cabinet", pos=[0.5, 0.0, scene.table_z])
         cy = -s * WIDTH / 2
-        for name, size, pos in (("bottom", (DEPTH / 2, WIDTH / 2 + 0.01, 0.005), (DEPTH / 2, cy, 0.005)),
-                                ("top", (DEPTH / 2, WIDTH / 2 + 0.01, 0.005), (DEPTH / 2, cy, HEIGHT + 0.015)),
-                                ("side_a", (DEPTH / 2, 0.005, HEIGHT / 2 + 0.005), (DEPTH / 2, cy + WIDTH / 2 + 0.005, HEIGHT / 2 + 0.01)),
-                                ("side_b", (DEPTH / 2, 0.005, HEIGHT / 2 + 0.005), (DEPTH / 2, cy - WIDTH / 2 - 0.005, HEIGHT / 2 + 0.01)),
-                                ("back", (0.005, WIDTH / 2, HEIGHT / 2 + 0.005), (DEPTH - 0.005, cy, HEIGHT / 2 + 0.01))):
+        half_w, half_h, side_x = WIDTH / 2, HEIGHT / 2, DEPTH / 2
+        for name, size, pos in (("bottom", (side_x, half_w + 0.01, 0.005), (side_x, cy, 0.005)),
+                                ("top", (side_x, half_w + 0.01, 0.005), (side_x, cy, HEIGHT + 0.015)),
+                                ("side_a", (side_x, 0.005, half_h + 0.005), (side_x, cy + half_w + 0.005, half_h + 0.01)),
+                                ("side_b", (side_x, 0.005, half_h + 0.005), (side_x, cy - half_w - 0.005, half_h + 0.01)),
+                                ("back", (0.005, half_w, half_h + 0.005), (DEPTH - 0.005, cy, half_h + 0.01))):
             add_box(cab, f"cabinet_{name}", size, pos, body_rgba)
         door = cab.add_body(name="cabinet_door", pos=[-0.001, 0.0, 0.0])
         door.add_joint(name="cabinet_door", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 0, -s], range=[0, 1.7],
