@@ -67,3 +67,18 @@ def test_every_variant_trains_checkpoints_resumes_and_extracts(model: str, prepa
     else:  # two-frame Voltron models: (initial frame, frame k)
         feats = encoder(torch.rand(2, 2, 3, 32, 32), "open the drawer", mode="multimodal")
     assert feats.shape[0] == 2 and torch.isfinite(feats).all()
+
+
+def test_torchrun_two_processes_with_the_real_command(prepared: Path, lm_dir: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+           "robolearn.pretrain", "--model", "v-cond-tiny", "--data", str(prepared), "--language-model", str(lm_dir),
+           "--run-dir", str(run), "--train.max-epochs", "2", *TINY]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = torch.load(latest_checkpoint(run) / "state.pt", weights_only=False)
+    assert state["world_size"] == 2 and (latest_checkpoint(run) / "rng-rank1.pt").exists()
