@@ -70,7 +70,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, sources: Any, split: str = "train", image_size: int = 224,
                  normalization: Normalization = "imagenet", seed: int = 21, epoch: int = 0,
-                 epoch_size: int | None = None, lang_dropout: float = 0.0, gen_ratio: float = 0.0):
+                 epoch_size: int | None = None, lang_dropout: float = 0.0, gen_ratio: float = 0.0,
+                 features: Any = None):
         check_format(self.format)
         split_code(split)
         if normalization not in ("imagenet", "0-255", "unit"):
@@ -87,6 +88,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.split, self.image_size, self.normalization = split, image_size, normalization
         self.seed, self.epoch_size = seed, epoch_size
         self.lang_dropout, self.gen_ratio = lang_dropout, gen_ratio
+        self.features = features  # lm_features.FeatureStore: items then carry precomputed `lang_features`
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._plan: EpochPlan | None = None
         self.set_epoch(epoch)
@@ -159,7 +161,12 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.language:
             ids, mask = self.null_language() if plan.drop_language[i] else self.caption(s, c)
             item["lang_ids"], item["lang_mask"] = ids, mask
+            self._add_features(item)
         return item
+
+    def _add_features(self, item: dict[str, torch.Tensor]) -> None:
+        if self.features is not None:
+            item["lang_features"] = self.features.get(item["lang_ids"], item["lang_mask"])
 
     def describe(self, i: int) -> dict[str, Any]:
         """Which clip and frames example i uses (for debugging and tests)."""
@@ -211,6 +218,7 @@ class GenStateOKDataset(StateOKDataset):
         item["lang_ids"], item["lang_mask"] = cond
         item["gen_ids"], item["gen_mask"] = target
         item["gen_weight"] = torch.tensor(1.0 if gen else 0.0)
+        self._add_features(item)
         return item
 
 

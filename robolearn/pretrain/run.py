@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from robolearn.config import command, opt, save_config
-from robolearn.pretrain.distributed import init_distributed, shutdown
+from robolearn.pretrain.distributed import DistInfo, barrier, init_distributed, shutdown
 from robolearn.pretrain.trainer import TrainConfig, Trainer
 
 
@@ -39,6 +39,8 @@ class PretrainCommand:
     lang_dropout: float = opt(0.0, help="per-epoch language dropout (data side)")
     gen_ratio: float = opt(0.5, help="V-Gen: fraction of generation examples")
     validate: bool = opt(True, help="validation loss each epoch (when the sources have a validation split)")
+    lm_features: bool = opt(True, help="run the frozen LM once per distinct caption before training and read "
+                                       "the features from disk (run_dir/lm_features) instead of every step")
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -87,6 +89,19 @@ def _with_validation(sources: Any) -> list:
     return [x for x in items if len(source_of(x).table.indices("val")) > 0]
 
 
+def feature_store(cfg: PretrainCommand, model: torch.nn.Module, sources: Any, info: DistInfo) -> Any:
+    """Rank 0 computes the caption features (or finds them computed); every rank then maps the file."""
+    from robolearn.pretrain.lm_features import FeatureStore, build_feature_store
+
+    items = list(sources)
+    tables = [(x[0] if isinstance(x, tuple) else x).table for x in items]
+    folder = cfg.run_dir / "lm_features"
+    if info.is_main:
+        build_feature_store(tables, model.language, folder, device=info.device)
+    barrier(info)
+    return FeatureStore(folder)
+
+
 @command("pretrain", "")
 def pretrain(cfg: PretrainCommand) -> int:
     """Pretrain an encoder (one process, or one process per device under torchrun)."""
@@ -100,6 +115,8 @@ def pretrain(cfg: PretrainCommand) -> int:
         model = build_model(cfg)
         sources = build_sources(cfg)
         kw: dict[str, Any] = {"image_size": cfg.image_size, "seed": cfg.train.seed, "lang_dropout": cfg.lang_dropout}
+        if cfg.lm_features and not cfg.model.startswith("r-mvp"):
+            kw["features"] = feature_store(cfg, model, sources, info)
         if cfg.model.startswith("v-gen"):
             kw["gen_ratio"] = cfg.gen_ratio
         train_set = dataset_for(cfg.model.removesuffix("-tiny"), sources, "train", **kw)
