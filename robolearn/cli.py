@@ -20,6 +20,9 @@ COMMAND_MODULES = (
     "robolearn.pretrain.commands",
     "robolearn.pretrain.run",
     "robolearn.encoders.commands",
+    "robolearn.policies.train",
+    "robolearn.eval.commands",
+    "robolearn.eval.protocol",
     "robolearn.demo",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable

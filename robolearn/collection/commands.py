@@ -34,6 +34,7 @@ class CollectCommand:
                                        "combines devices (e.g. spacemouse+keyboard)")
     device_options: str = opt("", help="device options as JSON, e.g. '{\"linear_gain\": 0.8}' (docs/devices.md)")
     expert_noise: float = opt(0.0, help="expert device: action noise")
+    expert_seed: int = opt(0, help="expert device: noise seed")
     episodes: int = opt(1, help="episodes to save in this session")
     resume: bool = opt(False, help="add to an existing dataset (station settings are reused)")
     cameras: list[str] = opt(default_factory=lambda: list(SIM_CAMERAS),
@@ -68,7 +69,7 @@ def build_cameras(cfg: CollectCommand, robot: Robot) -> list[Camera]:
 def build_device(cfg: CollectCommand, robot: Robot) -> Device:
     if cfg.device == "expert":
         from robolearn.collection.devices.expert import ExpertDevice, ExpertDeviceConfig
-        return ExpertDevice(robot, ExpertDeviceConfig(noise=cfg.expert_noise))
+        return ExpertDevice(robot, ExpertDeviceConfig(noise=cfg.expert_noise, seed=cfg.expert_seed))
     from robolearn.collection.devices.registry import make_device
     try:
         options = json.loads(cfg.device_options) if cfg.device_options else {}

@@ -1,0 +1,123 @@
+"""`robolearn eval`: roll a policy out in simulation and write a run folder with results and a report.
+
+    robolearn eval --policy runs/bc --tasks press-button --episodes 20 --seeds 0 1 2 --scenes heldout
+
+Run folder: config.json (this config + the policy's), results.json, episodes.jsonl, videos/, report.md,
+report.html, plots/.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from robolearn import __version__
+from robolearn.config import command, opt
+from robolearn.eval.rollout import EvalSpec, evaluate_policy, scene_label
+
+
+@dataclass
+class EvalCommand:
+    policy: str = opt("", help="policy checkpoint or training run folder; 'random' for the random-action floor")
+    suite: str = opt("household", help="household | metaworld")
+    tasks: list[str] = opt(default_factory=list, help="tasks (default: the policy's training tasks)")
+    episodes: int = opt(10, help="episodes per task and seed")
+    seeds: list[int] = opt(default_factory=lambda: [0], help="evaluation seeds")
+    scenes: list[str] = opt(default_factory=list, help="household scenes: H/S pairs, 'seen', 'heldout' (default: "
+                                                        "the 5 x 4 grid)")
+    num_envs: int = opt(1, help="parallel env processes")
+    max_steps: int = opt(0, help="episode step limit (0: the task's)")
+    videos: int = opt(1, help="rollout videos per task and seed")
+    out: Path = opt(Path("runs/eval"), help="run folder")
+    name: str = opt("", help="run name shown in reports (default: encoder + head)")
+    device: str = opt("cpu", help="cpu | cuda")
+    progress: bool = opt(True, help="progress bars")
+
+
+def resolve_scenes(spec: list[str], train_scenes: list[str]) -> list[tuple[int, int]] | None:
+    """--scenes values -> (household, scene) pairs; None = the default grid."""
+    from robolearn.envs.scenes import default_scenes
+
+    if not spec:
+        return None
+    grid = default_scenes()
+    out: list[tuple[int, int]] = []
+    for item in spec:
+        if item in ("seen", "heldout"):
+            if not train_scenes:
+                raise ValueError(f"--scenes {item}: the policy records no training scenes")
+            seen = set(train_scenes)
+            out += [hs for hs in grid if (scene_label(*hs) in seen) == (item == "seen")]
+            continue
+        try:
+            h, s = (int(v) for v in item.split("/"))
+        except ValueError:
+            raise ValueError(f"--scenes {item!r}: expected H/S (e.g. 1/2), 'seen' or 'heldout'") from None
+        out.append((h, s))
+    if not out:
+        raise ValueError(f"--scenes {spec}: selects no scene (training scenes: {train_scenes})")
+    return out
+
+
+def run_eval(cfg: EvalCommand) -> dict[str, Any]:
+    """Evaluate and write the run folder; returns results.json's content."""
+    from robolearn.eval.metrics import summarize_run, write_results
+    from robolearn.eval.report import write_report
+    from robolearn.policies import load_policy, read_policy_config
+
+    if not cfg.policy:
+        raise ValueError("--policy: give a policy checkpoint or run folder (or 'random')")
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    random_policy = cfg.policy == "random"
+    policy: Any = "random" if random_policy else load_policy(cfg.policy, device=cfg.device)
+    pconf = None if random_policy else policy.config
+    doc = None if random_policy else read_policy_config(cfg.policy)
+    spec = EvalSpec(suite=cfg.suite, tasks=list(cfg.tasks), episodes=cfg.episodes, seeds=list(cfg.seeds),
+                    scenes=resolve_scenes(cfg.scenes, pconf.train_scenes if pconf else []) if cfg.suite == "household"
+                    else None, num_envs=cfg.num_envs, max_steps=cfg.max_steps, videos=cfg.videos)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = "random" if random_policy else pconf.encoder
+    head = "-" if random_policy else pconf.head
+    meta_policy = {"path": cfg.policy, "name": cfg.name or (encoder if random_policy else f"{encoder} + {head}"),
+                   "encoder": encoder, "head": head,
+                   "train_data": None if random_policy else ", ".join(doc["meta"].get("train_data", [])),
+                   "train_episodes": None if random_policy else doc["meta"].get("train_episodes")}
+    config = {"eval": json.loads(json.dumps(asdict(cfg), default=str)),
+              "policy": None if random_policy else doc}
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    records = evaluate_policy(policy, spec, out, cfg.progress, meta_policy["name"])
+    import mujoco
+
+    meta = {"robolearn_version": __version__, "mujoco_version": mujoco.__version__, "suite": cfg.suite,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "policy": meta_policy,
+            "seconds": round(time.perf_counter() - t0, 1)}
+    results = summarize_run(records, meta)
+    write_results(out, results)
+    write_report(out)
+    return results
+
+
+@command("eval", "")
+def eval_cmd(cfg: EvalCommand) -> int:
+    """Evaluate a policy in simulation: success rates with 95% intervals, videos, a report."""
+    from robolearn.policies import PolicyCheckpointError
+
+    try:
+        results = run_eval(cfg)
+    except (ValueError, FileNotFoundError, KeyError, PolicyCheckpointError) as e:
+        print(f"robolearn eval: {e}", file=sys.stderr)
+        return 2
+    for task, s in results["tasks"].items():
+        lo, hi = s["ci95"]
+        line = f"{task}: success {s['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] over {s['episodes']} episodes"
+        if s.get("seen") and s.get("heldout"):
+            line += f" (seen scenes {s['seen']['success_rate']:.2f}, held-out {s['heldout']['success_rate']:.2f})"
+        print(line)
+    print(f"results: {Path(cfg.out) / 'results.json'}\nreport: {Path(cfg.out) / 'report.html'}")
+    return 0

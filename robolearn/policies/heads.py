@@ -1,0 +1,70 @@
+"""Policy heads: per-camera token sequences + proprio -> H future actions [B, H, A] (normalised units).
+
+- `MAPMLPHead`: one MAP pooling (robolearn.encoders.MAPExtractor) per camera, concatenated with an embedding
+  of the proprio vector, then an MLP (the Voltron paper's control adaptation). H = `chunk` (default 1).
+- `ChunkHead`: action chunking as in ACT: H learned action queries attend, through a small transformer
+  decoder, to every camera's tokens (with a camera embedding) and a proprio token; one action per query.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from robolearn.encoders import MAPExtractor
+from robolearn.policies.config import PolicyConfig
+
+
+def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-2], dims[1:-1]):
+        layers += [nn.Linear(a, b), nn.GELU(), nn.Dropout(dropout)]
+    layers.append(nn.Linear(dims[-2], dims[-1]))
+    return nn.Sequential(*layers)
+
+
+class MAPMLPHead(nn.Module):
+    def __init__(self, config: PolicyConfig, embed_dim: int, n_heads: int) -> None:
+        super().__init__()
+        self.embed_dim, self.chunk, self.action_dim = embed_dim, config.chunk, config.action_dim
+        heads = n_heads if embed_dim % (2 * n_heads) else 2 * n_heads
+        self.pools = nn.ModuleList([MAPExtractor(embed_dim, heads, config.n_latents) for _ in config.cameras])
+        self.proprio = nn.Sequential(nn.Linear(config.proprio_dim, config.hidden), nn.GELU()) \
+            if config.proprio_dim else None
+        width = len(config.cameras) * config.n_latents * embed_dim + (config.hidden if config.proprio_dim else 0)
+        self.mlp = _mlp([width] + [config.hidden] * config.head_layers + [config.chunk * config.action_dim],
+                        config.dropout)
+
+    def forward(self, tokens: list[torch.Tensor], proprio: torch.Tensor | None) -> torch.Tensor:
+        parts = [pool(t).flatten(1) for pool, t in zip(self.pools, tokens)]
+        if self.proprio is not None:
+            parts.append(self.proprio(proprio))
+        return self.mlp(torch.cat(parts, dim=-1)).view(-1, self.chunk, self.action_dim)
+
+
+class ChunkHead(nn.Module):
+    def __init__(self, config: PolicyConfig, embed_dim: int, n_heads: int) -> None:
+        super().__init__()
+        d = config.hidden
+        self.embed_dim, self.chunk, self.action_dim = embed_dim, config.chunk, config.action_dim
+        self.project = nn.Linear(embed_dim, d)
+        self.camera_embed = nn.Parameter(torch.randn(len(config.cameras), d) * 0.02)
+        self.proprio = nn.Linear(config.proprio_dim, d) if config.proprio_dim else None
+        self.queries = nn.Parameter(torch.randn(config.chunk, d) * 0.02)
+        layer = nn.TransformerDecoderLayer(d, nhead=max(1, d // 64), dim_feedforward=4 * d, dropout=config.dropout,
+                                           batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, config.head_layers)
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, config.action_dim)
+
+    def forward(self, tokens: list[torch.Tensor], proprio: torch.Tensor | None) -> torch.Tensor:
+        memory = [self.project(t) + self.camera_embed[i] for i, t in enumerate(tokens)]
+        if self.proprio is not None:
+            memory.append(self.proprio(proprio)[:, None])
+        mem = torch.cat(memory, dim=1)
+        q = self.queries[None].expand(mem.shape[0], -1, -1)
+        return self.out(self.norm(self.decoder(q, mem)))
+
+
+def build_head(config: PolicyConfig, embed_dim: int, n_heads: int) -> nn.Module:
+    return (MAPMLPHead if config.head == "map-mlp" else ChunkHead)(config, embed_dim, n_heads)

@@ -1,0 +1,395 @@
+"""Behaviour cloning: `robolearn train --data DIR --encoder NAME[:CKPT] --head map-mlp|chunk ...`.
+
+Reads episodes with robolearn.data's loader (normalised with the training episodes' statistics), trains
+the head (and any trainable encoder blocks) with AdamW + warm-up/cosine on an L1 (chunk) or MSE (map-mlp)
+loss over the un-padded actions of each chunk, and writes a run folder:
+
+    OUT/train.config.json      this config          OUT/metrics.jsonl   one line per logged step
+    OUT/policy/                the final policy     OUT/loss.png        training / validation loss
+    OUT/checkpoints/step_N/    policy + train_state.pt (optimizer, schedule, RNG) for --resume
+
+Frozen encoders have their tokens computed once (features.py); baselines and fine-tuned encoders stream
+frames through the loader with random-shift augmentation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from robolearn.config import command, opt, save_config
+from robolearn.policies.checkpoint import load_policy, save_policy
+from robolearn.policies.config import DEFAULT_PROPRIO, PolicyConfig
+from robolearn.policies.features import cached_features, default_cache_dir
+from robolearn.policies.policy import Policy
+
+
+@dataclass
+class TrainConfig:
+    data: list[Path] = opt(default_factory=list, help="dataset folder(s) of episodes")
+    query: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1 task=open-drawer")
+    split: str = opt("", help="a split made by `robolearn data split` (train part trains, val part validates)")
+    val_fraction: float = opt(0.1, help="without --split: fraction of episodes held out for validation")
+    max_episodes: int = opt(0, help="use only the first N selected episodes (sorted by path; 0: all)")
+    out: Path = opt(Path("runs/bc"), help="run folder")
+    encoder: str = opt("v-cond-tiny", help="encoder id (random init), checkpoint folder, id:CKPT, or a baseline "
+                                           "(scratch-cnn, resnet18)")
+    encoder_image_size: int = opt(0, help="image size override for a random-init encoder id (0: the id's)")
+    language_model: str = opt("", help="frozen LM for Voltron encoders (hub id or local folder)")
+    mode: str = opt("visual", help="Voltron features: visual | multimodal (uses the instruction)")
+    freeze: bool = opt(True, help="freeze the encoder (baselines always train)")
+    unfreeze_last: int = opt(0, help="train the encoder's last N blocks too")
+    head: str = opt("map-mlp", help="map-mlp | chunk")
+    chunk: int = opt(0, help="actions per prediction H (0: 1 for map-mlp, 8 for chunk)")
+    cameras: list[str] = opt(default_factory=lambda: ["exterior_1", "wrist"], help="cameras the policy sees")
+    image_size: int = opt(64, help="backbone input side for baselines")
+    proprio: bool = opt(True, help="feed proprioception")
+    hidden: int = opt(256, help="head width")
+    steps: int = opt(2000, help="optimizer steps")
+    batch_size: int = opt(64, help="batch size")
+    lr: float = opt(1e-3, help="peak learning rate")
+    weight_decay: float = opt(1e-4, help="AdamW weight decay")
+    warmup: float = opt(0.05, help="warm-up fraction of the steps")
+    seed: int = opt(0, help="random seed")
+    log_every: int = opt(50, help="log every N steps")
+    save_every: int = opt(0, help="checkpoint every N steps (0: only at the end)")
+    keep: int = opt(2, help="checkpoints kept")
+    resume: bool = opt(False, help="continue from OUT's last checkpoint")
+    workers: int = opt(0, help="loader worker processes (streaming path)")
+    feature_cache: str = opt("", help="folder for cached frozen-encoder features ('' = ~/.cache/robolearn/features, "
+                                      "'none' = keep in memory only)")
+    device: str = opt("cpu", help="cpu | cuda")
+    progress: bool = opt(True, help="show a progress bar")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    policy_dir: Path
+    steps: int
+    final_loss: float
+    val_loss: float | None
+    train_episodes: int
+    val_episodes: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def policy_config(cfg: TrainConfig) -> PolicyConfig:
+    chunk = cfg.chunk or (8 if cfg.head == "chunk" else 1)
+    overrides = {"image_size": cfg.encoder_image_size} if cfg.encoder_image_size else {}
+    return PolicyConfig(encoder=cfg.encoder, encoder_overrides=overrides, language_model=cfg.language_model or None,
+                        mode=cfg.mode, freeze=cfg.freeze, unfreeze_last=cfg.unfreeze_last, cameras=list(cfg.cameras),
+                        image_size=cfg.image_size, proprio_keys=list(DEFAULT_PROPRIO) if cfg.proprio else [],
+                        proprio_dim=15 if cfg.proprio else 0, head=cfg.head, chunk=chunk, hidden=cfg.hidden)
+
+
+def select_episodes(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """(train, val) episode files from --data, --query and --split / --val-fraction."""
+    from robolearn.data.catalog import read_split, select_paths, update
+    from robolearn.data.reader import list_episodes
+
+    if not cfg.data:
+        raise ValueError("--data: give at least one dataset folder")
+    train, val = [], []
+    for root in cfg.data:
+        if not Path(root).exists():
+            raise FileNotFoundError(f"--data {root}: no such folder")
+        if cfg.split:
+            train += read_split(root, cfg.split, "train")
+            val += read_split(root, cfg.split, "val")
+            continue
+        if cfg.query:
+            update(root)
+            paths = select_paths(root, cfg.query)
+        else:
+            paths = list_episodes(root)
+        train += paths
+    if cfg.query and cfg.split:
+        keep = {p.resolve() for root in cfg.data for p in select_paths(root, cfg.query)}
+        train = [p for p in train if p.resolve() in keep]
+        val = [p for p in val if p.resolve() in keep]
+    if not train:
+        raise ValueError(f"no episodes in {[str(d) for d in cfg.data]} match query {cfg.query} "
+                         f"{'split ' + cfg.split if cfg.split else ''}".strip())
+    if cfg.max_episodes:
+        train = sorted(train)[:cfg.max_episodes]
+    if not cfg.split and cfg.val_fraction > 0 and len(train) >= 5:
+        rng = random.Random(cfg.seed)
+        order = sorted(train)
+        rng.shuffle(order)
+        n_val = max(1, int(round(cfg.val_fraction * len(order))))
+        val, train = sorted(order[:n_val]), sorted(order[n_val:])
+    return sorted(train), sorted(val)
+
+
+def _dataset(paths: list[Path], pc: PolicyConfig, stats: dict[str, Any] | None = None):
+    from robolearn.data.loader import EpisodeDataset, LoaderConfig
+    from robolearn.data.stats import compute_stats
+
+    action_keys = [pc.action_space, "gripper_position"]
+    keys = [f"action/{k}" for k in action_keys] + [f"observation/robot_state/{k}" for k in pc.proprio_keys]
+    if stats is None:
+        stats = compute_stats(paths, keys)
+    lc = LoaderConfig(cameras=list(pc.cameras), history=1, chunk=pc.chunk, action_keys=action_keys,
+                      proprio_keys=list(pc.proprio_keys) or None, normalize_action="mean_std",
+                      normalize_proprio="mean_std" if pc.proprio_keys else "none", language=True)
+    return EpisodeDataset(paths, lc, stats=stats), stats
+
+
+def _scene_labels(paths: list[Path]) -> tuple[list[str], list[str]]:
+    from robolearn.data.reader import open_h5, read_attrs
+
+    scenes, tasks = set(), set()
+    for p in paths:
+        with open_h5(p) as f:
+            a = read_attrs(f, p)
+        scenes.add(f"{a.get('household', '')}/{a.get('scene_id', '')}")
+        tasks.add(str(a.get("task", "")))
+    return sorted(scenes), sorted(tasks)
+
+
+def _loss(pred: torch.Tensor, target: torch.Tensor, pad: torch.Tensor, kind: str) -> torch.Tensor:
+    err = (pred - target).abs() if kind == "l1" else (pred - target) ** 2
+    keep = (~pad).float()[..., None]
+    return (err * keep).sum() / (keep.sum() * err.shape[-1]).clamp(min=1.0)
+
+
+def _random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """DrQ-style augmentation: pad by replication, crop back at a random offset (per batch)."""
+    if pad <= 0:
+        return x
+    h, w = x.shape[-2:]
+    xp = F.pad(x.float(), (pad, pad, pad, pad), mode="replicate")
+    i, j = np.random.randint(0, 2 * pad + 1, size=2)
+    return xp[..., i:i + h, j:j + w].to(x.dtype)
+
+
+class _Source:
+    """Training batches: from cached tokens, or streamed from the loader."""
+
+    def __init__(self, policy: Policy, dataset, paths: list[Path], cfg: TrainConfig, desc: str) -> None:
+        self.policy, self.dataset, self.cfg = policy, dataset, cfg
+        self.cached = policy.config.caches_features
+        if self.cached:
+            cache = None if cfg.feature_cache == "none" else Path(cfg.feature_cache or default_cache_dir())
+            self.feats = cached_features(policy, dataset, paths, policy.config.chunk, cache, desc=desc)
+            self.n = len(self.feats["proprio"])
+        else:
+            self.n = len(dataset)
+
+    def batches(self, gen: torch.Generator) -> Iterator[tuple[list[torch.Tensor] | None, dict, torch.Tensor,
+                                                            torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
+        if self.cached:
+            while True:
+                idx = torch.randint(0, self.n, (min(cfg.batch_size, self.n),), generator=gen)
+                f = self.feats
+                yield ([t[idx].float() for t in f["tokens"]], {}, f["proprio"][idx], f["action"][idx],
+                       f["action_pad"][idx])
+        while True:
+            dl = self.dataset.dataloader(batch_size=min(cfg.batch_size, self.n), shuffle=True,
+                                         num_workers=cfg.workers, drop_last=self.n >= cfg.batch_size,
+                                         generator=gen)
+            for b in dl:
+                images = {c: _random_shift(b[f"images/{c}"][:, -1].contiguous(), 4) for c in self.policy.config.cameras}
+                yield None, {"images": images, "language": list(b["language"])}, b["proprio"][:, -1].float(), \
+                    b["action"].float(), b["action_pad"].bool()
+
+
+def _forward(policy: Policy, tokens, extra, proprio, device) -> torch.Tensor:
+    proprio = proprio.to(device)
+    if tokens is not None:
+        return policy.forward_tokens([t.to(device) for t in tokens], proprio)
+    images = {c: x.to(device) for c, x in extra["images"].items()}
+    return policy(images, proprio, extra["language"])
+
+
+@torch.no_grad()
+def _validate(policy: Policy, source: _Source | None, kind: str, device, max_batches: int = 20) -> float | None:
+    if source is None:
+        return None
+    policy.eval()
+    gen = torch.Generator().manual_seed(1234)
+    total, n = 0.0, 0
+    for i, (tokens, extra, proprio, action, pad) in enumerate(source.batches(gen)):
+        if i >= max_batches or n >= source.n:
+            break
+        pred = _forward(policy, tokens, extra, proprio, device)
+        total += float(_loss(pred, action.to(device), pad.to(device), kind)) * len(action)
+        n += len(action)
+    policy.train()
+    return total / max(n, 1)
+
+
+def _lr_factor(step: int, total: int, warmup: float) -> float:
+    w = max(1, int(warmup * total))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+def _save_checkpoint(out: Path, policy: Policy, opt_: torch.optim.Optimizer, step: int, gen: torch.Generator,
+                     meta: dict[str, Any], keep: int) -> Path:
+    d = out / "checkpoints" / f"step_{step}"
+    save_policy(policy, d, meta)
+    torch.save({"step": step, "optimizer": opt_.state_dict(), "torch_rng": torch.get_rng_state(),
+                "gen": gen.get_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate()},
+               d / "train_state.pt")
+    ckpts = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    for old in ckpts[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return d
+
+
+def plot_loss(history: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = [h["step"] for h in history if "loss" in h]
+    ax.plot(steps, [h["loss"] for h in history if "loss" in h], label="train")
+    val = [(h["step"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (normalised actions)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+class Interrupted(RuntimeError):
+    """Raised by `train(..., interrupt_at=N)` after step N (stands in for a killed run in tests)."""
+
+
+def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
+    """Train a policy by behaviour cloning; see the module docstring for the run folder."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = torch.device(cfg.device)
+    out = Path(cfg.out)
+    train_paths, val_paths = select_episodes(cfg)
+    pc = policy_config(cfg)
+    pc.train_scenes, pc.train_tasks = _scene_labels(train_paths)
+    dataset, stats = _dataset(train_paths, pc)
+    size = next(iter(dataset.image_sizes.values()))
+    pc.train_image_size = [int(size[0]), int(size[1])]
+    policy = Policy(pc).to(device)
+    policy.set_normalization((dataset.action_norm.shift, dataset.action_norm.scale),
+                             (dataset.proprio_norm.shift, dataset.proprio_norm.scale))
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out, "train")
+    kind = "l1" if pc.head == "chunk" else "mse"
+    meta = {"train_data": [str(d) for d in cfg.data], "query": cfg.query, "split": cfg.split,
+            "train_episodes": len(train_paths), "val_episodes": len(val_paths), "loss": kind,
+            "train_config": json.loads(json.dumps(cfg.__dict__, default=str))}
+    source = _Source(policy, dataset, train_paths, cfg, "features (train)")
+    val_source = None
+    if val_paths:
+        val_ds, _ = _dataset(val_paths, pc, stats)
+        val_source = _Source(policy, val_ds, val_paths, cfg, "features (val)")
+    params = policy.trainable_parameters()
+    opt_ = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, history = 0, []
+    metrics_file = out / "metrics.jsonl"
+    if cfg.resume:
+        ck = _latest_checkpoint(out)
+        if ck is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        policy.load_state_dict(load_policy(ck).state_dict())
+        st = torch.load(ck / "train_state.pt", weights_only=False)
+        opt_.load_state_dict(st["optimizer"])
+        torch.set_rng_state(st["torch_rng"])
+        gen.set_state(st["gen"])
+        np.random.set_state(st["numpy_rng"])
+        random.setstate(st["python_rng"])
+        start = int(st["step"])
+        if metrics_file.exists():
+            history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+            history = [h for h in history if h["step"] <= start]
+            metrics_file.write_text("".join(json.dumps(h) + "\n" for h in history))
+    elif metrics_file.exists():
+        metrics_file.unlink()
+    policy.train()
+    batches = source.batches(gen)
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not cfg.progress)
+    loss_acc, n_acc, last_loss = 0.0, 0, float("nan")
+    for step in range(start, cfg.steps):
+        for g in opt_.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup)
+        tokens, extra, proprio, action, pad = next(batches)
+        pred = _forward(policy, tokens, extra, proprio, device)
+        loss = _loss(pred, action.to(device), pad.to(device), kind)
+        opt_.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt_.step()
+        loss_acc, n_acc = loss_acc + float(loss.detach()), n_acc + 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            last_loss = loss_acc / n_acc
+            rec: dict[str, Any] = {"step": done, "loss": last_loss, "lr": opt_.param_groups[0]["lr"],
+                                   "time_s": round(time.perf_counter() - t0, 2)}
+            if done % (cfg.log_every * 5) == 0 or done == cfg.steps:
+                rec["val_loss"] = _validate(policy, val_source, kind, device)
+            history.append(rec)
+            with open(metrics_file, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            bar.set_postfix(loss=f"{last_loss:.4f}")
+            loss_acc, n_acc = 0.0, 0
+        if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
+            _save_checkpoint(out, policy, opt_, done, gen, meta, cfg.keep)
+        bar.update(1)
+        if interrupt_at is not None and done >= interrupt_at:
+            bar.close()
+            raise Interrupted(f"interrupted after step {done}")
+    bar.close()
+    _save_checkpoint(out, policy, opt_, cfg.steps, gen, meta, cfg.keep)
+    save_policy(policy, out / "policy", meta)
+    if history:
+        plot_loss(history, out / "loss.png")
+    val_loss = next((h["val_loss"] for h in reversed(history) if h.get("val_loss") is not None), None)
+    return TrainResult(out, out / "policy", cfg.steps, last_loss, val_loss, len(train_paths), len(val_paths),
+                       time.perf_counter() - t0, history)
+
+
+@command("train", "")
+def train_cmd(cfg: TrainConfig) -> int:
+    """Train a policy head on an encoder by behaviour cloning."""
+    import sys
+
+    try:
+        r = train(cfg)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"robolearn train: {e}", file=sys.stderr)
+        return 2
+    print(f"trained {r.steps} steps on {r.train_episodes} episodes (val {r.val_episodes}) in {r.seconds:.1f} s: "
+          f"loss {r.final_loss:.4f}" + (f", val {r.val_loss:.4f}" if r.val_loss is not None else ""))
+    print(f"policy: {r.policy_dir}")
+    return 0
