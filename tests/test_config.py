@@ -69,7 +69,7 @@ def test_cli_lists_every_data_command_and_help_shows_defaults(capsys):
         parser.parse_args(["data", "--help"])
     out = capsys.readouterr().out
     for cmd in ("info", "validate", "repair", "index", "query", "split", "merge", "filter", "relabel", "stats",
-                "export-video", "migrate", "synth", "export-robomimic"):
+                "export-video", "migrate", "synth", "export-robomimic", "serve"):
         assert cmd in out, cmd
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "synth", "--help"])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robolearn.config import command, opt, positional, save_config
-from robolearn.data import catalog, repair, robomimic, stats, toolkit, validate, video  # noqa: F401 (registers commands)
+from robolearn.data import browser, catalog, repair, robomimic, stats, toolkit, validate, video  # noqa: F401 (registers commands)
 from robolearn.data.synthetic import SyntheticConfig, make_dataset
 
 

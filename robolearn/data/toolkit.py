@@ -404,7 +404,7 @@ def relabel(paths: str | Path | Iterable[str | Path], success: bool | int | str 
     for ep, log_root in targets:
         r = relabel_file(ep, success, language, who, source)
         if r.changes and log:
-            _log_relabel(log_root, r, who)
+            log_relabel(log_root, r, who)
         results.append(r)
     return results
 
@@ -425,7 +425,7 @@ def _current_user() -> str:
         return "unknown"
 
 
-def _log_relabel(root: Path, r: RelabelResult, who: str) -> None:
+def log_relabel(root: Path, r: RelabelResult, who: str) -> None:
     line = json.dumps({"time": utc_now(), "file": str(r.path), "uuid": r.uuid, "who": who, "changes": r.changes})
     with open(root / "relabel.log", "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
