@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "robolearn.policies.train",
     "robolearn.eval.commands",
     "robolearn.eval.protocol",
+    "robolearn.eval.real",
     "robolearn.demo",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable

@@ -24,7 +24,7 @@ from robolearn.eval.rollout import EvalSpec, evaluate_policy, scene_label
 @dataclass
 class EvalCommand:
     policy: str = opt("", help="policy checkpoint or training run folder; 'random' for the random-action floor")
-    suite: str = opt("household", help="household | metaworld")
+    suite: str = opt("", help="household | metaworld (default: the suite the policy was trained in)")
     tasks: list[str] = opt(default_factory=list, help="tasks (default: the policy's training tasks)")
     episodes: int = opt(10, help="episodes per task and seed")
     seeds: list[int] = opt(default_factory=lambda: [0], help="evaluation seeds")
@@ -77,6 +77,8 @@ def run_eval(cfg: EvalCommand) -> dict[str, Any]:
     random_policy = cfg.policy == "random"
     policy: Any = "random" if random_policy else load_policy(cfg.policy, device=cfg.device)
     pconf = None if random_policy else policy.config
+    if not cfg.suite:
+        cfg.suite = pconf.train_suite if pconf else "household"
     doc = None if random_policy else read_policy_config(cfg.policy)
     spec = EvalSpec(suite=cfg.suite, tasks=list(cfg.tasks), episodes=cfg.episodes, seeds=list(cfg.seeds),
                     scenes=resolve_scenes(cfg.scenes, pconf.train_scenes if pconf else []) if cfg.suite == "household"

@@ -166,7 +166,10 @@ def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None, progre
     tasks = spec.tasks or (cfg.train_tasks if cfg else [])
     if not tasks:
         raise ValueError("no tasks to evaluate: give --tasks (the policy records none)")
-    cameras = list(cfg.cameras) if cfg else ["exterior_1"]
+    if cfg and spec.suite != cfg.train_suite:
+        raise ValueError(f"the policy was trained on {cfg.train_suite} episodes; evaluate it with --suite "
+                         f"{cfg.train_suite}, not {spec.suite}")
+    cameras = list(cfg.cameras) if cfg else (["exterior_1"] if spec.suite == "household" else ["corner"])
     size = tuple(cfg.train_image_size) if cfg and cfg.train_image_size else (64, 64)
     video_camera = spec.video_camera or cameras[0]
     if video_camera not in cameras:
@@ -187,8 +190,11 @@ def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None, progre
             envs = sorted(batch)
             if random_policy:
                 return {e: runner.act(batch[e]) for e in envs}
-            return {e: runner.act_env(e, batch[e]) for e in envs} if len(envs) == 1 else \
-                dict(zip(envs, runner.act_envs(envs, [batch[e] for e in envs])))
+            actions = dict(zip(envs, runner.act_envs(envs, [batch[e] for e in envs])))
+            if spec.suite == "metaworld":
+                from robolearn.collection.expert_demos import metaworld_action
+                actions = {e: metaworld_action(a) for e, a in actions.items()}
+            return actions
 
         records += rollout_task(act, runner.reset, env_fn, spec, task, seen,
                                 None if out is None else Path(out) / "videos", video_camera, progress)

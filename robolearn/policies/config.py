@@ -29,13 +29,15 @@ class PolicyConfig:
     head: str = "map-mlp"  # map-mlp | chunk
     chunk: int = 1  # H: actions predicted per step (chunk head default 8; temporal ensembling at run time)
     hidden: int = 256
-    n_latents: int = 1
+    n_latents: int = 1  # map-mlp: MAP latents per camera
+    memory_latents: int = 8  # chunk: each camera's tokens are resampled to this many latents (MAP) first
     head_layers: int = 2  # MLP layers (map-mlp) or transformer decoder layers (chunk)
     dropout: float = 0.1
     ensemble_decay: float = 0.1  # temporal ensembling weight exp(-decay * age) (ACT's m; 0 = plain average)
     # Filled at training time (the policy needs them at run time):
     train_scenes: list[str] = field(default_factory=list)  # "household/scene" labels seen in training
     train_tasks: list[str] = field(default_factory=list)
+    train_suite: str = "household"  # household | metaworld (sets the action adapter at evaluation)
     train_image_size: list[int] = field(default_factory=list)  # (H, W) of the recorded camera frames
 
     def validate(self) -> None:

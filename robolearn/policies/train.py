@@ -52,7 +52,7 @@ class TrainConfig:
     unfreeze_last: int = opt(0, help="train the encoder's last N blocks too")
     head: str = opt("map-mlp", help="map-mlp | chunk")
     chunk: int = opt(0, help="actions per prediction H (0: 1 for map-mlp, 8 for chunk)")
-    cameras: list[str] = opt(default_factory=lambda: ["exterior_1", "wrist"], help="cameras the policy sees")
+    cameras: list[str] = opt(default_factory=list, help="cameras the policy sees (default: every camera of the data)")
     image_size: int = opt(64, help="backbone input side for baselines")
     proprio: bool = opt(True, help="feed proprioception")
     hidden: int = opt(256, help="head width")
@@ -148,16 +148,32 @@ def _dataset(paths: list[Path], pc: PolicyConfig, stats: dict[str, Any] | None =
     return EpisodeDataset(paths, lc, stats=stats), stats
 
 
-def _scene_labels(paths: list[Path]) -> tuple[list[str], list[str]]:
+def _describe_data(paths: list[Path], pc: PolicyConfig) -> None:
+    """Fill the policy's training-data fields (scenes, tasks, suite, default cameras and proprio)."""
+    from robolearn.collection.expert_demos import METAWORLD_PROPRIO, METAWORLD_ROBOT
     from robolearn.data.reader import open_h5, read_attrs
 
-    scenes, tasks = set(), set()
+    scenes, tasks, robots, cameras = set(), set(), set(), None
     for p in paths:
         with open_h5(p) as f:
             a = read_attrs(f, p)
         scenes.add(f"{a.get('household', '')}/{a.get('scene_id', '')}")
         tasks.add(str(a.get("task", "")))
-    return sorted(scenes), sorted(tasks)
+        robots.add(str(a.get("robot_type", "")))
+        if cameras is None:
+            cams = a.get("cameras", [])
+            cameras = [c["name"] if isinstance(c, dict) else getattr(c, "name", str(c)) for c in cams]
+    pc.train_scenes, pc.train_tasks = sorted(scenes), sorted(tasks)
+    if METAWORLD_ROBOT in robots:
+        if len(robots) > 1:
+            raise ValueError(f"the episodes mix Meta-World with other robots ({sorted(robots)}): train on one suite")
+        pc.train_suite = "metaworld"
+        if pc.proprio_keys:
+            pc.proprio_keys, pc.proprio_dim = list(METAWORLD_PROPRIO), 4
+    if not pc.cameras:
+        pc.cameras = list(cameras or [])
+    if not pc.cameras:
+        raise ValueError(f"{paths[0]}: the episodes have no cameras; a visuomotor policy needs one")
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, pad: torch.Tensor, kind: str) -> torch.Tensor:
@@ -295,7 +311,7 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     out = Path(cfg.out)
     train_paths, val_paths = select_episodes(cfg)
     pc = policy_config(cfg)
-    pc.train_scenes, pc.train_tasks = _scene_labels(train_paths)
+    _describe_data(train_paths, pc)
     dataset, stats = _dataset(train_paths, pc)
     size = next(iter(dataset.image_sizes.values()))
     pc.train_image_size = [int(size[0]), int(size[1])]
