@@ -1,10 +1,18 @@
-"""`robolearn demo`: the main job, run by `make demo`.
+"""`robolearn demo`: the main job, run by `make demo`: record -> curate -> pretrain -> train -> evaluate -> report.
 
-Through the same CLI commands a user types: (1) the dataset toolkit on a synthetic dataset: synth ->
-validate -> index -> query -> split by held-out scene -> stats -> info -> export-video -> load batches with
-the torch loader; (2) simulation + collection: the scripted expert records demonstrations at the station
-in a MuJoCo household scene (sim robot, sim cameras, crash-safe writer, catalog) -> validate -> query the
-successful ones -> load them. Encoders, policies and evaluation join as their stages land.
+Every stage runs through the same commands a user types, at a scale this 2-core CPU finishes in minutes:
+
+1. record: the scripted expert teleoperates the sim arm at the station (sim robot, sim cameras, the fixed-rate
+   loop, the crash-safe writer) in `households x scenes` household scenes;
+2. curate: validate, index the catalog, query the successful demos, split by held-out scene, statistics;
+3. pretrain: a tiny V-Cond on the demos' own clips and instructions (`robolearn pretrain --episodes`);
+4. train: a MAP head on the frozen pretrained encoder, the same head on the same encoder with random
+   weights, and a from-scratch CNN baseline trained end to end (`robolearn train`);
+5. evaluate: each policy in scenes seen in the demos and in held-out ones (`robolearn eval`), and a random-
+   action floor;
+6. report: one HTML page (tables, plots, rollout videos, scene pictures) whose path is printed last.
+
+Knobs (`robolearn demo --help`) scale the same command up: more scenes, demos, steps, a bigger model.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from robolearn.config import command, opt, save_config
 
@@ -21,15 +30,21 @@ from robolearn.config import command, opt, save_config
 @dataclass
 class DemoConfig:
     out: Path = opt(Path("demo_output"), help="output folder (a timestamped run folder is made inside)")
-    episodes: int = opt(24, help="synthetic episodes to generate")
-    steps: int = opt(60, help="steps per episode")
-    size: int = opt(128, help="camera image side in pixels")
-    batches: int = opt(20, help="loader batches to time")
-    batch_size: int = opt(64, help="loader batch size")
-    workers: int = opt(2, help="loader worker processes")
-    sim_task: str = opt("open-drawer", help="household task the sim expert demonstrates")
-    sim_episodes: int = opt(6, help="expert demonstrations to record in simulation (0: skip)")
-    sim_size: int = opt(96, help="sim camera image side in pixels")
+    task: str = opt("close-drawer", help="household task the expert demonstrates and the policies learn")
+    households: int = opt(2, help="households the demos come from (0..N-1)")
+    scenes_per_household: int = opt(4, help="scenes per household in the demos (0..N-1)")
+    demos_per_scene: int = opt(5, help="expert demonstrations per scene")
+    size: int = opt(64, help="camera image side in pixels")
+    expert_noise: float = opt(0.1, help="expert action noise (makes the demos cover recoveries)")
+    model: str = opt("v-cond-tiny", help="encoder pretrained on the demos (robolearn encoders list)")
+    language_model: str = opt("", help="frozen LM for pretraining (hub id or local folder); default: a local "
+                                       "distilbert-base-uncased if cached, else a small offline random LM")
+    pretrain_steps: int = opt(300, help="pretraining optimizer steps")
+    train_steps: int = opt(1500, help="head training steps (frozen encoders)")
+    baseline_steps: int = opt(600, help="training steps of the from-scratch CNN baseline")
+    eval_episodes: int = opt(20, help="evaluation episodes per policy")
+    num_envs: int = opt(2, help="parallel evaluation envs")
+    seed: int = opt(0, help="seed")
 
 
 def _run(argv: list[str]) -> None:
@@ -41,72 +56,220 @@ def _run(argv: list[str]) -> None:
         raise SystemExit(f"demo step failed (exit {rc}): robolearn {' '.join(argv)}")
 
 
+def _stage(name: str) -> None:
+    print(f"\n{'=' * 20} {name} {'=' * 20}", flush=True)
+
+
+def resolve_language_model(cfg: DemoConfig, folder: Path) -> tuple[str, dict[str, Any], str]:
+    """(LM path, encoder overrides, a sentence for the report). Never downloads."""
+    if cfg.language_model:
+        return cfg.language_model, {}, f"language model: {cfg.language_model} (given)"
+    try:
+        from transformers import AutoConfig
+
+        hub = AutoConfig.from_pretrained("distilbert-base-uncased", local_files_only=True)
+        return ("distilbert-base-uncased", {"language_dim": hub.dim},
+                "language model: distilbert-base-uncased from the local Hugging Face cache")
+    except Exception:  # not cached and no network: the offline default
+        from robolearn.encoders.offline import write_language_model
+
+        path = write_language_model(folder / "offline-lm", vocab_size=1000, dim=32, layers=1, heads=2, seed=cfg.seed)
+        return (str(path), {}, "language model: distilbert-base-uncased is not available offline on this machine, "
+                "so the demo used a small random-weight DistilBERT-architecture model written locally "
+                f"({path}); language features carry no meaning in this run")
+
+
 @command("demo", "")
 def demo(cfg: DemoConfig) -> int:
-    """Run the main job end to end at small scale and print a summary."""
-    import torch
-
-    from robolearn.data.catalog import read_split
-    from robolearn.data.loader import EpisodeDataset, LoaderConfig
+    """Run the whole product at small scale (record, curate, pretrain, train, evaluate, report)."""
+    from robolearn.collection.expert_demos import record_expert_demos
+    from robolearn.data.catalog import select_paths
+    from robolearn.pretrain.checkpoint import latest_checkpoint
 
     run = Path(cfg.out) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    data = run / "dataset"
     save_config(cfg, run, "demo")
     t0 = time.perf_counter()
-    _run(["data", "synth", str(data), "--episodes", str(cfg.episodes), "--steps", str(cfg.steps),
-          "--size", str(cfg.size), "--households", "3", "--scenes-per-household", "2"])
-    _run(["data", "validate", str(data)])
-    _run(["data", "index", str(data)])
-    _run(["data", "query", str(data), "--where", "household=house_1", "--where", "success=1"])
-    _run(["data", "split", str(data), "--by", "scene", "--holdout", "scene_5", "--name", "heldout_scene_5"])
-    _run(["data", "stats", str(data)])
-    _run(["data", "info", str(data)])
-    episode = sorted(data.glob("*.h5"))[0]
-    _run(["data", "export-video", str(episode), "--out", str(run / "episode_000000.mp4")])
+    times: dict[str, float] = {}
+    demos = run / "demos"
+    train_scenes = [(h, s) for h in range(cfg.households) for s in range(cfg.scenes_per_household)]
 
-    train = read_split(data, "heldout_scene_5", "train")
-    ds = EpisodeDataset(train, LoaderConfig(history=2, chunk=8, normalize_action="mean_std",
-                                            stats_path=str(data / "stats.json")))
-    dl = ds.dataloader(batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers, drop_last=True)
-    print(f"\n$ loader: {len(train)} train episodes, {len(ds)} samples, history 2, chunk 8, "
-          f"batch {cfg.batch_size}, {cfg.workers} workers", flush=True)
-    n, tl = 0, time.perf_counter()
-    batch: dict = {}
-    for epoch in range(100):
-        for batch in dl:
-            n += 1
-            if n >= cfg.batches:
-                break
-        if n >= cfg.batches:
-            break
-    dt = time.perf_counter() - tl
-    shapes = {k: tuple(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    summary = {"run": str(run), "episodes": cfg.episodes, "train_episodes": len(train),
-               "loader_samples_per_s": round(n * cfg.batch_size / dt, 1), "batch_shapes": shapes}
-    if cfg.sim_episodes > 0:
-        summary["sim"] = _sim_collection(cfg, run / "sim_demos")
-    summary["total_s"] = round(time.perf_counter() - t0, 1)
-    print("\nbatch:", json.dumps(shapes))
-    print(f"loader: {summary['loader_samples_per_s']} samples/s (includes worker start-up)")
+    _stage("1. record: the expert teleoperates the sim arm at the station")
+    t = time.perf_counter()
+    record_expert_demos(demos, cfg.task, train_scenes, cfg.demos_per_scene, size=cfg.size, noise=cfg.expert_noise,
+                        seed=cfg.seed, lab="demo_lab")
+    times["record"] = time.perf_counter() - t
+
+    _stage("2. curate: validate, catalog, query, split by held-out scene, statistics")
+    t = time.perf_counter()
+    _run(["data", "validate", str(demos)])
+    _run(["data", "index", str(demos)])
+    _run(["data", "query", str(demos), "--where", "success=1", "--limit", "5"])
+    holdout = f"scene_{cfg.scenes_per_household - 1}"
+    _run(["data", "split", str(demos), "--by", "scene", "--holdout", holdout, "--name", "heldout_scene"])
+    _run(["data", "stats", str(demos)])
+    successful = select_paths(demos, ["success=1"])
+    times["curate"] = time.perf_counter() - t
+
+    _stage("3. pretrain: a tiny V-Cond on the demos' clips and instructions")
+    t = time.perf_counter()
+    lm, lm_overrides, lm_note = resolve_language_model(cfg, run)
+    print(lm_note)
+    pre = run / "pretrain"
+    overrides = json.dumps(lm_overrides) if lm_overrides else ""
+    batch = str(max(2, min(32, 3 * len(successful))))  # an epoch: 5 clips per training episode (>= 1 held out)
+    _run(["pretrain", "--model", cfg.model, "--episodes", str(demos), "--language-model", lm, "--image-size",
+          str(cfg.size), *(["--model-overrides", overrides] if overrides else []), "--run-dir", str(pre),
+          "--train.max-steps", str(cfg.pretrain_steps), "--train.max-epochs", "100000", "--train.effective-batch",
+          batch, "--train.device-batch", batch, "--train.num-workers", "0", "--train.lr", "1e-3",
+          "--train.warmup-epochs", "2", "--train.log-every", "10", "--train.seed", str(cfg.seed),
+          "--train.checkpoint-every", "0"])
+    ckpt = latest_checkpoint(pre)
+    times["pretrain"] = time.perf_counter() - t
+
+    _stage("4. train: heads by behaviour cloning")
+    t = time.perf_counter()
+    common = ["--data", str(demos), "--query", "success=1", "--seed", str(cfg.seed), "--language-model", lm]
+    random_encoder = _random_init_encoder(cfg, lm, lm_overrides, run / "random-init-encoder")
+    policies = {
+        "pretrained": (["--encoder", f"{cfg.model}:{ckpt}", "--steps", str(cfg.train_steps)],
+                       f"{cfg.model} pretrained on the demos (frozen) + MAP head"),
+        "random-init": (["--encoder", str(random_encoder), "--steps", str(cfg.train_steps)],
+                        f"{cfg.model}, random weights (frozen) + MAP head"),
+        "scratch-cnn": (["--encoder", "scratch-cnn", "--image-size", str(cfg.size), "--steps",
+                         str(cfg.baseline_steps)], "small CNN trained from scratch end to end + MAP head"),
+    }
+    for name, (args, _) in policies.items():
+        _run(["train", *common, *args, "--out", str(run / "train" / name)])
+    times["train"] = time.perf_counter() - t
+
+    _stage("5. evaluate in seen and held-out scenes")
+    t = time.perf_counter()
+    seen = [f"{h}/{s}" for h, s in train_scenes[:: max(1, len(train_scenes) // 3)]][:3]
+    heldout = ["3/0", "4/2", "2/1"]
+    scenes = [x for pair in zip(seen, heldout) for x in pair]
+    evals = []
+    for name, (_, label) in policies.items():
+        out = run / "eval" / name
+        _run(["eval", "--policy", str(run / "train" / name), "--episodes", str(cfg.eval_episodes), "--seeds",
+              str(cfg.seed), "--scenes", *scenes, "--num-envs", str(cfg.num_envs), "--videos", "2", "--out",
+              str(out), "--name", label, "--no-progress"])
+        evals.append(out)
+    _run(["eval", "--policy", "random", "--tasks", cfg.task, "--episodes", str(cfg.eval_episodes), "--seeds",
+          str(cfg.seed), "--scenes", *scenes, "--num-envs", str(cfg.num_envs), "--videos", "1", "--out",
+          str(run / "eval" / "random"), "--name", "random actions", "--no-progress"])
+    evals.append(run / "eval" / "random")
+    times["evaluate"] = time.perf_counter() - t
+
+    _stage("6. report")
+    report = _report(cfg, run, evals, pre, lm_note, times, len(successful))
+    summary = _summary(run, evals, times, time.perf_counter() - t0, len(successful), lm_note)
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\ndemo finished in {summary['total_s']} s; outputs in {run}")
+    print("\n" + json.dumps(summary, indent=2))
+    print(f"\ndemo finished in {summary['total_s']:.0f} s")
+    print(f"report: {report}")
     return 0
 
 
-def _sim_collection(cfg: DemoConfig, out: Path) -> dict:
-    """Record expert demos at the station in a MuJoCo household scene, then load the successful ones."""
-    from robolearn.data.catalog import select_paths
-    from robolearn.data.loader import EpisodeDataset, LoaderConfig
+def _random_init_encoder(cfg: DemoConfig, lm: str, overrides: dict[str, Any], folder: Path) -> Path:
+    """The pretrained model's exact architecture with its initial (untrained) weights, saved as a checkpoint:
+    the control that isolates what pretraining adds."""
+    import torch
 
-    _run(["collect", "--robot", "sim", "--task", cfg.sim_task, "--device", "expert", "--episodes",
-          str(cfg.sim_episodes), "--out", str(out), "--cameras", "exterior_1", "wrist", "--camera-width",
-          str(cfg.sim_size), "--camera-height", str(cfg.sim_size), "--household-id", "1", "--scene-id", "2",
-          "--no-station.realtime", "--station.lab", "demo_lab", "--station.operator", "expert"])
-    _run(["data", "validate", str(out)])
-    _run(["data", "query", str(out), "--where", "success=1"])
-    paths = select_paths(out, ["success=1"])
-    ds = EpisodeDataset(paths, LoaderConfig(history=1, chunk=4))
-    batch = next(iter(ds.dataloader(batch_size=8, shuffle=True, num_workers=0)))
-    shapes = {k: tuple(v.shape) for k, v in batch.items() if hasattr(v, "shape")}
-    print("\nsim demo batch:", json.dumps(shapes))
-    return {"task": cfg.sim_task, "episodes": cfg.sim_episodes, "successful": len(paths), "batch_shapes": shapes}
+    from robolearn.encoders import build, save
+
+    torch.manual_seed(cfg.seed)
+    return save(build(cfg.model, language_model=lm, image_size=cfg.size, **overrides), folder)
+
+
+def _summary(run: Path, evals: list[Path], times: dict[str, float], total: float, demos: int,
+             lm_note: str) -> dict[str, Any]:
+    rows = {}
+    for e in evals:
+        res = json.loads((e / "results.json").read_text())
+        o = res["overall"]
+        rows[e.name] = {"success": round(o["success_rate"], 3), "ci95": [round(v, 3) for v in o["ci95"]],
+                        "seen": None if not o.get("seen") else round(o["seen"]["success_rate"], 3),
+                        "heldout": None if not o.get("heldout") else round(o["heldout"]["success_rate"], 3),
+                        "episodes": o["episodes"]}
+    return {"run": str(run), "demos": demos, "results": rows, "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+            "total_s": round(total, 1), "language_model": lm_note}
+
+
+def _report(cfg: DemoConfig, run: Path, evals: list[Path], pre: Path, lm_note: str, times: dict[str, float],
+            demos: int) -> Path:
+    from robolearn.envs.commands import render_scene_grid
+    from robolearn.eval.report import compare_report
+
+    import cv2
+
+    images = []
+    grid = render_scene_grid(5, 4, cfg.task, "exterior_1", 120, cfg.seed)
+    cv2.imwrite(str(run / "scenes.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    images.append(run / "scenes.png")
+    loss_png = _pretrain_plot(pre / "metrics.jsonl", run / "pretrain_loss.png")
+    if loss_png:
+        images.append(loss_png)
+    for name in ("pretrained", "random-init", "scratch-cnn"):
+        p = run / "train" / name / "loss.png"
+        if p.exists():
+            images.append(p)
+    stage_rows = "".join(f"<tr><td>{k}</td><td>{v:.1f} s</td></tr>" for k, v in times.items())
+    sections = [
+        ("What ran", f"<p>{demos} successful expert demonstrations of <b>{cfg.task}</b> recorded at the station in "
+                     f"{cfg.households} households x {cfg.scenes_per_household} scenes ({cfg.size}x{cfg.size} "
+                     f"cameras); a {cfg.model} pretrained for {cfg.pretrain_steps} steps on their clips; heads "
+                     f"trained for {cfg.train_steps} steps (frozen encoders) and {cfg.baseline_steps} steps (the "
+                     f"from-scratch CNN); each evaluated for {cfg.eval_episodes} episodes alternating seen and "
+                     f"held-out scenes (households 3 and 4 never appear in the demos).</p><p>{lm_note}.</p>"
+                     f"<table><tr><th>stage</th><th>time</th></tr>{stage_rows}</table>"),
+    ]
+    sections.append(("Rollout videos", _video_section(evals, run / "report")))
+    return compare_report(evals, run / "report", f"robolearn demo: {cfg.task}", sections=sections, images=images)[1]
+
+
+def _video_section(evals: list[Path], report_dir: Path) -> str:
+    """HTML: each policy's rollout videos (relative links into its eval run) and a link to its full report."""
+    import html
+    import os
+
+    parts = []
+    for e in evals:
+        res = json.loads((e / "results.json").read_text())
+        rel = os.path.relpath(e, report_dir)
+        cells = []
+        for ep in res["episodes"]:
+            if not ep.get("video"):
+                continue
+            where = "seen" if ep.get("seen") else ("held-out" if ep.get("seen") is False else "")
+            label = (f"{'success' if ep['success'] else 'failure'}, household {ep.get('household')} scene "
+                     f"{ep.get('scene')} {where}, {ep['steps']} steps")
+            cells.append(f'<figure><video controls width="192" src="{html.escape(rel)}/{html.escape(ep["video"])}">'
+                         f'</video><figcaption>{html.escape(label)}</figcaption></figure>')
+        name = html.escape(res["policy"].get("name", e.name))
+        parts.append(f'<h3>{name}</h3><p><a href="{html.escape(rel)}/report.html">full evaluation report</a></p>'
+                     f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>')
+    return "".join(parts)
+
+
+def _pretrain_plot(metrics: Path, out: Path) -> Path | None:
+    if not metrics.exists():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    pts = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(*zip(*pts))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("MAE loss")
+    ax.set_title("pretraining on the demos' clips")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
