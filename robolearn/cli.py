@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "robolearn.policies.train",
     "robolearn.eval.commands",
     "robolearn.eval.protocol",
+    "robolearn.eval.leaderboard",
     "robolearn.eval.real",
     "robolearn.demo",
 )

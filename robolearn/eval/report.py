@@ -389,7 +389,8 @@ def _video_gallery(run_dir: Path, episodes: list[dict[str, Any]]) -> list[Block]
     for e in vids:
         src = str(e["video"])
         scene = f"{e['household']}/{e['scene']}" if e.get("household") is not None else "-"
-        where = f"scene {scene} ({_seen_word(e.get('seen'))})" if scene != "-" else "no scene"
+        where = "no scene" if scene == "-" else f"scene {scene}" + (
+            "" if e.get("seen") is None else f" ({_seen_word(e.get('seen'))})")
         result = f"success in {e['steps_to_success']} steps" if e["success"] else f"failure ({e['steps']} steps)"
         label = f"{e['task']} · seed {e['seed']} · episode {e['episode']} · {where} · {result}"
         exists = (run_dir / src).is_file()
