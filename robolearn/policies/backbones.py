@@ -50,7 +50,8 @@ def _resize_normalise(images: torch.Tensor, size: int, mean=IMAGENET_MEAN, std=I
 
 
 class ScratchCNN(Backbone):
-    """A small CNN (4 conv layers, stride 2 twice) trained from scratch: [B, 3, S, S] -> [B, (S/4)^2, D]."""
+    """A small CNN (4 conv layers, stride 2 three times) trained from scratch: [B, 3, S, S] -> [B, (S/8)^2, D]
+    tokens, as many as a patch-8 ViT gives (64 at 64 x 64)."""
 
     def __init__(self, image_size: int, dim: int = 64) -> None:
         super().__init__()
@@ -58,9 +59,9 @@ class ScratchCNN(Backbone):
         self.net = nn.Sequential(
             nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GroupNorm(8, 32), nn.GELU(),
             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv2d(64, dim, 3, padding=1))
-        n = (image_size // 4) ** 2
+            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
+            nn.Conv2d(64, dim, 1))
+        n = (-(-image_size // 8)) ** 2
         self.pos = nn.Parameter(torch.randn(1, n, dim) * 0.02)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
