@@ -3,7 +3,7 @@ AsyncVectorEnv (the peer), for a V-Cond-tiny MAP head at 128x128 (two cameras), 
 
     OMP_WAIT_POLICY=PASSIVE MUJOCO_GL=egl .venv/bin/python benchmarks/eval.py [--episodes 6] [--steps 60]
 
-Every episode runs exactly --steps steps (random-weight policy: it never succeeds, so episodes don't end
+Each way runs --rounds times, alternating the order; medians. Every episode runs exactly --steps steps (random-weight policy: it never succeeds, so episodes don't end
 early). Latency: one `runner.act_envs` call (preprocess + encoder + head + ensembling) per control step, p50 and
 p99 over all steps. The peer steps gymnasium.vector.AsyncVectorEnv (forkserver, same envs) with the same
 batched policy call. Ends with one JSON line.
@@ -84,21 +84,23 @@ def peer(policy, n_envs: int, episodes: int, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--episodes", type=int, default=6)
+    ap.add_argument("--episodes", type=int, default=12)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from robolearn.encoders.offline import write_language_model
 
     lm = str(write_language_model(tempfile.mkdtemp() + "/lm", vocab_size=1000, dim=32, layers=1, heads=2))
     policy = make_policy(lm)
-    rows = {}
-    for n in (1, 2):
-        for name, fn in (("robolearn EnvPool", ours), ("gymnasium AsyncVectorEnv", peer)):
-            if name.startswith("gym") and n == 1:
-                continue
-            rows[f"{name}, {n} env{'s' if n > 1 else ''}"] = fn(policy, n, args.episodes, args.steps)
+    ways = [("robolearn EnvPool, 1 env", ours, 1), ("robolearn EnvPool, 2 envs", ours, 2),
+            ("gymnasium AsyncVectorEnv, 2 envs", peer, 2)]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in ways}
+    for r in range(args.rounds):  # alternate the order every round; report the median round
+        for name, fn, n in (ways if r % 2 == 0 else ways[::-1]):
+            runs[name].append(fn(policy, n, args.episodes, args.steps))
+    rows = {name: {m: float(np.median([x[m] for x in xs])) for m in xs[0]} for name, xs in runs.items()}
     import mujoco
 
     print(f"{'way':40s} {'rollouts/min':>13s} {'p50 ms':>8s} {'p99 ms':>8s}  ({args.steps}-step episodes, "
