@@ -208,15 +208,9 @@ def _mujoco_version() -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from robolearn.data.writer import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def write_results(run_dir: str | Path, results: dict[str, Any]) -> Path:
