@@ -41,7 +41,8 @@ class TrainConfig:
     query: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1 task=open-drawer")
     split: str = opt("", help="a split made by `robolearn data split` (train part trains, val part validates)")
     val_fraction: float = opt(0.1, help="without --split: fraction of episodes held out for validation")
-    max_episodes: int = opt(0, help="use only the first N selected episodes (sorted by path; 0: all)")
+    max_episodes: int = opt(0, help="use only N of the selected episodes, taken round-robin over their folders "
+                                    "(scenes) in path order (0: all)")
     out: Path = opt(Path("runs/bc"), help="run folder")
     encoder: str = opt("v-cond-tiny", help="encoder id (random init), checkpoint folder, id:CKPT, or a baseline "
                                            "(scratch-cnn, resnet18)")
@@ -124,7 +125,7 @@ def select_episodes(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
         raise ValueError(f"no episodes in {[str(d) for d in cfg.data]} match query {cfg.query} "
                          f"{'split ' + cfg.split if cfg.split else ''}".strip())
     if cfg.max_episodes:
-        train = sorted(train)[:cfg.max_episodes]
+        train = _round_robin(sorted(train), cfg.max_episodes)
     if not cfg.split and cfg.val_fraction > 0 and len(train) >= 5:
         rng = random.Random(cfg.seed)
         order = sorted(train)
@@ -132,6 +133,21 @@ def select_episodes(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
         n_val = max(1, int(round(cfg.val_fraction * len(order))))
         val, train = sorted(order[:n_val]), sorted(order[n_val:])
     return sorted(train), sorted(val)
+
+
+def _round_robin(paths: list[Path], n: int) -> list[Path]:
+    """The first `n` episodes taking one from each folder in turn (a station session records one scene per
+    folder), so a small demo budget still covers every scene."""
+    groups: dict[Path, list[Path]] = {}
+    for p in paths:
+        groups.setdefault(p.parent, []).append(p)
+    out: list[Path] = []
+    queues = list(groups.values())
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop(0))
+    return sorted(out)
 
 
 def _dataset(paths: list[Path], pc: PolicyConfig, stats: dict[str, Any] | None = None):

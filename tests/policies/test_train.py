@@ -74,3 +74,11 @@ def test_train_cli_and_bad_input(demos, tmp_path, lm_dir, capsys):
     assert "no episodes" in capsys.readouterr().err
     assert main(["train", "--data", str(demos), "--head", "mlp", "--out", str(tmp_path / "z")]) == 2
     assert "unknown head" in capsys.readouterr().err
+
+
+def test_max_episodes_spreads_a_small_budget_over_scenes(demos, tmp_path, lm_dir):
+    from robolearn.policies.train import select_episodes
+
+    train_paths, val = select_episodes(_cfg(demos, tmp_path / "x", lm_dir, max_episodes=2, val_fraction=0.0))
+    assert len(train_paths) == 2 and not val
+    assert len({p.parent for p in train_paths}) == 2  # one from each scene's folder, not two from the first
