@@ -10,7 +10,7 @@ METAWORLD := metaworld==3.1.1
 export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test venv clean bench ref-venv
+.PHONY: demo test venv clean bench bench-voltron ref-venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/sim.py
 	$(PY) benchmarks/record.py
+	$(PY) benchmarks/eval.py
+
+# Against the reference Voltron (needs the oracle venv below; ~7 min on 2 cores).
+bench-voltron: $(STAMP) ref-venv
+	$(PY) benchmarks/voltron_equivalence.py --size small
+	$(PY) benchmarks/pretrain_step.py --reps 11
 
 # Reference implementations as oracles for equivalence tests and benchmarks (separate venv; not needed by
 # make test). voltron-robotics 1.1.0 pins hydra-core 1.1.1, which fails on Python 3.11: newer hydra fixes it.
