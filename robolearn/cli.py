@@ -30,6 +30,11 @@ COMMAND_MODULES = (
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable
 
 
+def _esc(text: str) -> str:
+    """argparse %-formats help strings: a literal % (\"95% intervals\") must be doubled."""
+    return text.replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     for m in COMMAND_MODULES:
         importlib.import_module(m)
@@ -39,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group, cmds in sorted(COMMANDS.items()):
         if list(cmds) == [""]:  # a stage with a single command: `robolearn <stage> [options]`
             cls, _fn, help_ = cmds[""]
-            gp = groups.add_parser(group, help=help_, description=help_)
+            gp = groups.add_parser(group, help=_esc(help_), description=_esc(help_))
             gp.add_argument("--config", help="JSON config to start from (flags override it)")
             add_dataclass_args(gp, cls)
             gp.set_defaults(command="")
@@ -49,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         for name, (cls, _fn, help_) in sorted(cmds.items()):
             if name == "":  # the stage's main command next to named ones: `robolearn <stage> [options]`
                 name, help_ = DEFAULT_COMMAND, f"(default) {help_}"
-            cp = sub.add_parser(name, help=help_, description=help_)
+            cp = sub.add_parser(name, help=_esc(help_), description=_esc(help_))
             cp.add_argument("--config", help="JSON config to start from (flags override it)")
             add_dataclass_args(cp, cls)
     return parser

@@ -67,6 +67,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
             helptext = f"{helptext} [default: {f.default}]"
         elif f.default_factory is not dataclasses.MISSING:
             helptext = f"{helptext} [default: {f.default_factory()}]"
+        helptext = helptext.replace("%", "%%")  # argparse %-formats help strings
         if dataclasses.is_dataclass(tp):
             add_dataclass_args(parser, tp, prefix=f"{prefix}{f.name}.")
             continue

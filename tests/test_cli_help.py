@@ -1,0 +1,21 @@
+"""Every command's --help renders (argparse %-formats help text, so a literal % must not break it)."""
+
+import pytest
+
+from robolearn.cli import build_parser
+from robolearn.config import COMMANDS
+
+
+def _argvs():
+    build_parser()
+    for group, cmds in sorted(COMMANDS.items()):
+        for name in sorted(cmds):
+            yield [group] if name == "" and len(cmds) == 1 else [group, name or "run"]
+
+
+@pytest.mark.parametrize("argv", list(_argvs()), ids=lambda a: " ".join(a))
+def test_help_renders(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([*argv, "--help"])
+    assert e.value.code == 0
+    assert "usage: robolearn" in capsys.readouterr().out
