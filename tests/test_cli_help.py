@@ -8,7 +8,10 @@ from robolearn.config import COMMANDS
 
 def _argvs():
     build_parser()
+    yield []
     for group, cmds in sorted(COMMANDS.items()):
+        if len(cmds) > 1:
+            yield [group]  # lists the stage's commands with their help lines
         for name in sorted(cmds):
             yield [group] if name == "" and len(cmds) == 1 else [group, name or "run"]
 
