@@ -16,6 +16,7 @@ from robolearn.collection.commands import CollectCommand, collect
 from robolearn.collection.station import StationConfig
 from robolearn.data import schema
 from robolearn.data.reader import list_episodes
+from robolearn.envs.suites import METAWORLD_ROBOT, metaworld_action  # noqa: F401 (re-exported)
 
 
 def record_expert_demos(out: str | Path, task: str, scenes: list[tuple[int, int]], episodes_per_scene: int,
@@ -38,17 +39,6 @@ def record_expert_demos(out: str | Path, task: str, scenes: list[tuple[int, int]
 
 
 # ---- Meta-World: the peer suite has no robot server; its expert's episodes are written directly ------------
-METAWORLD_ROBOT = "sawyer (meta-world)"
-METAWORLD_PROPRIO = ["ee_position", "gripper_position"]  # = MetaWorldEnv's proprio (hand xyz, gripper opening)
-
-
-def metaworld_action(action7: np.ndarray) -> np.ndarray:
-    """Our action vector (cartesian_velocity[6], gripper target 0 open..1 closed) -> Meta-World's 4-d action
-    (hand xyz delta, gripper effort -1 open..+1 closed). The angular part is dropped (Meta-World has none)."""
-    a = np.asarray(action7, dtype=np.float32)
-    return np.concatenate([a[..., :3], 2.0 * a[..., 6:7] - 1.0], axis=-1)
-
-
 def record_metaworld_demos(out: str | Path, task: str, episodes: int, cameras: tuple[str, ...] = ("corner",),
                            size: int = 64, noise: float = 0.0, seed: int = 0, only_successful: bool = True,
                            max_tries: int | None = None) -> list[Path]:

@@ -192,7 +192,7 @@ def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None, progre
                 return {e: runner.act(batch[e]) for e in envs}
             actions = dict(zip(envs, runner.act_envs(envs, [batch[e] for e in envs])))
             if spec.suite == "metaworld":
-                from robolearn.collection.expert_demos import metaworld_action
+                from robolearn.envs.suites import metaworld_action
                 actions = {e: metaworld_action(a) for e, a in actions.items()}
             return actions
 

@@ -166,7 +166,7 @@ def _dataset(paths: list[Path], pc: PolicyConfig, stats: dict[str, Any] | None =
 
 def _describe_data(paths: list[Path], pc: PolicyConfig) -> None:
     """Fill the policy's training-data fields (scenes, tasks, suite, default cameras and proprio)."""
-    from robolearn.collection.expert_demos import METAWORLD_PROPRIO, METAWORLD_ROBOT
+    from robolearn.envs.suites import METAWORLD_PROPRIO, METAWORLD_ROBOT
     from robolearn.data.reader import open_h5, read_attrs
 
     scenes, tasks, robots, cameras = set(), set(), set(), None

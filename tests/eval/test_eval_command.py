@@ -61,7 +61,8 @@ def test_random_floor_and_bad_input(tiny_policy, tmp_path, capsys):
 
 
 def test_metaworld_train_and_eval(tmp_path, capsys):
-    from robolearn.collection.expert_demos import metaworld_action, record_metaworld_demos
+    from robolearn.collection.expert_demos import record_metaworld_demos
+    from robolearn.envs.suites import metaworld_action
 
     np.testing.assert_allclose(metaworld_action(np.array([0.1, 0.2, 0.3, 9, 9, 9, 1.0])), [0.1, 0.2, 0.3, 1.0],
                                rtol=1e-6)
