@@ -16,7 +16,7 @@ from robolearn.collection.commands import CollectCommand, collect
 from robolearn.collection.station import StationConfig
 from robolearn.data import schema
 from robolearn.data.reader import list_episodes
-from robolearn.envs.suites import METAWORLD_ROBOT, metaworld_action  # noqa: F401 (re-exported)
+from robolearn.envs.suites import METAWORLD_ROBOT
 
 
 def record_expert_demos(out: str | Path, task: str, scenes: list[tuple[int, int]], episodes_per_scene: int,

@@ -95,6 +95,15 @@ class AutoOperator:
         return answer
 
 
+def ask_with_device_released(device: Device, operator: Operator, question: str, choices: dict[str, str]) -> str:
+    """Ask the operator with the device released (a keyboard device gives the terminal back)."""
+    device.close()
+    try:
+        return operator.ask(question, choices)
+    finally:
+        device.start()
+
+
 @dataclass
 class EpisodeResult:
     path: Path | None
@@ -201,12 +210,7 @@ class Station:
         return ControlLoop(self.config.control_hz, sleep=lambda s: None)
 
     def _ask(self, question: str, choices: dict[str, str]) -> str:
-        """Ask the operator with the device released (a keyboard device gives the terminal back)."""
-        self.device.close()
-        try:
-            return self.operator.ask(question, choices)
-        finally:
-            self.device.start()
+        return ask_with_device_released(self.device, self.operator, question, choices)
 
     def _language(self) -> str:
         if self.config.instruction:

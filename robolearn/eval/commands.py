@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def run_eval(cfg: EvalCommand) -> dict[str, Any]:
     config = {"eval": json.loads(json.dumps(asdict(cfg), default=str)),
               "policy": None if random_policy else doc}
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
-    records = evaluate_policy(policy, spec, out, cfg.progress, meta_policy["name"])
+    records = evaluate_policy(policy, spec, out, cfg.progress)
     import mujoco
 
     meta = {"robolearn_version": __version__, "mujoco_version": mujoco.__version__, "suite": cfg.suite,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable

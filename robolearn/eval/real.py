@@ -52,7 +52,7 @@ from robolearn.collection.cameras.base import Camera, Frame
 from robolearn.collection.devices.base import Device, DeviceCommand, DeviceError
 from robolearn.collection.loop import ControlLoop, format_report
 from robolearn.collection.robots.base import Robot, RobotError
-from robolearn.collection.station import AutoOperator, Operator, TerminalOperator
+from robolearn.collection.station import AutoOperator, Operator, TerminalOperator, ask_with_device_released
 from robolearn.config import command, opt, save_config
 from robolearn.data import catalog, schema
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now, write_text_atomic
@@ -682,12 +682,7 @@ class RolloutSession:
             self.operator.say(f"could not stop the robot: {e}")
 
     def _ask(self, question: str, choices: dict[str, str]) -> str:
-        """Ask with the device released (a keyboard device gives the terminal back)."""
-        self.device.close()
-        try:
-            return self.operator.ask(question, choices)
-        finally:
-            self.device.start()
+        return ask_with_device_released(self.device, self.operator, question, choices)
 
     # ------------------------------------------------------------------ one episode
     def episode(self, index: int) -> RolloutEpisode:

@@ -10,7 +10,6 @@ training episodes came from it (their household/scene labels).
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -155,8 +154,8 @@ def rollout_task(act: Callable[[dict[int, dict]], dict[int, np.ndarray]], reset_
     return sorted(records, key=lambda r: (r["seed"], r["episode"]))
 
 
-def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None, progress: bool = True,
-                    policy_name: str = "") -> list[dict[str, Any]]:
+def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None,
+                    progress: bool = True) -> list[dict[str, Any]]:
     """Roll out a robolearn Policy (or the string "random") on every task of `spec`; episode records."""
     from robolearn.envs.registry import make
 

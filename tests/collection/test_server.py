@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from typing import Any, Iterator
 
@@ -22,7 +19,8 @@ from robolearn.collection.robots.remote import RemoteRobot
 from robolearn.collection.robots.server import TOKEN_ENV, RobotServer, ServerConfig
 from robolearn.data.schema import ACTION_FIELDS, STATE_FIELDS
 
-CLI = "import sys, robolearn.collection.robots.server; from robolearn.cli import main; sys.exit(main(sys.argv[1:]))"
+from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)
+
 
 
 class SpyRobot(Robot):
@@ -99,20 +97,6 @@ def raw_client(address: str) -> Iterator[RawClient]:
         yield c
     finally:
         c.close()
-
-
-def start_server_process(*args: str) -> tuple[subprocess.Popen, str]:
-    """`robolearn robot-server ... --port 0` in a subprocess; returns it and its address."""
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "robot-server", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout=30)
-    if not lines or " at tcp://" not in lines[0]:
-        proc.kill()
-        raise AssertionError(f"robot-server did not start: {lines} {proc.stderr.read() if proc.poll() else ''}")
-    return proc, lines[0].rsplit(" at ", 1)[1].strip()
 
 
 @pytest.fixture(scope="module")

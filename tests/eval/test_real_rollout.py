@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,26 +24,14 @@ from robolearn.data.schema import CameraSpec
 from robolearn.data.validate import validate_dataset
 from robolearn.eval.real import NullDevice, RolloutConfig, RolloutError, Takeover, parse_robot_uri, rollout
 
-CLI = "import sys; from robolearn.cli import main; sys.exit(main(sys.argv[1:]))"
+from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)
+
 ACTION = np.array([0.2, -0.1, 0.05, 0.0, 0.0, 0.1, 1.0], np.float32)  # the fake policy's constant action
 TWIST = np.array([0.0, 0.5, 0.0, 0.0, 0.0, -0.3])  # the scripted operator's takeover command
 W, H = 32, 24
 
 
 # --- the robot server (as tests/collection/test_server.py starts it) -------------------------------------------
-def start_server_process(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "robot-server", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout=30)
-    if not lines or " at tcp://" not in lines[0]:
-        proc.kill()
-        raise AssertionError(f"robot-server did not start: {lines} {proc.stderr.read() if proc.poll() else ''}")
-    return proc, lines[0].rsplit(" at ", 1)[1].strip()
-
-
 @pytest.fixture(scope="module")
 def sim_server() -> Iterator[str]:
     proc, address = start_server_process("--robot", "sim", "--task", "press-button")
