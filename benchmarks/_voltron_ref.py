@@ -115,9 +115,11 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def serve(step: Callable[[dict], None], device: str, out: Any) -> None:
+def serve(step: Callable[[dict], None], device: str, out: Any,
+          flop_step: Callable[[dict], None] | None = None) -> None:
     """Answer JSON-line requests on stdin until {"op": "quit"} (replies on `out`, one JSON line each):
-    step {"batch": ...} -> {"t": s}; flops {"batch": ...} -> {"flops": n} (one step under FlopCounterMode);
+    step {"batch": ...} -> {"t": s}; flops {"batch": ...} -> {"flops": n} (one step under FlopCounterMode;
+    `flop_step` if given, e.g. the eager twin of a compiled step, which the counter cannot see into);
     roof {"n", "iters", "dtype"} -> {"gflops": x}; rss -> {"peak_rss_mib", "rss_mib"}."""
     def reply(obj: dict) -> None:
         out.write(json.dumps(obj) + "\n")
@@ -135,7 +137,7 @@ def serve(step: Callable[[dict], None], device: str, out: Any) -> None:
                 sync(device)
                 reply({"t": time.perf_counter() - t})
             elif op == "flops":
-                reply({"flops": count_flops(lambda: step(req["batch"]))})
+                reply({"flops": count_flops(lambda: (flop_step or step)(req["batch"]))})
             elif op == "roof":
                 dtype = getattr(torch, req.get("dtype", "float32"))
                 reply({"gflops": matmul_gflops(req.get("n", 2048), req.get("iters", 8), device, dtype)})

@@ -22,6 +22,9 @@ as `lang_features`; with --lang-path cache it passes only the ids, found in the 
 cache (as in a long run without a feature store). Either way the LM does not run in a timed step. A third
 process, "ours (LM every step)", gets ids only with the cache disabled (lm_cache_size=0): it runs the LM every
 step like the reference and shows the implementation alone (V-Cond and V-Gen; --no-uncached skips it).
+A fourth process, "ours (compiled)", is "ours" with torch.compile, as `robolearn pretrain --train.compile`
+runs it (--no-compile skips it); it compiles with an empty inductor cache in its first warm-up step, reported
+as "first step".
 
 FLOPs: one extra step per side under torch.utils.flop_counter.FlopCounterMode (attention on its math backend
 so it is counted). Roof: an fp32 2048x2048 matmul loop (--roof-iters products) measured in the SAME
@@ -86,6 +89,7 @@ def our_worker(args: argparse.Namespace) -> None:
     from robolearn.encoders import build
     from robolearn.encoders.language import null_language
     from robolearn.pretrain.schedule import make_optimizer
+    from robolearn.pretrain.trainer import compile_for_training
 
     device = args.device
     torch.manual_seed(0)
@@ -106,7 +110,9 @@ def our_worker(args: argparse.Namespace) -> None:
     images = torch.randn(*shape, generator=torch.Generator().manual_seed(1)).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
 
-    def step(req: dict) -> None:
+    forward = compile_for_training(model) if args.compile else model     # as robolearn pretrain compiles
+
+    def step(req: dict, fn: Any = forward) -> None:
         batch: dict[str, Any] = {"images": images}
         if model.uses_language:
             idx = torch.tensor(req["captions"], device=device)
@@ -116,12 +122,12 @@ def our_worker(args: argparse.Namespace) -> None:
         if args.model == "v-gen":
             batch["generate"] = torch.tensor(req["generate"], device=device)
         with autocast:
-            loss, _ = model(batch)
+            loss, _ = fn(batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    shared.serve(step, device, out)
+    shared.serve(step, device, out, flop_step=(lambda req: step(req, model)) if args.compile else None)
     if model.uses_language:
         print(f"[ours] LM cache stats {model.language.stats}", file=sys.stderr)
 
@@ -165,12 +171,17 @@ def bench_model(model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_
     sides = {"ours": [sys.executable, str(Path(__file__).resolve()), "--worker", *common, *lm_args, *ours_only],
              "reference": [str(ref_python), str(HERE / "_voltron_ref.py"), "worker", *common, *lm_args,
                            "--hf-cache", str(lm.parent / "hf-cache")]}
+    if not args.no_compile:
+        sides["ours (compiled)"] = sides["ours"] + ["--compile"]
     if model in LANGUAGE_MODELS and not args.no_uncached:
         sides["ours (LM every step)"] = sides["ours"] + ["--uncached"]
     workers: dict[str, Worker] = {}
     try:
         for name, cmd in sides.items():          # start one at a time: construction is not measured anyway
-            workers[name] = Worker(name, cmd, env)
+            # The compiled side compiles from scratch (a fresh inductor cache): its first step is the cold cost.
+            side_env = dict(env, TORCHINDUCTOR_CACHE_DIR=str(pool.parent / f"inductor-{model}")) \
+                if "--compile" in cmd else env
+            workers[name] = Worker(name, cmd, side_env)
             workers[name].recv()
         rng = random.Random(1234)
         n_pool = len(json.loads(pool.read_text()))
@@ -180,10 +191,12 @@ def bench_model(model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_
                     "generate": [rng.random() < 0.5 for _ in range(args.batch)]}
 
         names = list(workers)
+        first: dict[str, float] = {}
         for _ in range(args.warmup):
             batch = draw()
             for name in names:
-                workers[name].ask(op="step", batch=batch)
+                t = workers[name].ask(op="step", batch=batch)["t"]
+                first.setdefault(name, t)          # includes the compile for "ours (compiled)"
         batch = draw()
         flops = {name: workers[name].ask(op="flops", batch=batch)["flops"] for name in names}
         times: dict[str, list[float]] = {n: [] for n in names}
@@ -212,10 +225,15 @@ def bench_model(model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_
             "achieved_gflops": flops[name] / med / 1e9, "roof_gflops": statistics.median(roofs[name]),
             "roof_fraction": statistics.median(a / roof for a, roof in zip(achieved, roofs[name])),
             "peak_rss_mib": rss[name], "times_s": [round(t, 3) for t in times[name]],
+            "first_step_s": first.get(name),
         }
     ours, ref = result["ours"], result["reference"]
     result["ratio_step_ours_over_ref"] = ours["step_s"] / ref["step_s"]
     result["ratio_per_round_median"] = statistics.median(o / f for o, f in zip(times["ours"], times["reference"]))
+    if "ours (compiled)" in result:
+        result["ratio_compiled_over_ref"] = result["ours (compiled)"]["step_s"] / ref["step_s"]
+        result["ratio_compiled_per_round_median"] = statistics.median(
+            o / f for o, f in zip(times["ours (compiled)"], times["reference"]))
     if "ours (LM every step)" in result:
         result["ratio_uncached_over_ref"] = result["ours (LM every step)"]["step_s"] / ref["step_s"]
         result["lm_flop_share_ref"] = 1 - ours["gflop_per_step"] / ref["gflop_per_step"]
@@ -256,6 +274,8 @@ def main() -> int:
     p.add_argument("--roof-iters", type=int, default=None, help="products per roof (default 8 on CPU, 50 on CUDA)")
     p.add_argument("--peak-tflops", type=float, default=None, help="GPU dense bf16 peak for MFU (cuda only)")
     p.add_argument("--no-uncached", action="store_true", help="skip the 'ours (LM every step)' process")
+    p.add_argument("--no-compile", action="store_true", help="skip the 'ours (compiled)' process "
+                   "(robolearn pretrain --train.compile: torch.compile, one-time compile in the warm-up)")
     p.add_argument("--lang-path", choices=["features", "cache"], default="features",
                    help="how ours gets caption features: 'features' = precomputed per caption and passed as "
                         "lang_features (robolearn pretrain's default), 'cache' = ids only, found in the encoder's "
@@ -268,6 +288,7 @@ def main() -> int:
     p.add_argument("--lm", help=argparse.SUPPRESS)
     p.add_argument("--pool", help=argparse.SUPPRESS)
     p.add_argument("--uncached", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         our_worker(args)
@@ -317,7 +338,7 @@ def main() -> int:
         head += f" {'MFU':>6s}"
     print(head)
     for model, res in results.items():
-        for side in ("ours", "ours (LM every step)", "reference"):
+        for side in ("ours", "ours (compiled)", "ours (LM every step)", "reference"):
             if side not in res:
                 continue
             r = res[side]
@@ -334,15 +355,23 @@ def main() -> int:
                      f"{100 * res['lm_flop_share_ref']:.1f}% of the reference's step FLOPs")
         print(f"{'':7s} ours / reference step time {res['ratio_step_ours_over_ref']:.3f} (median of per-round "
               f"ratios {res['ratio_per_round_median']:.3f}){extra}")
+        if "ratio_compiled_over_ref" in res:
+            print(f"{'':7s} ours compiled / reference {res['ratio_compiled_over_ref']:.3f} (per-round "
+                  f"{res['ratio_compiled_per_round_median']:.3f}); first step incl. compile "
+                  f"{res['ours (compiled)']['first_step_s']:.1f} s")
     print(f"\nGoals: ours <= {GOAL_RATIO}x the reference's step time, >= {100 * GOAL_ROOF:.0f}% of the matmul roof.")
-    goals = {}
+    goals: dict[str, dict] = {}
     for model, res in results.items():
-        goals[model] = {"ratio_goal_met": res["ratio_step_ours_over_ref"] <= GOAL_RATIO,
-                        "roof_goal_met": res["ours"]["roof_fraction"] >= GOAL_ROOF}
-        print(f"  {model}: step ratio {res['ratio_step_ours_over_ref']:.3f} "
-              f"({'met' if goals[model]['ratio_goal_met'] else 'NOT met'}), "
-              f"{100 * res['ours']['roof_fraction']:.1f}% of roof "
-              f"({'met' if goals[model]['roof_goal_met'] else 'NOT met'})")
+        ref = res["reference"]
+        for side in ("ours", "ours (compiled)"):
+            if side not in res:
+                continue
+            ratio, roof = res[side]["step_s"] / ref["step_s"], res[side]["roof_fraction"]
+            g = {"ratio": ratio, "ratio_goal_met": ratio <= GOAL_RATIO, "roof_fraction": roof,
+                 "roof_goal_met": roof >= GOAL_ROOF}
+            goals.setdefault(model, {})[side] = g
+            print(f"  {model} {side:16s}: step ratio {ratio:.3f} ({'met' if g['ratio_goal_met'] else 'NOT met'}), "
+                  f"{100 * roof:.1f}% of roof ({'met' if g['roof_goal_met'] else 'NOT met'})")
     elapsed = time.perf_counter() - t0
     print(f"  ({elapsed:.0f} s)\n")
     summary = {"benchmark": "pretrain_step", "device": args.device, "batch": args.batch, "threads": args.threads,

@@ -110,6 +110,7 @@ class LanguageModel:
         return null_language(batch, self.max_len, cls_id, device)
 
     # --- ids -> features ----------------------------------------------------------------------------------
+    @torch.compiler.disable      # a host-side cache lookup: keep it out of compiled graphs
     @torch.no_grad()
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """last_hidden_state [B, L, D] for pre-tokenised ids, each distinct (ids, mask) row computed once."""

@@ -75,9 +75,11 @@ class AttentionMask:
         if valid is None:
             return AttentionMask(allow=allow)
         valid = valid.bool()
+        # Skipping an all-valid mask needs a host sync; a compiled graph always masks (same result, no break).
+        all_valid = not torch.compiler.is_compiling() and bool(valid.all())
         if compat:
-            return AttentionMask(allow=allow, null_rows=None if bool(valid.all()) else ~valid)
-        if bool(valid.all()):
+            return AttentionMask(allow=allow, null_rows=None if all_valid else ~valid)
+        if all_valid:
             return AttentionMask(allow=allow)
         keys = valid[:, None, None, :]
         return AttentionMask(allow=keys if allow is None else (allow & keys))
