@@ -77,8 +77,10 @@ def test_torchrun_two_processes_with_the_real_command(prepared: Path, lm_dir: Pa
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
            "robolearn.pretrain", "--model", "v-cond-tiny", "--data", str(prepared), "--language-model", str(lm_dir),
-           "--run-dir", str(run), "--train.max-epochs", "2", *TINY]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+           "--run-dir", str(run), "--train.max-epochs", "2", "--train.compile", *TINY]
+    # Compiled under DDP (eager DDP: tests/pretrain/test_trainer.py); each run compiles from an empty cache.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     state = torch.load(latest_checkpoint(run) / "state.pt", weights_only=False)
     assert state["world_size"] == 2 and (latest_checkpoint(run) / "rng-rank1.pt").exists()
