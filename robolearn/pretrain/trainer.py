@@ -8,8 +8,6 @@ the device here) and `metrics` a dict of floats/tensors to log.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from tqdm import tqdm
 from robolearn.config import opt
 from robolearn.pretrain.checkpoint import Retention, latest_checkpoint, load_checkpoint, save_checkpoint
 from robolearn.pretrain.distributed import DistInfo, ResumableSampler, all_reduce_mean
+from robolearn.pretrain.loggers import MetricsLogger
 from robolearn.pretrain.schedule import lr_at, make_optimizer
 
 
@@ -50,6 +49,8 @@ class TrainConfig:
                         "scaling ops; one-time compile of ~30-60 s for ViT-S on CPU, then ~10-15% faster steps)")
     resume: bool = opt(True, help="continue from the newest complete checkpoint in the run folder")
     tensorboard: bool = opt(False, help="also log to tensorboard (needs the tensorboard package)")
+    wandb_project: str | None = opt(None, help="also log to Weights & Biases under this project (needs wandb; "
+                                    "WANDB_MODE=offline works without a network)")
     progress: bool = opt(True, help="progress bar on rank 0")
 
 
@@ -111,8 +112,7 @@ class Trainer:
                                         tuple(config.betas))
         self.step, self.epoch, self.micro_in_epoch = 0, 0, 0
         self.retention = Retention(config.keep_last, config.keep_every_epochs)
-        self._metrics_file = self.run_dir / "metrics.jsonl"
-        self._tb = None
+        self.logger: MetricsLogger | None = None     # built in fit(): it creates files in run_dir
 
     # ------------------------------------------------------------------ state
     def _state(self, epoch_end: bool) -> dict[str, Any]:
@@ -162,6 +162,14 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logger = MetricsLogger(self.run_dir, self.info.is_main, self.cfg.tensorboard, self.cfg.wandb_project,
+                                    asdict(self.cfg))
+        try:
+            return self._fit()
+        finally:
+            self.logger.close()
+
+    def _fit(self) -> TrainResult:
         self.maybe_resume()
         if self.step == 0 and self.micro_in_epoch == 0 and self.epoch == 0:
             self._checkpoint(epoch_end=False)  # the initialisation, like the reference's epoch-0 checkpoint
@@ -243,21 +251,8 @@ class Trainer:
         return value
 
     def _log(self, record: dict) -> None:
-        if not self.info.is_main:
-            return
-        record = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
-        with open(self._metrics_file, "a") as f:
-            f.write(json.dumps({"time": time.time(), **record}) + "\n")
-        if self.cfg.tensorboard:
-            if self._tb is None:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-                except ImportError as e:
-                    raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard") from e
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self._tb.add_scalar(k, v, record["step"])
+        if self.logger is not None:
+            self.logger.log(record)
 
 
 class _null:
