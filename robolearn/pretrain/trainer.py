@@ -46,7 +46,8 @@ class TrainConfig:
     log_every: int = opt(10, help="optimizer steps between metrics lines")
     bf16: bool = opt(True, help="bf16 autocast on GPU (ignored on CPU)")
     compile: bool = opt(False, help="torch.compile the training forward/backward (fuses the norm, gating and "
-                        "scaling ops; one-time compile of ~30-60 s for ViT-S on CPU, then ~10-15% faster steps)")
+                        "scaling ops; one-time compile of ~35-45 s for ViT-S on 2 CPU cores, then 3-9% faster "
+                        "steps: benchmarks/pretrain_step.py)")
     resume: bool = opt(True, help="continue from the newest complete checkpoint in the run folder")
     tensorboard: bool = opt(False, help="also log to tensorboard (needs the tensorboard package)")
     wandb_project: str | None = opt(None, help="also log to Weights & Biases under this project (needs wandb; "
