@@ -9,23 +9,16 @@ import sys
 from robolearn import __version__
 from robolearn.config import COMMANDS, add_dataclass_args, from_args
 
-# Modules whose @command functions make up the CLI (imported on start so they register).
-COMMAND_MODULES = (
-    "robolearn.data.commands",
-    "robolearn.envs.commands",
-    "robolearn.collection.commands",
-    "robolearn.collection.devices.registry",
-    "robolearn.collection.robots.server",
-    "robolearn.collection.calibration",
-    "robolearn.pretrain.commands",
-    "robolearn.pretrain.run",
-    "robolearn.encoders.commands",
-    "robolearn.policies.train",
-    "robolearn.eval.commands",
-    "robolearn.eval.protocol",
-    "robolearn.eval.leaderboard",
-    "robolearn.eval.real",
-    "robolearn.demo",
+# Stages whose `<stage>.commands` module registers that stage's @command functions (imported on start).
+STAGES = (
+    "data",
+    "envs",
+    "collection",
+    "pretrain",
+    "encoders",
+    "policies",
+    "eval",
+    "workflows",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable
 
@@ -36,15 +29,15 @@ def _esc(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    for m in COMMAND_MODULES:
-        importlib.import_module(m)
+    for stage in STAGES:
+        importlib.import_module(f"robolearn.{stage}.commands")
     parser = argparse.ArgumentParser(prog="robolearn", description="robolearn: demonstrations to evaluated policies")
     parser.add_argument("--version", action="version", version=f"robolearn {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="STAGE")
     for group, cmds in sorted(COMMANDS.items()):
         if list(cmds) == [""]:  # a stage with a single command: `robolearn <stage> [options]`
             cls, _fn, help_ = cmds[""]
-            gp = groups.add_parser(group, help=_esc(help_), description=_esc(help_))
+            gp = groups.add_parser(group, help=_esc(help_), description=help_)
             gp.add_argument("--config", help="JSON config to start from (flags override it)")
             add_dataclass_args(gp, cls)
             gp.set_defaults(command="")
@@ -54,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         for name, (cls, _fn, help_) in sorted(cmds.items()):
             if name == "":  # the stage's main command next to named ones: `robolearn <stage> [options]`
                 name, help_ = DEFAULT_COMMAND, f"(default) {help_}"
-            cp = sub.add_parser(name, help=_esc(help_), description=_esc(help_))
+            cp = sub.add_parser(name, help=_esc(help_), description=help_)
             cp.add_argument("--config", help="JSON config to start from (flags override it)")
             add_dataclass_args(cp, cls)
     return parser

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from robolearn import __version__
+from robolearn.utils import write_text_atomic
 
 T = TypeVar("T")
 
@@ -145,10 +146,7 @@ def save_config(cfg: Any, folder: str | Path, name: str | None = None) -> Path:
     path = folder / f"{name}.config.json"
     payload = {"class": f"{type(cfg).__module__}.{type(cfg).__qualname__}", "robolearn_version": __version__,
                "values": to_dict(cfg)}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def load_config_dict(path: str | Path) -> dict[str, Any]:

@@ -21,4 +21,6 @@ def test_help_renders(argv, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([*argv, "--help"])
     assert e.value.code == 0
-    assert "usage: robolearn" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: robolearn" in out
+    assert "%%" not in out  # a doubled % means help text was escaped where argparse does not format it

@@ -132,3 +132,9 @@ def collect(cfg: CollectCommand) -> int:
     ok = sum(r.outcome == "success" for r in saved)
     print(f"saved {len(saved)} episodes ({ok} successful) in {cfg.out}")
     return 0
+
+
+# (interim) modules that register their own commands
+from robolearn.collection import calibration as _calibration  # noqa: E402,F401
+from robolearn.collection.devices import registry as _devices  # noqa: E402,F401
+from robolearn.collection.robots import server as _server  # noqa: E402,F401

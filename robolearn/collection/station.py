@@ -29,7 +29,8 @@ from robolearn.collection.loop import ControlLoop, format_report
 from robolearn.collection.robots.base import Robot, RobotError
 from robolearn.config import opt
 from robolearn.data import catalog, schema
-from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now, write_text_atomic
+from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now
+from robolearn.utils import write_text_atomic
 
 STATION_FILE = "station.json"
 EPISODES_DIR = "episodes"

@@ -38,7 +38,7 @@ from robolearn.config import command, opt, positional, save_config
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError, SchemaVersionError
 from robolearn.data.reader import open_h5
-from robolearn.data.writer import write_text_atomic
+from robolearn.utils import write_text_atomic
 
 CATALOG_NAME = "catalog.sqlite"
 CATALOG_VERSION = "1"  # bump when the table layout changes: older catalogs are rebuilt automatically

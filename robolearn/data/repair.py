@@ -39,7 +39,8 @@ from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import open_h5, open_swmr
 from robolearn.data.validate import find_partials, quarantine_file, validate_episode
-from robolearn.data.writer import fsync_path, publish, utc_now
+from robolearn.data.writer import publish, utc_now
+from robolearn.utils import fsync_path
 
 SALVAGE_TMP_SUFFIX = ".h5.salvage-tmp"  # temp name of a salvaged copy: matches neither *.h5 nor *.h5.partial
 BYTE_STREAMS = ("rgb", "depth")

@@ -25,7 +25,8 @@ import numpy as np
 from robolearn.config import command, opt, positional, save_config
 from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import Episode, list_episodes
-from robolearn.data.writer import fsync_path, publish
+from robolearn.data.writer import publish
+from robolearn.utils import fsync_path
 
 
 @dataclass

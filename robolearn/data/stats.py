@@ -32,7 +32,7 @@ from robolearn.config import command, opt, positional
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError, Problem
 from robolearn.data.reader import Episode, list_episodes
-from robolearn.data.writer import write_text_atomic
+from robolearn.utils import write_text_atomic
 
 STATS_FORMAT = "robolearn.stats"
 STATS_VERSION = 1

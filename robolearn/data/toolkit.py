@@ -35,7 +35,8 @@ from robolearn.config import command, opt, positional
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError, Problem, SchemaVersionError
 from robolearn.data.reader import Episode, open_h5, read_attrs, list_episodes
-from robolearn.data.writer import fsync_path, publish, utc_now, write_text_atomic
+from robolearn.data.writer import publish, utc_now
+from robolearn.utils import fsync_path, write_text_atomic
 
 T = TypeVar("T")
 UNREADABLE_ERRORS = (EpisodeError, OSError, KeyError, ValueError, TypeError)

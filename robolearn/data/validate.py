@@ -28,7 +28,8 @@ from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError, Problem
 from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5, open_swmr
-from robolearn.data.writer import fsync_path, utc_now
+from robolearn.data.writer import utc_now
+from robolearn.utils import fsync_path
 
 QUARANTINE_DIR = "_quarantine"
 QUARANTINE_LOG = "QUARANTINE.log"

@@ -28,6 +28,7 @@ from robolearn import __version__
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError, EpisodeWriteError
 from robolearn.data.schema import CameraSpec
+from robolearn.utils import fsync_path
 
 
 def utc_now() -> str:
@@ -442,32 +443,6 @@ class EpisodeWriter:
     @property
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg)
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a folder after creating, renaming or removing entries in it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Replace a small side file (JSON, lists) atomically: temp file beside it, fsync, rename, fsync folder.
-    A crash leaves the old or the new content, never a mix; the temp file is removed on failure."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_path(path.parent)
-    return path
 
 
 def publish(tmp: Path, final: Path) -> None:

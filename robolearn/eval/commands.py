@@ -123,3 +123,6 @@ def eval_cmd(cfg: EvalCommand) -> int:
         print(line)
     print(f"results: {Path(cfg.out) / 'results.json'}\nreport: {Path(cfg.out) / 'report.html'}")
     return 0
+
+
+from robolearn.eval import leaderboard as _leaderboard, real as _real  # noqa: E402,F401  (register their commands)

@@ -207,7 +207,7 @@ def _mujoco_version() -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    from robolearn.data.writer import write_text_atomic
+    from robolearn.utils import write_text_atomic
 
     write_text_atomic(path, text)
 

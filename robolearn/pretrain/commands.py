@@ -88,3 +88,6 @@ def prepare(cfg: PrepareCommand) -> int:
         print(f"{report['truncated_captions']} captions were longer than {cfg.max_lang_len} tokens and truncated",
               file=sys.stderr)
     return 0
+
+
+from robolearn.pretrain import run as _run  # noqa: E402,F401  (registers `robolearn pretrain`; moves here later)

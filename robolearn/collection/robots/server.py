@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -40,21 +39,13 @@ from robolearn.collection.robots import protocol as P
 from robolearn.collection.robots.base import Robot, RobotError
 from robolearn.collection.robots.registry import RobotSelection, make_robot_from
 from robolearn.config import command, opt
+from robolearn.utils import is_loopback
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "ROBOLEARN_ROBOT_TOKEN"
 MIN_TOKEN_CHARS = 8
 _POLL_S = 0.05  # longest wait between checks of the stop flag / watchdog
-
-
-def is_loopback(bind: str) -> bool:
-    if bind == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bind).is_loopback
-    except ValueError:
-        return False  # "*", an interface name or a host name: exposed
 
 
 @dataclass

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robolearn.config import command, opt, positional
-from robolearn.data.browser.server import (ApiError, BrowserApp, BrowserServer, is_loopback, make_server,
-                                           serve)
+from robolearn.data.browser.server import ApiError, BrowserApp, BrowserServer, make_server, serve
+from robolearn.utils import is_loopback
 
 
 @dataclass

@@ -21,7 +21,6 @@ one relabel at a time, and each change is appended to `<root>/relabel.log`.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import math
 import re
@@ -42,6 +41,7 @@ import numpy as np
 from robolearn.data import catalog, schema, toolkit
 from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import Episode
+from robolearn.utils import is_loopback
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
@@ -538,15 +538,6 @@ class BrowserServer(ThreadingHTTPServer):
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _allowed_hosts(host: str, port: int) -> set[str] | None:

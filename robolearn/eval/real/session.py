@@ -16,7 +16,8 @@ from robolearn.collection.loop import ControlLoop, format_report
 from robolearn.collection.robots.base import Robot
 from robolearn.collection.station import Operator, ask_with_device_released
 from robolearn.data import catalog, schema
-from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now, write_text_atomic
+from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now
+from robolearn.utils import write_text_atomic
 from robolearn.eval.real.build import _jsonable, policy_config_dict
 from robolearn.eval.real.config import RolloutConfig, RolloutEpisode, RolloutError, RolloutReport
 from robolearn.eval.real.takeover import Takeover, _Interrupts

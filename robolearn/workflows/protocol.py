@@ -13,11 +13,10 @@ videos; a leaderboard over them is written at the end.
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from robolearn.config import command, opt, save_config
+from robolearn.config import opt, save_config
 
 
 @dataclass
@@ -101,15 +100,3 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                     runs.append(run / "eval")
     write_leaderboard(out / "runs", out)
     return runs
-
-
-@command("eval", "protocol")
-def protocol_cmd(cfg: ProtocolConfig) -> int:
-    """R3M-style protocol: expert demos -> frozen encoder + head per (encoder, demos, seed) -> eval -> leaderboard."""
-    try:
-        runs = run_protocol(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"robolearn eval protocol: {e}", file=sys.stderr)
-        return 2
-    print(f"{len(runs)} runs; leaderboard: {Path(cfg.out) / 'leaderboard.html'}")
-    return 0

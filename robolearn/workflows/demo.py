@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from robolearn.config import command, opt, save_config
+from robolearn.config import opt, save_config
 
 
 @dataclass
@@ -79,8 +79,7 @@ def resolve_language_model(cfg: DemoConfig, folder: Path) -> tuple[str, dict[str
                 f"({path}); language features carry no meaning in this run")
 
 
-@command("demo", "")
-def demo(cfg: DemoConfig) -> int:
+def run_demo(cfg: DemoConfig) -> int:
     """Run the whole product at small scale (record, curate, pretrain, train, evaluate, report)."""
     from robolearn.collection.expert_demos import record_expert_demos
     from robolearn.data.catalog import select_paths
