@@ -18,10 +18,6 @@ def small_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def dataset_copy(small_dataset, tmp_path) -> Path:
+def dataset_copy(small_dataset, copy_tree) -> Path:
     """A private, mutable copy of small_dataset."""
-    import shutil
-
-    dst = tmp_path / "ds"
-    shutil.copytree(small_dataset, dst)
-    return dst
+    return copy_tree(small_dataset, "ds")

@@ -12,9 +12,3 @@ def demos(tmp_path_factory: pytest.TempPathFactory):
     record_expert_demos(out, "press-button", [(0, 0), (1, 1)], 3, size=32, noise=0.05)
     return out
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    yield

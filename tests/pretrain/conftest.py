@@ -20,15 +20,6 @@ def vp8_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def lm_dir(tmp_path_factory) -> Path:
-    """A tiny random DistilBERT-architecture model + tokenizer folder (offline)."""
-    from robolearn.encoders.offline import write_language_model
-
-    return write_language_model(tmp_path_factory.mktemp("lm") / "tiny-distilbert", vocab_size=1000, dim=32,
-                                layers=1, heads=2)
-
-
-@pytest.fixture(scope="session")
 def ssv2_raw(tmp_path_factory, vp8_available) -> Path:
     """videos/<id>.webm + train.json + validation.json in the official layout. Read-only."""
     root = tmp_path_factory.mktemp("ssv2")
@@ -42,13 +33,9 @@ def ssv2_raw(tmp_path_factory, vp8_available) -> Path:
 
 
 @pytest.fixture
-def ssv2_copy(ssv2_raw, tmp_path) -> Path:
+def ssv2_copy(ssv2_raw, copy_tree) -> Path:
     """A private, mutable copy of ssv2_raw."""
-    import shutil
-
-    dst = tmp_path / "ssv2"
-    shutil.copytree(ssv2_raw, dst)
-    return dst
+    return copy_tree(ssv2_raw, "ssv2")
 
 
 @pytest.fixture(scope="session")
