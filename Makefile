@@ -10,7 +10,7 @@ METAWORLD := metaworld==3.1.1
 export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test venv clean bench bench-voltron ref-venv
+.PHONY: demo test lint format venv clean bench bench-voltron ref-venv
 
 venv: $(STAMP)
 
@@ -21,12 +21,22 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps $(METAWORLD)
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q tests
+
+# ruff (configured in pyproject.toml): lint and formatting are checked by `make test`, hence by CI.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 demo: $(STAMP)
 	$(VENV)/bin/robolearn demo
 
+# benchmarks/ needs the `bench` extra (pyarrow), which `.[dev]` includes.
 bench: $(STAMP)
 	$(PY) benchmarks/catalog.py
 	$(PY) benchmarks/loader.py
