@@ -40,7 +40,7 @@ def compare_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: s
     """Several eval runs side by side: OUT/compare.md + OUT/compare.html + OUT/plots/compare.png.
 
     `labels`: one name per run (default: the policy's name). `sections`: extra (title, body) sections, body in
-    Markdown (a small subset, see `markdown_to_html`) or HTML (starting with `<`). `images`: image paths (or
+    Markdown (CommonMark + pipe tables, see `markdown_to_html`) or HTML (starting with `<`). `images`: image paths (or
     (path, caption) pairs) shown in a "Figures" section; copied into OUT/images/ unless already below OUT.
     A run without a valid results.json -> ResultsError naming the file and the field."""
     out_dir = Path(out_dir)
