@@ -178,7 +178,8 @@ def markdown_to_html(text: str) -> str:
     md = MarkdownIt("commonmark", {"html": False, "xhtmlOut": False}).enable("table")
 
     def pre(_renderer, tokens, idx, _options, _env) -> str:
-        return f"<pre>{escapeHtml(tokens[idx].content.rstrip(chr(10)))}</pre>\n"
+        code = tokens[idx].content.rstrip("\n")
+        return f"<pre>{escapeHtml(code)}</pre>\n"
 
     md.add_render_rule("fence", pre)
     md.add_render_rule("code_block", pre)
@@ -190,6 +191,7 @@ def markdown_to_html(text: str) -> str:
             if child.type == "image":
                 child.attrSet("class", "plot")
     return md.renderer.render(tokens, md.options, {}).rstrip("\n")
+
 
 # ----------------------------------------------------------------------------------------------- formatting
 
