@@ -1,17 +1,15 @@
-"""`robolearn envs ...`: list tasks, render the scene grid, measure the scripted experts."""
+"""`robolearn envs ...`: list tasks, render the scene grid. (`robolearn envs check-experts` reports Wilson
+intervals, an eval number, so robolearn/eval/commands.py registers it.)"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import mujoco
 import numpy as np
 
-from robolearn.config import command, opt, save_config
-from robolearn.envs.experts import run_expert
+from robolearn.config import command, opt
 from robolearn.envs.household import HouseholdEnv
 from robolearn.envs.registry import gym_id
 from robolearn.envs.scenes import CAMERAS, DEFAULT_HOUSEHOLDS, DEFAULT_SCENES_PER_HOUSEHOLD
@@ -80,33 +78,3 @@ def render_scene_grid(households: int, scenes: int, task: str = "put-in-bin", ca
     finally:
         env.close()
     return np.concatenate(rows, axis=0)
-
-
-@dataclass
-class CheckExpertsCommand:
-    tasks: list[str] = opt(default_factory=list, help="tasks (default: all household tasks)")
-    episodes: int = opt(50, help="seeded episodes per task, spread over the default scenes")
-    noise: float = opt(0.0, help="expert noise")
-    seed: int = opt(0, help="first episode seed")
-    action_space: str = opt("cartesian_velocity", help="action space the expert acts in")
-    out: Path | None = opt(None, help="write results JSON here")
-
-
-@command("envs", "check-experts")
-def check_experts(cfg: CheckExpertsCommand) -> int:
-    """Success rate of every scripted expert over seeded episodes on the default scenes (bar: 90%)."""
-    tasks = cfg.tasks or list(TASKS)
-    results = []
-    print(f"{'task':14s} {'success':>8s} {'95% CI':>14s} {'mean steps':>10s}")
-    for t in tasks:
-        r = run_expert(t, cfg.episodes, noise=cfg.noise, seed=cfg.seed, action_space=cfg.action_space)
-        results.append(r)
-        ms = f"{r['mean_steps']:.1f}" if r["mean_steps"] is not None else "-"
-        print(f"{t:14s} {r['success_rate']:8.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] {ms:>10s}", flush=True)
-    summary = {"mujoco_version": mujoco.__version__, "results": results}
-    if cfg.out:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(json.dumps(summary, indent=1))
-        save_config(cfg, cfg.out.parent, "check-experts")
-    print(json.dumps({r["task"]: r["success_rate"] for r in results} | {"mujoco": mujoco.__version__}))
-    return 0 if all(r["success_rate"] >= 0.9 for r in results) else 1

@@ -80,22 +80,12 @@ class ScriptedExpert:
         return action
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a success rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
 def run_expert(task: str, episodes: int, scenes: list[tuple[int, int]] | None = None, noise: float = 0.0,
                seed: int = 0, action_space: str = "cartesian_velocity") -> dict:
     """Roll out the scripted expert for `episodes` seeded episodes, cycling over `scenes` (default grid).
 
-    Returns success rate, Wilson interval, steps to success and the failing (seed, household, scene)s.
+    Returns episodes, successes, success rate, steps to success and the failing (seed, household, scene)s (the
+    Wilson interval is eval's business: `robolearn envs check-experts` adds it).
     """
     from robolearn.envs.household import HouseholdEnv
     from robolearn.envs.scenes import default_scenes
@@ -119,9 +109,8 @@ def run_expert(task: str, episodes: int, scenes: list[tuple[int, int]] | None = 
                 failures.append({"seed": seed + i, "household": h, "scene": s})
     finally:
         env.close()
-    lo, hi = wilson_interval(successes, episodes)
     return {"task": task, "episodes": episodes, "successes": successes, "success_rate": successes / episodes,
-            "ci95": [lo, hi], "mean_steps": float(np.mean(lengths)) if lengths else None,
+            "mean_steps": float(np.mean(lengths)) if lengths else None,
             "max_steps": int(max(lengths)) if lengths else None, "failures": failures, "noise": noise,
             "action_space": action_space}
 

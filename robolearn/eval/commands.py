@@ -1,9 +1,11 @@
-"""`robolearn eval`: roll a policy out in simulation and write a run folder with results and a report.
+"""The eval stage's commands: `robolearn eval` (roll a policy out in simulation and write a run folder with
+results and a report), `robolearn eval leaderboard` and `robolearn envs check-experts`.
 
     robolearn eval --policy runs/bc --tasks press-button --episodes 20 --seeds 0 1 2 --scenes heldout
 
 Run folder: config.json (this config + the policy's), results.json, episodes.jsonl, videos/, report.md,
-report.html, plots/.
+report.html, plots/. `envs check-experts` sits in the envs group but lives here because its 95% intervals are
+eval's (envs may not import eval); `robolearn rollout` is registered by robolearn.eval.real.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from robolearn import __version__
-from robolearn.config import command, opt
+from robolearn.config import command, opt, positional, save_config
+from robolearn.eval.leaderboard import write_leaderboard
+from robolearn.eval.metrics import wilson_interval
 from robolearn.eval.rollout import EvalSpec, evaluate_policy, scene_label
 
 
@@ -125,4 +129,61 @@ def eval_cmd(cfg: EvalCommand) -> int:
     return 0
 
 
-from robolearn.eval import leaderboard as _leaderboard, real as _real  # noqa: E402,F401  (register their commands)
+@dataclass
+class LeaderboardCommand:
+    runs_dir: Path = positional(help="folder searched recursively for eval runs (their results.json)")
+    out: Path | None = opt(None, help="folder for leaderboard.{json,md,html} (default: RUNS_DIR)")
+    by: str = opt("encoder", help="rows: encoder (split by demo count when an encoder's runs differ) | name "
+                                  "(the policy's --name)")
+
+
+@command("eval", "leaderboard")
+def leaderboard_cmd(cfg: LeaderboardCommand) -> int:
+    """Leaderboard (encoders x tasks, Wilson 95% intervals) over every eval run below RUNS_DIR."""
+    try:
+        paths = write_leaderboard(cfg.runs_dir, cfg.out, cfg.by)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"robolearn eval leaderboard: {e}", file=sys.stderr)
+        return 2
+    print(f"leaderboard: {paths[2]} ({paths[1].name}, {paths[0].name})")
+    return 0
+
+
+@dataclass
+class CheckExpertsCommand:
+    tasks: list[str] = opt(default_factory=list, help="tasks (default: all household tasks)")
+    episodes: int = opt(50, help="seeded episodes per task, spread over the default scenes")
+    noise: float = opt(0.0, help="expert noise")
+    seed: int = opt(0, help="first episode seed")
+    action_space: str = opt("cartesian_velocity", help="action space the expert acts in")
+    out: Path | None = opt(None, help="write results JSON here")
+
+
+@command("envs", "check-experts")
+def check_experts(cfg: CheckExpertsCommand) -> int:
+    """Success rate of every scripted expert over seeded episodes on the default scenes (bar: 90%)."""
+    import mujoco
+
+    from robolearn.envs.experts import run_expert
+    from robolearn.envs.tasks import TASKS
+
+    tasks = cfg.tasks or list(TASKS)
+    results = []
+    print(f"{'task':14s} {'success':>8s} {'95% CI':>14s} {'mean steps':>10s}")
+    for t in tasks:
+        r = run_expert(t, cfg.episodes, noise=cfg.noise, seed=cfg.seed, action_space=cfg.action_space)
+        head = {k: r[k] for k in ("task", "episodes", "successes", "success_rate")}  # ci95 after these, as before
+        r = head | {"ci95": list(wilson_interval(r["successes"], r["episodes"]))} | r
+        results.append(r)
+        ms = f"{r['mean_steps']:.1f}" if r["mean_steps"] is not None else "-"
+        print(f"{t:14s} {r['success_rate']:8.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] {ms:>10s}", flush=True)
+    summary = {"mujoco_version": mujoco.__version__, "results": results}
+    if cfg.out:
+        cfg.out.parent.mkdir(parents=True, exist_ok=True)
+        cfg.out.write_text(json.dumps(summary, indent=1))
+        save_config(cfg, cfg.out.parent, "check-experts")
+    print(json.dumps({r["task"]: r["success_rate"] for r in results} | {"mujoco": mujoco.__version__}))
+    return 0 if all(r["success_rate"] >= 0.9 for r in results) else 1
+
+
+from robolearn.eval import real as _real  # noqa: E402,F401  (registers `robolearn rollout`)

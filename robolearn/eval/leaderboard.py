@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from robolearn.config import command, opt, positional
-from robolearn.envs.experts import wilson_interval
-from robolearn.eval.metrics import EPISODES_FILE, RESULTS_FILE, ResultsError, load_results
-from robolearn.eval.report import Block, Link, Raw, h, para, render_html, render_md, table, _rel
+from robolearn.eval.metrics import EPISODES_FILE, RESULTS_FILE, ResultsError, load_results, wilson_interval
+from robolearn.eval.report.document import Block, Link, Raw, h, para, rel_link, render_html, render_md, table
 
 LEADERBOARD_NAMES = ("leaderboard.json", "leaderboard.md", "leaderboard.html")
 GROUP_BY = ("encoder", "name")
@@ -69,9 +66,9 @@ def _run_links(run: Path, base: Path) -> dict[str, str]:
     for key, name in (("report", "report.html"), ("results", RESULTS_FILE), ("config", "config.json"),
                       ("log", "log.txt"), ("episodes", EPISODES_FILE)):
         if (run / name).is_file():
-            links[key] = _rel(run / name, base)
+            links[key] = rel_link(run / name, base)
     if (run / "videos").is_dir():
-        links["videos"] = _rel(run / "videos", base) + "/"
+        links["videos"] = rel_link(run / "videos", base) + "/"
     return links
 
 
@@ -110,7 +107,7 @@ def leaderboard_data(runs_dir: str | Path, out: str | Path | None = None, by: st
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for (run, r), (row, enc) in zip(runs, labels):
         seeds = sorted({str(e["seed"]) for e in r["episodes"]} | set(r["overall"].get("by_seed", {})), key=_seed_key)
-        entry = {"dir": _rel(run, runs_dir), "path": str(run), "row": row, "encoder": enc,
+        entry = {"dir": rel_link(run, runs_dir), "path": str(run), "row": row, "encoder": enc,
                  "name": r["policy"].get("name") or "", "train_episodes": r["policy"].get("train_episodes"),
                  "suite": r.get("suite"), "tasks": list(r["tasks"]), "seeds": seeds,
                  "episodes": r["overall"]["episodes"], "successes": r["overall"]["successes"],
@@ -261,23 +258,3 @@ def write_leaderboard(runs_dir: str | Path, out: str | Path | None = None,
     for s in data["skipped"]:
         print(f"leaderboard: skipped {s['error']}", file=sys.stderr)
     return paths  # type: ignore[return-value]
-
-
-@dataclass
-class LeaderboardCommand:
-    runs_dir: Path = positional(help="folder searched recursively for eval runs (their results.json)")
-    out: Path | None = opt(None, help="folder for leaderboard.{json,md,html} (default: RUNS_DIR)")
-    by: str = opt("encoder", help="rows: encoder (split by demo count when an encoder's runs differ) | name "
-                                  "(the policy's --name)")
-
-
-@command("eval", "leaderboard")
-def leaderboard_cmd(cfg: LeaderboardCommand) -> int:
-    """Leaderboard (encoders x tasks, Wilson 95% intervals) over every eval run below RUNS_DIR."""
-    try:
-        paths = write_leaderboard(cfg.runs_dir, cfg.out, cfg.by)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"robolearn eval leaderboard: {e}", file=sys.stderr)
-        return 2
-    print(f"leaderboard: {paths[2]} ({paths[1].name}, {paths[0].name})")
-    return 0

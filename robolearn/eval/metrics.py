@@ -21,8 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from robolearn.envs.experts import wilson_interval
-
 RESULTS_FILE = "results.json"
 EPISODES_FILE = "episodes.jsonl"
 
@@ -101,6 +99,18 @@ def validate_episodes(episodes: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------------------- summaries
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a success rate (95% at the default z = 1.96; see docs/evaluation.md); n = 0 ->
+    (0, 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def _rate(eps: list[dict[str, Any]], ci: bool = True) -> dict[str, Any]:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from robolearn.envs.experts import wilson_interval
 from robolearn.eval.leaderboard import build_leaderboard, write_leaderboard
-from robolearn.eval.metrics import summarize_run, write_results
+from robolearn.eval.metrics import summarize_run, wilson_interval, write_results
 from robolearn.eval.report import write_report
 
 

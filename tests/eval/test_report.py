@@ -143,3 +143,9 @@ def test_markdown_subset():
                            "```\n<raw>\n```")
     assert "<h3>Head</h3>" in out and "<code>code</code>" in out and '<a href="x.html">a link</a>' in out
     assert "<td>1</td>" in out and "<pre>&lt;raw&gt;</pre>" in out
+
+
+def test_markdown_escapes_html_and_unsafe_links():
+    out = markdown_to_html("a <script>alert(1)</script> b\n\n<b>x</b> [bad](javascript:alert(1)) ![p](p.png)")
+    assert "<script" not in out and "&lt;script&gt;" in out and "&lt;b&gt;x&lt;/b&gt;" in out
+    assert 'href="javascript' not in out and '<img src="p.png" alt="p" class="plot">' in out

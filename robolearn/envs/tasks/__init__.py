@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from robolearn.envs.tasks.base import Task, Waypoint, top_down_quat
+from robolearn.envs.tasks.base import Task, TaskSim, Waypoint, top_down_quat
 from robolearn.envs.tasks.button import PressButton
 from robolearn.envs.tasks.cabinet import OpenCabinet
 from robolearn.envs.tasks.drawer import CloseDrawer, OpenDrawer
@@ -24,4 +24,4 @@ def get_task(name: str) -> type[Task]:
                      "(also `robolearn envs list`)")
 
 
-__all__ = ["TASKS", "Task", "Waypoint", "get_task", "top_down_quat"]
+__all__ = ["TASKS", "Task", "TaskSim", "Waypoint", "get_task", "top_down_quat"]

@@ -2,22 +2,21 @@
 solves it.
 
 A task instance is bound to one compiled model (`bind`), so ids are looked up once. Positions are in the
-world frame, whose origin is the robot base (scenes.py); `sim.table_z` is the table surface height.
+world frame, whose origin is the robot base (scenes.py); `sim.table_z` is the table surface height. Tasks see
+the simulation through `TaskSim`, the part of envs.household.HouseholdSim they use (so tasks need not import
+the env that imports them).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import mujoco
 import numpy as np
 
 from robolearn.envs.scenes import SceneParams
-
-if TYPE_CHECKING:
-    from robolearn.envs.household import HouseholdSim
 
 TOP_DOWN = np.array([0.0, np.sqrt(0.5), np.sqrt(0.5), 0.0])  # tool z down, fingers close along world y
 
@@ -28,6 +27,26 @@ def top_down_quat(yaw: float = 0.0) -> np.ndarray:
     out = np.zeros(4)
     mujoco.mju_mulQuat(out, rz, TOP_DOWN)
     return out
+
+
+class TaskSim(Protocol):
+    """What a task uses of the simulation it runs in (HouseholdSim provides it)."""
+
+    model: mujoco.MjModel
+    data: mujoco.MjData
+    table_z: float  # table surface height (world frame)
+
+    def tool_pos(self) -> np.ndarray:
+        """The gripper's tool site position."""
+
+    def body_pos(self, body_id: int) -> np.ndarray:
+        """A body's world position."""
+
+    def grasped(self, body_id: int) -> bool:
+        """Both fingers touch the body."""
+
+    def arm_touching(self, body_id: int) -> bool:
+        """Some arm link touches the body."""
 
 
 @dataclass
@@ -63,23 +82,23 @@ class Task(ABC):
 
     # ------------------------------------------------------------------ episode
     @abstractmethod
-    def reset(self, sim: HouseholdSim, rng: np.random.Generator) -> None:
+    def reset(self, sim: TaskSim, rng: np.random.Generator) -> None:
         """Place fixtures/objects for a new episode (the arm is already at home)."""
 
     @abstractmethod
-    def success(self, sim: HouseholdSim) -> bool:
+    def success(self, sim: TaskSim) -> bool:
         """The success detector."""
 
     @abstractmethod
-    def progress(self, sim: HouseholdSim) -> float:
+    def progress(self, sim: TaskSim) -> float:
         """Dense reward in [0, 1]: staged shaping towards success (1 at success)."""
 
     @abstractmethod
-    def object_state(self, sim: HouseholdSim) -> np.ndarray:
+    def object_state(self, sim: TaskSim) -> np.ndarray:
         """Privileged task state (object poses, articulation positions), fixed length per task."""
 
     @abstractmethod
-    def plan(self, sim: HouseholdSim) -> list[Waypoint]:
+    def plan(self, sim: TaskSim) -> list[Waypoint]:
         """Waypoints that solve the task from the current state (the scripted expert's plan)."""
 
 
