@@ -38,7 +38,8 @@ from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import open_h5, open_swmr
-from robolearn.data.validate import find_partials, quarantine_file, validate_episode
+from robolearn.data.quarantine import find_partials, quarantine_file
+from robolearn.data.validate import validate_episode
 from robolearn.data.writer import publish, utc_now
 from robolearn.utils import fsync_path
 
