@@ -18,7 +18,6 @@ from robolearn.data.edit import attr_str, edit_atomically, select_episodes
 from robolearn.data.reader import open_h5, read_attrs
 from robolearn.data.writer import utc_now
 
-
 SUCCESS_WORDS = {"true": 1, "1": 1, "yes": 1, "success": 1, "false": 0, "0": 0, "no": 0, "failure": 0,
                  "unknown": -1, "-1": -1, "none": -1}
 

@@ -19,7 +19,7 @@ from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError, Problem
 from robolearn.data.loader.config import LoaderConfig, Normalizer, _resolve
 from robolearn.data.loader.episodes import EpisodeInfo, _EpisodeData, _frame_extents, _Needs, _scan, _WorkerState
-from robolearn.data.loader.pool import _Buffers, _BufferPool, _Layout, _PooledBatch
+from robolearn.data.loader.pool import _BufferPool, _Buffers, _Layout, _PooledBatch
 from robolearn.data.reader import ByteStream, list_episodes, open_h5
 
 log = logging.getLogger(__name__)
