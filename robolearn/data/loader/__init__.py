@@ -27,8 +27,8 @@ Speed and memory, per worker process (all bounded, so memory stays flat over an 
   the episode's arrays are read; at most `max_open_files` episodes keep descriptors open (LRU).
 - `__getitems__` builds a whole batch in one call (torch's batched fetch): JPEG frames are decoded straight
   into the batch buffer. Inside a DataLoader worker that buffer is shared memory taken from a small per-worker
-  pool (see "batch buffers" below), so handing the batch over copies nothing and fresh pages are not faulted
-  in for every batch. Pass `collate_fn=EpisodeDataset.collate` to the DataLoader (or use `.dataloader()`).
+  pool (see loader.pool), so handing the batch over copies nothing and fresh pages are not faulted in for
+  every batch. Pass `collate_fn=EpisodeDataset.collate` to the DataLoader (or use `.dataloader()`).
 - An optional LRU of decoded frames (`frame_cache`, in frames) helps when samples overlap heavily.
 
 Normalisation (off by default) uses a stats dict from robolearn.data.stats: mean/std, or min/max to

@@ -36,7 +36,7 @@ class LoaderConfig:
     check_finite: bool = False  # at construction, read the low-dim arrays and reject NaN/Inf
     fast_decode: bool = True  # libjpeg-turbo fast DCT and upsampling (as reader.Episode.frame)
     shared_memory: bool = True  # in DataLoader workers, build batches in shared memory (no copy on hand-off)
-    buffer_pool: int = 8  # shared batch buffers reused per worker (0: a fresh one per batch; see below)
+    buffer_pool: int = 8  # shared batch buffers reused per worker (0: a fresh one per batch; see loader.pool)
 
     def __post_init__(self) -> None:
         if self.history < 1 or self.chunk < 1:

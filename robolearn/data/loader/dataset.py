@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class EpisodeDataset(Dataset):
-    """Samples (episode, step) of a list of episode files; see the module doc for the sample layout."""
+    """Samples (episode, step) of a list of episode files; the sample layout is in the robolearn.data.loader
+    docstring."""
 
     def __init__(self, paths: Iterable[str | Path], config: LoaderConfig | None = None,
                  stats: dict[str, Any] | str | Path | None = None):
@@ -268,7 +269,7 @@ class EpisodeDataset(Dataset):
         return {k: v[0] for k, v in batch.items()}
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
-        """A whole batch as a dict of stacked tensors (see the module doc); torch's DataLoader calls this
+        """A whole batch as a dict of stacked tensors (see the package doc); torch's DataLoader calls this
         with each batch of indices. Use `EpisodeDataset.collate` as the DataLoader's collate_fn."""
         return self._fetch(indices, pooled=True)
 
