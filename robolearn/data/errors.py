@@ -1,4 +1,5 @@
-"""Errors of the dataset toolkit. Every message names the file, the field and what was expected."""
+"""Errors of the data stage (writer, reader, catalog, dataset tools). Every message names the file, the field
+and what was expected."""
 
 from __future__ import annotations
 

@@ -34,11 +34,11 @@ import h5py
 import numpy as np
 
 from robolearn import __version__
-from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError
+from robolearn.data.quarantine import find_partials, quarantine_file
 from robolearn.data.reader import open_h5, open_swmr
-from robolearn.data.validate import find_partials, quarantine_file, validate_episode
+from robolearn.data.validate import validate_episode
 from robolearn.data.writer import publish, utc_now
 from robolearn.utils import fsync_path
 
@@ -324,27 +324,3 @@ def repair_dataset(root: str | Path, dry_run: bool = False, min_age_s: float = 3
     root = Path(root)
     base = root if root.is_dir() else root.parent
     return [repair_partial(p, base, dry_run, min_age_s) for p in find_partials(root)]
-
-
-# ---- CLI --------------------------------------------------------------------------------------------------------
-@dataclass
-class RepairCommand:
-    dir: Path = positional(help="dataset folder (or one .h5.partial file)")
-    dry_run: bool = opt(False, help="report what would be done; change nothing")
-    min_age_s: float = opt(30.0, help="skip partials modified less than this many seconds ago (may be recording)")
-
-
-@command("data", "repair")
-def repair_command(cfg: RepairCommand) -> int:
-    """Salvage episodes whose writer crashed (`.h5.partial` files) up to their last flush."""
-    if not cfg.dir.exists():
-        print(f"{cfg.dir}: does not exist")
-        return 2
-    results = repair_dataset(cfg.dir, dry_run=cfg.dry_run, min_age_s=cfg.min_age_s)
-    for r in results:
-        print(r.line())
-    lost = sum(r.lost for r in results)
-    print(f"{len(results)} unfinished episodes: {sum(not r.lost and r.action != 'skipped' for r in results)} "
-          f"{'salvageable' if cfg.dry_run else 'salvaged'}, {lost} not salvageable, "
-          f"{sum(r.action == 'skipped' for r in results)} skipped")
-    return 1 if lost or any(r.problems for r in results) else 0

@@ -16,28 +16,14 @@ Layout written (robomimic v0.3+ convention):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from robolearn.config import command, opt, positional, save_config
-from robolearn.data.errors import EpisodeError
-from robolearn.data.reader import Episode, list_episodes
+from robolearn.data.reader import Episode
 from robolearn.data.writer import publish
 from robolearn.utils import fsync_path
-
-
-@dataclass
-class RobomimicExportConfig:
-    source: Path = positional(help="dataset folder (or one episode file)")
-    out: Path = opt(Path("robomimic.hdf5"), help="output HDF5 file (must not exist)")
-    where: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1")
-    split: str = opt("", help="name of a split under SOURCE/splits to write as mask/train and mask/valid")
-    next_obs: bool = opt(False, help="also write next_obs (robomimic's offline-RL key)")
-    images: bool = opt(True, help="write decoded camera images")
-    compress: bool = opt(False, help="gzip image datasets (smaller, slower to read)")
 
 
 def _obs(ep: Episode, images: bool) -> dict[str, np.ndarray]:
@@ -130,33 +116,3 @@ def _write(tmp: Path, paths: list[Path], names: dict[Path, str], masks: dict[str
             f.create_dataset(f"mask/{k}", data=np.array(v, dtype="S"))
         if not names:
             raise ValueError(f"no episode with at least one step among {len(paths)} episodes")
-
-
-@command("data", "export-robomimic")
-def export_robomimic_command(cfg: RobomimicExportConfig) -> int:
-    """Export episodes as one robomimic-layout HDF5 file (obs/, actions, rewards, dones, mask/)."""
-    src = Path(cfg.source)
-    if src.is_file():
-        paths = [src]
-    elif cfg.where:
-        from robolearn.data.catalog import select_paths
-
-        paths = select_paths(src, cfg.where)
-    else:
-        paths = list_episodes(src)
-    split = None
-    if cfg.split:
-        from robolearn.data.catalog import read_split
-
-        split = {"train": read_split(src, cfg.split, "train"), "valid": read_split(src, cfg.split, "val")}
-    try:
-        out = export_robomimic(paths, cfg.out, split, cfg.next_obs, cfg.images, cfg.compress)
-    except (EpisodeError, OSError, ValueError) as e:
-        print(f"robolearn data export-robomimic: {' '.join(str(e).split())}")
-        return 1
-    save_config(cfg, out.parent, out.stem + ".export")
-    with h5py.File(out, "r") as f:
-        n = len(f["data"])
-    print(f"wrote {n} demos to {out}" + (f" ({len(paths) - n} episodes without steps left out)" if n < len(paths)
-                                          else ""))
-    return 0

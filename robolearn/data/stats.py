@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from robolearn import __version__
-from robolearn.config import command, opt, positional
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError, Problem
-from robolearn.data.reader import Episode, list_episodes
+from robolearn.data.reader import Episode
 from robolearn.utils import write_text_atomic
 
 STATS_FORMAT = "robolearn.stats"
@@ -274,67 +272,3 @@ def key_stats(stats: dict[str, Any], key: str) -> dict[str, np.ndarray]:
         raise KeyError(f"no statistics for {path!r}; the stats cover {sorted(table)} (recompute with --keys)")
     return {n: (int(v) if n == "count" else np.asarray(v, np.float64)) for n, v in table[path].items()
             if n in STAT_NAMES}
-
-
-# ---- CLI --------------------------------------------------------------------------------------------
-@dataclass
-class StatsCommand:
-    root: Path = positional(help="dataset folder (or one episode file)")
-    out: Path | None = opt(None, help="output JSON (default: <root>/stats.json)")
-    where: list[str] = opt(default_factory=list, help="catalog filters, e.g. household=house_1 (needs the catalog)")
-    keys: list[str] = opt(default_factory=list, help="fields to cover (default: every state and action field)")
-    bins: int = opt(DEFAULT_BINS, help="histogram bins per dimension (quantile error <= range/bins)")
-    skip_bad: bool = opt(False, help="skip unreadable episodes (listed in the output) instead of failing")
-
-
-def _select(cfg: StatsCommand) -> list[Path]:
-    if not cfg.where:
-        return list_episodes(cfg.root)
-    from robolearn.data import catalog
-
-    select = getattr(catalog, "select_paths", None)
-    if select is None:
-        raise ValueError("--where needs robolearn.data.catalog.select_paths, which this install lacks")
-    return list(select(cfg.root, list(cfg.where)))
-
-
-def _fmt(values: list[float], n: int = 3) -> str:
-    s = " ".join(f"{v:+9.3g}" for v in values[:n])
-    return s + (" ..." if len(values) > n else "")
-
-
-@command("data", "stats")
-def stats_command(cfg: StatsCommand) -> int:
-    """Per-key mean/std/min/max/quantiles of state and action fields -> stats.json."""
-    try:
-        paths = _select(cfg)
-    except (ValueError, OSError) as e:
-        print(f"robolearn data stats: {e}")
-        return 2
-    if not paths:
-        print(f"robolearn data stats: no episodes under {cfg.root}" + (f" matching {cfg.where}" if cfg.where else ""))
-        return 1
-    root = cfg.root if cfg.root.is_dir() else cfg.root.parent
-    try:
-        st = compute_stats(paths, keys=list(cfg.keys) or None, bins=cfg.bins, skip_bad=cfg.skip_bad, root=root)
-    except EpisodeError as e:
-        print(f"robolearn data stats: {e}\n(use --skip-bad to leave bad episodes out)")
-        return 1
-    except ValueError as e:
-        print(f"robolearn data stats: {e}")
-        return 1
-    st["config"]["where"] = list(cfg.where)
-    try:
-        out = save_stats(st, cfg.out or root / STATS_FILE)
-    except (ValueError, OSError) as e:
-        print(f"robolearn data stats: {e}")
-        return 1
-    print(f"{st['num_episodes']} episodes, {st['num_steps']} steps -> {out}")
-    width = max(len(k) for k in st["stats"])
-    print(f"{'key':<{width}}  {'dim':>3}  {'mean':<34}  {'std':<34}  {'min':<34}  max")
-    for k, s in st["stats"].items():
-        print(f"{k:<{width}}  {len(s['mean']):>3}  {_fmt(s['mean']):<34}  {_fmt(s['std']):<34}  "
-              f"{_fmt(s['min']):<34}  {_fmt(s['max'])}")
-    for s in st["skipped"]:
-        print(f"skipped {s['path']}: {s['field']}: {s['error']}")
-    return 0

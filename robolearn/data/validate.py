@@ -8,15 +8,18 @@ per-step shape, length); values (NaN/Inf, unit quaternions, is_first/is_last, ti
 streams (index within the data, no overlap, dropped markers) and that frames decode at the registered size.
 
 `validate_dataset(root, quarantine=True)` validates every episode under `root` and moves files with errors
-to `<root>/_quarantine/` (keeping their relative paths, never overwriting), one line per move in
-`_quarantine/QUARANTINE.log`. `.partial` files (unfinished episodes) are reported as warnings; salvaging
-them is `robolearn data repair`'s job.
+to `<root>/_quarantine/` (robolearn.data.quarantine: relative paths kept, never overwriting, one line per
+move in `_quarantine/QUARANTINE.log`). `.partial` files (unfinished episodes) are reported as warnings;
+salvaging them is `robolearn data repair`'s job.
+
+The per-file checks stay in this one module (about 550 lines): they share one `_Ctx` and run in a fixed order,
+each relying on what the earlier ones established (the parsed attributes, the camera registry, the datasets
+whose layout is right), so splitting them would scatter one checklist over several files.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +27,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from robolearn.config import command, opt, positional
 from robolearn.data import codec, schema
 from robolearn.data.errors import EpisodeError, Problem
+from robolearn.data.quarantine import find_partials, quarantine_file
 from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5, open_swmr
-from robolearn.data.writer import utc_now
-from robolearn.utils import fsync_path
 
-QUARANTINE_DIR = "_quarantine"
-QUARANTINE_LOG = "QUARANTINE.log"
 QUAT_TOL = 1e-3  # |norm(q) - 1| allowed for stored unit quaternions
 ROT_TOL = 1e-3  # max |R^T R - I| for extrinsic rotations
 JSON_KINDS: dict[str, type] = {"teleop_params": dict, "language_annotations": list, "label_history": list,
@@ -552,77 +551,3 @@ def validate_dataset(root: str | Path, quarantine: bool = False, sample_frames: 
                 reason = "; ".join(str(p) for p in report.errors if p.path == bad)
                 report.quarantined[bad] = str(quarantine_file(qroot, Path(bad), reason))
     return report
-
-
-def find_partials(root: str | Path) -> list[Path]:
-    """`*.h5.partial` files under `root`, outside `_quarantine`."""
-    root = Path(root)
-    if root.is_file():
-        return [root] if root.name.endswith(schema.TMP_SUFFIX) else []
-    return sorted(p for p in root.rglob(f"*{schema.TMP_SUFFIX}") if p.is_file() and QUARANTINE_DIR not in
-                  p.relative_to(root).parts)
-
-
-def quarantine_file(root: str | Path, path: str | Path, reason: str) -> Path:
-    """Move `path` to `<root>/_quarantine/<path relative to root>` (never overwriting: a numbered name is
-    used if taken), fsync, and append a line to `_quarantine/QUARANTINE.log`. Returns the new path."""
-    root, path = Path(root).resolve(), Path(path).resolve()
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        rel = Path(path.name)
-    qdir = root / QUARANTINE_DIR
-    dest = qdir / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    k = 1
-    while True:
-        try:
-            os.link(path, dest)  # fails instead of replacing an existing file
-            os.unlink(path)
-            break
-        except FileExistsError:
-            dest = dest.with_name(f"{(qdir / rel).name}.{k}")
-            k += 1
-        except OSError:  # no hard links on this file system
-            if dest.exists():
-                dest = dest.with_name(f"{(qdir / rel).name}.{k}")
-                k += 1
-                continue
-            os.replace(path, dest)
-            break
-    for d in {dest.parent, path.parent}:
-        fsync_path(d)
-    line = f"{utc_now()}\t{rel.as_posix()}\t{dest.relative_to(qdir).as_posix()}\t{' '.join(reason.split())}\n"
-    with open(qdir / QUARANTINE_LOG, "a", encoding="utf-8") as log:
-        log.write(line)
-        log.flush()
-        os.fsync(log.fileno())
-    return dest
-
-
-
-
-# ---- CLI --------------------------------------------------------------------------------------------------
-@dataclass
-class ValidateCommand:
-    path: Path = positional(help="dataset folder or episode file")
-    quarantine: bool = opt(False, help="move files with errors to <root>/_quarantine/")
-    sample_frames: int = opt(0, help="decode only N evenly spaced frames per camera stream (0 = all)")
-    json: bool = opt(False, help="print the report as JSON")
-
-
-@command("data", "validate")
-def validate_command(cfg: ValidateCommand) -> int:
-    """Check episodes against the schema (attributes, shapes, NaN/Inf, timestamps, frames); exit 1 on errors."""
-    report = validate_dataset(cfg.path, quarantine=cfg.quarantine, sample_frames=cfg.sample_frames or None)
-    if cfg.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        for p in report.problems:
-            print(f"{p.severity.upper():7s} {p}")
-        for src, dst in report.quarantined.items():
-            print(f"QUARANTINED {src} -> {dst}")
-        print(f"checked {len(report.checked)} episodes: {len(report.errors)} errors in {len(report.bad_files)} "
-              f"files, {len(report.warnings)} warnings" + (f", {len(report.quarantined)} quarantined"
-                                                           if cfg.quarantine else ""))
-    return 1 if report.errors else 0

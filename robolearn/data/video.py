@@ -10,8 +10,6 @@ the panels themselves are never drawn on, except for a red border on a dropped f
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -20,10 +18,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from robolearn.config import command, opt, positional
 from robolearn.data import schema
 from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import Episode
+from robolearn.utils import atomic_path
 
 TEXT_H = 40  # two text lines
 PLOT_H = 120
@@ -175,7 +173,7 @@ def export_video(episode_path: str | Path, out_mp4: str | Path | None = None, ca
                  fps: float | None = None, plot_keys: Sequence[str] = ("action",), scale: int | None = None,
                  min_panel_height: int = 160, crf: int = 18) -> Path:
     """Write the episode as an H.264 MP4 (yuv420p); one video frame per step. `fps` defaults to the episode's
-    control rate; `out_mp4` defaults to the episode path with `.mp4`. Written to a temp file and renamed.
+    control rate; `out_mp4` defaults to the episode path with `.mp4`. Written atomically (utils.atomic_path).
     Returns the path."""
     import av  # lazy: only this command needs FFmpeg
 
@@ -202,42 +200,13 @@ def export_video(episode_path: str | Path, out_mp4: str | Path | None = None, ca
         task = f"task: {ep.attrs.get('task', '')}"
         drops = {n: ep.camera_field(n, "dropped") for n in names}
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.mp4")
-        try:
-            with av.open(str(tmp), mode="w") as container:
-                stream = container.add_stream("libx264", rate=rate)
-                stream.width, stream.height, stream.pix_fmt = layout.width, layout.height, "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-                for t in range(ep.num_steps):
-                    img = render_frame(ep, t, names, layout, plot, status, task, drops)
-                    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-                    container.mux(stream.encode(frame))
-                container.mux(stream.encode(None))
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(out) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = layout.width, layout.height, "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            for t in range(ep.num_steps):
+                img = render_frame(ep, t, names, layout, plot, status, task, drops)
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
     return out
-
-
-@dataclass
-class ExportVideoCommand:
-    episode: Path = positional(help="episode file")
-    out: Path | None = opt(None, help="output .mp4 (default: next to the episode)")
-    cameras: list[str] | None = opt(None, help="cameras to show, left to right (default: all)")
-    fps: float | None = opt(None, help="frame rate (default: the episode's control rate)")
-    plot_keys: list[str] = opt(default_factory=lambda: ["action"],
-                               help="plotted series: 'action' (commanded action + gripper) or dataset paths")
-    scale: int | None = opt(None, help="integer panel scale (default: up to at least 160 px high)")
-
-
-@command("data", "export-video")
-def export_video_cmd(cfg: ExportVideoCommand) -> int:
-    """Export an episode as MP4: cameras side by side, action plot with a cursor, text overlay."""
-    try:
-        path = export_video(cfg.episode, cfg.out, cameras=cfg.cameras, fps=cfg.fps, plot_keys=cfg.plot_keys,
-                            scale=cfg.scale)
-    except (EpisodeError, OSError, KeyError, ValueError) as e:
-        print(f"robolearn data export-video: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0

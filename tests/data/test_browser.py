@@ -300,7 +300,7 @@ def test_serve_command(tmp_path):
 
 
 def test_serve_refuses_missing_folder(tmp_path):
-    from robolearn.data.browser import ServeCommand, serve_cmd
+    from robolearn.data.commands import ServeCommand, serve_cmd
 
     assert serve_cmd(ServeCommand(root=tmp_path / "nope", port=0)) == 2
 
@@ -408,7 +408,7 @@ def _drive_page(b, srv, root: Path) -> None:
     _shot(b, "episode.png")
     assert b.execute("return document.querySelectorAll('#label-history li').length") == 2
 
-    # persisted in the file, through the toolkit (history + relabel.log)
+    # persisted in the file, through robolearn.data.relabel (history + relabel.log)
     with Episode(root / EP0) as ep:
         uuid = ep.attrs["uuid"]
         assert ep.attrs["success"] == 0 and ep.attrs["label_source"] == "relabel:browser-test"

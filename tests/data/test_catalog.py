@@ -13,6 +13,8 @@ import pytest
 
 from robolearn import cli
 from robolearn.data import catalog as cat
+from robolearn.data.catalog import index as cat_index
+from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.synthetic import SyntheticConfig, write_episode
 from robolearn.data.writer import WriterConfig
@@ -84,7 +86,7 @@ def test_incremental_update_add_modify_delete(indexed, monkeypatch):
     (indexed / "episode_000005.h5").unlink()
     reads = []
     real = cat.read_entry
-    monkeypatch.setattr(cat, "read_entry", lambda p, rel, st: reads.append(rel) or real(p, rel, st))
+    monkeypatch.setattr(cat_index, "read_entry", lambda p, rel, st: reads.append(rel) or real(p, rel, st))
 
     rep = cat.update(indexed)
     assert (rep.added, rep.updated, rep.removed, rep.unchanged, len(rep.errors)) == (1, 1, 1, 4, 0)
@@ -209,9 +211,9 @@ def test_entry_from_attrs_checks_types():
              "complete": True, "cameras": '[{"name": "wrist"}]', "language_annotations": '[{"text": "hi"}]'}
     row = cat.Row(*cat.entry_from_attrs("a.h5", attrs, 10, 20))
     assert (row.cameras, row.language, row.complete, row.size) == ("wrist", "hi", 1, 10)
-    with pytest.raises(cat.EpisodeError, match="a.h5: attrs/num_steps: expected int, got str"):
+    with pytest.raises(EpisodeError, match="a.h5: attrs/num_steps: expected int, got str"):
         cat.entry_from_attrs("a.h5", {**attrs, "num_steps": "5"}, 1, 1)
-    with pytest.raises(cat.EpisodeError, match="attrs/format"):
+    with pytest.raises(EpisodeError, match="attrs/format"):
         cat.entry_from_attrs("a.h5", {**attrs, "format": "robomimic"}, 1, 1)
 
 

@@ -247,9 +247,10 @@ def check_open_episode(out: Path, run: Run, e: int, steps: int, flush_s: float) 
 def test_sigkill_at_random_points_loses_at_most_one_flush_interval(tmp_path):
     from collections import Counter
 
+    from robolearn.data.quarantine import find_partials
     from robolearn.data.reader import list_episodes
     from robolearn.data.repair import repair_dataset
-    from robolearn.data.validate import find_partials, validate_dataset
+    from robolearn.data.validate import validate_dataset
 
     rng = random.Random(20240611)
     out = tmp_path / "rec"

@@ -302,16 +302,16 @@ def test_from_root_with_catalog_filters(dataset_copy):
 
 
 def test_main_process_forgets_buffers_of_exited_workers(small_dataset):
-    from robolearn.data import loader
+    from robolearn.data.loader import pool
 
     ds = _ds(small_dataset)
     batches = list(ds.dataloader(batch_size=16, num_workers=2))  # workers exit at the end of the epoch
     assert len(batches) == 8
-    ours = [k for k in loader._POOLS]
+    ours = [k for k in pool._POOLS]
     assert ours
-    with loader._LEASE_LOCK:
-        loader._forget_exited_pools()
-    assert not set(ours) & set(loader._POOLS)
+    with pool._LEASE_LOCK:
+        pool._forget_exited_pools()
+    assert not set(ours) & set(pool._POOLS)
     assert batches[3]["images/wrist"].shape == (16, 1, 3, 32, 32)  # batches still held stay valid
     assert torch.equal(batches[3]["images/wrist"], ds.__getitems__(list(range(48, 64)))["images/wrist"])
 

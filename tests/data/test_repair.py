@@ -17,10 +17,11 @@ import pytest
 
 from robolearn import cli
 from robolearn.data import schema
+from robolearn.data.quarantine import QUARANTINE_DIR, QUARANTINE_LOG
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.repair import repair_dataset
 from robolearn.data.schema import CameraSpec
-from robolearn.data.validate import QUARANTINE_DIR, QUARANTINE_LOG, validate_episode
+from robolearn.data.validate import validate_episode
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig
 
 CAMS = [CameraSpec("wrist", 32, 32, role="wrist"), CameraSpec("ext", 32, 32, encoding="png", depth=True)]

@@ -14,8 +14,9 @@ from corruptions import CORRUPTIONS, Broken, bad_json_attr, missing_dataset, not
 
 from robolearn import cli
 from robolearn.data import schema
+from robolearn.data.quarantine import QUARANTINE_DIR, QUARANTINE_LOG
 from robolearn.data.reader import list_episodes
-from robolearn.data.validate import QUARANTINE_DIR, QUARANTINE_LOG, validate_dataset, validate_episode
+from robolearn.data.validate import validate_dataset, validate_episode
 
 
 @pytest.fixture

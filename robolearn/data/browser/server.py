@@ -14,7 +14,7 @@ Safety: only episodes listed in the catalog of the served folder are reachable (
 absolute path or a backslash is refused with 403 before any lookup); with a loopback bind the Host header
 must name this server (DNS rebinding); a POST needs the per-server token that is written into the page, an
 `application/json` body, and an Origin (when the browser sends one) equal to the server's own. Labels are
-changed only through `robolearn.data.toolkit.relabel` (copy, edit, fsync, atomic replace, `label_history`),
+changed only through `robolearn.data.relabel.relabel` (copy, edit, fsync, atomic replace, `label_history`),
 one relabel at a time, and each change is appended to `<root>/relabel.log`.
 """
 
@@ -38,8 +38,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-from robolearn.data import catalog, schema, toolkit
+from robolearn.data import catalog, relabel, schema
 from robolearn.data.errors import EpisodeError
+from robolearn.data.info import episode_info
 from robolearn.data.reader import Episode
 from robolearn.utils import is_loopback
 
@@ -179,7 +180,7 @@ class BrowserApp:
         row = self.lookup(ref)
         path = self.path_of(row)
         try:
-            info = toolkit.episode_info(path)
+            info = episode_info(path)
             out: dict[str, Any] = {
                 "path": row.path, "uuid": info["uuid"], "num_steps": info["num_steps"],
                 "control_hz": info["metadata"]["control_hz"], "duration_s": info["duration_s"],
@@ -249,7 +250,7 @@ class BrowserApp:
         if success is None and language is None:
             raise ApiError(400, "nothing to relabel: give success (true, false or null for unknown) and/or "
                            "language")
-        who = body.get("who") or self.who or f"browser:{toolkit._current_user()}"
+        who = body.get("who") or self.who or f"browser:{relabel.current_user()}"
         if not isinstance(who, str) or len(who) > 200 or not who.strip():
             raise ApiError(400, "who must be a short non-empty string")
         with self._write_lock:
@@ -257,7 +258,7 @@ class BrowserApp:
             path = self.path_of(row)
             try:
                 # log=False: the line goes to <root>/relabel.log below, not next to each file
-                results = toolkit.relabel([path], success=success, language=language, who=who.strip(),
+                results = relabel.relabel([path], success=success, language=language, who=who.strip(),
                                           source="browser", log=False)
             except ValueError as e:
                 raise ApiError(400, " ".join(str(e).split())) from None
@@ -266,7 +267,7 @@ class BrowserApp:
             changes = [c for r in results for c in r.changes]
             for r in results:
                 if r.changes:
-                    toolkit.log_relabel(self.root, r, who.strip())
+                    relabel.log_relabel(self.root, r, who.strip())
             self._refresh_locked()
         return {"changes": changes, "episode": self.episode(row.path, lowdim=False)}
 

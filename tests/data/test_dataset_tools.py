@@ -1,4 +1,4 @@
-"""Dataset toolkit: info, relabel, merge/filter, migrate (API and CLI)."""
+"""Dataset tools: info, relabel, merge/filter, migrate (API and CLI)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from robolearn.data import schema, toolkit
+from robolearn.data import edit, info, merge, migrate, relabel, schema
 from robolearn.data.errors import EpisodeError, SchemaVersionError
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.synthetic import TASKS
@@ -43,7 +43,7 @@ def set_version(path: Path, version: str) -> None:
 
 def test_info_episode(small_dataset):
     path = small_dataset / EP0
-    i = toolkit.info(path)
+    i = info.info(path)
     assert i["kind"] == "episode" and i["num_steps"] == 20
     assert i["duration_s"] == pytest.approx(20 / 15)
     m = i["metadata"]
@@ -64,7 +64,7 @@ def test_info_episode(small_dataset):
 
 
 def test_info_dataset(small_dataset):
-    i = toolkit.info(small_dataset)
+    i = info.info(small_dataset)
     assert (i["episodes"], i["steps"]) == (6, 120)
     assert i["hours"] == pytest.approx(120 / 15 / 3600)
     assert (i["success"], i["failure"], i["unknown"], i["incomplete"]) == (5, 1, 0, 0)
@@ -81,7 +81,7 @@ def test_info_dataset(small_dataset):
 
 def test_info_reports_unreadable_file(dataset_copy, capsys):
     (dataset_copy / "bogus.h5").write_text("this is not HDF5")
-    i = toolkit.info(dataset_copy)
+    i = info.info(dataset_copy)
     assert i["episodes"] == 6
     assert len(i["unreadable"]) == 1 and "bogus.h5" in i["unreadable"][0]["error"]
     capsys.readouterr()
@@ -105,7 +105,7 @@ def test_info_cli(small_dataset, capsys):
 
 def test_relabel_success_and_language(dataset_copy):
     path = dataset_copy / EP0
-    r = toolkit.relabel(path, success=False, language=["open the top drawer", "pull the top drawer"], who="alice")
+    r = relabel.relabel(path, success=False, language=["open the top drawer", "pull the top drawer"], who="alice")
     assert [c["field"] for c in r[0].changes] == ["success", "language"]
     with Episode(path) as ep:
         assert ep.attrs["success"] == 0 and ep.attrs["label_source"] == "relabel:alice"
@@ -122,7 +122,7 @@ def test_relabel_success_and_language(dataset_copy):
     assert len(log) == 1 and log[0]["file"] == str(path) and log[0]["who"] == "alice"
     # the same labels again: nothing to change, the file is not rewritten
     before = path.read_bytes()
-    assert toolkit.relabel(path, success=False, who="alice")[0].changes == []
+    assert relabel.relabel(path, success=False, who="alice")[0].changes == []
     assert path.read_bytes() == before
     assert len((dataset_copy / "relabel.log").read_text().splitlines()) == 1
 
@@ -136,17 +136,17 @@ def test_relabel_failure_leaves_original_untouched(dataset_copy, monkeypatch, wh
         raise RuntimeError("injected failure")
 
     if where == "replace":
-        monkeypatch.setattr(toolkit.os, "replace", boom)
+        monkeypatch.setattr(edit.os, "replace", boom)
     else:
-        monkeypatch.setattr(toolkit, where, boom)  # after success/language were changed in the copy
+        monkeypatch.setattr(relabel, where, boom)  # after success/language were changed in the copy
     with pytest.raises(RuntimeError, match="injected"):
-        toolkit.relabel(path, success=False, language=["x"], who="alice")
+        relabel.relabel(path, success=False, language=["x"], who="alice")
     assert snapshot(dataset_copy) == before  # byte-identical, no temp file left behind, no log line
 
 
 def test_relabel_list_and_cli(dataset_copy, capsys):
     paths = list_episodes(dataset_copy)[:2]
-    toolkit.relabel(paths, success="unknown", who="bob")
+    relabel.relabel(paths, success="unknown", who="bob")
     for p in paths:
         with Episode(p) as ep:
             assert ep.attrs["success"] == -1 and ep.attrs["label_source"] == "relabel:bob"
@@ -160,19 +160,19 @@ def test_relabel_list_and_cli(dataset_copy, capsys):
 
 def test_relabel_refuses_bad_input(dataset_copy):
     with pytest.raises(ValueError, match="nothing to relabel"):
-        toolkit.relabel(dataset_copy / EP0)
+        relabel.relabel(dataset_copy / EP0)
     with pytest.raises(ValueError, match="instruction"):
-        toolkit.relabel(dataset_copy / EP0, language=[])
+        relabel.relabel(dataset_copy / EP0, language=[])
     set_version(dataset_copy / EP0, "9.9")
     with pytest.raises(SchemaVersionError):
-        toolkit.relabel(dataset_copy / EP0, success=True)
+        relabel.relabel(dataset_copy / EP0, success=True)
 
 
 def test_relabel_filtered_dataset(dataset_copy):
     needs_select_paths()
-    results = toolkit.relabel(dataset_copy, success=True, who="dora", filters=["success=0"])
+    results = relabel.relabel(dataset_copy, success=True, who="dora", filters=["success=0"])
     assert len(results) == 1 and results[0].path.name == "episode_000003.h5"
-    assert toolkit.info(dataset_copy)["success"] == 6
+    assert info.info(dataset_copy)["success"] == 6
 
 
 # ---- merge / filter ------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_relabel_filtered_dataset(dataset_copy):
 
 def test_merge_dedupes_identical_uuids(small_dataset, dataset_copy, tmp_path):
     out = tmp_path / "merged"
-    rep = toolkit.merge([small_dataset, dataset_copy], out)
+    rep = merge.merge([small_dataset, dataset_copy], out)
     assert rep.counts() == {"added": 6, "linked": 6, "copied": 0, "duplicates": 6, "unreadable": 0}
     label = small_dataset.name
     merged = list_episodes(out)
@@ -191,16 +191,16 @@ def test_merge_dedupes_identical_uuids(small_dataset, dataset_copy, tmp_path):
     assert [s["path"] for s in meta["sources"]] == [str(small_dataset), str(dataset_copy)]
     assert meta["config"]["link"] is True
     # merging again adds nothing and keeps the earlier record
-    rep2 = toolkit.merge([dataset_copy], out)
+    rep2 = merge.merge([dataset_copy], out)
     assert rep2.counts()["added"] == 0 and rep2.counts()["duplicates"] == 6
     assert len(json.loads((out / "merge.json").read_text())["previous"]) == 1
 
 
 def test_merge_refuses_conflicting_uuid(small_dataset, dataset_copy, tmp_path):
-    toolkit.relabel(dataset_copy / EP0, success=False, who="eve")  # same uuid, different content
+    relabel.relabel(dataset_copy / EP0, success=False, who="eve")  # same uuid, different content
     out = tmp_path / "merged"
-    with pytest.raises(toolkit.MergeConflictError) as ei:
-        toolkit.merge([small_dataset, dataset_copy], out)
+    with pytest.raises(merge.MergeConflictError) as ei:
+        merge.merge([small_dataset, dataset_copy], out)
     msg = str(ei.value)
     assert str(dataset_copy / EP0) in msg and str(small_dataset / EP0) in msg and "uuid" in msg
     assert not out.exists()  # nothing written
@@ -211,8 +211,8 @@ def test_merge_never_overwrites(small_dataset, tmp_path):
     dest = out / small_dataset.name / EP0
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"precious")
-    with pytest.raises(toolkit.MergeConflictError, match="never overwrites"):
-        toolkit.merge([small_dataset], out)
+    with pytest.raises(merge.MergeConflictError, match="never overwrites"):
+        merge.merge([small_dataset], out)
     assert dest.read_bytes() == b"precious"
     assert sorted(p.name for p in dest.parent.iterdir()) == [EP0]
 
@@ -223,9 +223,9 @@ def test_merge_copy_and_relabel_does_not_touch_source(small_dataset, tmp_path, c
     assert "6 episodes" in capsys.readouterr().out
     assert not os.path.samefile(out / small_dataset.name / EP0, small_dataset / EP0)
     linked = tmp_path / "linked"
-    toolkit.merge([small_dataset], linked)
+    merge.merge([small_dataset], linked)
     before = (small_dataset / EP0).read_bytes()
-    toolkit.relabel(linked / small_dataset.name / EP0, success=False, who="frank")
+    relabel.relabel(linked / small_dataset.name / EP0, success=False, who="frank")
     assert (small_dataset / EP0).read_bytes() == before  # the atomic replace broke the hard link
     assert cli("merge", small_dataset) == 2
 
@@ -233,11 +233,11 @@ def test_merge_copy_and_relabel_does_not_touch_source(small_dataset, tmp_path, c
 def test_filter_by_success(dataset_copy, tmp_path, capsys):
     needs_select_paths()  # (the catalog it builds goes into the source folder, so filter a private copy)
     out = tmp_path / "ok"
-    rep = toolkit.filter_dataset(dataset_copy, out, ["success=1"])
+    rep = merge.filter_dataset(dataset_copy, out, ["success=1"])
     assert rep.counts()["added"] == 5
     names = [p.name for p in list_episodes(out)]
     assert names == [f"episode_{i:06d}.h5" for i in (0, 1, 2, 4, 5)]
-    assert toolkit.info(out)["failure"] == 0
+    assert info.info(out)["failure"] == 0
     assert cli("filter", dataset_copy, "--out", tmp_path / "bad", "--where", "success=0") == 0
     assert [p.name for p in list_episodes(tmp_path / "bad")] == ["episode_000003.h5"]
     assert cli("filter", dataset_copy, "--out", tmp_path / "x") == 2
@@ -261,13 +261,13 @@ def test_migrate_with_registered_migration(dataset_copy, monkeypatch, capsys):
     set_version(old2, "0.8")
     before = snapshot(dataset_copy)
 
-    dry = toolkit.migrate(dataset_copy, dry_run=True)
+    dry = migrate.migrate(dataset_copy, dry_run=True)
     assert [Path(u["path"]).name for u in dry.upgraded] == [old1.name, old2.name]
     assert snapshot(dataset_copy) == before
     assert cli("migrate", dataset_copy, "--dry-run") == 0
     assert "would upgrade 2" in capsys.readouterr().out
 
-    rep = toolkit.migrate(dataset_copy)
+    rep = migrate.migrate(dataset_copy)
     assert len(rep.upgraded) == 2 and len(rep.current) == 4 and rep.problems == []
     assert rep.upgraded[1]["steps"] == ["0.9", schema.SCHEMA_VERSION]
     after = snapshot(dataset_copy)
@@ -278,7 +278,7 @@ def test_migrate_with_registered_migration(dataset_copy, monkeypatch, capsys):
             assert ep.attrs["schema_version"] == schema.SCHEMA_VERSION and ep.attrs["migrated_from_0_9"]
     with Episode(old2) as ep:
         assert ep.attrs["step_0_8"] == 1
-    assert toolkit.migrate(dataset_copy).upgraded == []  # already current: nothing to do
+    assert migrate.migrate(dataset_copy).upgraded == []  # already current: nothing to do
 
 
 @pytest.mark.parametrize("version,hint", [("0.5", "no migration chain"), ("7.0", "newer than this robolearn")])
@@ -287,10 +287,10 @@ def test_migrate_unknown_version(dataset_copy, capsys, version, hint):
     set_version(path, version)
     before = path.read_bytes()
     with pytest.raises(SchemaVersionError) as ei:
-        toolkit.migrate_file(path)
+        migrate.migrate_file(path)
     assert str(path) in str(ei.value) and "schema_version" in str(ei.value) and version in str(ei.value)
     assert hint in str(ei.value)
-    rep = toolkit.migrate(dataset_copy)
+    rep = migrate.migrate(dataset_copy)
     assert len(rep.problems) == 1 and len(rep.current) == 5
     assert cli("migrate", dataset_copy) == 1
     assert f"unknown schema version '{version}'" in capsys.readouterr().err
@@ -307,5 +307,5 @@ def test_migration_failure_leaves_file(dataset_copy, monkeypatch):
     set_version(path, "0.9")
     before = snapshot(dataset_copy)
     with pytest.raises(EpisodeError, match="migration 0.9 -> .* failed"):
-        toolkit.migrate_file(path)
+        migrate.migrate_file(path)
     assert snapshot(dataset_copy) == before
