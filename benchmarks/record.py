@@ -34,9 +34,9 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import simplejpeg  # noqa: E402
 
-from robolearn.collection.cameras.sim import SimCamera  # noqa: E402
-from robolearn.collection.devices.expert import ExpertDevice  # noqa: E402
-from robolearn.collection.robots.sim import SimRobot, SimRobotConfig  # noqa: E402
+from robolearn.hardware.cameras.sim import SimCamera  # noqa: E402
+from robolearn.hardware.devices.expert import ExpertDevice  # noqa: E402
+from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig  # noqa: E402
 from robolearn.collection.station import AutoOperator, Station, StationConfig  # noqa: E402
 
 CAMERAS = ("exterior_1", "exterior_2", "wrist")

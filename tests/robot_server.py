@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 
-CLI = "import sys, robolearn.collection.robots.server; from robolearn.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = "import sys, robolearn.hardware.robots.server; from robolearn.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def start_server_process(*args: str) -> tuple[subprocess.Popen, str]:

@@ -23,10 +23,10 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera
-from robolearn.collection.devices.base import Device, DeviceCommand, DeviceError
-from robolearn.collection.loop import ControlLoop, format_report
-from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.hardware.cameras.base import Camera
+from robolearn.hardware.devices.base import Device, DeviceCommand, DeviceError
+from robolearn.hardware.loop import ControlLoop, format_report
+from robolearn.hardware.robots.base import Robot, RobotError
 from robolearn.config import opt
 from robolearn.data import catalog, schema
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from robolearn.collection import calibration as cal
-from robolearn.collection.calibration import (
+from robolearn.hardware import calibration as cal
+from robolearn.hardware.calibration import (
     BoardSpec,
     CalibrationError,
     Detection,
@@ -188,9 +188,9 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
 def test_robot_callables_drive_a_robolearn_robot() -> None:
     """The adapter for real robots, on the sim Robot + SimCamera: moves, settles, grabs a frame after that."""
-    from robolearn.collection.calibration import robot_callables, to_matrix
-    from robolearn.collection.cameras.sim import SimCamera
-    from robolearn.collection.robots.sim import SimRobot
+    from robolearn.hardware.calibration import robot_callables, to_matrix
+    from robolearn.hardware.cameras.sim import SimCamera
+    from robolearn.hardware.robots.sim import SimRobot
 
     robot = SimRobot()
     try:

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robolearn.collection import plugins
-from robolearn.collection.devices import gamepad as gp
-from robolearn.collection.devices import registry
-from robolearn.collection.devices import spacemouse as sm
-from robolearn.collection.devices.base import EVENTS, Device, DeviceCommand
-from robolearn.collection.devices.keyboard import (DEFAULT_KEYMAP, MOTIONS, KeyboardConfig, KeyboardDevice,
+from robolearn.hardware import plugins
+from robolearn.hardware.devices import gamepad as gp
+from robolearn.hardware.devices import registry
+from robolearn.hardware.devices import spacemouse as sm
+from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand
+from robolearn.hardware.devices.keyboard import (DEFAULT_KEYMAP, MOTIONS, KeyboardConfig, KeyboardDevice,
                                                    build_keymap, parse_keys)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def test_terminal_restored_at_exit_when_the_process_dies_of_an_exception(tty):
     before = termios.tcgetattr(slave)
     code = textwrap.dedent("""
         import sys, termios
-        from robolearn.collection.devices.keyboard import KeyboardDevice
+        from robolearn.hardware.devices.keyboard import KeyboardDevice
         kb = KeyboardDevice()
         kb.read()
         assert not termios.tcgetattr(0)[3] & termios.ECHO
@@ -179,7 +179,7 @@ def test_terminal_restored_when_the_process_is_terminated(tty):
     before = termios.tcgetattr(slave)
     code = textwrap.dedent("""
         import time
-        from robolearn.collection.devices.keyboard import KeyboardDevice
+        from robolearn.hardware.devices.keyboard import KeyboardDevice
         kb = KeyboardDevice()
         kb.start()
         print("ready", flush=True)
@@ -587,7 +587,7 @@ def test_pygame_source_game_controller_api(monkeypatch):
 
 def test_gamepad_headless_reports_no_gamepad():
     pytest.importorskip("pygame")
-    code = ("from robolearn.collection.devices.gamepad import GamepadDevice\n"
+    code = ("from robolearn.hardware.devices.gamepad import GamepadDevice\n"
             "try:\n    GamepadDevice().start()\nexcept RuntimeError as e:\n    print(e)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
@@ -643,7 +643,7 @@ def test_plugin_devices_through_the_entry_point_group(monkeypatch):
     dev = registry.make_device("mydev", speed=0.3)
     assert isinstance(dev, PluginDevice) and dev.read().twist[0] == 0.3
     assert "mydev" in registry.device_names()
-    with pytest.raises(TypeError, match="expected a robolearn.collection.devices.base.Device"):
+    with pytest.raises(TypeError, match="expected a robolearn.hardware.devices.base.Device"):
         registry.make_device("broken")
 
 
@@ -681,7 +681,7 @@ def test_devices_echo_in_a_terminal(tty):
     """`robolearn devices echo keyboard` on a pty: keys show up as commands, q quits, terminal restored."""
     master, slave = tty
     before = termios.tcgetattr(slave)
-    code = ("import sys\nfrom robolearn.collection.devices.registry import DevicesEchoCommand, devices_echo\n"
+    code = ("import sys\nfrom robolearn.hardware.devices.registry import DevicesEchoCommand, devices_echo\n"
             "sys.exit(devices_echo(DevicesEchoCommand(device='keyboard', seconds=20)))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave, cwd=REPO)
     try:

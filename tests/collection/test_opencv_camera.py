@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from robolearn.collection import plugins
-from robolearn.collection.calibration import CalibrationResult, write_calibration
-from robolearn.collection.cameras.base import Camera, Frame
-from robolearn.collection.cameras.opencv import CameraError, OpenCVCamera, OpenCVCameraConfig
-from robolearn.collection.cameras.registry import available_cameras, make_camera
+from robolearn.hardware import plugins
+from robolearn.hardware.calibration import CalibrationResult, write_calibration
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.cameras.opencv import CameraError, OpenCVCamera, OpenCVCameraConfig
+from robolearn.hardware.cameras.registry import available_cameras, make_camera
 
 BITS = 6  # frame index drawn as 6 black/white blocks: survives MPEG-4 compression
 
@@ -226,7 +226,7 @@ def test_stop_ends_thread_and_is_idempotent(video: Path) -> None:
 
 
 def test_process_exits_without_stop(video: Path) -> None:
-    code = ("from robolearn.collection.cameras.opencv import OpenCVCamera, OpenCVCameraConfig\n"
+    code = ("from robolearn.hardware.cameras.opencv import OpenCVCamera, OpenCVCameraConfig\n"
             f"OpenCVCamera(OpenCVCameraConfig(source={str(video)!r}, loop_file=True)).start()\nprint('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "ok" in out.stdout
@@ -295,8 +295,8 @@ def test_registry_builtins_and_plugins(video: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_registry_sim_camera() -> None:
-    from robolearn.collection.cameras.sim import SimCamera
-    from robolearn.collection.robots.sim import SimRobot
+    from robolearn.hardware.cameras.sim import SimCamera
+    from robolearn.hardware.robots.sim import SimRobot
 
     robot = SimRobot()
     try:

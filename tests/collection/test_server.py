@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import zmq
 
-from robolearn.collection.robots import protocol as P
-from robolearn.collection.robots.base import Robot, RobotError
-from robolearn.collection.robots.remote import RemoteRobot
-from robolearn.collection.robots.server import TOKEN_ENV, RobotServer, ServerConfig
+from robolearn.hardware.robots import protocol as P
+from robolearn.hardware.robots.base import Robot, RobotError
+from robolearn.hardware.robots.remote import RemoteRobot
+from robolearn.hardware.robots.server import TOKEN_ENV, RobotServer, ServerConfig
 from robolearn.data.schema import ACTION_FIELDS, STATE_FIELDS
 
 from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)

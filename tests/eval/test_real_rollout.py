@@ -14,10 +14,10 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from robolearn.collection.cameras.base import Camera, Frame
-from robolearn.collection.devices.base import Device, DeviceCommand
-from robolearn.collection.robots.base import Robot, RobotError
-from robolearn.collection.robots.remote import RemoteRobot
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.devices.base import Device, DeviceCommand
+from robolearn.hardware.robots.base import Robot, RobotError
+from robolearn.hardware.robots.remote import RemoteRobot
 from robolearn.collection.station import AutoOperator
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.schema import CameraSpec

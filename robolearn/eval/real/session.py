@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera, Frame
-from robolearn.collection.devices.base import Device
-from robolearn.collection.loop import ControlLoop, format_report
-from robolearn.collection.robots.base import Robot
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.devices.base import Device
+from robolearn.hardware.loop import ControlLoop, format_report
+from robolearn.hardware.robots.base import Robot
 from robolearn.collection.station import Operator, ask_with_device_released
 from robolearn.data import catalog, schema
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now

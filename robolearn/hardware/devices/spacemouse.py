@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from robolearn.collection.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
+from robolearn.hardware.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
                                               apply_deadzone)
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Any, Literal, Mapping, Protocol
 
 import numpy as np
 
-from robolearn.collection.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
+from robolearn.hardware.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
                                               apply_deadzone)
 
 BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "left_stick", "right_stick", "left_shoulder",

@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from robolearn.collection.devices.base import EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError
+from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError
 
 log = logging.getLogger(__name__)
 

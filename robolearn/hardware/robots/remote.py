@@ -24,8 +24,8 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from robolearn.collection.robots import protocol as P
-from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.hardware.robots import protocol as P
+from robolearn.hardware.robots.base import Robot, RobotError
 
 TOKEN_ENV = "ROBOLEARN_ROBOT_TOKEN"
 HEARTBEAT_RATE = 2.5  # heartbeats per control period

@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera, Frame
+from robolearn.hardware.cameras.base import Camera, Frame
 from robolearn.config import opt
 from robolearn.data.schema import IMAGE_ENCODINGS, CameraSpec
 
@@ -326,7 +326,7 @@ class OpenCVCamera(Camera):
     def _load_calibration(self) -> Any:
         if not self.config.calibration:
             return None
-        from robolearn.collection.calibration import read_calibration
+        from robolearn.hardware.calibration import read_calibration
 
         return read_calibration(self.config.calibration, self.config.name)
 

@@ -12,7 +12,7 @@ import time
 import mujoco
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera, Frame
+from robolearn.hardware.cameras.base import Camera, Frame
 from robolearn.data.schema import CameraSpec
 from robolearn.envs.interface import new_renderer
 
