@@ -126,7 +126,7 @@ def collect(cfg: CollectCommand) -> int:
     try:
         results = station.run(cfg.episodes, resume=cfg.resume)
     finally:
-        robot.close()
+        robot.disconnect()
     save_config(cfg, cfg.out, "collect")
     saved = [r for r in results if r.path]
     ok = sum(r.outcome == "success" for r in saved)

@@ -56,7 +56,7 @@ def robot_server(cfg: RobotServerCommand) -> int:
         print(f"robolearn robot-server: {e}", file=sys.stderr)
         return 1
     finally:
-        robot.close()
+        robot.disconnect()
     return 0
 
 
@@ -126,7 +126,7 @@ def devices_echo(cfg: DevicesEchoCommand) -> int:
         if cfg.hz <= 0:
             raise ValueError(f"--hz must be > 0, got {cfg.hz}")
         device = make_device(cfg.device, **cfg.options)
-        device.start()
+        device.connect()
     except (ValueError, RuntimeError, TypeError) as e:
         print(f"robolearn devices echo: {e}", file=sys.stderr)
         return 2
@@ -183,7 +183,7 @@ def calibrate(cfg: CalibrateCommand) -> int:
     """Calibrate a camera (intrinsics + pose in the robot base) with a ChArUco board held by the gripper."""
     if cfg.robot != "sim":
         print(f"robolearn calibrate: robot {cfg.robot!r} is not supported from the CLI (only 'sim'); for a real "
-              f"robot call robolearn.collection.calibration.calibrate_camera() with its move/pose/grab functions",
+              f"robot call robolearn.hardware.calibration.calibrate_camera() with its move/pose/grab functions",
               file=sys.stderr)
         return 2
     t0 = time.monotonic()

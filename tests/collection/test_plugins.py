@@ -88,7 +88,7 @@ def test_builtins_without_plugins() -> None:
     assert remote.address == "tcp://127.0.0.1:1" and remote.timeout_s == 0.2
     sim = make_robot_from(RobotSelection(task="put-in-bin", scene_seed=2))
     assert sim.config.scene_seed == 2
-    sim.close()
+    sim.disconnect()
 
 
 def test_sim_selection_defaults_match_sim_robot_config() -> None:

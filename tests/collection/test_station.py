@@ -165,8 +165,8 @@ class FlakyCamera(Camera):
     def __init__(self, inner: SimCamera) -> None:
         self.inner, self.n = inner, 0
 
-    def start(self) -> None:
-        self.inner.start()
+    def connect(self) -> None:
+        self.inner.connect()
 
     def read(self) -> Frame:
         self.n += 1

@@ -91,7 +91,7 @@ class StaticCamera(Camera):
     def __init__(self, name: str) -> None:
         self.name, self.n = name, 0
 
-    def start(self) -> None:
+    def connect(self) -> None:
         pass
 
     def read(self) -> Frame:
@@ -104,7 +104,7 @@ class StaticCamera(Camera):
 
 
 class ScriptedOperator(Device):
-    """Per episode (reads counted from the device's start()): `twist` on reads in `takeover`, `events` on the
+    """Per episode (reads counted from the device's connect()): `twist` on reads in `takeover`, `events` on the
     reads named in `events_at`, a SIGINT to this process on read `sigint_at`."""
 
     name = "scripted"
@@ -114,7 +114,7 @@ class ScriptedOperator(Device):
         self.takeover, self.events_at, self.sigint_at = takeover, events_at or {}, sigint_at
         self.n = -1
 
-    def start(self) -> None:
+    def connect(self) -> None:
         self.n = -1
 
     def read(self) -> DeviceCommand:
@@ -163,8 +163,8 @@ class SpyRobot(Robot):
         self.calls.append("stop")
         self.inner.stop()
 
-    def close(self) -> None:
-        self.inner.close()
+    def disconnect(self) -> None:
+        self.inner.disconnect()
 
     def info(self):
         return self.inner.info()
@@ -269,7 +269,7 @@ def test_quit_mid_episode_keeps_the_partial_episode_marked(sim_server: str, tmp_
         report = _run(sim_server, tmp_path / "ro", robot=robot, episodes=3,
                       device=ScriptedOperator(events_at={7: {"quit"}}))
     finally:
-        robot.close()
+        robot.disconnect()
     assert "operator quit" in report.aborted and not report.error and len(report.episodes) == 1
     ep_report = report.episodes[0]
     assert ep_report.outcome == "aborted" and ep_report.steps == 7
@@ -312,7 +312,7 @@ def test_robot_failure_and_ctrl_c_at_the_label_prompt_keep_the_episode(sim_serve
     try:
         report = _run(sim_server, tmp_path / "a", robot=robot, episodes=2)
     finally:
-        robot.close()
+        robot.disconnect()
     assert "did not answer" in report.error and not report.aborted and len(report.episodes) == 1
     assert robot.calls[-1] == "stop"
     with Episode(report.episodes[0].path) as ep:
@@ -339,7 +339,7 @@ def test_mismatched_policy_is_refused_before_the_robot_moves(sim_server: str, tm
         with pytest.raises(RolloutError, match=match):
             _run(sim_server, tmp_path / "ro", policy=policy, robot=robot)
     finally:
-        robot.close()
+        robot.disconnect()
     assert "apply" not in robot.calls and "home" not in robot.calls
     assert not list_episodes(tmp_path) and not (tmp_path / "ro").exists()
 

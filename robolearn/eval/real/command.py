@@ -43,7 +43,7 @@ def rollout(config: RolloutConfig, *, policy: Any = None, robot: Robot | None = 
         return session.run()
     finally:
         if own_robot:
-            robot.close()
+            robot.disconnect()
 
 
 @command("rollout", "")

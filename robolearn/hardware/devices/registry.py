@@ -86,15 +86,15 @@ class CombinedDevice(Device):
         self._last: list[float | None] = [None] * len(devices)
         self._gripper = 0.0
 
-    def start(self) -> None:
+    def connect(self) -> None:
         started: list[Device] = []
         try:
             for d in self.devices:
-                d.start()
+                d.connect()
                 started.append(d)
         except BaseException:
             for d in reversed(started):
-                d.close()
+                d.disconnect()
             raise
 
     def read(self) -> DeviceCommand:
@@ -110,11 +110,11 @@ class CombinedDevice(Device):
         return DeviceCommand(twist if enabled else np.zeros(6), self._gripper, enabled,
                              set().union(*(c.events for c in cmds)))
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         errors: list[BaseException] = []
         for d in reversed(self.devices):
             try:
-                d.close()
+                d.disconnect()
             except Exception as e:  # noqa: BLE001 (close every device, then report)
                 errors.append(e)
         if errors:

@@ -77,7 +77,7 @@ class SimRobot(Robot):
         if self._connected:
             self.sim.arm.hold()
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         if not self._closed:
             self.stop()
             self.env.close()
