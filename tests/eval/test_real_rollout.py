@@ -9,7 +9,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ from robolearn.data.schema import CameraSpec
 from robolearn.data.validate import validate_dataset
 from robolearn.eval.real import NullDevice, RolloutConfig, RolloutError, Takeover, parse_robot_uri, rollout
 
-from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)
+from robot_server import sim_server_fixture  # noqa: E402 (tests/ is on sys.path)
 
 ACTION = np.array([0.2, -0.1, 0.05, 0.0, 0.0, 0.1, 1.0], np.float32)  # the fake policy's constant action
 TWIST = np.array([0.0, 0.5, 0.0, 0.0, 0.0, -0.3])  # the scripted operator's takeover command
@@ -32,18 +32,7 @@ W, H = 32, 24
 
 
 # --- the robot server (as tests/collection/test_server.py starts it) -------------------------------------------
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[str]:
-    proc, address = start_server_process("--robot", "sim", "--task", "press-button")
-    try:
-        yield address
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(timeout=10) == 0  # SIGTERM: clean exit
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+sim_server = sim_server_fixture("--task", "press-button")
 
 
 # --- fakes ------------------------------------------------------------------------------------------------------
