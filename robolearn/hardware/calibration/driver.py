@@ -59,7 +59,7 @@ def calibrate_camera(move_to: Callable[[np.ndarray], None], tool_pose: Callable[
 def robot_callables(robot: Any, camera: Any, realtime: bool = True, settle_velocity: float = 0.01,
                     max_move_s: float = 15.0, frame_timeout_s: float = 2.0
                     ) -> tuple[Callable[[np.ndarray], None], Callable[[], np.ndarray], Callable[[], np.ndarray]]:
-    """move_to / tool_pose / grab for calibrate_camera from a connected robolearn Robot and a started Camera.
+    """move_to / tool_pose / grab for calibrate_camera from a connected robolearn Robot and a connected Camera.
 
     move_to streams cartesian_position targets at the robot's control rate (paced in real time unless
     `realtime` is False, e.g. for the sim) until the joints are still (max |qd| < settle_velocity rad/s for

@@ -13,7 +13,7 @@ Size: frames are converted BGR -> RGB and resized to (width, height) when the so
 calibrate at the stored size). Devices are asked for width x height at fps first.
 
 Failures: a source that cannot be opened at connect() raises (CameraError, or FileNotFoundError for a missing
-file): a misconfigured station should not record black frames. Once started, a failure (read fails, device
+file): a misconfigured station should not record black frames. Once connected, a failure (read fails, device
 unplugged, stream drops) makes read() return dropped frames while the thread retries opening every
 reconnect_s. A file is played at `fps` like a live camera; when it ends it stays ended (read() returns dropped
 frames: a camera that was unplugged for good) unless loop_file. `stats()` counts frames grabbed/returned,
