@@ -34,9 +34,9 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import simplejpeg  # noqa: E402
 
-from robolearn.collection.cameras.sim import SimCamera  # noqa: E402
-from robolearn.collection.devices.expert import ExpertDevice  # noqa: E402
-from robolearn.collection.robots.sim import SimRobot, SimRobotConfig  # noqa: E402
+from robolearn.hardware.cameras.sim import SimCamera  # noqa: E402
+from robolearn.hardware.devices.expert import ExpertDevice  # noqa: E402
+from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig  # noqa: E402
 from robolearn.collection.station import AutoOperator, Station, StationConfig  # noqa: E402
 
 CAMERAS = ("exterior_1", "exterior_2", "wrist")
@@ -66,7 +66,7 @@ def run_robolearn(task: str, hz: float, seconds: float, workdir: Path) -> dict:
     station.prepare(resume=False)
     robot.connect()
     for c in cams:
-        c.start()
+        c.connect()
         c.read()
     periods, overruns, dropped, steps = [], 0, 0, 0
     t0, c0 = time.perf_counter(), _cpu()
@@ -79,7 +79,7 @@ def run_robolearn(task: str, hz: float, seconds: float, workdir: Path) -> dict:
         dropped += res.dropped_frames
         steps += res.steps
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
-    robot.close()
+    robot.disconnect()
     return _summary(np.concatenate(periods), hz, overruns, dropped, steps, wall, cpu) | {"episodes": i}
 
 
@@ -89,7 +89,7 @@ def run_droid_style(task: str, hz: float, seconds: float, workdir: Path) -> dict
     device = ExpertDevice(robot)
     robot.connect()
     for c in cams:
-        c.start()
+        c.connect()
         c.read()
     period = 1.0 / hz
     periods, overruns, steps, episodes = [], 0, 0, 0
@@ -132,7 +132,7 @@ def run_droid_style(task: str, hz: float, seconds: float, workdir: Path) -> dict
                     break
         episodes += 1
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
-    robot.close()
+    robot.disconnect()
     return _summary(np.asarray(periods), hz, overruns, 0, steps, wall, cpu) | {"episodes": episodes}
 
 

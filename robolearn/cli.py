@@ -13,6 +13,7 @@ from robolearn.config import COMMANDS, add_dataclass_args, from_args
 STAGES = (
     "data",
     "envs",
+    "hardware",
     "collection",
     "pretrain",
     "encoders",

@@ -1,2 +1,2 @@
-"""Teleoperation station: robots (sim, network server, plugin drivers), cameras, teleop devices, the
-fixed-rate control loop and the operator flow that records episodes."""
+"""Teleoperation station: the operator flow that records episodes with robots, cameras and teleop devices
+from robolearn.hardware, the shared episode recorder, and scripted expert demonstrations."""

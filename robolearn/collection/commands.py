@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robolearn.collection.cameras.base import Camera
-from robolearn.collection.devices.base import Device
-from robolearn.collection.robots.base import Robot
+from robolearn.hardware.cameras.base import Camera
+from robolearn.hardware.devices.base import Device
+from robolearn.hardware.robots.base import Robot
 from robolearn.collection.station import STATION_FILE, AutoOperator, Station, StationConfig, TerminalOperator
 from robolearn.config import command, opt, save_config
 
@@ -48,19 +48,19 @@ class CollectCommand:
 
 def build_robot(cfg: CollectCommand) -> Robot:
     if cfg.robot == "sim":
-        from robolearn.collection.robots.sim import SimRobot, SimRobotConfig
+        from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig
         return SimRobot(SimRobotConfig(task=cfg.task, household=cfg.household_id, scene=cfg.scene_id,
                                        control_hz=cfg.station.control_hz))
-    from robolearn.collection.robots.registry import make_robot
+    from robolearn.hardware.robots.registry import make_robot
     options = {"address": cfg.address, "token": cfg.token} if cfg.robot == "remote" else {}
     return make_robot(cfg.robot, **options)
 
 
 def build_cameras(cfg: CollectCommand, robot: Robot) -> list[Camera]:
     if cfg.robot == "sim":
-        from robolearn.collection.cameras.sim import SimCamera
+        from robolearn.hardware.cameras.sim import SimCamera
         return [SimCamera(robot, name, cfg.camera_width, cfg.camera_height) for name in cfg.cameras]
-    from robolearn.collection.cameras.registry import make_camera
+    from robolearn.hardware.cameras.registry import make_camera
     return [make_camera("opencv", source=int(c) if c.isdigit() else c, name=f"camera_{i}",
                         width=cfg.camera_width, height=cfg.camera_height, calibration=cfg.calibration)
             for i, c in enumerate(cfg.cameras)]
@@ -68,9 +68,9 @@ def build_cameras(cfg: CollectCommand, robot: Robot) -> list[Camera]:
 
 def build_device(cfg: CollectCommand, robot: Robot) -> Device:
     if cfg.device == "expert":
-        from robolearn.collection.devices.expert import ExpertDevice, ExpertDeviceConfig
+        from robolearn.hardware.devices.expert import ExpertDevice, ExpertDeviceConfig
         return ExpertDevice(robot, ExpertDeviceConfig(noise=cfg.expert_noise, seed=cfg.expert_seed))
-    from robolearn.collection.devices.registry import make_device
+    from robolearn.hardware.devices.registry import make_device
     try:
         options = json.loads(cfg.device_options) if cfg.device_options else {}
     except json.JSONDecodeError as e:
@@ -126,15 +126,10 @@ def collect(cfg: CollectCommand) -> int:
     try:
         results = station.run(cfg.episodes, resume=cfg.resume)
     finally:
-        robot.close()
+        robot.disconnect()
     save_config(cfg, cfg.out, "collect")
     saved = [r for r in results if r.path]
     ok = sum(r.outcome == "success" for r in saved)
     print(f"saved {len(saved)} episodes ({ok} successful) in {cfg.out}")
     return 0
 
-
-# (interim) modules that register their own commands
-from robolearn.collection import calibration as _calibration  # noqa: E402,F401
-from robolearn.collection.devices import registry as _devices  # noqa: E402,F401
-from robolearn.collection.robots import server as _server  # noqa: E402,F401

@@ -23,17 +23,17 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera
-from robolearn.collection.devices.base import Device, DeviceCommand, DeviceError
-from robolearn.collection.loop import ControlLoop, format_report
-from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.collection.recorder import EPISODES_DIR, EpisodeRecorder
 from robolearn.config import opt
-from robolearn.data import catalog, schema
-from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now
+from robolearn.data import catalog
+from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig
+from robolearn.hardware.cameras.base import Camera
+from robolearn.hardware.devices.base import Device, DeviceCommand, DeviceError
+from robolearn.hardware.loop import ControlLoop, format_report
+from robolearn.hardware.robots.base import Robot, RobotError
 from robolearn.utils import write_text_atomic
 
 STATION_FILE = "station.json"
-EPISODES_DIR = "episodes"
 
 
 @dataclass
@@ -98,11 +98,11 @@ class AutoOperator:
 
 def ask_with_device_released(device: Device, operator: Operator, question: str, choices: dict[str, str]) -> str:
     """Ask the operator with the device released (a keyboard device gives the terminal back)."""
-    device.close()
+    device.disconnect()
     try:
         return operator.ask(question, choices)
     finally:
-        device.start()
+        device.connect()
 
 
 @dataclass
@@ -124,15 +124,15 @@ class Station:
         self.device = device
         self.operator = operator or TerminalOperator()
         self.writer_config = writer_config or WriterConfig()
+        self.recorder = EpisodeRecorder(self.out, self.writer_config)
         self.loop = self._make_loop()
         self.saved = 0
-        self._writer: EpisodeWriter | None = None
 
     # ------------------------------------------------------------------ dataset folder
     def prepare(self, resume: bool) -> int:
         """Create or resume the dataset folder; returns the number of episodes already there."""
         station_file = self.out / STATION_FILE
-        existing = sorted((self.out / EPISODES_DIR).glob(f"*{schema.EPISODE_SUFFIX}")) if self.out.exists() else []
+        existing = self.recorder.existing()
         if station_file.exists() or existing:
             if not resume:
                 raise FileExistsError(f"{self.out}: a dataset is already here; pass --resume to add episodes to it "
@@ -167,9 +167,9 @@ class Station:
         results: list[EpisodeResult] = []
         self.robot.connect()
         for cam in self.cameras:
-            cam.start()
+            cam.connect()
             cam.read()  # warm-up: first frames pay for device/renderer set-up, not the first step
-        self.device.start()
+        self.device.connect()
         try:
             while self.saved < episodes:
                 result = self.record_episode(already + len(results))
@@ -185,9 +185,9 @@ class Station:
                     self._maybe_scene_check()
         finally:
             self._safe_stop()
-            self.device.close()
+            self.device.disconnect()
             for cam in self.cameras:
-                cam.stop()
+                cam.disconnect()
         return results
 
     def _maybe_scene_check(self) -> None:
@@ -227,9 +227,7 @@ class Station:
         self.operator.say(f"reset done; task: {language!r}; press start")
         if not self._wait_for_start():
             return EpisodeResult(None, "quit", 0, {})
-        path = self.out / EPISODES_DIR / f"ep_{index:06d}_{time.strftime('%Y%m%dT%H%M%S')}{schema.EPISODE_SUFFIX}"
-        writer = EpisodeWriter(path, self._meta(language), [c.spec() for c in self.cameras], self.writer_config)
-        self._writer = writer
+        writer = self.recorder.open(index, self._meta(language), [c.spec() for c in self.cameras])
         self.loop.reset_stats()
         max_steps = max(1, int(round(cfg.max_seconds * cfg.control_hz)))
         outcome, dropped, steps = "unlabelled", 0, 0
@@ -244,15 +242,7 @@ class Station:
                     break
         except (RobotError, DeviceError, ValueError) as e:  # robot link lost, device lost or NaN/inf
             self._safe_stop()
-            writer.update_extra(aborted=f"{type(e).__name__}: {e}", aborted_at=utc_now())
-            writer.set_cadence(self.loop.report())
-            writer.set_outcome(None, "unknown")
-            saved = None
-            if writer.steps_recorded > 0:
-                saved = writer.close()
-            else:
-                writer.discard()
-            self._writer = None
+            saved = self.recorder.abort(f"{type(e).__name__}: {e}", self.loop.report())
             self.operator.say(f"episode aborted after {steps} steps: {e}; recorded steps kept in "
                               f"{saved if saved else '(nothing recorded)'}")
             raise
@@ -260,24 +250,17 @@ class Station:
         report = self.loop.report()
         writer.set_cadence(report)
         if outcome == "discarded":
-            writer.discard()
-            self._writer = None
+            self.recorder.discard()
             return EpisodeResult(None, outcome, steps, report, dropped)
         if outcome in ("unlabelled", "quit"):
-            label = self._ask("label the episode", {"y": "success", "n": "failure", "u": "unknown",
-                                                     "x": "discard"})
-            if label == "x":
-                writer.discard()
-                self._writer = None
+            label = self.recorder.ask_label(self._ask)
+            if label == "discarded":
                 return EpisodeResult(None, "discarded" if outcome != "quit" else "quit", steps, report, dropped)
-            writer.set_outcome({"y": True, "n": False, "u": None}[label], "operator")
-            outcome = outcome if outcome == "quit" else {"y": "success", "n": "failure", "u": "unlabelled"}[label]
+            final = self.recorder.finish(label, "operator", dropped_frames=dropped)
+            outcome = outcome if outcome == "quit" else label
         else:
             source = "detector" if self.device.name == "expert" else "operator"
-            writer.set_outcome(outcome == "success", source)
-        writer.update_extra(dropped_frames=dropped)
-        final = writer.close()
-        self._writer = None
+            final = self.recorder.finish(outcome, source, dropped_frames=dropped)
         return EpisodeResult(final, outcome, steps, report, dropped)
 
     def _wait_for_start(self) -> bool:

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from robolearn.collection import calibration as cal
-from robolearn.collection.calibration import (
+from robolearn.hardware import calibration as cal
+from robolearn.hardware.calibration.board import _inv
+from robolearn.hardware.calibration import (
     BoardSpec,
     CalibrationError,
     Detection,
@@ -48,8 +49,8 @@ def _synthetic_views(mounted_on: str, n: int = 15, noise_px: float = 0.1, seed: 
     views = []
     for _ in range(n):
         b = look @ _pose(rng, 0.05, 0.3)  # T_camera_board
-        a = x_true @ b @ cal._inv(y_true)  # A with A Y = X B
-        tool = a if mounted_on == "world" else cal._inv(a)
+        a = x_true @ b @ _inv(y_true)  # A with A Y = X B
+        tool = a if mounted_on == "world" else _inv(a)
         img, _ = cv2.projectPoints(obj, cv2.Rodrigues(b[:3, :3])[0], b[:3, 3], K, np.zeros(5))
         img = img.reshape(-1, 2) + rng.normal(scale=noise_px, size=(len(obj), 2))
         views.append(View(tool, Detection(img, np.arange(len(obj)), obj)))
@@ -127,7 +128,7 @@ def test_sim_board_texture_matches_geometry() -> None:
         det = detect_board(rig.grab(), rig.board)
         assert det is not None and len(det.ids) >= 20
         measured, rms = cal.board_pose(det, rig.intrinsics(), np.zeros(5))
-        truth = cal._inv(rig.true_extrinsics()) @ rig.tool_pose() @ rig.true_board_in_tool()
+        truth = _inv(rig.true_extrinsics()) @ rig.tool_pose() @ rig.true_board_in_tool()
         dt, dr = pose_error(measured, truth)
         assert rms < 0.5 and dt < 3e-3 and dr < 1.0
     finally:
@@ -188,15 +189,15 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
 def test_robot_callables_drive_a_robolearn_robot() -> None:
     """The adapter for real robots, on the sim Robot + SimCamera: moves, settles, grabs a frame after that."""
-    from robolearn.collection.calibration import robot_callables, to_matrix
-    from robolearn.collection.cameras.sim import SimCamera
-    from robolearn.collection.robots.sim import SimRobot
+    from robolearn.hardware.calibration import robot_callables, to_matrix
+    from robolearn.hardware.cameras.sim import SimCamera
+    from robolearn.hardware.robots.sim import SimRobot
 
     robot = SimRobot()
     try:
         robot.connect()
         camera = SimCamera(robot, "exterior_1", 64, 48)
-        camera.start()
+        camera.connect()
         move_to, tool_pose, grab = robot_callables(robot, camera, realtime=False)
         target = tool_pose().copy()
         target[:3, 3] += [0.03, -0.02, 0.02]
@@ -206,9 +207,9 @@ def test_robot_callables_drive_a_robolearn_robot() -> None:
         assert grab().shape == (48, 64, 3)
         state = robot.state()
         assert np.allclose(to_matrix(state["ee_position"], state["ee_quaternion"]), tool_pose())
-        camera.stop()
+        camera.disconnect()
     finally:
-        robot.close()
+        robot.disconnect()
 
 
 def test_degenerate_motion_is_refused() -> None:

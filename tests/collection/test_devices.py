@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robolearn.collection import plugins
-from robolearn.collection.devices import gamepad as gp
-from robolearn.collection.devices import registry
-from robolearn.collection.devices import spacemouse as sm
-from robolearn.collection.devices.base import EVENTS, Device, DeviceCommand
-from robolearn.collection.devices.keyboard import (DEFAULT_KEYMAP, MOTIONS, KeyboardConfig, KeyboardDevice,
+from robolearn.hardware import commands as hw_commands
+from robolearn.hardware import plugins
+from robolearn.hardware.devices import gamepad as gp
+from robolearn.hardware.devices import registry
+from robolearn.hardware.devices import spacemouse as sm
+from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand
+from robolearn.hardware.devices.keyboard import (DEFAULT_KEYMAP, MOTIONS, KeyboardConfig, KeyboardDevice,
                                                    build_keymap, parse_keys)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,7 +96,7 @@ def test_ctrl_c_and_eof_through_a_pipe():
         w = -1
         assert kb.read().events == {"quit"}  # input gone: quit, and again on every read
         assert kb.read().events == {"quit"}
-        kb.close()
+        kb.disconnect()
     finally:
         os.close(r)
         if w >= 0:
@@ -134,22 +135,22 @@ def test_terminal_restored_after_close_and_on_error(tty):
     before = termios.tcgetattr(slave)
     assert before[3] & termios.ECHO and before[3] & termios.ICANON
     kb = KeyboardDevice(fd=slave)
-    kb.start()
+    kb.connect()
     during = termios.tcgetattr(slave)
     assert not during[3] & termios.ECHO and not during[3] & termios.ICANON
     assert during[3] & termios.ISIG  # Ctrl+C still interrupts
-    kb.close()
+    kb.disconnect()
     assert termios.tcgetattr(slave) == before
-    kb.close()  # idempotent
-    kb.start()  # restartable (the station releases the device around prompts)
-    kb.close()
+    kb.disconnect()  # idempotent
+    kb.connect()  # restartable (the station releases the device around prompts)
+    kb.disconnect()
     assert termios.tcgetattr(slave) == before
 
     def broken_clock() -> float:
         raise RuntimeError("clock failed")
 
     kb = KeyboardDevice(fd=slave, clock=broken_clock)
-    kb.start()
+    kb.connect()
     with pytest.raises(RuntimeError, match="clock failed"):
         kb.read()
     assert termios.tcgetattr(slave) == before  # restored on the exception inside read()
@@ -161,7 +162,7 @@ def test_terminal_restored_at_exit_when_the_process_dies_of_an_exception(tty):
     before = termios.tcgetattr(slave)
     code = textwrap.dedent("""
         import sys, termios
-        from robolearn.collection.devices.keyboard import KeyboardDevice
+        from robolearn.hardware.devices.keyboard import KeyboardDevice
         kb = KeyboardDevice()
         kb.read()
         assert not termios.tcgetattr(0)[3] & termios.ECHO
@@ -179,9 +180,9 @@ def test_terminal_restored_when_the_process_is_terminated(tty):
     before = termios.tcgetattr(slave)
     code = textwrap.dedent("""
         import time
-        from robolearn.collection.devices.keyboard import KeyboardDevice
+        from robolearn.hardware.devices.keyboard import KeyboardDevice
         kb = KeyboardDevice()
-        kb.start()
+        kb.connect()
         print("ready", flush=True)
         while True:
             kb.read()
@@ -205,7 +206,7 @@ def test_keyboard_needs_a_terminal(monkeypatch):
     import io
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     with pytest.raises(RuntimeError, match="needs a terminal"):
-        KeyboardDevice().start()
+        KeyboardDevice().connect()
 
 
 def test_keymap_overrides_and_errors():
@@ -351,9 +352,9 @@ def test_spacemouse_device_with_a_fake_handle():
         drain(handle)
         assert dev.raw() == "raw x=+0 y=-350 z=+0 rx=+0 ry=+0 rz=+0 buttons [12]"
     assert handle.closed
-    dev.start()  # restartable; starts from rest (reports were missed while closed)
+    dev.connect()  # restartable; starts from rest (reports were missed while closed)
     assert not dev.read().twist.any()
-    dev.close()
+    dev.disconnect()
 
 
 def test_spacemouse_hold_button_and_stale_reports():
@@ -376,12 +377,12 @@ def test_spacemouse_hold_button_and_stale_reports():
 def test_spacemouse_unplugged_raises_a_clear_error():
     handle = FakeHandle()
     dev = sm.SpaceMouseDevice(handle=handle)
-    dev.start()
+    dev.connect()
     handle.fail = OSError("read error")
     time.sleep(0.05)
     with pytest.raises(RuntimeError, match="SpaceMouse stopped responding.*read error"):
         dev.read()
-    dev.close()
+    dev.disconnect()
 
 
 class FakeHid:
@@ -420,7 +421,7 @@ def test_spacemouse_discovery_and_open_errors(monkeypatch):
         sm.open_spacemouse()
     fake.devices = [mouse]
     with pytest.raises(RuntimeError, match="no SpaceMouse found"):
-        sm.SpaceMouseDevice().start()
+        sm.SpaceMouseDevice().connect()
 
 
 def test_spacemouse_without_hidapi(monkeypatch):
@@ -547,7 +548,7 @@ def test_pygame_source_raw_joystick(monkeypatch):
     monkeypatch.setattr(gp, "import_pygame", lambda: fake_pygame(js, queue))
     monkeypatch.setitem(sys.modules, "pygame._sdl2", None)  # SDL does not know this pad: raw joystick indices
     dev = gp.GamepadDevice()
-    dev.start()
+    dev.connect()
     js.axes[1], js.axes[5] = -1.0, 1.0  # left stick up, right trigger in
     js.buttons[4] = True  # LB held: dead-man
     queue += [types.SimpleNamespace(type=2, button=0, instance_id=7),  # A clicked and released between reads
@@ -560,7 +561,7 @@ def test_pygame_source_raw_joystick(monkeypatch):
     queue.append(types.SimpleNamespace(type=1, instance_id=7))
     with pytest.raises(RuntimeError, match="gamepad 'Fake Pad' disconnected"):
         dev.read()
-    dev.close()
+    dev.disconnect()
 
 
 def test_pygame_source_game_controller_api(monkeypatch):
@@ -575,20 +576,20 @@ def test_pygame_source_game_controller_api(monkeypatch):
     module = types.SimpleNamespace(init=lambda: None, is_controller=lambda i: True, Controller=controller)
     monkeypatch.setitem(sys.modules, "pygame._sdl2", types.SimpleNamespace(controller=module))
     dev = gp.GamepadDevice(gp.GamepadConfig(deadman="right_shoulder"))
-    dev.start()
+    dev.connect()
     pad = made[0]
     pad.axes[0], pad.axes[4] = -32768, 32767  # left stick fully left, left trigger in
     pad.buttons[10] = True  # right shoulder
     queue.append(types.SimpleNamespace(type=4, button=3, instance_id=7))  # Y
     cmd = dev.read()
     assert cmd.twist[1] == 1.0 and cmd.enabled and cmd.gripper == 0.0 and cmd.events == {"home"}
-    dev.close()
+    dev.disconnect()
 
 
 def test_gamepad_headless_reports_no_gamepad():
     pytest.importorskip("pygame")
-    code = ("from robolearn.collection.devices.gamepad import GamepadDevice\n"
-            "try:\n    GamepadDevice().start()\nexcept RuntimeError as e:\n    print(e)\n")
+    code = ("from robolearn.hardware.devices.gamepad import GamepadDevice\n"
+            "try:\n    GamepadDevice().connect()\nexcept RuntimeError as e:\n    print(e)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert "no gamepad found" in out.stdout, out.stdout + out.stderr
@@ -597,7 +598,7 @@ def test_gamepad_headless_reports_no_gamepad():
 def test_gamepad_without_pygame(monkeypatch):
     monkeypatch.setitem(sys.modules, "pygame", None)
     with pytest.raises(RuntimeError, match="pip install 'pygame"):
-        gp.GamepadDevice().start()
+        gp.GamepadDevice().connect()
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -643,7 +644,7 @@ def test_plugin_devices_through_the_entry_point_group(monkeypatch):
     dev = registry.make_device("mydev", speed=0.3)
     assert isinstance(dev, PluginDevice) and dev.read().twist[0] == 0.3
     assert "mydev" in registry.device_names()
-    with pytest.raises(TypeError, match="expected a robolearn.collection.devices.base.Device"):
+    with pytest.raises(TypeError, match="expected a robolearn.hardware.devices.base.Device"):
         registry.make_device("broken")
 
 
@@ -664,7 +665,7 @@ def test_combined_devices():
 
 
 def test_devices_list_command(capsys):
-    assert registry.devices_list(registry.DevicesListCommand()) == 0
+    assert hw_commands.devices_list(hw_commands.DevicesListCommand()) == 0
     out = capsys.readouterr().out
     assert "gamepad, keyboard, spacemouse" in out and "spacemouse:" in out
 
@@ -681,7 +682,7 @@ def test_devices_echo_in_a_terminal(tty):
     """`robolearn devices echo keyboard` on a pty: keys show up as commands, q quits, terminal restored."""
     master, slave = tty
     before = termios.tcgetattr(slave)
-    code = ("import sys\nfrom robolearn.collection.devices.registry import DevicesEchoCommand, devices_echo\n"
+    code = ("import sys\nfrom robolearn.hardware.commands import DevicesEchoCommand, devices_echo\n"
             "sys.exit(devices_echo(DevicesEchoCommand(device='keyboard', seconds=20)))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave, cwd=REPO)
     try:
@@ -709,9 +710,9 @@ def test_devices_echo_in_a_terminal(tty):
 
 
 def test_devices_echo_errors(capsys):
-    rc = registry.devices_echo(registry.DevicesEchoCommand(device="keyboard", options={"hold": 1}))
+    rc = hw_commands.devices_echo(hw_commands.DevicesEchoCommand(device="keyboard", options={"hold": 1}))
     assert rc == 2 and "unknown option(s) ['hold']" in capsys.readouterr().err
-    rc = registry.devices_echo(registry.DevicesEchoCommand(device="keyboard", hz=0))
+    rc = hw_commands.devices_echo(hw_commands.DevicesEchoCommand(device="keyboard", hz=0))
     assert rc == 2 and "--hz must be > 0" in capsys.readouterr().err
 
 

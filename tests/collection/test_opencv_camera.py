@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from robolearn.collection import plugins
-from robolearn.collection.calibration import CalibrationResult, write_calibration
-from robolearn.collection.cameras.base import Camera, Frame
-from robolearn.collection.cameras.opencv import CameraError, OpenCVCamera, OpenCVCameraConfig
-from robolearn.collection.cameras.registry import available_cameras, make_camera
+from robolearn.hardware import plugins
+from robolearn.hardware.calibration import CalibrationResult, write_calibration
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.cameras.opencv import CameraError, OpenCVCamera, OpenCVCameraConfig
+from robolearn.hardware.cameras.registry import available_cameras, make_camera
 
 BITS = 6  # frame index drawn as 6 black/white blocks: survives MPEG-4 compression
 
@@ -111,15 +111,15 @@ def test_loop_file_keeps_playing(video: Path) -> None:
 
 def test_bad_sources_fail_at_start(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
-        OpenCVCamera(OpenCVCameraConfig(source=str(tmp_path / "missing.mp4"))).start()
+        OpenCVCamera(OpenCVCameraConfig(source=str(tmp_path / "missing.mp4"))).connect()
     t0 = time.monotonic()
     with pytest.raises(CameraError, match="99"):
-        OpenCVCamera(OpenCVCameraConfig(source=99)).start()
+        OpenCVCamera(OpenCVCameraConfig(source=99)).connect()
     assert time.monotonic() - t0 < 5
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video" * 100)
     with pytest.raises(CameraError, match="junk.mp4"):
-        OpenCVCamera(OpenCVCameraConfig(source=str(junk))).start()
+        OpenCVCamera(OpenCVCameraConfig(source=str(junk))).connect()
 
 
 @pytest.mark.parametrize("kw, match", [({"width": 0}, "width"), ({"fps": 0}, "fps"), ({"role": "top"}, "role"),
@@ -169,7 +169,7 @@ class FakeDevice:
 def test_device_unplugged_then_reconnects() -> None:
     state = dict(down=False, served=0, fail_after=5, opens=0, released=0)
     cam = OpenCVCamera(OpenCVCameraConfig(source=0, reconnect_s=0.05), open_capture=lambda c: FakeDevice(state))
-    cam.start()
+    cam.connect()
     try:
         assert len(_collect(cam, 3.0, until=5)) == 5
         deadline = time.monotonic() + 3  # unplugged: dropped frames while the thread retries
@@ -182,7 +182,7 @@ def test_device_unplugged_then_reconnects() -> None:
         frames = _collect(cam, 3.0, until=3)
         assert len(frames) == 3 and cam.stats()["reconnects"] == 1 and cam.stats()["connected"]
     finally:
-        cam.stop()
+        cam.disconnect()
     assert state["released"] == state["opens"]  # every capture released
 
 
@@ -199,35 +199,35 @@ def test_open_timeout_then_restart() -> None:
     cam = OpenCVCamera(OpenCVCameraConfig(source=0, open_timeout_s=0.2), open_capture=slow_open)
     t0 = time.monotonic()
     with pytest.raises(CameraError, match="did not open within 0.2 s"):
-        cam.start()
+        cam.connect()
     assert time.monotonic() - t0 < 1.0
-    cam.start()  # a new run; the abandoned one exits on its own
+    cam.connect()  # a new run; the abandoned one exits on its own
     try:
         assert len(_collect(cam, 3.0, until=2)) == 2
     finally:
-        cam.stop()
+        cam.disconnect()
 
 
 def test_stop_ends_thread_and_is_idempotent(video: Path) -> None:
     before = {t.name for t in threading.enumerate()}
     cam = OpenCVCamera(OpenCVCameraConfig(source=str(video), name="stopme", fps=30, loop_file=True))
-    cam.start()
-    cam.start()  # idempotent
+    cam.connect()
+    cam.connect()  # idempotent
     assert "camera-stopme" in {t.name for t in threading.enumerate()}
     t0 = time.monotonic()
-    cam.stop()
-    cam.stop()
+    cam.disconnect()
+    cam.disconnect()
     assert time.monotonic() - t0 < 2.0
     assert {t.name for t in threading.enumerate()} == before
     assert cam.read().dropped
-    cam.start()  # restartable
+    cam.connect()  # restartable
     assert len(_collect(cam, 3.0, until=1)) == 1
-    cam.stop()
+    cam.disconnect()
 
 
 def test_process_exits_without_stop(video: Path) -> None:
-    code = ("from robolearn.collection.cameras.opencv import OpenCVCamera, OpenCVCameraConfig\n"
-            f"OpenCVCamera(OpenCVCameraConfig(source={str(video)!r}, loop_file=True)).start()\nprint('ok')\n")
+    code = ("from robolearn.hardware.cameras.opencv import OpenCVCamera, OpenCVCameraConfig\n"
+            f"OpenCVCamera(OpenCVCameraConfig(source={str(video)!r}, loop_file=True)).connect()\nprint('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "ok" in out.stdout
 
@@ -269,7 +269,7 @@ def test_registry_builtins_and_plugins(video: Path, monkeypatch: pytest.MonkeyPa
         def __init__(self, serial: str = "") -> None:
             self.serial = serial
 
-        def start(self) -> None: ...
+        def connect(self) -> None: ...
 
         def read(self) -> Frame:
             return Frame.missing()
@@ -295,8 +295,8 @@ def test_registry_builtins_and_plugins(video: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_registry_sim_camera() -> None:
-    from robolearn.collection.cameras.sim import SimCamera
-    from robolearn.collection.robots.sim import SimRobot
+    from robolearn.hardware.cameras.sim import SimCamera
+    from robolearn.hardware.robots.sim import SimRobot
 
     robot = SimRobot()
     try:
@@ -305,5 +305,5 @@ def test_registry_sim_camera() -> None:
         with cam:
             assert cam.read().image.shape == (48, 64, 3)
     finally:
-        robot.close()
+        robot.disconnect()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robolearn.collection.robots.base import Robot
-from robolearn.collection.robots.registry import RobotSelection, available_robots, make_robot, make_robot_from
+from robolearn.hardware.robots.base import Robot
+from robolearn.hardware.robots.registry import RobotSelection, available_robots, make_robot, make_robot_from
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "robot-drivers.md"
 
@@ -56,8 +56,8 @@ def test_entry_point_plugin_is_discovered_and_built(plugin_path: Path) -> None:
 
 
 def test_plugin_served_over_the_network(plugin_path: Path) -> None:
-    from robolearn.collection.robots.remote import RemoteRobot
-    from robolearn.collection.robots.server import RobotServer, ServerConfig
+    from robolearn.hardware.robots.remote import RemoteRobot
+    from robolearn.hardware.robots.server import RobotServer, ServerConfig
 
     arm = make_robot_from(RobotSelection(robot="echoarm", robot_options={"serial": "lab-4"}))
     with RobotServer(arm, ServerConfig(port=0)) as server:
@@ -72,7 +72,7 @@ def test_plugin_served_over_the_network(plugin_path: Path) -> None:
 def test_unknown_names_and_bad_plugins_give_clear_errors(plugin_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown robot 'echoarn'\. Did you mean echoarm"):
         make_robot("echoarn")
-    with pytest.raises(TypeError, match="'notarobot' .*built a int, expected a robolearn.collection.robots.Robot"):
+    with pytest.raises(TypeError, match="'notarobot' .*built a int, expected a robolearn.hardware.robots.Robot"):
         make_robot("notarobot")
     with pytest.raises(ValueError, match="robot plugin 'echoarm' .*rejected options \\['port'\\]"):
         make_robot("echoarm", port="/dev/ttyUSB0")
@@ -88,11 +88,11 @@ def test_builtins_without_plugins() -> None:
     assert remote.address == "tcp://127.0.0.1:1" and remote.timeout_s == 0.2
     sim = make_robot_from(RobotSelection(task="put-in-bin", scene_seed=2))
     assert sim.config.scene_seed == 2
-    sim.close()
+    sim.disconnect()
 
 
 def test_sim_selection_defaults_match_sim_robot_config() -> None:
-    from robolearn.collection.robots.sim import SimRobotConfig
+    from robolearn.hardware.robots.sim import SimRobotConfig
 
     sim_defaults = {f.name: f.default for f in dataclasses.fields(SimRobotConfig)}
     assert RobotSelection().options() == sim_defaults

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import zmq
 
-from robolearn.collection.robots import protocol as P
-from robolearn.collection.robots.base import Robot, RobotError
-from robolearn.collection.robots.remote import RemoteRobot
-from robolearn.collection.robots.server import TOKEN_ENV, RobotServer, ServerConfig
+from robolearn.hardware.robots import protocol as P
+from robolearn.hardware.robots.base import Robot, RobotError
+from robolearn.hardware.robots.remote import RemoteRobot
+from robolearn.hardware.robots.server import TOKEN_ENV, RobotServer, ServerConfig
 from robolearn.data.schema import ACTION_FIELDS, STATE_FIELDS
 
-from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)
+from robot_server import sim_server_fixture, start_server_process  # noqa: E402 (tests/ is on sys.path)
 
 
 
@@ -99,18 +99,7 @@ def raw_client(address: str) -> Iterator[RawClient]:
         c.close()
 
 
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[str]:
-    proc, address = start_server_process("--robot", "sim")
-    try:
-        yield address
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(timeout=10) == 0  # SIGTERM: clean exit
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+sim_server = sim_server_fixture()
 
 
 # --- round trips --------------------------------------------------------------------------------------------
@@ -210,11 +199,11 @@ def test_heartbeats_keep_an_idle_client_alive_and_close_ends_the_session() -> No
         arm.connect()
         time.sleep(0.6)  # idle, but heartbeats flow
         assert spy.stops == [] and server.silence_stops == 0
-        arm.close()
+        arm.disconnect()
         assert len(spy.stops) == 1  # close stops the robot
         time.sleep(0.3)
         assert len(spy.stops) == 1 and server.silence_stops == 0  # no session, no watchdog
-        arm.close()  # idempotent
+        arm.disconnect()  # idempotent
 
 
 def test_second_client_is_refused_while_the_first_is_alive() -> None:
@@ -228,13 +217,13 @@ def test_second_client_is_refused_while_the_first_is_alive() -> None:
         assert not second.connected
         with pytest.raises(RobotError, match="not connected"):
             second.state()
-        first.close()
+        first.disconnect()
         second.connect()
         second.state()
         with pytest.raises(RobotError, match="in use by client 'operator-b'"):
             first.connect()  # a refused reconnect leaves the client disconnected, not half-connected
         assert not first.connected
-        second.close()
+        second.disconnect()
 
 
 # --- server gone ------------------------------------------------------------------------------------------------
@@ -257,7 +246,7 @@ def test_killed_server_makes_the_client_raise_quickly_and_keep_raising() -> None
             with pytest.raises(RobotError, match="call connect\\(\\) to reconnect"):
                 call()
         assert time.monotonic() - t0 < 0.5  # later calls raise at once
-        arm.close()
+        arm.disconnect()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -273,7 +262,7 @@ def test_unresponsive_server_times_out_with_a_clear_message() -> None:
         with pytest.raises(RobotError, match=f"tcp://127.0.0.1:{port} did not answer hello within 0.3 s"):
             arm.connect()
         assert time.monotonic() - t0 < 1.5
-        arm.close()
+        arm.disconnect()
     finally:
         mute.close(linger=0)
         ctx.term()
@@ -290,7 +279,7 @@ def test_nothing_listening_fails_fast() -> None:
     with pytest.raises(RobotError, match="robot server at"):
         arm.connect()
     assert time.monotonic() - t0 < 2.5
-    arm.close()
+    arm.disconnect()
 
 
 def test_client_reconnects_to_a_restarted_server() -> None:
@@ -307,7 +296,7 @@ def test_client_reconnects_to_a_restarted_server() -> None:
     with serving(spy, port=port):
         arm.connect()
         assert arm.state()["ee_position"].shape == (3,)
-        arm.close()
+        arm.disconnect()
 
 
 # --- tokens and binding ---------------------------------------------------------------------------------------
@@ -327,7 +316,7 @@ def test_wrong_token_is_refused_without_touching_the_robot() -> None:
         good = RemoteRobot(server.address, token="correct-horse", timeout_s=2.0)
         good.connect()
         good.state()
-        good.close()
+        good.disconnect()
 
 
 def test_exposed_bind_requires_a_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
@@ -347,7 +336,7 @@ def test_exposed_bind_requires_a_token(monkeypatch: pytest.MonkeyPatch, capsys: 
         port = server.address.rsplit(":", 1)[1]
         arm = RemoteRobot(f"tcp://127.0.0.1:{port}", timeout_s=2.0)  # token from the environment too
         arm.connect()
-        arm.close()
+        arm.disconnect()
 
 
 def test_cli_rejects_bad_robot_choices(capsys: pytest.CaptureFixture) -> None:
@@ -386,4 +375,4 @@ def test_remote_robot_validates_its_arguments() -> None:
     with pytest.raises(RobotError, match="not connected"):
         arm.state()
     arm.stop()  # a no-op before connect()
-    arm.close()
+    arm.disconnect()

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from robolearn.cli import main
-from robolearn.collection.cameras.base import Camera, Frame
-from robolearn.collection.cameras.sim import SimCamera
-from robolearn.collection.devices.base import Device, DeviceCommand
-from robolearn.collection.devices.expert import ExpertDevice
-from robolearn.collection.loop import ControlLoop
-from robolearn.collection.robots.base import RobotError
-from robolearn.collection.robots.sim import SimRobot, SimRobotConfig
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.cameras.sim import SimCamera
+from robolearn.hardware.devices.base import Device, DeviceCommand
+from robolearn.hardware.devices.expert import ExpertDevice
+from robolearn.hardware.loop import ControlLoop
+from robolearn.hardware.robots.base import RobotError
+from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig
 from robolearn.collection.station import AutoOperator, Station, StationConfig
 from robolearn.data import catalog
 from robolearn.data.reader import Episode, list_episodes
@@ -165,8 +165,8 @@ class FlakyCamera(Camera):
     def __init__(self, inner: SimCamera) -> None:
         self.inner, self.n = inner, 0
 
-    def start(self) -> None:
-        self.inner.start()
+    def connect(self) -> None:
+        self.inner.connect()
 
     def read(self) -> Frame:
         self.n += 1
@@ -246,7 +246,7 @@ def test_unattended_expert_collection_of_50_episodes(tmp_path: Path) -> None:
 
 
 def test_robot_server_killed_mid_episode_marks_the_episode(tmp_path: Path) -> None:
-    from robolearn.collection.robots.remote import RemoteRobot
+    from robolearn.hardware.robots.remote import RemoteRobot
 
     server = subprocess.Popen([sys.executable, "-m", "robolearn.cli", "robot-server", "--robot", "sim",
                                "--task", "press-button", "--port", "0"], stdout=subprocess.PIPE,
@@ -291,8 +291,8 @@ def test_task_from_the_catalogue_or_free_text() -> None:
 def test_calibration_and_opencv_camera_are_written_into_every_episode(tmp_path: Path) -> None:
     import cv2
 
-    from robolearn.collection.calibration import calibrate_sim, write_calibration
-    from robolearn.collection.cameras.opencv import OpenCVCamera, OpenCVCameraConfig
+    from robolearn.hardware.calibration import calibrate_sim, write_calibration
+    from robolearn.hardware.cameras.opencv import OpenCVCamera, OpenCVCameraConfig
 
     result, _ = calibrate_sim("exterior_1", views=12)
     calib = write_calibration(tmp_path / "calib", result)

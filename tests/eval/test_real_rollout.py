@@ -9,22 +9,22 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
-from robolearn.collection.cameras.base import Camera, Frame
-from robolearn.collection.devices.base import Device, DeviceCommand
-from robolearn.collection.robots.base import Robot, RobotError
-from robolearn.collection.robots.remote import RemoteRobot
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.devices.base import Device, DeviceCommand
+from robolearn.hardware.robots.base import Robot, RobotError
+from robolearn.hardware.robots.remote import RemoteRobot
 from robolearn.collection.station import AutoOperator
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.schema import CameraSpec
 from robolearn.data.validate import validate_dataset
 from robolearn.eval.real import NullDevice, RolloutConfig, RolloutError, Takeover, parse_robot_uri, rollout
 
-from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)
+from robot_server import sim_server_fixture  # noqa: E402 (tests/ is on sys.path)
 
 ACTION = np.array([0.2, -0.1, 0.05, 0.0, 0.0, 0.1, 1.0], np.float32)  # the fake policy's constant action
 TWIST = np.array([0.0, 0.5, 0.0, 0.0, 0.0, -0.3])  # the scripted operator's takeover command
@@ -32,18 +32,7 @@ W, H = 32, 24
 
 
 # --- the robot server (as tests/collection/test_server.py starts it) -------------------------------------------
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[str]:
-    proc, address = start_server_process("--robot", "sim", "--task", "press-button")
-    try:
-        yield address
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(timeout=10) == 0  # SIGTERM: clean exit
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+sim_server = sim_server_fixture("--task", "press-button")
 
 
 # --- fakes ------------------------------------------------------------------------------------------------------
@@ -91,7 +80,7 @@ class StaticCamera(Camera):
     def __init__(self, name: str) -> None:
         self.name, self.n = name, 0
 
-    def start(self) -> None:
+    def connect(self) -> None:
         pass
 
     def read(self) -> Frame:
@@ -104,7 +93,7 @@ class StaticCamera(Camera):
 
 
 class ScriptedOperator(Device):
-    """Per episode (reads counted from the device's start()): `twist` on reads in `takeover`, `events` on the
+    """Per episode (reads counted from the device's connect()): `twist` on reads in `takeover`, `events` on the
     reads named in `events_at`, a SIGINT to this process on read `sigint_at`."""
 
     name = "scripted"
@@ -114,7 +103,7 @@ class ScriptedOperator(Device):
         self.takeover, self.events_at, self.sigint_at = takeover, events_at or {}, sigint_at
         self.n = -1
 
-    def start(self) -> None:
+    def connect(self) -> None:
         self.n = -1
 
     def read(self) -> DeviceCommand:
@@ -163,8 +152,8 @@ class SpyRobot(Robot):
         self.calls.append("stop")
         self.inner.stop()
 
-    def close(self) -> None:
-        self.inner.close()
+    def disconnect(self) -> None:
+        self.inner.disconnect()
 
     def info(self):
         return self.inner.info()
@@ -269,7 +258,7 @@ def test_quit_mid_episode_keeps_the_partial_episode_marked(sim_server: str, tmp_
         report = _run(sim_server, tmp_path / "ro", robot=robot, episodes=3,
                       device=ScriptedOperator(events_at={7: {"quit"}}))
     finally:
-        robot.close()
+        robot.disconnect()
     assert "operator quit" in report.aborted and not report.error and len(report.episodes) == 1
     ep_report = report.episodes[0]
     assert ep_report.outcome == "aborted" and ep_report.steps == 7
@@ -312,7 +301,7 @@ def test_robot_failure_and_ctrl_c_at_the_label_prompt_keep_the_episode(sim_serve
     try:
         report = _run(sim_server, tmp_path / "a", robot=robot, episodes=2)
     finally:
-        robot.close()
+        robot.disconnect()
     assert "did not answer" in report.error and not report.aborted and len(report.episodes) == 1
     assert robot.calls[-1] == "stop"
     with Episode(report.episodes[0].path) as ep:
@@ -339,7 +328,7 @@ def test_mismatched_policy_is_refused_before_the_robot_moves(sim_server: str, tm
         with pytest.raises(RolloutError, match=match):
             _run(sim_server, tmp_path / "ro", policy=policy, robot=robot)
     finally:
-        robot.close()
+        robot.disconnect()
     assert "apply" not in robot.calls and "home" not in robot.calls
     assert not list_episodes(tmp_path) and not (tmp_path / "ro").exists()
 

@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from robolearn.collection.cameras.base import Camera
-from robolearn.collection.devices.base import Device
-from robolearn.collection.robots.base import Robot
+from robolearn.hardware.cameras.base import Camera
+from robolearn.hardware.devices.base import Device
+from robolearn.hardware.robots.base import Robot
 from robolearn.eval.real.config import RolloutConfig, RolloutError
 from robolearn.eval.real.takeover import NullDevice
 
@@ -59,7 +59,7 @@ def _default_frame_size(cfg: RolloutConfig, policy: Any) -> tuple[int, int]:
 
 
 def build_robot(cfg: RolloutConfig, policy: Any) -> Robot:
-    from robolearn.collection.robots.registry import make_robot
+    from robolearn.hardware.robots.registry import make_robot
 
     name, options = parse_robot_uri(cfg.robot, cfg.token, cfg.robot_options)
     if name == "sim":
@@ -75,7 +75,7 @@ def build_robot(cfg: RolloutConfig, policy: Any) -> Robot:
 
 def build_cameras(cfg: RolloutConfig, robot: Robot, policy: Any) -> list[Camera]:
     """--cameras entries: NAME=SOURCE (OpenCV) or NAME (a sim robot's scene camera)."""
-    from robolearn.collection.cameras.registry import make_camera
+    from robolearn.hardware.cameras.registry import make_camera
 
     specs = list(cfg.cameras)
     is_sim = hasattr(robot, "sim") and hasattr(robot, "env")
@@ -114,7 +114,7 @@ def build_cameras(cfg: RolloutConfig, robot: Robot, policy: Any) -> list[Camera]
 def build_device(cfg: RolloutConfig) -> Device:
     if cfg.takeover_device in ("none", ""):
         return NullDevice()
-    from robolearn.collection.devices.registry import make_device
+    from robolearn.hardware.devices.registry import make_device
 
     try:
         return make_device(cfg.takeover_device, **cfg.device_options)

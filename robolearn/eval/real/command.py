@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from robolearn.collection.cameras.base import Camera
-from robolearn.collection.devices.base import Device, DeviceError
-from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.hardware.cameras.base import Camera
+from robolearn.hardware.devices.base import Device, DeviceError
+from robolearn.hardware.robots.base import Robot, RobotError
 from robolearn.collection.station import AutoOperator, Operator, TerminalOperator
 from robolearn.config import command, save_config
 from robolearn.data.writer import WriterConfig
@@ -43,7 +43,7 @@ def rollout(config: RolloutConfig, *, policy: Any = None, robot: Robot | None = 
         return session.run()
     finally:
         if own_robot:
-            robot.close()
+            robot.disconnect()
 
 
 @command("rollout", "")

@@ -10,20 +10,20 @@ from typing import Any
 
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera, Frame
-from robolearn.collection.devices.base import Device
-from robolearn.collection.loop import ControlLoop, format_report
-from robolearn.collection.robots.base import Robot
+from robolearn.collection.recorder import EPISODES_DIR, EpisodeRecorder
 from robolearn.collection.station import Operator, ask_with_device_released
 from robolearn.data import catalog, schema
-from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now
-from robolearn.utils import write_text_atomic
+from robolearn.data.writer import EpisodeMeta, WriterConfig
 from robolearn.eval.real.build import _jsonable, policy_config_dict
 from robolearn.eval.real.config import RolloutConfig, RolloutEpisode, RolloutError, RolloutReport
 from robolearn.eval.real.takeover import Takeover, _Interrupts
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.devices.base import Device
+from robolearn.hardware.loop import ControlLoop, format_report
+from robolearn.hardware.robots.base import Robot
+from robolearn.utils import write_text_atomic
 
 ROLLOUT_FILE = "rollout.json"
-EPISODES_DIR = "episodes"
 REPORTS_DIR = "reports"
 TAKEOVER_SPACE = "cartesian_velocity"  # what a takeover device commands
 DEFAULT_PROPRIO = ("joint_positions", "ee_position", "ee_quaternion", "gripper_position")
@@ -60,6 +60,7 @@ class RolloutSession:
                                            "config": policy_config_dict(policy)}
         self.writer_config = writer_config or WriterConfig()
         self.out = Path(config.out)
+        self.recorder = EpisodeRecorder(self.out, self.writer_config)
         pcfg = policy.config
         self.action_space = str(getattr(pcfg, "action_space", "cartesian_velocity"))
         self.proprio_keys = list(getattr(pcfg, "proprio_keys", None) or DEFAULT_PROPRIO)
@@ -167,13 +168,13 @@ class RolloutSession:
     def preflight(self) -> np.ndarray:
         """Every check before the robot moves; returns the policy's action on the live observation."""
         self.check_config()
-        self.device.start()  # a missing device fails here, before the robot is touched
+        self.device.connect()  # a missing device fails here, before the robot is touched
         self._device_started = True
         self.robot.connect()
         self.task = self.config.task or str((self.robot.info().get("env") or {}).get("task", ""))
         self.check_robot()
         for cam in self.cameras:
-            cam.start()
+            cam.connect()
         self.warm_up_cameras()
         self.runner = self.policy.runner()
         self.runner.reset()
@@ -185,7 +186,7 @@ class RolloutSession:
     # ------------------------------------------------------------------ dataset folder
     def prepare_folder(self) -> int:
         path = self.out / ROLLOUT_FILE
-        existing = sorted((self.out / EPISODES_DIR).glob(f"*{schema.EPISODE_SUFFIX}")) if self.out.exists() else []
+        existing = self.recorder.existing()
         doc = self._folder_doc()
         if path.exists() or existing:
             if not self.config.resume:
@@ -259,12 +260,12 @@ class RolloutSession:
             if self._device_started:
                 self._device_started = False
                 try:
-                    self.device.close()
+                    self.device.disconnect()
                 except Exception as e:  # noqa: BLE001 (report, keep shutting down)
                     self.operator.say(f"could not close the takeover device: {e}")
             for cam in self.cameras:
                 try:
-                    cam.stop()
+                    cam.disconnect()
                 except Exception as e:  # noqa: BLE001
                     self.operator.say(f"could not stop camera {cam.name}: {e}")
             self.interrupts.restore()
@@ -303,8 +304,7 @@ class RolloutSession:
             rep.aborted = "operator quit before the episode"
             return RolloutEpisode(None, "quit", 0, aborted=rep.aborted)
         self._check_interrupt()
-        path = self.out / EPISODES_DIR / f"ep_{index:06d}_{time.strftime('%Y%m%dT%H%M%S')}{schema.EPISODE_SUFFIX}"
-        writer = EpisodeWriter(path, self._meta(language), [c.spec() for c in self.cameras], self.writer_config)
+        writer = self.recorder.open(index, self._meta(language), [c.spec() for c in self.cameras])
         loop = self.loop
         assert loop is not None
         loop.reset_stats()
@@ -371,7 +371,7 @@ class RolloutSession:
             why = (str(e) or self.interrupts.reason or "KeyboardInterrupt") if abort else f"{type(e).__name__}: {e}"
             ep.aborted = why
             ep.takeovers = self.takeover.segments
-            self._finish_aborted(writer, ep, why)
+            self._finish_aborted(ep, why)
             if abort:
                 rep.aborted = why
             elif isinstance(e, Exception):
@@ -388,37 +388,31 @@ class RolloutSession:
         writer.update_extra(dropped_frames=ep.dropped_frames, intervention_steps=ep.intervention_steps,
                             takeovers=ep.takeovers)
         try:
-            return self._label(writer, ep, ended, label_source)
+            return self._label(ep, ended, label_source)
         except KeyboardInterrupt as e:  # Ctrl-C at the label prompt: keep the episode, unlabelled
             why = f"{str(e) or self.interrupts.reason or 'KeyboardInterrupt'} at the label prompt"
-            writer.update_extra(aborted=why, aborted_at=utc_now())
-            writer.set_outcome(None, "unknown")
             ep.outcome, ep.aborted, rep.aborted = "aborted", why, why
-            ep.path = writer.close()
+            ep.path = self.recorder.abort(why, ep.cadence)
             return ep
 
-    def _label(self, writer: EpisodeWriter, ep: RolloutEpisode, ended: str | None, label_source: str
-               ) -> RolloutEpisode:
+    def _label(self, ep: RolloutEpisode, ended: str | None, label_source: str) -> RolloutEpisode:
         """Label (device event, detector, operator prompt or none) and close or discard the episode."""
         cfg = self.config
         if ended == "discarded":
-            writer.discard()
+            self.recorder.discard()
             ep.outcome = "discarded"
             return ep
         if ended is None and cfg.success == "auto":
             ended, label_source = "failure", "detector"  # time limit without the detector firing
         if ended is None and cfg.success == "ask":
-            label = self._ask("label the episode", {"y": "success", "n": "failure", "u": "unknown", "x": "discard"})
-            if label == "x":
-                writer.discard()
+            ended = self.recorder.ask_label(self._ask)
+            if ended == "discarded":
                 ep.outcome = "discarded"
                 return ep
-            ended = {"y": "success", "n": "failure", "u": "unlabelled"}[label]
         ended = ended or "unlabelled"
-        writer.set_outcome({"success": True, "failure": False}.get(ended), label_source)
         ep.outcome = ended
         ep.label_source = label_source if ended in ("success", "failure") else "unknown"
-        ep.path = writer.close()
+        ep.path = self.recorder.finish(ended, label_source)
         return ep
 
     def _check_interrupt(self) -> None:
@@ -427,7 +421,7 @@ class RolloutSession:
         if self.interrupts.reason:
             raise KeyboardInterrupt(self.interrupts.reason)
 
-    def _finish_aborted(self, writer: EpisodeWriter, ep: RolloutEpisode, why: str) -> None:
+    def _finish_aborted(self, ep: RolloutEpisode, why: str) -> None:
         """Close the aborted episode with what was recorded (success unknown, extra.aborted); never lose it."""
         loop = self.loop
         assert loop is not None
@@ -435,14 +429,8 @@ class RolloutSession:
         self._book_timing()
         ep.outcome = "aborted"
         try:
-            writer.update_extra(aborted=why, aborted_at=utc_now(), dropped_frames=ep.dropped_frames,
-                                intervention_steps=ep.intervention_steps, takeovers=ep.takeovers)
-            writer.set_cadence(ep.cadence)
-            writer.set_outcome(None, "unknown")
-            if writer.steps_recorded > 0:
-                ep.path = writer.close()
-            else:
-                writer.discard()
+            ep.path = self.recorder.abort(why, ep.cadence, dropped_frames=ep.dropped_frames,
+                                          intervention_steps=ep.intervention_steps, takeovers=ep.takeovers)
         except Exception as e:  # noqa: BLE001 (a failing disk: the .partial file stays for `data repair`)
             self.operator.say(f"could not close the aborted episode ({e}); run `robolearn data repair {self.out}`")
         self.operator.say(f"episode aborted after {ep.steps} steps ({why}); robot stopped; recorded steps kept in "

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from robolearn.collection.devices.base import Device, DeviceCommand
+from robolearn.hardware.devices.base import Device, DeviceCommand
 
 
 # ---------------------------------------------------------------------------------------------------- parts

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robolearn.data.schema import CameraSpec
+from robolearn.hardware.lifecycle import Connectable
 
 
 @dataclass
@@ -27,13 +28,15 @@ class Frame:
         return cls(None, now, now, dropped=True)
 
 
-class Camera(ABC):
-    """A camera stream. `read()` returns the newest frame not returned before, or a dropped Frame."""
+class Camera(Connectable, ABC):
+    """A camera stream. `read()` returns the newest frame not returned before, or a dropped Frame. Lifecycle:
+    connect() / disconnect() / is_connected / `with camera:` (robolearn.hardware.lifecycle)."""
 
     name: str = "camera"
+    _RENAMED = {"start": "connect", "stop": "disconnect"}
 
     @abstractmethod
-    def start(self) -> None:
+    def connect(self) -> None:
         """Open the device and start capturing (idempotent)."""
 
     @abstractmethod
@@ -44,12 +47,13 @@ class Camera(ABC):
     def spec(self) -> CameraSpec:
         """How the stream is registered in an episode (size, role, intrinsics, extrinsics, calibration)."""
 
-    def stop(self) -> None:
+    def disconnect(self) -> None:
         """Stop capturing and release the device (idempotent)."""
 
-    def __enter__(self) -> "Camera":
-        self.start()
-        return self
+    def start(self) -> None:
+        """Deprecated name of connect()."""
+        self._renamed("start")
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def stop(self) -> None:
+        """Deprecated name of disconnect()."""
+        self._renamed("stop")

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robolearn.hardware.lifecycle import Connectable
+
+
 class DeviceError(RuntimeError):
     """The device failed (missing, disconnected, no driver); the message says what and how to fix it."""
 
@@ -48,25 +51,30 @@ class DeviceConfig:
     deadzone: float = 0.05
 
 
-class Device(ABC):
-    name: str = "device"
+class Device(Connectable, ABC):
+    """A teleop device. Lifecycle: connect() / disconnect() / is_connected / `with device:`
+    (robolearn.hardware.lifecycle)."""
 
-    def start(self) -> None:
+    name: str = "device"
+    _RENAMED = {"start": "connect", "close": "disconnect"}
+
+    def connect(self) -> None:
         """Open the device (idempotent)."""
 
     @abstractmethod
     def read(self) -> DeviceCommand:
         """The operator's command now (non-blocking)."""
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         """Release the device and restore any terminal state (idempotent)."""
 
-    def __enter__(self) -> "Device":
-        self.start()
-        return self
+    def start(self) -> None:
+        """Deprecated name of connect()."""
+        self._renamed("start")
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def close(self) -> None:
+        """Deprecated name of disconnect()."""
+        self._renamed("close")
 
 
 def apply_deadzone(values: np.ndarray, deadzone: float) -> np.ndarray:

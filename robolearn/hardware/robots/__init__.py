@@ -1,5 +1,5 @@
 """Robots: one interface (base.Robot) for the sim arm, the network client and plugin drivers."""
 
-from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.hardware.robots.base import Robot, RobotError
 
 __all__ = ["Robot", "RobotError"]

@@ -12,7 +12,7 @@ import time
 import mujoco
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera, Frame
+from robolearn.hardware.cameras.base import Camera, Frame
 from robolearn.data.schema import CameraSpec
 from robolearn.envs.interface import new_renderer
 
@@ -29,7 +29,7 @@ class SimCamera(Camera):
         self._renderer: mujoco.Renderer | None = None
         self._model: mujoco.MjModel | None = None
 
-    def start(self) -> None:
+    def connect(self) -> None:
         self.robot.connect()
         model = self.robot.sim.model
         try:
@@ -41,7 +41,7 @@ class SimCamera(Camera):
     def read(self) -> Frame:
         sim = self.robot.sim
         if self._renderer is None or self._model is not sim.model:  # the scene was rebuilt
-            self.stop()
+            self._release()
             sim.model.vis.global_.offwidth = max(sim.model.vis.global_.offwidth, self.width)
             sim.model.vis.global_.offheight = max(sim.model.vis.global_.offheight, self.height)
             self._renderer = new_renderer(sim.model, self.height, self.width)
@@ -51,7 +51,10 @@ class SimCamera(Camera):
         image = self._renderer.render()
         return Frame(image, t0, time.monotonic_ns())
 
-    def stop(self) -> None:
+    def disconnect(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

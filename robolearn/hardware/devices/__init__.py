@@ -1,5 +1,5 @@
 """Teleoperation devices: one interface (base.Device) for keyboard, SpaceMouse, gamepad and the expert."""
 
-from robolearn.collection.devices.base import EVENTS, Device, DeviceCommand, DeviceError
+from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand, DeviceError
 
 __all__ = ["EVENTS", "Device", "DeviceCommand", "DeviceError"]

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from robolearn.collection.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
+from robolearn.hardware.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
                                               apply_deadzone)
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class SpaceMouseDevice(Device):
         self._buttons = parse_buttons(self.config.buttons)
         if self.config.full_scale <= 0:
             raise ValueError(f"SpaceMouse full_scale must be > 0, got {self.config.full_scale}")
-        self._given = handle  # reused by start() after a close()
+        self._given = handle  # reused by connect() after a disconnect()
         self._handle: Any = None
         self._clock = clock
         self._lock = threading.Lock()
@@ -215,7 +215,7 @@ class SpaceMouseDevice(Device):
         self._thread: threading.Thread | None = None
         self._gripper = 0.0
 
-    def start(self) -> None:
+    def connect(self) -> None:
         if self._thread is not None:
             return
         self._handle = self._given if self._given is not None else open_spacemouse(self.config.path)
@@ -255,7 +255,7 @@ class SpaceMouseDevice(Device):
 
     def read(self) -> DeviceCommand:
         if self._thread is None:
-            self.start()
+            self.connect()
         with self._lock:
             if self._error is not None:
                 raise DeviceError(f"SpaceMouse stopped responding ({self._error!r}): unplugged? "
@@ -292,7 +292,7 @@ class SpaceMouseDevice(Device):
         """Settings recorded with each episode (teleop_params)."""
         return dataclasses.asdict(self.config)
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)

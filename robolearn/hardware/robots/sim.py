@@ -10,7 +10,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.hardware.robots.base import Robot, RobotError
 from robolearn.config import opt
 from robolearn.envs.household import HouseholdEnv
 from robolearn.envs.robot import ACTION_DIMS
@@ -77,7 +77,7 @@ class SimRobot(Robot):
         if self._connected:
             self.sim.arm.hold()
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         if not self._closed:
             self.stop()
             self.env.close()

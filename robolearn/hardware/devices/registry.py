@@ -1,5 +1,6 @@
 """Device lookup: `make_device(name, **options)` for the built-in devices and plugins, device combinations
-("spacemouse+keyboard": motion from both, events from both), and the `robolearn devices list|echo` commands.
+("spacemouse+keyboard": motion from both, events from both), and the device names `robolearn devices list`
+shows (the commands live in robolearn.hardware.commands).
 
 The station adds its scripted "expert" device itself (it needs the simulation); it is not registered here.
 """
@@ -7,20 +8,16 @@ The station adds its scripted "expert" device itself (it needs the simulation); 
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 import typing
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from robolearn.collection import plugins
-from robolearn.collection.devices.base import Device, DeviceCommand
-from robolearn.collection.devices.gamepad import GamepadDevice
-from robolearn.collection.devices.keyboard import KeyboardDevice
-from robolearn.collection.devices.spacemouse import SpaceMouseDevice
-from robolearn.config import command, opt, positional
+from robolearn.hardware import plugins
+from robolearn.hardware.devices.base import Device, DeviceCommand
+from robolearn.hardware.devices.gamepad import GamepadDevice
+from robolearn.hardware.devices.keyboard import KeyboardDevice
+from robolearn.hardware.devices.spacemouse import SpaceMouseDevice
 
 BUILTIN: dict[str, type[Device]] = {"keyboard": KeyboardDevice, "spacemouse": SpaceMouseDevice,
                                     "gamepad": GamepadDevice}
@@ -69,7 +66,7 @@ def make_device(name: str, **options: Any) -> Device:
         device = cls(**options)
     if not isinstance(device, Device):
         raise TypeError(f"device plugin {name!r} made a {type(device).__name__}, expected a "
-                        f"robolearn.collection.devices.base.Device")
+                        f"robolearn.hardware.devices.base.Device")
     return device
 
 
@@ -89,15 +86,15 @@ class CombinedDevice(Device):
         self._last: list[float | None] = [None] * len(devices)
         self._gripper = 0.0
 
-    def start(self) -> None:
+    def connect(self) -> None:
         started: list[Device] = []
         try:
             for d in self.devices:
-                d.start()
+                d.connect()
                 started.append(d)
         except BaseException:
             for d in reversed(started):
-                d.close()
+                d.disconnect()
             raise
 
     def read(self) -> DeviceCommand:
@@ -113,99 +110,12 @@ class CombinedDevice(Device):
         return DeviceCommand(twist if enabled else np.zeros(6), self._gripper, enabled,
                              set().union(*(c.events for c in cmds)))
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         errors: list[BaseException] = []
         for d in reversed(self.devices):
             try:
-                d.close()
+                d.disconnect()
             except Exception as e:  # noqa: BLE001 (close every device, then report)
                 errors.append(e)
         if errors:
             raise errors[0]
-
-
-# -- CLI ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DevicesListCommand:
-    probe: bool = opt(True, help="also look for connected SpaceMice and gamepads")
-
-
-@command("devices", "list")
-def devices_list(cfg: DevicesListCommand) -> int:
-    """List teleop device names (built-in and plugins) and the SpaceMice / gamepads connected now."""
-    print("devices: " + ", ".join(device_names()) + " (combine with '+', e.g. spacemouse+keyboard)")
-    if cfg.probe:
-        for line in _probe():
-            print(line)
-    return 0
-
-
-def _probe() -> list[str]:
-    from robolearn.collection.devices import gamepad, spacemouse  # noqa: PLC0415
-
-    lines = []
-    try:
-        hid = spacemouse.import_hid()
-        mice = spacemouse.find_spacemice(hid)
-        lines += [f"spacemouse: {spacemouse.PRODUCTS[(d['vendor_id'], d['product_id'])]} at "
-                  f"{spacemouse._path_str(d['path'])}" for d in mice] or ["spacemouse: none found"]
-    except RuntimeError as e:
-        lines.append(f"spacemouse: {e}")
-    try:
-        pg = gamepad.import_pygame()
-        pg.display.init()
-        pg.joystick.init()
-        pads = [pg.joystick.Joystick(i).get_name() for i in range(pg.joystick.get_count())]
-        lines += [f"gamepad {i}: {n}" for i, n in enumerate(pads)] or ["gamepad: none found"]
-    except RuntimeError as e:
-        lines.append(f"gamepad: {e}")
-    return lines
-
-
-@dataclass
-class DevicesEchoCommand:
-    device: str = positional(help="device name (keyboard, spacemouse, gamepad, a plugin, or a+b)")
-    options: dict[str, Any] = opt(default_factory=dict, help="device options, e.g. '{\"deadzone\": 0.1}'")
-    seconds: float = opt(0.0, help="stop after this long (0: until the device sends quit, or Ctrl+C)")
-    hz: float = opt(15.0, help="readings per second")
-
-
-@command("devices", "echo")
-def devices_echo(cfg: DevicesEchoCommand) -> int:
-    """Print a device's commands as they change (check axes, signs, buttons and gains before recording)."""
-    try:
-        if cfg.hz <= 0:
-            raise ValueError(f"--hz must be > 0, got {cfg.hz}")
-        device = make_device(cfg.device, **cfg.options)
-        device.start()
-    except (ValueError, RuntimeError, TypeError) as e:
-        print(f"robolearn devices echo: {e}", file=sys.stderr)
-        return 2
-    if isinstance(device, KeyboardDevice):
-        print(device.help_text())
-    print(f"reading {device.name} at {cfg.hz:g} Hz; quit event or Ctrl+C stops", flush=True)
-    end = time.monotonic() + cfg.seconds if cfg.seconds > 0 else float("inf")
-    last = ""
-    try:
-        with device:
-            while time.monotonic() < end:
-                cmd = device.read().validated(device.name)
-                line = (f"twist [{' '.join(f'{v:+.2f}' for v in cmd.twist)}] gripper {cmd.gripper:.2f} "
-                        f"enabled {int(cmd.enabled)} events {','.join(sorted(cmd.events)) or '-'}")
-                raw = getattr(device, "raw", None)
-                if callable(raw):  # devices that can show their raw input (SpaceMouse counts, button bits)
-                    line += f" | {raw()}"
-                if line != last:
-                    print(line, flush=True)
-                    last = line
-                if "quit" in cmd.events:
-                    break
-                time.sleep(1.0 / cfg.hz)
-    except KeyboardInterrupt:
-        pass
-    except (ValueError, RuntimeError) as e:
-        print(f"robolearn devices echo: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -24,8 +24,8 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from robolearn.collection.robots import protocol as P
-from robolearn.collection.robots.base import Robot, RobotError
+from robolearn.hardware.robots import protocol as P
+from robolearn.hardware.robots.base import Robot, RobotError
 
 TOKEN_ENV = "ROBOLEARN_ROBOT_TOKEN"
 HEARTBEAT_RATE = 2.5  # heartbeats per control period
@@ -92,6 +92,10 @@ class RemoteRobot(Robot):
     def connected(self) -> bool:
         return bool(self._session) and not self._failure
 
+    @property
+    def is_connected(self) -> bool:
+        return self.connected
+
     def connect(self) -> None:
         """Say hello (again, after a failure) and start heartbeats. RobotError if the server does not answer
         or refuses (wrong token, protocol mismatch, robot held by another client)."""
@@ -118,7 +122,7 @@ class RemoteRobot(Robot):
                                            name="remote-robot-heartbeat", daemon=True)
         self._hb_thread.start()
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         """End the session (the server stops the robot) and release the sockets; never raises."""
         if self._ctx is None:
             return

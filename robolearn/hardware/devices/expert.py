@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robolearn.collection.devices.base import Device, DeviceCommand
+from robolearn.hardware.devices.base import Device, DeviceCommand
 from robolearn.config import opt
 from robolearn.envs.experts import ExpertConfig, ScriptedExpert
 

@@ -2,7 +2,7 @@
 without editing robolearn. A package declares, in its pyproject.toml:
 
     [project.entry-points."robolearn.robots"]
-    myarm = "myarm_driver:MyArm"        # a robolearn.collection.robots.Robot subclass
+    myarm = "myarm_driver:MyArm"        # a robolearn.hardware.robots.Robot subclass
 
 and `robolearn collect --robot myarm` (or `load("robolearn.robots", "myarm")`) finds it.
 """

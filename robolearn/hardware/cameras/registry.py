@@ -13,19 +13,19 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from robolearn.collection import plugins
-from robolearn.collection.cameras.base import Camera
+from robolearn.hardware import plugins
+from robolearn.hardware.cameras.base import Camera
 
 
 def _make_opencv(**options: Any) -> Camera:
-    from robolearn.collection.cameras.opencv import OpenCVCamera, OpenCVCameraConfig
+    from robolearn.hardware.cameras.opencv import OpenCVCamera, OpenCVCameraConfig
 
     plugins.check_options("camera", "opencv", options, [f.name for f in dataclasses.fields(OpenCVCameraConfig)])
     return OpenCVCamera(OpenCVCameraConfig(**options))
 
 
 def _make_sim(**options: Any) -> Camera:
-    from robolearn.collection.cameras.sim import SimCamera
+    from robolearn.hardware.cameras.sim import SimCamera
 
     known = list(inspect.signature(SimCamera.__init__).parameters)[1:]
     plugins.check_options("camera", "sim", options, known)
@@ -44,7 +44,7 @@ def available_cameras() -> list[str]:
 
 
 def make_camera(kind: str, **options: Any) -> Camera:
-    """A new (not started) camera of `kind` built with `options`. ValueError for an unknown kind (with
+    """A new (not connected) camera of `kind` built with `options`. ValueError for an unknown kind (with
     suggestions) or options it does not take; TypeError when a plugin does not build a Camera."""
     return plugins.build(plugins.CAMERAS, kind, BUILTIN, options, Camera, "camera")
 

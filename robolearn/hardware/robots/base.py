@@ -14,18 +14,22 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.hardware.lifecycle import Connectable
+
 
 class RobotError(RuntimeError):
     """The robot (or the link to it) failed; the message says what and where."""
 
 
-class Robot(ABC):
-    """A robot arm with a gripper at a fixed control rate."""
+class Robot(Connectable, ABC):
+    """A robot arm with a gripper at a fixed control rate. Lifecycle: connect() / disconnect() /
+    is_connected / `with robot:` (robolearn.hardware.lifecycle)."""
 
     name: str = "robot"
     control_hz: float = 15.0
     action_spaces: tuple[str, ...] = ("cartesian_velocity", "cartesian_position", "joint_position",
                                       "joint_velocity")
+    _RENAMED = {"close": "disconnect"}
 
     def connect(self) -> None:
         """Open the link to the robot (idempotent)."""
@@ -47,18 +51,15 @@ class Robot(ABC):
     def stop(self) -> None:
         """Stop moving now and hold position (safe to call at any time, repeatedly)."""
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         """Stop and release the robot (idempotent)."""
         self.stop()
+
+    def close(self) -> None:
+        """Deprecated name of disconnect()."""
+        self._renamed("close")
 
     def info(self) -> dict[str, Any]:
         """Static description recorded with every episode (type, serial, rate, spaces)."""
         return {"robot_type": self.name, "robot_serial": "", "control_hz": self.control_hz,
                 "action_spaces": list(self.action_spaces)}
-
-    def __enter__(self) -> "Robot":
-        self.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

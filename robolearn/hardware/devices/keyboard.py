@@ -4,7 +4,7 @@ The terminal is put in cbreak mode (no echo, no line buffering; Ctrl+C still rai
 output still renders normally) and stdin, or a given file descriptor, is polled with a zero-timeout select.
 Terminals send key presses, never key releases: a motion key moves for `hold_s` seconds after its last press
 and the terminal's key repeat keeps a held key moving. Shift (an upper-case letter) moves `shift_scale`
-times faster. The terminal settings are restored by close(), on an exception inside read(), at exit, and on
+times faster. The terminal settings are restored by disconnect(), on an exception inside read(), at exit, and on
 SIGTERM (when the program has no SIGTERM handler of its own). After a SIGKILL, `stty sane` (or `reset`) fixes
 the terminal.
 
@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from robolearn.collection.devices.base import EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError
+from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class KeyboardDevice(Device):
 
     # -- terminal ---------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def connect(self) -> None:
         if self._started:
             return
         if self._fd is None:
@@ -150,7 +150,7 @@ class KeyboardDevice(Device):
             termios.tcsetattr(self._fd, termios.TCSAFLUSH, mode)
             atexit.register(self._restore)
             self._catch_sigterm()
-        self._until[:] = -np.inf  # no motion carried over a close()/start() (e.g. around a prompt)
+        self._until[:] = -np.inf  # no motion carried over a disconnect()/connect() (e.g. around a prompt)
         self._events.clear()
         self._started = True
 
@@ -183,7 +183,7 @@ class KeyboardDevice(Device):
                 and signal.getsignal(signal.SIGTERM) is handler:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         self._restore()
         self._started = False
 
@@ -227,13 +227,13 @@ class KeyboardDevice(Device):
 
     def read(self) -> DeviceCommand:
         if not self._started:
-            self.start()
+            self.connect()
         try:
             now = self._clock()
             for key in parse_keys(self._pending()):
                 self._press(key, now)
         except BaseException:
-            self.close()  # terminal restored; the next read() sets it up again
+            self.disconnect()  # terminal restored; the next read() sets it up again
             raise
         twist = np.where(self._until > now, self._value, 0.0)
         events, self._events = self._events, set()

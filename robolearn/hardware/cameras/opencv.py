@@ -12,8 +12,8 @@ Size: frames are converted BGR -> RGB and resized to (width, height) when the so
 (INTER_AREA when shrinking, INTER_LINEAR when enlarging; a different aspect ratio is stretched, not cropped:
 calibrate at the stored size). Devices are asked for width x height at fps first.
 
-Failures: a source that cannot be opened at start() raises (CameraError, or FileNotFoundError for a missing
-file): a misconfigured station should not record black frames. Once started, a failure (read fails, device
+Failures: a source that cannot be opened at connect() raises (CameraError, or FileNotFoundError for a missing
+file): a misconfigured station should not record black frames. Once connected, a failure (read fails, device
 unplugged, stream drops) makes read() return dropped frames while the thread retries opening every
 reconnect_s. A file is played at `fps` like a live camera; when it ends it stays ended (read() returns dropped
 frames: a camera that was unplugged for good) unless loop_file. `stats()` counts frames grabbed/returned,
@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from robolearn.collection.cameras.base import Camera, Frame
+from robolearn.hardware.cameras.base import Camera, Frame
 from robolearn.config import opt
 from robolearn.data.schema import IMAGE_ENCODINGS, CameraSpec
 
@@ -48,7 +48,7 @@ def _stop_all() -> None:
     """Stop grabber threads before interpreter shutdown: a daemon thread killed inside a cv2 call aborts
     the process ("FATAL: exception not rethrown")."""
     for cam in list(_RUNNING):
-        cam.stop()
+        cam.disconnect()
 
 
 class CameraError(RuntimeError):
@@ -69,7 +69,7 @@ class OpenCVCameraConfig:
     loop_file: bool = opt(False, help="restart a file source at its end instead of ending")
     fourcc: str = opt("", help="device pixel format, e.g. MJPG (needed by many USB cameras above 640x480)")
     calibration: str = opt("", help="calibration.json (or its folder) to take intrinsics/extrinsics from")
-    open_timeout_s: float = opt(10.0, help="start() fails when the source has not opened within this time")
+    open_timeout_s: float = opt(10.0, help="connect() fails when the source has not opened within this time")
 
     def __post_init__(self) -> None:
         if isinstance(self.source, str) and self.source.strip().isdigit():
@@ -136,7 +136,7 @@ class OpenCVCamera(Camera):
         self._state = dict(connected=False, ended=False, last_error="", source_size=None)
 
     # ------------------------------------------------------------------ Camera API
-    def start(self) -> None:
+    def connect(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
         c = self.config
@@ -157,7 +157,7 @@ class OpenCVCamera(Camera):
             _RUNNING.discard(self)
             raise CameraError(f"camera {c.name!r}: source {c.source!r} did not open within {c.open_timeout_s} s")
         if not self._state["connected"]:
-            self.stop()
+            self.disconnect()
             raise CameraError(f"camera {c.name!r}: could not open source {c.source!r} "
                               f"({self._state['last_error'] or self._hint()})")
 
@@ -172,14 +172,14 @@ class OpenCVCamera(Camera):
             self._counts["frames_returned"] += 1
         return Frame(image, capture_ns, receive_ns)
 
-    def stop(self) -> None:
+    def disconnect(self) -> None:
         self._stop.set()
         _RUNNING.discard(self)
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(3.0, 3.0 / self.config.fps))
             if thread.is_alive():  # a read blocked in the driver: the daemon thread releases it when it returns
-                self._state["last_error"] = "grabber thread still blocked in the driver after stop()"
+                self._state["last_error"] = "grabber thread still blocked in the driver after disconnect()"
         with self._lock:
             self._latest = None
 
@@ -212,7 +212,7 @@ class OpenCVCamera(Camera):
                         self._count("reconnect_attempts")
                     cap = self._try_open()
                     if cap is None:
-                        opened.set()  # start() sees the failure
+                        opened.set()  # connect() sees the failure
                         stop.wait(c.reconnect_s)
                         continue
                     if ever_opened:
@@ -326,7 +326,7 @@ class OpenCVCamera(Camera):
     def _load_calibration(self) -> Any:
         if not self.config.calibration:
             return None
-        from robolearn.collection.calibration import read_calibration
+        from robolearn.hardware.calibration import read_calibration
 
         return read_calibration(self.config.calibration, self.config.name)
 

@@ -27,7 +27,7 @@ from typing import Any, Literal, Mapping, Protocol
 
 import numpy as np
 
-from robolearn.collection.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
+from robolearn.hardware.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
                                               apply_deadzone)
 
 BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "left_stick", "right_stick", "left_shoulder",
@@ -220,11 +220,11 @@ class GamepadDevice(Device):
     def __init__(self, config: GamepadConfig | None = None, *, source: GamepadSource | None = None) -> None:
         self.config = config or GamepadConfig()
         check_config(self.config)
-        self._given = source  # reused by start() after a close()
+        self._given = source  # reused by connect() after a disconnect()
         self._source: GamepadSource | None = None
         self._gripper = 0.0
 
-    def start(self) -> None:
+    def connect(self) -> None:
         if self._source is None:
             self._source = self._given if self._given is not None else PygameSource(self.config)
 
@@ -234,13 +234,13 @@ class GamepadDevice(Device):
 
     def read(self) -> DeviceCommand:
         if self._source is None:
-            self.start()
+            self.connect()
         axes, held, pressed = self._source.poll()
         cmd = map_gamepad(axes, held, pressed, self._gripper, self.config)
         self._gripper = cmd.gripper
         return cmd
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
         if self._source is not None:
             self._source.close()
             self._source = None

@@ -16,20 +16,20 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from robolearn.collection import plugins
-from robolearn.collection.robots.base import Robot
+from robolearn.hardware import plugins
+from robolearn.hardware.robots.base import Robot
 from robolearn.config import opt
 
 
 def _make_sim(**options: Any) -> Robot:
-    from robolearn.collection.robots.sim import SimRobot, SimRobotConfig
+    from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig
 
     plugins.check_options("robot", "sim", options, [f.name for f in dataclasses.fields(SimRobotConfig)])
     return SimRobot(SimRobotConfig(**options))
 
 
 def _make_remote(**options: Any) -> Robot:
-    from robolearn.collection.robots.remote import RemoteRobot
+    from robolearn.hardware.robots.remote import RemoteRobot
 
     plugins.check_options("robot", "remote", options, list(inspect.signature(RemoteRobot.__init__).parameters)[1:])
     return RemoteRobot(**options)

@@ -20,25 +20,21 @@ Safety:
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 import os
 import secrets
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import zmq
 
 from robolearn import __version__
-from robolearn.collection.robots import protocol as P
-from robolearn.collection.robots.base import Robot, RobotError
-from robolearn.collection.robots.registry import RobotSelection, make_robot_from
-from robolearn.config import command, opt
+from robolearn.hardware.robots import protocol as P
+from robolearn.hardware.robots.base import Robot, RobotError
+from robolearn.config import opt
 from robolearn.utils import is_loopback
 
 log = logging.getLogger(__name__)
@@ -297,53 +293,3 @@ class RobotServer:
             self.robot.stop()
             return None
         raise P.ProtocolError(f"unknown command {req.cmd!r}")  # unreachable: decode_request checks
-
-
-# --- CLI ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class RobotServerCommand(RobotSelection, ServerConfig):
-    log_level: str = opt("info", help="debug | info | warning | error")
-
-    def __post_init__(self) -> None:
-        RobotSelection.__post_init__(self)
-        ServerConfig.__post_init__(self)
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
-
-
-@command("robot-server", "")
-def robot_server(cfg: RobotServerCommand) -> int:
-    """Serve a robot to a remote station over ZeroMQ (127.0.0.1 unless given a token)."""
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server_cfg = ServerConfig(cfg.bind, cfg.port, cfg.token, cfg.max_message_bytes, cfg.heartbeat_timeout_s)
-    try:
-        robot = make_robot_from(cfg)
-    except (ValueError, TypeError) as e:
-        print(f"robolearn robot-server: {e}", file=sys.stderr)
-        return 2
-    try:
-        server = RobotServer(robot, server_cfg)
-        address = server.start()
-        print(f"robot-server: serving {robot.info().get('robot_type', robot.name)} at {address}", flush=True)
-        with _stop_on_sigterm(server):
-            server.serve_forever()
-    except (RobotError, ValueError) as e:
-        print(f"robolearn robot-server: {e}", file=sys.stderr)
-        return 1
-    finally:
-        robot.close()
-    return 0
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm(server: RobotServer) -> Iterator[None]:
-    """SIGTERM ends the serve loop cleanly (robot stopped) like Ctrl-C; only possible in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
