@@ -22,7 +22,10 @@ from robolearn import __version__
 from robolearn.config import command, opt, positional, save_config
 from robolearn.eval.leaderboard import write_leaderboard
 from robolearn.eval.metrics import wilson_interval
+from robolearn.eval.real import RolloutConfig, rollout
 from robolearn.eval.rollout import EvalSpec, evaluate_policy, scene_label
+from robolearn.hardware.devices.base import DeviceError
+from robolearn.hardware.robots.base import RobotError
 
 
 @dataclass
@@ -186,4 +189,28 @@ def check_experts(cfg: CheckExpertsCommand) -> int:
     return 0 if all(r["success_rate"] >= 0.9 for r in results) else 1
 
 
-from robolearn.eval import real as _real  # noqa: E402,F401  (registers `robolearn rollout`)
+@command("rollout", "")
+def rollout_cmd(cfg: RolloutConfig) -> int:
+    """Run a policy on a robot (real or sim) with operator takeover; every rollout is recorded as an episode."""
+    try:
+        report = rollout(cfg)
+    except KeyboardInterrupt:
+        print("robolearn rollout: interrupted before the robot moved", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, DeviceError) as e:
+        print(f"robolearn rollout: {e}", file=sys.stderr)
+        return 2
+    except RobotError as e:
+        print(f"robolearn rollout: {e}", file=sys.stderr)
+        return 1
+    if cfg.dry_run and not report.aborted:
+        print("dry run ok: every check passed; nothing moved")
+        return 0
+    if report.episodes:
+        save_config(cfg, cfg.out, "rollout")
+    print(report.summary())
+    if report.error:
+        return 1
+    if report.aborted.split(" ")[0] in ("SIGINT", "SIGTERM", "KeyboardInterrupt"):
+        return 130
+    return 0

@@ -1,22 +1,19 @@
-"""`rollout()` (the Python API) and the `robolearn rollout` command."""
+"""`rollout()`: the Python API behind `robolearn rollout` (whose command lives in robolearn/eval/commands.py)."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from robolearn.hardware.cameras.base import Camera
-from robolearn.hardware.devices.base import Device, DeviceError
-from robolearn.hardware.robots.base import Robot, RobotError
+from robolearn.hardware.devices.base import Device
+from robolearn.hardware.robots.base import Robot
 from robolearn.collection.station import AutoOperator, Operator, TerminalOperator
-from robolearn.config import command, save_config
 from robolearn.data.writer import WriterConfig
 from robolearn.eval.real.build import build_cameras, build_device, build_robot, load_policy_from, policy_config_dict
 from robolearn.eval.real.config import RolloutConfig, RolloutReport
 from robolearn.eval.real.session import RolloutSession
 
 
-# ---------------------------------------------------------------------------------------------------- API + CLI
 def rollout(config: RolloutConfig, *, policy: Any = None, robot: Robot | None = None,
             cameras: list[Camera] | None = None, device: Device | None = None, operator: Operator | None = None,
             writer_config: WriterConfig | None = None) -> RolloutReport:
@@ -44,30 +41,3 @@ def rollout(config: RolloutConfig, *, policy: Any = None, robot: Robot | None = 
     finally:
         if own_robot:
             robot.disconnect()
-
-
-@command("rollout", "")
-def rollout_cmd(cfg: RolloutConfig) -> int:
-    """Run a policy on a robot (real or sim) with operator takeover; every rollout is recorded as an episode."""
-    try:
-        report = rollout(cfg)
-    except KeyboardInterrupt:
-        print("robolearn rollout: interrupted before the robot moved", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, DeviceError) as e:
-        print(f"robolearn rollout: {e}", file=sys.stderr)
-        return 2
-    except RobotError as e:
-        print(f"robolearn rollout: {e}", file=sys.stderr)
-        return 1
-    if cfg.dry_run and not report.aborted:
-        print("dry run ok: every check passed; nothing moved")
-        return 0
-    if report.episodes:
-        save_config(cfg, cfg.out, "rollout")
-    print(report.summary())
-    if report.error:
-        return 1
-    if report.aborted.split(" ")[0] in ("SIGINT", "SIGTERM", "KeyboardInterrupt"):
-        return 130
-    return 0
