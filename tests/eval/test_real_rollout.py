@@ -31,7 +31,7 @@ TWIST = np.array([0.0, 0.5, 0.0, 0.0, 0.0, -0.3])  # the scripted operator's tak
 W, H = 32, 24
 
 
-# --- the robot server (as tests/collection/test_server.py starts it) -------------------------------------------
+# --- the robot server (as tests/hardware/test_server.py starts it) -------------------------------------------
 sim_server = sim_server_fixture("--task", "press-button")
 
 
