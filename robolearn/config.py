@@ -143,7 +143,7 @@ def _add_choice_args(parser: argparse.ArgumentParser, f: dataclasses.Field, choi
 def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, prefix: str, helptext: str,
                default: Any) -> None:
     """One flag (or positional argument) for a plain field; `default` (unless MISSING) is shown in the help."""
-    tp, optional = _base_type(hint)
+    tp, _ = _base_type(hint)
     flag = _flag(prefix, f.name)
     dest = f"{prefix}{f.name}"
     if default is not dataclasses.MISSING:

@@ -114,7 +114,7 @@ def test_encoder_head_feature_mismatch_is_caught_at_load(tmp_path):
         load_policy(d, encoder="resnet18")
     # weights whose shapes contradict the config are named key by key
     doc = json.loads((d / "config.json").read_text())
-    doc["policy"]["hidden"] = 128
+    doc["policy"]["head"]["hidden"] = 128
     (d / "config.json").write_text(json.dumps(doc))
     with pytest.raises(PolicyCheckpointError, match="mis-shaped: head"):
         load_policy(d)
