@@ -38,6 +38,8 @@ from robolearn.policies.policy import Policy
 
 @dataclass
 class TrainConfig:
+    """One behaviour-cloning run: which episodes, the policy to train (`policy`), the optimisation, the run folder."""
+
     data: list[Path] = opt(default_factory=list, help="dataset folder(s) of episodes")
     query: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1 task=open-drawer")
     split: str = opt("", help="a split made by `robolearn data split` (train part trains, val part validates)")
@@ -105,6 +107,8 @@ def upgrade_train_dict(d: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the run and policy folders, losses, episode counts, time and the metrics history."""
+
     out: Path
     policy_dir: Path
     steps: int
