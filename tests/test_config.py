@@ -107,3 +107,59 @@ def test_stage_with_a_main_command_and_named_ones() -> None:
         assert seen == [("main", "b"), ("other", 3), ("main", "c")]
     finally:
         COMMANDS.pop("zz-stage")
+
+
+@dataclass
+class Small:
+    name: str = field(default="small", init=False)
+    width: int = opt(8, help="width")
+    depth: int = 1
+
+
+@dataclass
+class Big:
+    name: str = field(default="big", init=False)
+    width: int = 64
+    heads: int = 4
+
+
+@dataclass
+class Model:
+    block: Small | Big = opt(default_factory=Small, help="block kind")
+    inner: Inner = field(default_factory=lambda: Inner(lr=0.5))  # a nested default instance, not the class's
+    derived: int = opt(0, help="set by the program", cli=False)
+
+    @classmethod
+    def upgrade_config(cls, values: dict) -> dict:
+        if "kind" in values:  # an older flat layout
+            values["block"] = {"name": values.pop("kind"), "width": values.pop("width")}
+        return values
+
+
+def parse_model(argv: list[str]) -> Model:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config")
+    add_dataclass_args(p, Model)
+    return from_args(Model, p.parse_args(argv))
+
+
+def test_choice_groups_nested_defaults_and_program_fields(tmp_path, capsys):
+    assert parse_model([]) == Model(Small(), Inner(0.5))
+    assert parse_model(["--block.width", "3"]).block == Small(width=3)
+    assert parse_model(["--block", "big", "--block.heads", "2"]).block == Big(heads=2)
+    with pytest.raises(ValueError, match="--block.heads does not apply to block 'small'"):
+        parse_model(["--block.heads", "2"])
+    with pytest.raises(ValueError, match="unknown block 'huge'; expected one of small, big"):
+        parse_model(["--block", "huge"])
+    with pytest.raises(SystemExit):
+        parse_model(["--derived", "3"])  # no flag for a program-filled field
+    with pytest.raises(SystemExit):
+        parse_model(["--block.colour", "red"])
+    assert "unrecognized arguments" in capsys.readouterr().err
+    m = parse_model(["--block", "big", "--inner.name", "sgd"])
+    path = save_config(m, tmp_path, "m")
+    assert json.loads(path.read_text())["values"]["block"] == {"name": "big", "width": 64, "heads": 4}
+    assert load_config(Model, path) == m
+    # an older layout goes through the class's upgrade_config
+    (tmp_path / "old.json").write_text(json.dumps({"values": {"kind": "big", "width": 5}}))
+    assert load_config(Model, tmp_path / "old.json").block == Big(width=5)

@@ -92,7 +92,7 @@ def run_eval(cfg: EvalCommand) -> dict[str, Any]:
                     else None, num_envs=cfg.num_envs, max_steps=cfg.max_steps, videos=cfg.videos)
     out.mkdir(parents=True, exist_ok=True)
     encoder = "random" if random_policy else pconf.encoder
-    head = "-" if random_policy else pconf.head
+    head = "-" if random_policy else pconf.head.name
     meta_policy = {"path": cfg.policy, "name": cfg.name or (encoder if random_policy else f"{encoder} + {head}"),
                    "encoder": encoder, "head": head,
                    "train_data": None if random_policy else ", ".join(doc["meta"].get("train_data", [])),

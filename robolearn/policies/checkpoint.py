@@ -10,7 +10,6 @@ another encoder under the trained head, refused when its feature size differs fr
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from robolearn import __version__
 from robolearn.policies.config import PolicyConfig
 from robolearn.policies.policy import Policy
+from robolearn.utils import atomic_path, write_text_atomic
 
 POLICY_FORMAT = "robolearn.policy"
 POLICY_VERSION = 1
@@ -36,15 +36,12 @@ def save_policy(policy: Policy, path: str | Path, meta: dict[str, Any] | None = 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": POLICY_FORMAT})
-    os.replace(tmp, out / WEIGHTS_FILE)
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": POLICY_FORMAT})
     doc = {"format": POLICY_FORMAT, "version": POLICY_VERSION, "robolearn_version": __version__,
            "policy": policy.config.to_dict(), "backbone": policy.backbone.extra_config(),
            "head_input_dim": policy.head.embed_dim, "meta": meta or {}}
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, out / CONFIG_FILE)
+    write_text_atomic(out / CONFIG_FILE, json.dumps(doc, indent=2) + "\n")
     return out
 
 

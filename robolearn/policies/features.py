@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from robolearn.utils import atomic_path
+
 log = logging.getLogger(__name__)
 
 
@@ -76,7 +78,6 @@ def cached_features(policy: Any, dataset: Any, paths: list[Path], chunk: int, ca
             log.warning("ignoring unreadable feature cache %s (%s)", f, e)
     feats = compute_features(policy, dataset, desc=desc)
     f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(f".tmp{os.getpid()}")
-    torch.save(feats, tmp)
-    os.replace(tmp, f)
+    with atomic_path(f) as tmp:
+        torch.save(feats, tmp)
     return feats

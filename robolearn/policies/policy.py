@@ -1,6 +1,6 @@
 """`Policy`: backbone + head + normalisation, and `PolicyRunner` for closed-loop control.
 
-    policy = build_policy(PolicyConfig(encoder="v-cond-tiny", cameras=["exterior_1"], head="chunk", chunk=8))
+    policy = build_policy(PolicyConfig(encoder="v-cond-tiny", cameras=["exterior_1"], head=ChunkHeadConfig(chunk=8)))
     runner = policy.runner()          # temporal ensembling state, one slot per parallel env
     action = runner.act(obs)          # obs: env dict (images/proprio/language), single or batched
 
@@ -140,7 +140,7 @@ class PolicyRunner:
         if h == 1:
             return chunk[0].astype(np.float32)
         preds = np.stack([c[t - t0] for t0, c in live])  # oldest first
-        w = np.exp(-self.policy.config.ensemble_decay * np.arange(len(live)))
+        w = np.exp(-self.policy.config.head.ensemble_decay * np.arange(len(live)))
         return ((w[:, None] * preds).sum(0) / w.sum()).astype(np.float32)
 
 

@@ -1,4 +1,4 @@
-"""Behaviour cloning: `robolearn train --data DIR --encoder NAME[:CKPT] --head map-mlp|chunk ...`.
+"""Behaviour cloning: `robolearn train --data DIR --policy.encoder NAME[:CKPT] --policy.head map-mlp|chunk ...`.
 
 Reads episodes with robolearn.data's loader (normalised with the training episodes' statistics), trains
 the head (and any trainable encoder blocks) with AdamW + warm-up/cosine on an L1 (chunk) or MSE (map-mlp)
@@ -9,11 +9,12 @@ loss over the un-padded actions of each chunk, and writes a run folder:
     OUT/checkpoints/step_N/    policy + train_state.pt (optimizer, schedule, RNG) for --resume
 
 Frozen encoders have their tokens computed once (features.py); baselines and fine-tuned encoders stream
-frames through the loader with random-shift augmentation.
+frames through the loader with random-shift augmentation. The `robolearn train` command is in commands.py.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -28,15 +29,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from robolearn.config import command, opt, save_config
+from robolearn.config import opt, save_config, to_dict
 from robolearn.policies.checkpoint import load_policy, save_policy
-from robolearn.policies.config import DEFAULT_PROPRIO, PolicyConfig
+from robolearn.policies.config import PolicyConfig
 from robolearn.policies.features import cached_features, default_cache_dir
 from robolearn.policies.policy import Policy
 
 
 @dataclass
 class TrainConfig:
+    """One behaviour-cloning run: which episodes, the policy to train (`policy`), the optimisation, the run folder."""
+
     data: list[Path] = opt(default_factory=list, help="dataset folder(s) of episodes")
     query: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1 task=open-drawer")
     split: str = opt("", help="a split made by `robolearn data split` (train part trains, val part validates)")
@@ -44,19 +47,8 @@ class TrainConfig:
     max_episodes: int = opt(0, help="use only N of the selected episodes, taken round-robin over their folders "
                                     "(scenes) in path order (0: all)")
     out: Path = opt(Path("runs/bc"), help="run folder")
-    encoder: str = opt("v-cond-tiny", help="encoder id (random init), checkpoint folder, id:CKPT, or a baseline "
-                                           "(scratch-cnn, resnet18)")
-    encoder_image_size: int = opt(0, help="image size override for a random-init encoder id (0: the id's)")
-    language_model: str = opt("", help="frozen LM for Voltron encoders (hub id or local folder)")
-    mode: str = opt("visual", help="Voltron features: visual | multimodal (uses the instruction)")
-    freeze: bool = opt(True, help="freeze the encoder (baselines always train)")
-    unfreeze_last: int = opt(0, help="train the encoder's last N blocks too")
-    head: str = opt("map-mlp", help="map-mlp | chunk")
-    chunk: int = opt(0, help="actions per prediction H (0: 1 for map-mlp, 8 for chunk)")
-    cameras: list[str] = opt(default_factory=list, help="cameras the policy sees (default: every camera of the data)")
-    image_size: int = opt(64, help="backbone input side for baselines")
-    proprio: bool = opt(True, help="feed proprioception")
-    hidden: int = opt(256, help="head width")
+    policy: PolicyConfig = opt(default_factory=lambda: PolicyConfig(cameras=[]),
+                               help="the policy (cameras default to every camera of the data)")
     steps: int = opt(2000, help="optimizer steps")
     batch_size: int = opt(64, help="batch size")
     lr: float = opt(1e-3, help="peak learning rate")
@@ -73,9 +65,50 @@ class TrainConfig:
     device: str = opt("cpu", help="cpu | cuda")
     progress: bool = opt(True, help="show a progress bar")
 
+    @classmethod
+    def upgrade_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Saved values of an older layout -> the current one (robolearn.config calls this on load)."""
+        return upgrade_train_dict(values)
+
+
+# TrainConfig fields of the layout before the policy was nested, moved into `policy` by upgrade_train_dict
+_FLAT_POLICY_FIELDS = ("encoder", "encoder_image_size", "language_model", "mode", "freeze", "unfreeze_last", "head",
+                       "chunk", "cameras", "image_size", "proprio", "hidden")
+
+
+def upgrade_train_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """A saved TrainConfig dict (train.config.json) in the current layout: the policy fields the older flat
+    layout kept on TrainConfig (`encoder`, `encoder_image_size`, `head`, `chunk`, `proprio`, ...) move into
+    `policy`, with its conventions (chunk 0 = the head's default, proprio False = no proprio keys, image-size
+    override in `encoder_overrides`). Current dicts pass as is."""
+    if not set(d) & set(_FLAT_POLICY_FIELDS):
+        return d
+    d = dict(d)
+    old = {k: d.pop(k) for k in _FLAT_POLICY_FIELDS if k in d}
+    policy = dict(d.get("policy") or {})
+    for k in ("encoder", "mode", "freeze", "unfreeze_last", "cameras", "image_size"):
+        if k in old:
+            policy[k] = old[k]
+    if old.get("language_model"):
+        policy["language_model"] = old["language_model"]
+    if old.get("encoder_image_size"):
+        policy["encoder_overrides"] = {"image_size": old["encoder_image_size"]}
+    if "proprio" in old and not old["proprio"]:
+        policy["proprio_keys"] = []
+    head = {"name": old.get("head", "map-mlp")}
+    if old.get("chunk"):
+        head["chunk"] = old["chunk"]
+    if "hidden" in old:
+        head["hidden"] = old["hidden"]
+    policy["head"] = head
+    d["policy"] = policy
+    return d
+
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the run and policy folders, losses, episode counts, time and the metrics history."""
+
     out: Path
     policy_dir: Path
     steps: int
@@ -88,12 +121,8 @@ class TrainResult:
 
 
 def policy_config(cfg: TrainConfig) -> PolicyConfig:
-    chunk = cfg.chunk or (8 if cfg.head == "chunk" else 1)
-    overrides = {"image_size": cfg.encoder_image_size} if cfg.encoder_image_size else {}
-    return PolicyConfig(encoder=cfg.encoder, encoder_overrides=overrides, language_model=cfg.language_model or None,
-                        mode=cfg.mode, freeze=cfg.freeze, unfreeze_last=cfg.unfreeze_last, cameras=list(cfg.cameras),
-                        image_size=cfg.image_size, proprio_keys=list(DEFAULT_PROPRIO) if cfg.proprio else [],
-                        proprio_dim=15 if cfg.proprio else 0, head=cfg.head, chunk=chunk, hidden=cfg.hidden)
+    """A copy of `cfg.policy` for one training run (train() fills its data fields)."""
+    return copy.deepcopy(cfg.policy)
 
 
 def select_episodes(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
@@ -329,6 +358,7 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     pc = policy_config(cfg)
     _describe_data(train_paths, pc)
     dataset, stats = _dataset(train_paths, pc)
+    pc.proprio_dim = int(dataset.proprio_norm.shift.size) if pc.proprio_keys else 0
     size = next(iter(dataset.image_sizes.values()))
     pc.train_image_size = [int(size[0]), int(size[1])]
     policy = Policy(pc).to(device)
@@ -336,10 +366,10 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
                              (dataset.proprio_norm.shift, dataset.proprio_norm.scale))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out, "train")
-    kind = "l1" if pc.head == "chunk" else "mse"
+    kind = "l1" if pc.head.name == "chunk" else "mse"
     meta = {"train_data": [str(d) for d in cfg.data], "query": cfg.query, "split": cfg.split,
             "train_episodes": len(train_paths), "val_episodes": len(val_paths), "loss": kind,
-            "train_config": json.loads(json.dumps(cfg.__dict__, default=str))}
+            "train_config": to_dict(cfg)}
     source = _Source(policy, dataset, train_paths, cfg, "features (train)")
     val_source = None
     if val_paths:
@@ -409,19 +439,3 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     val_loss = next((h["val_loss"] for h in reversed(history) if h.get("val_loss") is not None), None)
     return TrainResult(out, out / "policy", cfg.steps, last_loss, val_loss, len(train_paths), len(val_paths),
                        time.perf_counter() - t0, history)
-
-
-@command("train", "")
-def train_cmd(cfg: TrainConfig) -> int:
-    """Train a policy head on an encoder by behaviour cloning."""
-    import sys
-
-    try:
-        r = train(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"robolearn train: {e}", file=sys.stderr)
-        return 2
-    print(f"trained {r.steps} steps on {r.train_episodes} episodes (val {r.val_episodes}) in {r.seconds:.1f} s: "
-          f"loss {r.final_loss:.4f}" + (f", val {r.val_loss:.4f}" if r.val_loss is not None else ""))
-    print(f"policy: {r.policy_dir}")
-    return 0

@@ -1,4 +1,5 @@
-"""`robolearn pretrain prepare`: decode a clip source into sharded HDF5 frames plus a tokenised language index."""
+"""`robolearn pretrain` (train an encoder; the Python API is robolearn.pretrain.run) and `robolearn pretrain
+prepare` (decode a clip source into sharded HDF5 frames plus a tokenised language index)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from robolearn.config import command, opt, save_config
+from robolearn.pretrain.run import PretrainCommand, pretrain
 from robolearn.pretrain.sampling import MIN_FRAMES
 from robolearn.pretrain.shards import PrepareError
 
@@ -90,4 +92,7 @@ def prepare(cfg: PrepareCommand) -> int:
     return 0
 
 
-from robolearn.pretrain import run as _run  # noqa: E402,F401  (registers `robolearn pretrain`; moves here later)
+@command("pretrain", "")
+def pretrain_cmd(cfg: PretrainCommand) -> int:
+    """Pretrain an encoder (one process, or one process per device under torchrun)."""
+    return pretrain(cfg)

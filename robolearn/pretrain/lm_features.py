@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from robolearn.utils import write_text_atomic
+
 FEATURES, KEYS, META = "lm_features.npy", "lm_keys.npy", "lm_meta.json"
 
 
@@ -109,8 +111,6 @@ def build_feature_store(tables: Sequence[Any], language_model: Any, folder: str 
     out.flush()
     del out
     np.save(folder / KEYS, np.stack([ids, mask], axis=1).astype(np.int32))
-    tmp = meta_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"language_model": name, "length": int(ids.shape[1]), "dim": dim,
-                               "count": int(len(ids)), "dtype": "float16"}))
-    tmp.replace(meta_path)
+    write_text_atomic(meta_path, json.dumps({"language_model": name, "length": int(ids.shape[1]), "dim": dim,
+                                             "count": int(len(ids)), "dtype": "float16"}))
     return FeatureStore(folder)

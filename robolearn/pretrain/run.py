@@ -1,4 +1,5 @@
-"""`robolearn pretrain`: train an encoder on prepared clips and/or our own episodes.
+"""Pretraining an encoder on prepared clips and/or our own episodes: `pretrain(PretrainCommand(...))`, the Python
+API behind `robolearn pretrain` (registered in commands.py).
 
     robolearn pretrain --model v-cond --data data/ssv2-prepared --run-dir runs/v-cond
     robolearn pretrain --model v-gen --data data/ssv2-prepared:0.7 --episodes data/demos:0.3 --run-dir ...
@@ -18,13 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from robolearn.config import command, opt, save_config
+from robolearn.config import opt, save_config
 from robolearn.pretrain.distributed import DistInfo, barrier, init_distributed, shutdown
 from robolearn.pretrain.trainer import TrainConfig, Trainer
 
 
 @dataclass
 class PretrainCommand:
+    """`robolearn pretrain`'s config: the model, its data sources and the training loop (`train`)."""
+
     model: str = opt("v-cond", help="encoder id (robolearn encoders list), e.g. v-cond, v-gen, r-mvp, r-r3m-vit")
     data: list[str] = opt(default_factory=list, help="prepared shard folders (robolearn pretrain prepare), "
                                                       "each DIR or DIR:WEIGHT")
@@ -102,7 +105,6 @@ def feature_store(cfg: PretrainCommand, model: torch.nn.Module, sources: Any, in
     return FeatureStore(folder)
 
 
-@command("pretrain", "")
 def pretrain(cfg: PretrainCommand) -> int:
     """Pretrain an encoder (one process, or one process per device under torchrun)."""
     from robolearn.pretrain.datasets import dataset_for

@@ -127,14 +127,14 @@ def run_demo(cfg: DemoConfig) -> int:
 
     _stage("4. train: heads by behaviour cloning")
     t = time.perf_counter()
-    common = ["--data", str(demos), "--query", "success=1", "--seed", str(cfg.seed), "--language-model", lm]
+    common = ["--data", str(demos), "--query", "success=1", "--seed", str(cfg.seed), "--policy.language-model", lm]
     random_encoder = _random_init_encoder(cfg, lm, lm_overrides, run / "random-init-encoder")
     policies = {
-        "pretrained": (["--encoder", f"{cfg.model}:{ckpt}", "--steps", str(cfg.train_steps)],
+        "pretrained": (["--policy.encoder", f"{cfg.model}:{ckpt}", "--steps", str(cfg.train_steps)],
                        f"{cfg.model} pretrained on the demos (frozen) + MAP head"),
-        "random-init": (["--encoder", str(random_encoder), "--steps", str(cfg.train_steps)],
+        "random-init": (["--policy.encoder", str(random_encoder), "--steps", str(cfg.train_steps)],
                         f"{cfg.model}, random weights (frozen) + MAP head"),
-        "scratch-cnn": (["--encoder", "scratch-cnn", "--image-size", str(cfg.size), "--steps",
+        "scratch-cnn": (["--policy.encoder", "scratch-cnn", "--policy.image-size", str(cfg.size), "--steps",
                          str(cfg.baseline_steps)], "small CNN trained from scratch end to end + MAP head"),
     }
     for name, (args, _) in policies.items():

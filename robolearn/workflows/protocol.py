@@ -65,6 +65,7 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
     from robolearn.data.reader import list_episodes
     from robolearn.eval.commands import EvalCommand, run_eval
     from robolearn.eval.leaderboard import write_leaderboard
+    from robolearn.policies.config import HEAD_CONFIGS, PolicyConfig
     from robolearn.policies.train import TrainConfig, train
 
     out = Path(cfg.out)
@@ -86,10 +87,14 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
             for n in cfg.demos:
                 for seed in cfg.seeds:
                     run = out / "runs" / task / _slug(enc) / f"demos{n}" / f"seed{seed}"
+                    if cfg.head not in HEAD_CONFIGS:
+                        raise ValueError(f"unknown head {cfg.head!r}; expected one of {', '.join(HEAD_CONFIGS)}")
+                    pc = PolicyConfig(encoder=enc, head=HEAD_CONFIGS[cfg.head](), cameras=list(cfg.cameras),
+                                      language_model=cfg.language_model or None,
+                                      encoder_overrides={"image_size": cfg.encoder_image_size}
+                                      if cfg.encoder_image_size else {})
                     tc = TrainConfig(data=[demos_dir], query=["success=1"], max_episodes=n, val_fraction=0.0,
-                                     out=run / "train", encoder=enc, head=cfg.head, steps=cfg.steps, seed=seed,
-                                     cameras=list(cfg.cameras), language_model=cfg.language_model,
-                                     encoder_image_size=cfg.encoder_image_size, progress=cfg.progress)
+                                     out=run / "train", policy=pc, steps=cfg.steps, seed=seed, progress=cfg.progress)
                     train(tc)
                     ec = EvalCommand(policy=str(run / "train"), tasks=[task], episodes=cfg.episodes, seeds=[seed],
                                      scenes=eval_scenes, num_envs=cfg.num_envs, videos=cfg.videos,

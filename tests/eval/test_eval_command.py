@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from robolearn.cli import main
-from robolearn.policies import PolicyConfig, build_policy, save_policy
+from robolearn.policies import MapMlpHeadConfig, PolicyConfig, build_policy, save_policy
 
 
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory) -> Path:
-    cfg = PolicyConfig(encoder="scratch-cnn", image_size=32, hidden=32, train_tasks=["press-button"],
-                       train_scenes=["household_0/scene_0", "household_1/scene_1"], train_image_size=[32, 32])
+    cfg = PolicyConfig(encoder="scratch-cnn", image_size=32, head=MapMlpHeadConfig(hidden=32),
+                       train_tasks=["press-button"], train_scenes=["household_0/scene_0", "household_1/scene_1"],
+                       train_image_size=[32, 32])
     return save_policy(build_policy(cfg), tmp_path_factory.mktemp("policy") / "p")
 
 
@@ -70,8 +71,8 @@ def test_metaworld_train_and_eval(tmp_path, capsys):
     paths = record_metaworld_demos(demos, "reach-v3", 2, size=32)
     assert len(paths) == 2
     assert main(["data", "validate", str(demos)]) == 0
-    assert main(["train", "--data", str(demos), "--out", str(tmp_path / "bc"), "--encoder", "scratch-cnn",
-                 "--image-size", "32", "--steps", "5", "--no-progress"]) == 0
+    assert main(["train", "--data", str(demos), "--out", str(tmp_path / "bc"), "--policy.encoder", "scratch-cnn",
+                 "--policy.image-size", "32", "--steps", "5", "--no-progress"]) == 0
     policy = json.loads((tmp_path / "bc" / "policy" / "config.json").read_text())["policy"]
     assert policy["train_suite"] == "metaworld" and policy["proprio_dim"] == 4 and policy["cameras"] == ["corner"]
     assert main(["eval", "--policy", str(tmp_path / "bc"), "--episodes", "1", "--max-steps", "5", "--videos", "0",

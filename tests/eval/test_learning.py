@@ -8,6 +8,7 @@ from pathlib import Path
 from robolearn.collection.expert_demos import record_expert_demos
 from robolearn.eval.rollout import EvalSpec, evaluate_policy
 from robolearn.policies import load_policy
+from robolearn.policies import PolicyConfig
 from robolearn.policies.train import TrainConfig, train
 
 TASK = "close-drawer"
@@ -18,8 +19,9 @@ EVAL_SCENES = [(0, 0), (0, 3), (1, 1), (3, 0), (4, 2)]  # three seen, two held o
 def test_bc_policy_beats_random_in_closed_loop(tmp_path: Path, lm_dir):
     demos = tmp_path / "demos"
     record_expert_demos(demos, TASK, TRAIN_SCENES, 5, size=64, noise=0.1)
-    run = train(TrainConfig(data=[demos], query=["success=1"], out=tmp_path / "bc", encoder="v-cond-tiny",
-                            encoder_image_size=64, language_model=str(lm_dir), steps=1500, seed=0,
+    run = train(TrainConfig(data=[demos], query=["success=1"], out=tmp_path / "bc",
+                            policy=PolicyConfig(encoder="v-cond-tiny", encoder_overrides={"image_size": 64},
+                                                language_model=str(lm_dir), cameras=[]), steps=1500, seed=0,
                             feature_cache="none", progress=False))
     assert run.train_episodes + run.val_episodes == 40
     policy = load_policy(run.policy_dir)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from robolearn.policies import PolicyCheckpointError, PolicyConfig, build_policy, load_policy, save_policy
+from robolearn.policies import (ChunkHeadConfig, MapMlpHeadConfig, PolicyCheckpointError, PolicyConfig, build_policy,
+                                load_policy, save_policy)
 
 
 def _obs(size: int = 32, cams=("exterior_1", "wrist"), seed: int = 0) -> dict:
@@ -21,7 +22,8 @@ def _obs(size: int = 32, cams=("exterior_1", "wrist"), seed: int = 0) -> dict:
                                      "r-r3m-vit-tiny"])
 @pytest.mark.parametrize("head", ["map-mlp", "chunk"])
 def test_every_backbone_and_head_acts(encoder, head, lm_dir):
-    cfg = PolicyConfig(encoder=encoder, head=head, chunk=4 if head == "chunk" else 1, hidden=32,
+    cfg = PolicyConfig(encoder=encoder, head=ChunkHeadConfig(chunk=4, hidden=32) if head == "chunk" else
+                       MapMlpHeadConfig(chunk=1, hidden=32),
                        language_model=str(lm_dir), image_size=32)
     policy = build_policy(cfg)
     runner = policy.runner()
@@ -42,7 +44,7 @@ def test_unfreeze_last_blocks_trains_only_those(lm_dir):
 
 
 def test_temporal_ensembling_weights_oldest_most():
-    policy = build_policy(PolicyConfig(encoder="scratch-cnn", head="chunk", chunk=3, ensemble_decay=0.5,
+    policy = build_policy(PolicyConfig(encoder="scratch-cnn", head=ChunkHeadConfig(chunk=3, ensemble_decay=0.5),
                                        image_size=32))
     runner = policy.runner()
     chunks = [np.full((3, 7), float(v)) for v in (1.0, 2.0, 3.0)]
@@ -78,7 +80,7 @@ def test_missing_camera_and_bad_proprio_are_named():
 
 
 def test_save_load_roundtrip_gives_the_same_actions(tmp_path, lm_dir):
-    policy = build_policy(PolicyConfig(encoder="v-cond-tiny", head="chunk", chunk=4, hidden=32,
+    policy = build_policy(PolicyConfig(encoder="v-cond-tiny", head=ChunkHeadConfig(chunk=4, hidden=32),
                                        language_model=str(lm_dir)))
     policy.set_normalization((np.arange(7.0), np.full(7, 2.0)), (np.zeros(15), np.ones(15)))
     save_policy(policy, tmp_path / "p", {"note": "x"})
@@ -112,7 +114,7 @@ def test_encoder_head_feature_mismatch_is_caught_at_load(tmp_path):
         load_policy(d, encoder="resnet18")
     # weights whose shapes contradict the config are named key by key
     doc = json.loads((d / "config.json").read_text())
-    doc["policy"]["hidden"] = 128
+    doc["policy"]["head"]["hidden"] = 128
     (d / "config.json").write_text(json.dumps(doc))
     with pytest.raises(PolicyCheckpointError, match="mis-shaped: head"):
         load_policy(d)
