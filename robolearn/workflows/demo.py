@@ -38,7 +38,7 @@ class DemoConfig:
     expert_noise: float = opt(0.1, help="expert action noise (makes the demos cover recoveries)")
     model: str = opt("v-cond-tiny", help="encoder pretrained on the demos (robolearn encoders list)")
     language_model: str = opt("", help="frozen LM for pretraining (hub id or local folder); default: a local "
-                                       "distilbert-base-uncased if cached, else a small offline random LM")
+                                       "distilbert-base-uncased if cached, else the packaged all-MiniLM-L6-v2")
     pretrain_steps: int = opt(300, help="pretraining optimizer steps")
     train_steps: int = opt(1500, help="head training steps (frozen encoders)")
     baseline_steps: int = opt(600, help="training steps of the from-scratch CNN baseline")
@@ -61,22 +61,22 @@ def _stage(name: str) -> None:
 
 
 def resolve_language_model(cfg: DemoConfig, folder: Path) -> tuple[str, dict[str, Any], str]:
-    """(LM path, encoder overrides, a sentence for the report). Never downloads."""
+    """(LM path, encoder overrides, a sentence for the report). Never downloads: the default is a local
+    distilbert-base-uncased if cached, else the packaged all-MiniLM-L6-v2 (robolearn.encoders.pretrained_lm)."""
     if cfg.language_model:
         return cfg.language_model, {}, f"language model: {cfg.language_model} (given)"
-    try:
-        from transformers import AutoConfig
+    from robolearn.encoders.language import LanguageModel
+    from robolearn.encoders.pretrained_lm import MINILM_HUB_ID, default_language_model
 
-        hub = AutoConfig.from_pretrained("distilbert-base-uncased", local_files_only=True)
-        return ("distilbert-base-uncased", {"language_dim": hub.dim},
-                "language model: distilbert-base-uncased from the local Hugging Face cache")
-    except Exception:  # not cached and no network: the offline default
-        from robolearn.encoders.offline import write_language_model
-
-        path = write_language_model(folder / "offline-lm", vocab_size=1000, dim=32, layers=1, heads=2, seed=cfg.seed)
-        return (str(path), {}, "language model: distilbert-base-uncased is not available offline on this machine, "
-                "so the demo used a small random-weight DistilBERT-architecture model written locally "
-                f"({path}); language features carry no meaning in this run")
+    lm = LanguageModel(default_language_model())
+    ident = lm.identity()
+    overrides = {"language_dim": ident["dim"], "vocab_size": ident["vocab_size"]}
+    if lm.source == lm.name_or_path:
+        where = "from the local Hugging Face cache"
+    else:  # the packaged MiniLM: its unpacked cache folder travels through the CLI stages (tokenizers load it)
+        where = f"({MINILM_HUB_ID}, packaged, unpacked offline to {lm.source})"
+    return (lm.source, overrides, f"language model: {lm.name_or_path} {where}, {ident['dim']}-d, weights sha256 "
+            f"{ident['sha256']}")
 
 
 def run_demo(cfg: DemoConfig) -> int:
