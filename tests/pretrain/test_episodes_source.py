@@ -120,3 +120,12 @@ def test_cli_prepare_episodes(episodes_root, lm_dir, tmp_path):
                  "wrist", "--out", str(out), "--tokenizer", str(lm_dir), "--size", "32"]) == 0
     assert len(ShardSource(Path(out))) == 4
     assert main(["pretrain", "prepare", "--source", "episodes", "--out", str(out)]) == 2
+
+
+def test_packaged_lm_alias_is_a_tokenizer_name(episodes_root, tmp_path, monkeypatch):
+    """`--tokenizer all-minilm-l6-v2` (the packaged real LM) works wherever a tokenizer is named."""
+    monkeypatch.setenv("ROBOLEARN_CACHE", str(tmp_path / "cache"))
+    src = EpisodeSource(episodes_root, tokenizer="all-minilm-l6-v2")
+    ids = src.table.input_ids[1]  # "open the drawer": [CLS] open the drawer [SEP] in BERT's uncased vocab
+    assert ids[0] == 101 and src.table.attention_mask[1].sum() == len("open the drawer".split()) + 2
+    assert src.table.input_ids.max() > 1000  # real word pieces, not the tiny test LM's 1000-entry vocab

@@ -53,7 +53,9 @@ def load_tokenizer(name_or_path: str) -> Any:
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(name_or_path)
+        from robolearn.encoders.pretrained_lm import resolve_language_model
+
+        return AutoTokenizer.from_pretrained(resolve_language_model(name_or_path))
     except Exception as e:  # noqa: BLE001 (transformers raises OSError, ValueError, HF hub errors...)
         raise PrepareError(f"cannot load tokenizer {name_or_path!r}: {type(e).__name__}: {str(e)[:300]}; pass "
                            "--tokenizer with a local folder holding the tokenizer files (e.g. one saved with "
