@@ -26,21 +26,37 @@ import resource
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 # --- reference constructor kwargs ---------------------------------------------------------------------------
-OPTIM_MAE = dict(optimizer="adamw", schedule="linear-warmup+cosine-decay", base_lr=1.5e-4, min_lr=0.0,
-                 effective_bsz=1024, betas=[0.9, 0.95], weight_decay=0.05, warmup_epochs=20, max_epochs=400)
+OPTIM_MAE = dict(
+    optimizer="adamw",
+    schedule="linear-warmup+cosine-decay",
+    base_lr=1.5e-4,
+    min_lr=0.0,
+    effective_bsz=1024,
+    betas=[0.9, 0.95],
+    weight_decay=0.05,
+    warmup_epochs=20,
+    max_epochs=400,
+)
 OPTIM_R3M = dict(lang_reward_weight=1.0, tcn_weight=1.0, l1_weight=1e-5, l2_weight=1e-5, n_negatives=3)
-SIZES = {   # image size, patch, encoder depth/dim/heads, decoder depth/dim/heads, R3M reward MLP width
+SIZES = {  # image size, patch, encoder depth/dim/heads, decoder depth/dim/heads, R3M reward MLP width
     "tiny": dict(res=32, patch=8, enc=(2, 64, 4), dec=(2, 32, 4), reward=64),
     "small": dict(res=224, patch=16, enc=(12, 384, 6), dec=(6, 192, 6), reward=1024),
 }
-CLASSES = {"v-cond": "VCond", "v-dual": "VDual", "v-gen": "VGen", "r-mvp": "VMVP", "r-r3m-vit": "VR3M",
-           "r-r3m-rn50": "VRN3M"}
+CLASSES = {
+    "v-cond": "VCond",
+    "v-dual": "VDual",
+    "v-gen": "VGen",
+    "r-mvp": "VMVP",
+    "r-r3m-vit": "VR3M",
+    "r-r3m-rn50": "VRN3M",
+}
 
 
 def reference_kwargs(variant: str, size: str, lm_dir: str, hf_cache: str, lm_dim: int, vocab: int) -> dict:
@@ -48,8 +64,17 @@ def reference_kwargs(variant: str, size: str, lm_dir: str, hf_cache: str, lm_dim
     s = SIZES[size]
     lang = dict(language_model=lm_dir, hf_cache=hf_cache, language_dim=lm_dim)
     (ed, ew, eh), (dd, dw, dh) = s["enc"], s["dec"]
-    mae = dict(resolution=s["res"], patch_size=s["patch"], encoder_depth=ed, encoder_embed_dim=ew,
-               encoder_n_heads=eh, decoder_depth=dd, decoder_embed_dim=dw, decoder_n_heads=dh, **OPTIM_MAE)
+    mae = dict(
+        resolution=s["res"],
+        patch_size=s["patch"],
+        encoder_depth=ed,
+        encoder_embed_dim=ew,
+        encoder_n_heads=eh,
+        decoder_depth=dd,
+        decoder_embed_dim=dw,
+        decoder_n_heads=dh,
+        **OPTIM_MAE,
+    )
     if variant in ("v-cond", "v-dual"):
         return {**mae, **lang}
     if variant == "v-gen":
@@ -57,17 +82,32 @@ def reference_kwargs(variant: str, size: str, lm_dir: str, hf_cache: str, lm_dim
     if variant == "r-mvp":
         return mae
     if variant == "r-r3m-vit":
-        return dict(resolution=s["res"], patch_size=s["patch"], depth=ed, embed_dim=ew, n_heads=eh, **lang,
-                    reward_dim=s["reward"], **OPTIM_R3M, optimizer="adam", schedule="linear-warmup+cosine-decay",
-                    lr=1e-4, min_lr=0.0, warmup_epochs=0, max_epochs=400)
+        return dict(
+            resolution=s["res"],
+            patch_size=s["patch"],
+            depth=ed,
+            embed_dim=ew,
+            n_heads=eh,
+            **lang,
+            reward_dim=s["reward"],
+            **OPTIM_R3M,
+            optimizer="adam",
+            schedule="linear-warmup+cosine-decay",
+            lr=1e-4,
+            min_lr=0.0,
+            warmup_epochs=0,
+            max_epochs=400,
+        )
     if variant == "r-r3m-rn50":
-        return dict(resolution=s["res"], fc_dim=2048, **lang, reward_dim=s["reward"], **OPTIM_R3M,
-                    optimizer="adam", lr=1e-4)
+        return dict(
+            resolution=s["res"], fc_dim=2048, **lang, reward_dim=s["reward"], **OPTIM_R3M, optimizer="adam", lr=1e-4
+        )
     raise ValueError(f"unknown variant {variant!r}; expected one of {list(CLASSES)}")
 
 
 def reference_class(variant: str) -> type:
     import voltron.models as vm
+
     return getattr(vm, CLASSES[variant])
 
 
@@ -100,7 +140,7 @@ def matmul_gflops(n: int = 2048, iters: int = 8, device: str = "cpu", dtype: tor
     for _ in range(iters):
         torch.mm(a, b, out=out)
     sync(device)
-    return 2 * n ** 3 * iters / (time.perf_counter() - t) / 1e9
+    return 2 * n**3 * iters / (time.perf_counter() - t) / 1e9
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
@@ -109,18 +149,19 @@ def count_flops(fn: Callable[[], Any]) -> int:
     CPU kernel (it would count attention as 0), and the math backend decomposes it into counted matmuls."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
+
     counter = FlopCounterMode(display=False)
     with counter, sdpa_kernel([SDPBackend.MATH]):
         fn()
     return int(counter.get_total_flops())
 
 
-def serve(step: Callable[[dict], None], device: str, out: Any,
-          flop_step: Callable[[dict], None] | None = None) -> None:
+def serve(step: Callable[[dict], None], device: str, out: Any, flop_step: Callable[[dict], None] | None = None) -> None:
     """Answer JSON-line requests on stdin until {"op": "quit"} (replies on `out`, one JSON line each):
     step {"batch": ...} -> {"t": s}; flops {"batch": ...} -> {"flops": n} (one step under FlopCounterMode;
     `flop_step` if given, e.g. the eager twin of a compiled step, which the counter cannot see into);
     roof {"n", "iters", "dtype"} -> {"gflops": x}; rss -> {"peak_rss_mib", "rss_mib"}."""
+
     def reply(obj: dict) -> None:
         out.write(json.dumps(obj) + "\n")
         out.flush()
@@ -157,6 +198,7 @@ def quiet(threads: int) -> None:
     warnings.filterwarnings("ignore")
     try:
         from transformers.utils import logging as hf_logging
+
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
     except ImportError:
@@ -177,12 +219,13 @@ def reference_worker(args: argparse.Namespace) -> None:
     device = args.device
     torch.manual_seed(0)
     from transformers import AutoConfig
+
     lm_cfg = AutoConfig.from_pretrained(args.lm)
     kw = reference_kwargs(args.model, "small", args.lm, args.hf_cache, lm_cfg.dim, lm_cfg.vocab_size)
     model = reference_class(args.model)(**kw).to(device).train()
-    optimizer, _ = model.configure_optimizer()        # the reference's own AdamW groups, lr 6e-4
+    optimizer, _ = model.configure_optimizer()  # the reference's own AdamW groups, lr 6e-4
     captions = json.loads(Path(args.pool).read_text())
-    if hasattr(model, "tokenizer"):       # pre-tokenised once, as the reference's datasets hand ids to the model
+    if hasattr(model, "tokenizer"):  # pre-tokenised once, as the reference's datasets hand ids to the model
         tok = model.tokenizer(captions, return_tensors="pt", max_length=20, padding="max_length", truncation=True)
         pool_ids, pool_mask = tok["input_ids"].to(device), tok["attention_mask"].to(device)
     frames = 2 if args.model in ("v-dual", "v-gen") else 1
@@ -201,8 +244,14 @@ def reference_worker(args: argparse.Namespace) -> None:
                 g = torch.tensor(batch["generate"], device=device)[:, None]
                 null, null_mask = torch.zeros_like(ids), torch.zeros_like(mask)
                 null[:, 0], null_mask[:, 0] = 101, 1
-                loss = model(images, torch.where(g, null, ids), torch.where(g, null_mask, mask),
-                             torch.where(g, ids, null), torch.where(g, mask, null_mask), g[:, 0].float())[0]
+                loss = model(
+                    images,
+                    torch.where(g, null, ids),
+                    torch.where(g, null_mask, mask),
+                    torch.where(g, ids, null),
+                    torch.where(g, mask, null_mask),
+                    g[:, 0].float(),
+                )[0]
             elif args.model == "r-mvp":
                 loss = model(images)[0]
             else:
@@ -266,7 +315,7 @@ def reference_outputs(variant: str, model: Any, inputs: dict, seeds: list[int]) 
         with torch.set_grad_enabled(i == 0):
             if n_patches is not None and variant != "r-r3m-vit":
                 torch.manual_seed(seed)
-                res[f"noise/{seed}"] = torch.rand(len(captions), n_patches)   # what the model's mask() draws next
+                res[f"noise/{seed}"] = torch.rand(len(captions), n_patches)  # what the model's mask() draws next
             torch.manual_seed(seed)
             if variant in ("v-cond", "r-mvp"):
                 out = model(inputs["img1"], ids, mask) if variant == "v-cond" else model(inputs["img1"])
@@ -277,14 +326,26 @@ def reference_outputs(variant: str, model: Any, inputs: dict, seeds: list[int]) 
             elif variant == "v-gen":
                 g = torch.tensor(inputs["generate"])[:, None]
                 null, null_mask = _null(len(captions))
-                out = model(inputs["img2"], torch.where(g, null, ids), torch.where(g, null_mask, mask),
-                            torch.where(g, ids, null), torch.where(g, mask, null_mask), g[:, 0].float())
-                parts = {"loss": out[0], "mae_loss": out[1], "lm_loss": out[2], "mae_loss_0": out[3][0],
-                         "mae_loss_k": out[3][1]}
+                out = model(
+                    inputs["img2"],
+                    torch.where(g, null, ids),
+                    torch.where(g, null_mask, mask),
+                    torch.where(g, ids, null),
+                    torch.where(g, mask, null_mask),
+                    g[:, 0].float(),
+                )
+                parts = {
+                    "loss": out[0],
+                    "mae_loss": out[1],
+                    "lm_loss": out[2],
+                    "mae_loss_0": out[3][0],
+                    "mae_loss_k": out[3][1],
+                }
             else:
                 out = model(inputs["img5"], ids, mask)
-                parts = dict(zip(("loss", "tcn_loss", "reward_loss", "l1_loss", "l2_loss", "tcn_acc", "reward_acc"),
-                                 out))
+                parts = dict(
+                    zip(("loss", "tcn_loss", "reward_loss", "l1_loss", "l2_loss", "tcn_acc", "reward_acc"), out)
+                )
             for k, v in parts.items():
                 res[f"{k}/{seed}"] = v.detach()
             if i == 0:
@@ -306,26 +367,29 @@ def equivalence(args: argparse.Namespace) -> None:
     inputs["generate"] = meta["generate"]
     for variant in meta["variants"]:
         t0 = time.perf_counter()
-        kw = reference_kwargs(variant, meta["size"], meta["lm"], str(root / "hf-cache"), meta["lm_dim"],
-                              meta["vocab"])
+        kw = reference_kwargs(variant, meta["size"], meta["lm"], str(root / "hf-cache"), meta["lm_dim"], meta["vocab"])
         torch.manual_seed(meta["init_seed"])
         model = reference_class(variant)(**kw)
         folder = root / variant
         folder.mkdir(exist_ok=True)
         (folder / f"{variant}-config.json").write_text(json.dumps(kw, indent=2))
-        torch.save([model.state_dict(), {}], folder / f"{variant}.pt")      # xm.save layout: [state_dict, optim]
+        torch.save([model.state_dict(), {}], folder / f"{variant}.pt")  # xm.save layout: [state_dict, optim]
         del model
         # reload through the reference's public loader (it downloads only when a file is missing)
         cls = materialize.MODEL_REGISTRY[variant]["cls"]
         call = cls.__call__
         loaded, _ = voltron.load(variant, device="cpu", freeze=False, cache=str(root))
-        cls.__call__ = call                                # undo load()'s global __call__ patch
+        cls.__call__ = call  # undo load()'s global __call__ patch
         res = reference_outputs(variant, loaded, inputs, meta["seeds"])
         # trainable = requires_grad (the frozen LM and the fixed sin-cos tables are parameters without grad here)
         res["n_params_trainable"] = sum(p.numel() for p in loaded.parameters() if p.requires_grad)
         torch.save(res, folder / "ref_out.pt")
-        print(f"[reference] {variant}: built, saved, reloaded with voltron.load, outputs written "
-              f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+        print(
+            f"[reference] {variant}: built, saved, reloaded with voltron.load, outputs written "
+            f"({time.perf_counter() - t0:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def main() -> None:

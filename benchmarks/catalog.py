@@ -27,8 +27,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -39,9 +40,16 @@ from robolearn.data import catalog as cat  # noqa: E402
 from robolearn.data.synthetic import SyntheticConfig, write_episode  # noqa: E402
 from robolearn.data.writer import WriterConfig  # noqa: E402
 
-VERBS = [("put the {o} in the {c}", True), ("pick up the {o}", False), ("open the {f}", False),
-         ("close the {f}", False), ("move the {o} to the left of the {c}", True), ("wipe the {f}", False),
-         ("stack the {o} on the {c}", True), ("turn on the {f}", False)]
+VERBS = [
+    ("put the {o} in the {c}", True),
+    ("pick up the {o}", False),
+    ("open the {f}", False),
+    ("close the {f}", False),
+    ("move the {o} to the left of the {c}", True),
+    ("wipe the {f}", False),
+    ("stack the {o} on the {c}", True),
+    ("turn on the {f}", False),
+]
 OBJECTS = ["marker", "red block", "mug", "spoon", "sponge", "banana", "tape", "cup", "bottle", "toy car"]
 CONTAINERS = ["bowl", "drawer", "box", "pot", "basket", "plate"]
 FURNITURE = ["drawer", "cabinet door", "microwave", "faucet", "lamp", "laptop", "oven", "fridge"]
@@ -91,12 +99,26 @@ def synthetic_attrs(n: int, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
         lab, hh = labs[lab_of[i]], f"{labs[lab_of[i]]}_house_{hh_local[i]}"
         t = tasks[task[i]]
         st = str(start[i]) + "Z"
-        attrs = {"format": "robolearn.episode", "schema_version": "1.0", "uuid": f"{i:032x}", "complete": True,
-                 "num_steps": np.int64(steps[i]), "lab": lab, "household": hh, "scene_id": f"scene_{scene[i]}",
-                 "operator": f"{lab}_op{op_local[i]}", "robot_type": "franka-fr3", "control_hz": 15.0,
-                 "teleop_device": str(device[i]), "task": t, "success": np.int64(success[i]),
-                 "start_time": st, "end_time": st, "cameras": CAMERAS,
-                 "language_annotations": json.dumps([{"text": t, "source": "operator"}])}
+        attrs = {
+            "format": "robolearn.episode",
+            "schema_version": "1.0",
+            "uuid": f"{i:032x}",
+            "complete": True,
+            "num_steps": np.int64(steps[i]),
+            "lab": lab,
+            "household": hh,
+            "scene_id": f"scene_{scene[i]}",
+            "operator": f"{lab}_op{op_local[i]}",
+            "robot_type": "franka-fr3",
+            "control_hz": 15.0,
+            "teleop_device": str(device[i]),
+            "task": t,
+            "success": np.int64(success[i]),
+            "start_time": st,
+            "end_time": st,
+            "cameras": CAMERAS,
+            "language_annotations": json.dumps([{"text": t, "source": "operator"}]),
+        }
         out.append((f"{lab}/{hh}/episode_{i:07d}.h5", attrs))
     return out
 
@@ -120,6 +142,7 @@ def latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
 
 def pick_queries(entries: list[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]:
     from collections import Counter
+
     hh = Counter(a["household"] for _, a in entries).most_common()
     mid_household = hh[len(hh) // 4][0]  # a typical (not the largest) household
     held_hh = [h for h, _ in hh[5:8]]
@@ -214,12 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         def build() -> None:
             rows = [cat.entry_from_attrs(rel, a, st.st_size, st.st_mtime_ns) for (rel, a), st in zip(entries, stats)]
             cat.bulk_load(catalog, root, rows)
+
         t_build, _ = timed(build)
         fig["bulk_build_s"] = round(t_build, 3)
         fig["bulk_rows_per_s"] = round(args.entries / t_build)
         fig["catalog_mb"] = round(catalog.stat().st_size / 2**20, 1)
-        row(f"(a) bulk build, {args.entries} entries", f"{t_build:.2f} s ({fig['bulk_rows_per_s']:,} rows/s, "
-            f"{fig['catalog_mb']} MiB)")
+        row(
+            f"(a) bulk build, {args.entries} entries",
+            f"{t_build:.2f} s ({fig['bulk_rows_per_s']:,} rows/s, {fig['catalog_mb']} MiB)",
+        )
 
         # ---- (b) query latency ----
         queries = pick_queries(entries)
@@ -227,22 +253,32 @@ def main(argv: list[str] | None = None) -> int:
         for label, flt in queries.items():
             p50, p99, res = latency(lambda: cat.query(catalog, flt), args.repeats)
             s50, _, _ = latency(lambda: cat.select_paths(catalog, flt, update_catalog=False), args.repeats // 2)
-            fig["query_ms"][label] = {"filters": flt, "rows": len(res), "p50": round(p50, 2), "p99": round(p99, 2),
-                                      "select_paths_p50": round(s50, 2)}
-            row(f"(b) query {label} [{len(res)} rows]", f"p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
-                f"(paths only p50 {s50:.1f} ms)")
-        p50, p99, res = latency(lambda: cat.select_paths(catalog, ["success=1"], update_catalog=False),
-                                max(args.repeats // 4, 3))
+            fig["query_ms"][label] = {
+                "filters": flt,
+                "rows": len(res),
+                "p50": round(p50, 2),
+                "p99": round(p99, 2),
+                "select_paths_p50": round(s50, 2),
+            }
+            row(
+                f"(b) query {label} [{len(res)} rows]",
+                f"p50 {p50:.1f} ms  p99 {p99:.1f} ms  (paths only p50 {s50:.1f} ms)",
+            )
+        p50, p99, res = latency(
+            lambda: cat.select_paths(catalog, ["success=1"], update_catalog=False), max(args.repeats // 4, 3)
+        )
         fig["select_paths_success_ms"] = {"rows": len(res), "p50": round(p50, 2), "p99": round(p99, 2)}
         row(f"(b) select_paths success=1 (bulk result) [{len(res)} rows]", f"p50 {p50:.1f} ms  p99 {p99:.1f} ms")
         worst_p99 = max(q["p99"] for q in fig["query_ms"].values())
 
         # ---- (c) incremental index of new real files ----
-        cfg = SyntheticConfig(steps=2, cameras=("wrist",), size=16, households=20, scenes_per_household=3,
-                              labs=("lab_new",))
+        cfg = SyntheticConfig(
+            steps=2, cameras=("wrist",), size=16, households=20, scenes_per_household=3, labs=("lab_new",)
+        )
         wcfg = WriterConfig(background_flush=False, min_free_mb=1)
-        t_write, new_paths = timed(lambda: [write_episode(root / "new" / f"ep_{i:05d}.h5", cfg, i, wcfg)
-                                            for i in range(args.new)])
+        t_write, new_paths = timed(
+            lambda: [write_episode(root / "new" / f"ep_{i:05d}.h5", cfg, i, wcfg) for i in range(args.new)]
+        )
         row(f"setup: write {args.new} real episodes (2 steps, 1 cam 16x16)", f"{t_write:.2f} s")
         t_inc, rep = timed(lambda: cat.update(root))
         assert (rep.added, rep.unchanged, rep.removed, len(rep.errors)) == (args.new, args.entries, 0, 0), rep
@@ -252,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         fig["noop_reindex_s"] = round(t_noop, 3)
         read_ms = max(t_inc - t_noop, 0.0) / args.new * 1e3  # approx.: the update minus its scan of the tree
         fig["incremental_read_ms_per_new_file"] = round(read_ms, 3)
-        row(f"(c) incremental index: +{args.new} real files into {args.entries:,}", f"{t_inc:.2f} s "
-            f"({t_inc / args.new * 1e3:.2f} ms/file incl. stat of all {args.entries + args.new:,} files)")
+        row(
+            f"(c) incremental index: +{args.new} real files into {args.entries:,}",
+            f"{t_inc:.2f} s ({t_inc / args.new * 1e3:.2f} ms/file incl. stat of all {args.entries + args.new:,} files)",
+        )
         row(f"(c) no-op re-index ({args.entries + args.new:,} files, none changed)", f"{t_noop:.2f} s")
         row("(c) per new file: update minus no-op scan (approx.)", f"{read_ms:.2f} ms/file")
 
@@ -263,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         scale = args.entries / args.new
         fig["naive_h5py_s_per_new_files"] = round(t_naive, 3)
         fig["naive_h5py_extrapolated_s"] = round(t_naive * scale, 1)
-        row(f"(d) naive h5py attrs scan of {args.new} files (1 query)", f"{t_naive:.2f} s ({len(hits)} hits, "
-            f"{t_naive / args.new * 1e3:.2f} ms/file)")
+        row(
+            f"(d) naive h5py attrs scan of {args.new} files (1 query)",
+            f"{t_naive:.2f} s ({len(hits)} hits, {t_naive / args.new * 1e3:.2f} ms/file)",
+        )
         row(f"(d) naive h5py scan EXTRAPOLATED to {args.entries:,} files", f"{t_naive * scale:.1f} s per query")
         fig["parquet_ms"] = None
         try:
@@ -282,15 +322,23 @@ def main(argv: list[str] | None = None) -> int:
             fig["parquet_ms"] = {}
             for label, flt in queries.items():
                 cold50, cold99, res = latency(
-                    lambda: arrow_filter(pc, pa, pq.read_table(pq_path), flt).column("path").to_pylist(),
-                    args.repeats)
+                    lambda: arrow_filter(pc, pa, pq.read_table(pq_path), flt).column("path").to_pylist(), args.repeats
+                )
                 mem = pq.read_table(pq_path)
-                hot50, hot99, res2 = latency(lambda: arrow_filter(pc, pa, mem, flt).column("path").to_pylist(),
-                                             args.repeats)
+                hot50, hot99, res2 = latency(
+                    lambda: arrow_filter(pc, pa, mem, flt).column("path").to_pylist(), args.repeats
+                )
                 assert len(res) == len(res2) == fig["query_ms"][label]["rows"], (label, len(res))
-                fig["parquet_ms"][label] = {"read+filter_p50": round(cold50, 2), "read+filter_p99": round(cold99, 2),
-                                            "in_memory_p50": round(hot50, 2), "in_memory_p99": round(hot99, 2)}
-                row(f"(d) parquet {label} -> path list", f"read+filter p50 {cold50:.1f} ms; in-memory p50 {hot50:.1f} ms")
+                fig["parquet_ms"][label] = {
+                    "read+filter_p50": round(cold50, 2),
+                    "read+filter_p99": round(cold99, 2),
+                    "in_memory_p50": round(hot50, 2),
+                    "in_memory_p99": round(hot99, 2),
+                }
+                row(
+                    f"(d) parquet {label} -> path list",
+                    f"read+filter p50 {cold50:.1f} ms; in-memory p50 {hot50:.1f} ms",
+                )
 
         # ---- summary ----
         fig["worst_query_p99_ms"] = worst_p99
@@ -298,13 +346,18 @@ def main(argv: list[str] | None = None) -> int:
         fig["goal_incremental_in_seconds"] = t_inc < 10
         fig["ratio_naive_extrapolated_over_noop_reindex"] = round(t_naive * scale / t_noop, 1)
         fig["ratio_naive_extrapolated_over_query_p50"] = round(
-            t_naive * scale * 1e3 / fig["query_ms"]["success & task~drawer"]["p50"])
+            t_naive * scale * 1e3 / fig["query_ms"]["success & task~drawer"]["p50"]
+        )
         fig["ratio_naive_per_file_over_catalog_read_per_file"] = round(t_naive / args.new * 1e3 / max(read_ms, 1e-6), 2)
         print("-" * 90)
-        row("goal: every query p99 < 100 ms", f"{'MET' if fig['goal_query_under_100ms'] else 'NOT MET'} "
-            f"(worst p99 {worst_p99:.1f} ms)")
-        row(f"goal: +{args.new} episodes indexed in seconds", f"{'MET' if fig['goal_incremental_in_seconds'] else 'NOT MET'} "
-            f"({t_inc:.2f} s)")
+        row(
+            "goal: every query p99 < 100 ms",
+            f"{'MET' if fig['goal_query_under_100ms'] else 'NOT MET'} (worst p99 {worst_p99:.1f} ms)",
+        )
+        row(
+            f"goal: +{args.new} episodes indexed in seconds",
+            f"{'MET' if fig['goal_incremental_in_seconds'] else 'NOT MET'} ({t_inc:.2f} s)",
+        )
         print(json.dumps(fig, separators=(",", ":")))
     finally:
         if not args.keep:

@@ -75,29 +75,43 @@ def episode_content(i: int, steps: int, size: int, cams: tuple[str, ...]) -> dic
     tr = episode_steps(steps, rng)
     colours = [rng.uniform(60, 200, 3) for _ in cams]
     frames = {c: np.stack([render(t, steps, j, size, colours[j]) for t in range(steps)]) for j, c in enumerate(cams)}
-    state = {"joint_positions": tr["q"], "joint_velocities": tr["qd"], "ee_position": tr["pos"],
-             "ee_quaternion": tr["quat"], "gripper_position": tr["grip"]}
+    state = {
+        "joint_positions": tr["q"],
+        "joint_velocities": tr["qd"],
+        "ee_position": tr["pos"],
+        "ee_quaternion": tr["quat"],
+        "gripper_position": tr["grip"],
+    }
     nxt = np.minimum(np.arange(steps) + 1, steps - 1)
-    action = {"cartesian_velocity": tr["vel"], "cartesian_position": np.concatenate([tr["pos"][nxt], tr["quat"]], 1),
-              "joint_position": tr["q"][nxt], "joint_velocity": tr["qd"], "gripper_position": tr["grip"]}
+    action = {
+        "cartesian_velocity": tr["vel"],
+        "cartesian_position": np.concatenate([tr["pos"][nxt], tr["quat"]], 1),
+        "joint_position": tr["q"][nxt],
+        "joint_velocity": tr["qd"],
+        "gripper_position": tr["grip"],
+    }
     return {"frames": frames, "state": state, "action": action, "task": TASKS[i % len(TASKS)]}
 
 
 def write_robolearn(path: Path, ep: dict[str, Any], cfg: SyntheticConfig) -> None:
-    meta = EpisodeMeta(robot_type="robolearn-arm7-sim", action_space="cartesian_velocity", task=ep["task"],
-                       language=[ep["task"]])
+    meta = EpisodeMeta(
+        robot_type="robolearn-arm7-sim", action_space="cartesian_velocity", task=ep["task"], language=[ep["task"]]
+    )
     steps = len(ep["state"]["gripper_position"])
     with EpisodeWriter(path, meta, camera_specs(cfg)) as w:
         for t in range(steps):
-            w.add_step(state={k: v[t] for k, v in ep["state"].items()},
-                       action={k: v[t] for k, v in ep["action"].items()},
-                       images={c: f[t] for c, f in ep["frames"].items()})
+            w.add_step(
+                state={k: v[t] for k, v in ep["state"].items()},
+                action={k: v[t] for k, v in ep["action"].items()},
+                images={c: f[t] for c, f in ep["frames"].items()},
+            )
         w.set_outcome(True)
 
 
 def lowdim(ep: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    proprio = np.concatenate([np.asarray(ep["state"][k], np.float64).reshape(len(ep["state"][k]), -1)
-                              for k in PROPRIO], 1)
+    proprio = np.concatenate(
+        [np.asarray(ep["state"][k], np.float64).reshape(len(ep["state"][k]), -1) for k in PROPRIO], 1
+    )
     action = np.concatenate([ep["action"]["cartesian_velocity"], ep["action"]["gripper_position"][:, None]], 1)
     return proprio, action
 
@@ -125,8 +139,14 @@ def write_video(folder: Path, i: int, ep: dict[str, Any], fps: int = 15) -> None
                 out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
             out.mux(s.encode())
     proprio, action = lowdim(ep)
-    table = pa.table({"frame_index": np.arange(len(action)), "timestamp": np.arange(len(action)) / fps,
-                      "observation.state": list(proprio), "action": list(action)})
+    table = pa.table(
+        {
+            "frame_index": np.arange(len(action)),
+            "timestamp": np.arange(len(action)) / fps,
+            "observation.state": list(proprio),
+            "action": list(action),
+        }
+    )
     pq.write_table(table, folder / f"episode_{i:06d}.parquet")
 
 
@@ -194,9 +214,11 @@ class RawH5Dataset(Dataset):
         for c in self.cams:  # robomimic: every obs key read per sample, straight from h5py
             x, obs_pad = _window(f[f"obs/{c}_image"], t - self.k + 1, t + 1, n)
             out[f"images/{c}"] = torch.from_numpy(x)
-        out["proprio"] = torch.from_numpy(np.concatenate(
-            [_window(f[f"obs/{k}"], t - self.k + 1, t + 1, n)[0].reshape(self.k, -1) for k in PROPRIO], 1
-        ).astype(np.float32))
+        out["proprio"] = torch.from_numpy(
+            np.concatenate(
+                [_window(f[f"obs/{k}"], t - self.k + 1, t + 1, n)[0].reshape(self.k, -1) for k in PROPRIO], 1
+            ).astype(np.float32)
+        )
         a, action_pad = _window(f["actions"], t, t + self.h, n)
         out["action"] = torch.from_numpy(a.astype(np.float32))
         out["obs_pad"], out["action_pad"] = torch.from_numpy(obs_pad), torch.from_numpy(action_pad)
@@ -223,8 +245,10 @@ class VideoDataset(Dataset):
     def _table(self, e: int) -> tuple[np.ndarray, np.ndarray]:
         if e not in self._lowdim:  # like LeRobot's memory-mapped hf_dataset: low-dim read once
             t = pq.read_table(self.folder / f"episode_{e:06d}.parquet")
-            self._lowdim[e] = (np.stack(t["observation.state"].to_numpy(zero_copy_only=False)).astype(np.float32),
-                               np.stack(t["action"].to_numpy(zero_copy_only=False)).astype(np.float32))
+            self._lowdim[e] = (
+                np.stack(t["observation.state"].to_numpy(zero_copy_only=False)).astype(np.float32),
+                np.stack(t["action"].to_numpy(zero_copy_only=False)).astype(np.float32),
+            )
         return self._lowdim[e]
 
     def _frames(self, path: Path, ts: list[float]) -> np.ndarray:
@@ -247,8 +271,10 @@ class VideoDataset(Dataset):
         hist = np.arange(t - self.k + 1, t + 1)
         act = np.arange(t, t + self.h)
         ts = (np.clip(hist, 0, n - 1) / self.fps).tolist()
-        out: dict[str, Any] = {f"images/{c}": torch.from_numpy(self._frames(
-            self.folder / f"episode_{e:06d}_{c}.mp4", ts)) for c in self.cams}
+        out: dict[str, Any] = {
+            f"images/{c}": torch.from_numpy(self._frames(self.folder / f"episode_{e:06d}_{c}.mp4", ts))
+            for c in self.cams
+        }
         proprio, action = self._table(e)
         out["proprio"] = torch.from_numpy(proprio[np.clip(hist, 0, n - 1)])
         out["action"] = torch.from_numpy(action[np.clip(act, 0, n - 1)])
@@ -308,8 +334,15 @@ def run_epochs(loader: DataLoader, epochs: int = 1, max_batches: int | None = No
         del it
     dt = time.perf_counter() - t0
     cpu = time.process_time() - cpu0 + cpu_workers
-    return {"samples": n, "seconds": dt, "rate": n / dt, "first_batch_s": first_batch_s,
-            "cpu_us": 1e6 * cpu / max(n, 1), "mem_start": mem_start, "mem_end": mem_end}
+    return {
+        "samples": n,
+        "seconds": dt,
+        "rate": n / dt,
+        "first_batch_s": first_batch_s,
+        "cpu_us": 1e6 * cpu / max(n, 1),
+        "mem_start": mem_start,
+        "mem_end": mem_end,
+    }
 
 
 def _hot_buffer(shape: tuple[int, int, int]) -> np.ndarray:
@@ -318,13 +351,13 @@ def _hot_buffer(shape: tuple[int, int, int]) -> np.ndarray:
     n = int(np.prod(shape))
     raw = np.empty(n + 64, np.uint8)
     start = (16 - raw.ctypes.data) % 32
-    return raw[start:start + n].reshape(shape)
+    return raw[start : start + n].reshape(shape)
 
 
 def _decode_worker(frames: list[bytes], start: Any, seconds: float, q: Any) -> None:
     """Decode for `seconds` in two halves: into arrays simplejpeg allocates, then into one hot reused
     buffer. Reports (frames, CPU seconds) of each half."""
-    for b in frames:  # take this process's copy-on-write copies of the object headers now, not while timed
+    for _ in frames:  # take this process's copy-on-write copies of the object headers now, not while timed
         pass
     for b in frames[:256]:  # warm up
         simplejpeg.decode_jpeg(b, colorspace="RGB", fastdct=True, fastupsample=True)
@@ -335,12 +368,12 @@ def _decode_worker(frames: list[bytes], start: Any, seconds: float, q: Any) -> N
         deadline, cpu0, n = time.perf_counter() + seconds / 2, time.process_time(), 0
         while time.perf_counter() < deadline:
             for i in range(0, len(frames), 16):
-                for b in frames[i:i + 16]:
+                for b in frames[i : i + 16]:
                     if use_buffer:
                         simplejpeg.decode_jpeg(b, colorspace="RGB", fastdct=True, fastupsample=True, buffer=out)
                     else:
                         simplejpeg.decode_jpeg(b, colorspace="RGB", fastdct=True, fastupsample=True)
-                n += len(frames[i:i + 16])
+                n += len(frames[i : i + 16])
                 if time.perf_counter() >= deadline:
                     break
         res.append((n, time.process_time() - cpu0))
@@ -390,18 +423,22 @@ def jpeg_bytes(paths: list[Path]) -> list[bytes]:
 
 # ---- main --------------------------------------------------------------------------------------------------
 def make_loaders(tmp: Path, args: argparse.Namespace, cams: tuple[str, ...]) -> dict[str, DataLoader]:
-    kw = dict(batch_size=args.batch, shuffle=True, num_workers=args.workers, persistent_workers=True,
-              prefetch_factor=2)
+    kw = dict(batch_size=args.batch, shuffle=True, num_workers=args.workers, persistent_workers=True, prefetch_factor=2)
     ds_a = EpisodeDataset(sorted((tmp / "a").glob("*.h5")), LoaderConfig(history=args.history, chunk=args.chunk))
     ds_b = RawH5Dataset(sorted((tmp / "b").glob("*.h5")), cams, args.history, args.chunk)
-    ds_c = video_subset(VideoDataset(tmp / "c", args.episodes, cams, args.history, args.chunk),
-                        args.video_batches * args.batch)
-    return {"a": ds_a.dataloader(**kw), "b": DataLoader(ds_b, collate_fn=collate_hwc, **kw),
-            "c": DataLoader(ds_c, collate_fn=collate_hwc, **kw)}
+    ds_c = video_subset(
+        VideoDataset(tmp / "c", args.episodes, cams, args.history, args.chunk), args.video_batches * args.batch
+    )
+    return {
+        "a": ds_a.dataloader(**kw),
+        "b": DataLoader(ds_b, collate_fn=collate_hwc, **kw),
+        "c": DataLoader(ds_c, collate_fn=collate_hwc, **kw),
+    }
 
 
-def measure(loaders: dict[str, DataLoader], frames: list[bytes], per_sample: int,
-            args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    loaders: dict[str, DataLoader], frames: list[bytes], per_sample: int, args: argparse.Namespace
+) -> dict[str, Any]:
     """Rounds of: roof, a, roof, b, c. Each run of a way is preceded by an untimed warm-up epoch (page cache
     hot: this VM's kernel pages out file pages left idle while the other ways run, see the module doc). The
     roof of a round is the mean of the two measured around (a)."""
@@ -418,13 +455,21 @@ def measure(loaders: dict[str, DataLoader], frames: list[bytes], per_sample: int
         before = decode_roof(frames, args.workers, args.roof_seconds)
         runs["a"].append(run_epochs(loaders["a"], epochs["a"]))
         after = decode_roof(frames, args.workers, args.roof_seconds)
-        roof.append({"best": (before["best"] + after["best"]) / 2 / per_sample,
-                     "cpu_us": (before["best_cpu_us"] + after["best_cpu_us"]) / 2 * per_sample,
-                     **{k: (before[k] + after[k]) / 2 / per_sample for k in ("alloc", "buffer")}})
+        roof.append(
+            {
+                "best": (before["best"] + after["best"]) / 2 / per_sample,
+                "cpu_us": (before["best_cpu_us"] + after["best_cpu_us"]) / 2 * per_sample,
+                **{k: (before[k] + after[k]) / 2 / per_sample for k in ("alloc", "buffer")},
+            }
+        )
         for w in ("b", "c"):
             run(w)
-        print(f"round {r + 1}: roof {before['best'] / per_sample:.0f}/{after['best'] / per_sample:.0f}  "
-              + "  ".join(f"{w} {runs[w][-1]['rate']:.0f}" for w in loaders) + " samples/s", flush=True)
+        print(
+            f"round {r + 1}: roof {before['best'] / per_sample:.0f}/{after['best'] / per_sample:.0f}  "
+            + "  ".join(f"{w} {runs[w][-1]['rate']:.0f}" for w in loaders)
+            + " samples/s",
+            flush=True,
+        )
     return {"runs": runs, "roof": roof}
 
 
@@ -434,41 +479,64 @@ def summarise(m: dict[str, Any], size: dict[str, int]) -> dict[str, Any]:
     rate = {w: med(x["rate"] for x in res) for w, res in runs.items()}
     cpu = {w: med(x["cpu_us"] for x in res) for w, res in runs.items()}
     cpu["roof"] = med(r["cpu_us"] for r in roof)
-    paired = {"a_over_roof": med(x["rate"] / r["best"] for x, r in zip(runs["a"], roof)),
-              "a_over_b": med(x["rate"] / y["rate"] for x, y in zip(runs["a"], runs["b"])),
-              "a_over_c": med(x["rate"] / y["rate"] for x, y in zip(runs["a"], runs["c"]))}
-    return {"rate": rate, "cpu": cpu, "paired": paired, "roof": med(r["best"] for r in roof),
-            "roof_variants": {k: med(r[k] for r in roof) for k in ("alloc", "buffer")},
-            "first_ms": {w: 1e3 * med(x["first_batch_s"] for x in res) for w, res in runs.items()}, "size": size}
+    paired = {
+        "a_over_roof": med(x["rate"] / r["best"] for x, r in zip(runs["a"], roof)),
+        "a_over_b": med(x["rate"] / y["rate"] for x, y in zip(runs["a"], runs["b"])),
+        "a_over_c": med(x["rate"] / y["rate"] for x, y in zip(runs["a"], runs["c"])),
+    }
+    return {
+        "rate": rate,
+        "cpu": cpu,
+        "paired": paired,
+        "roof": med(r["best"] for r in roof),
+        "roof_variants": {k: med(r[k] for r in roof) for k in ("alloc", "buffer")},
+        "first_ms": {w: 1e3 * med(x["first_batch_s"] for x in res) for w, res in runs.items()},
+        "size": size,
+    }
 
 
 def print_table(s: dict[str, Any]) -> None:
     rate, size, cpu, paired = s["rate"], s["size"], s["cpu"], s["paired"]
     names = {"a": "robolearn (JPEG in HDF5)", "b": "raw uint8 HDF5 (robomimic-style)", "c": "MP4 + parquet (PyAV)"}
-    print(f"\n{'way':<34} {'samples/s':>10} {'x (a)':>7} {'MB on disk':>11} {'x (a)':>7} {'CPU us/sample':>14} "
-          f"{'1st batch ms':>12}")
+    print(
+        f"\n{'way':<34} {'samples/s':>10} {'x (a)':>7} {'MB on disk':>11} {'x (a)':>7} {'CPU us/sample':>14} "
+        f"{'1st batch ms':>12}"
+    )
     for w in ("a", "b", "c"):
-        print(f"{names[w]:<34} {rate[w]:>10.0f} {rate[w] / rate['a']:>7.2f} {size[w] / 2**20:>11.1f} "
-              f"{size[w] / size['a']:>7.2f} {cpu[w]:>14.0f} {s['first_ms'][w]:>12.1f}")
-    print(f"{'JPEG decode roof (2 processes)':<34} {s['roof']:>10.0f} {s['roof'] / rate['a']:>7.2f} {'':>11} "
-          f"{'':>7} {cpu['roof']:>14.0f}")
-    print("  roof variants (samples/s): " + ", ".join(f"{k} {v:.0f}" for k, v in s["roof_variants"].items())
-          + " (arrays allocated by simplejpeg / one hot reused buffer; the roof is the faster per run)")
-    print(f"\n(a) = {100 * paired['a_over_roof']:.0f}% of the decode roof (median of back-to-back rounds; "
-          f"ratio of medians {100 * rate['a'] / s['roof']:.0f}%); (a)/(b) speed {paired['a_over_b']:.2f}, "
-          f"size {size['a'] / size['b']:.3f}; (a)/(c) speed {paired['a_over_c']:.1f}, size "
-          f"{size['a'] / size['c']:.1f}")
-    print(f"CPU per sample (all processes): (a) {cpu['a']:.0f} us, roof {cpu['roof']:.0f} us -> (a) runs at "
-          f"{100 * cpu['roof'] / cpu['a']:.0f}% of the roof's CPU efficiency")
+        print(
+            f"{names[w]:<34} {rate[w]:>10.0f} {rate[w] / rate['a']:>7.2f} {size[w] / 2**20:>11.1f} "
+            f"{size[w] / size['a']:>7.2f} {cpu[w]:>14.0f} {s['first_ms'][w]:>12.1f}"
+        )
+    print(
+        f"{'JPEG decode roof (2 processes)':<34} {s['roof']:>10.0f} {s['roof'] / rate['a']:>7.2f} {'':>11} "
+        f"{'':>7} {cpu['roof']:>14.0f}"
+    )
+    print(
+        "  roof variants (samples/s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in s["roof_variants"].items())
+        + " (arrays allocated by simplejpeg / one hot reused buffer; the roof is the faster per run)"
+    )
+    print(
+        f"\n(a) = {100 * paired['a_over_roof']:.0f}% of the decode roof (median of back-to-back rounds; "
+        f"ratio of medians {100 * rate['a'] / s['roof']:.0f}%); (a)/(b) speed {paired['a_over_b']:.2f}, "
+        f"size {size['a'] / size['b']:.3f}; (a)/(c) speed {paired['a_over_c']:.1f}, size "
+        f"{size['a'] / size['c']:.1f}"
+    )
+    print(
+        f"CPU per sample (all processes): (a) {cpu['a']:.0f} us, roof {cpu['roof']:.0f} us -> (a) runs at "
+        f"{100 * cpu['roof'] / cpu['a']:.0f}% of the roof's CPU efficiency"
+    )
 
 
 def print_memory(runs: list[dict[str, Any]]) -> None:
     print("(a) worker memory, MiB (VmRSS / RssAnon / RssShmem):")
     for label, res in (("first run", runs[0]), ("last run", runs[-1])):
         for i, (m0, m1) in enumerate(zip(res["mem_start"], res["mem_end"])):
-            print(f"  {label} worker {i}: start {m0.get('VmRSS', 0):.0f} / {m0.get('RssAnon', 0):.0f} / "
-                  f"{m0.get('RssShmem', 0):.0f}   end {m1.get('VmRSS', 0):.0f} / {m1.get('RssAnon', 0):.0f} / "
-                  f"{m1.get('RssShmem', 0):.0f}")
+            print(
+                f"  {label} worker {i}: start {m0.get('VmRSS', 0):.0f} / {m0.get('RssAnon', 0):.0f} / "
+                f"{m0.get('RssShmem', 0):.0f}   end {m1.get('VmRSS', 0):.0f} / {m1.get('RssAnon', 0):.0f} / "
+                f"{m1.get('RssShmem', 0):.0f}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,8 +562,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if not (tmp / "a").exists():
             build(tmp, args.episodes, args.steps, args.size)
-        print(f"built {args.episodes} episodes x {args.steps} steps, 2 cameras {args.size}x{args.size}, three ways "
-              f"in {time.perf_counter() - t0:.1f} s under {tmp}", flush=True)
+        print(
+            f"built {args.episodes} episodes x {args.steps} steps, 2 cameras {args.size}x{args.size}, three ways "
+            f"in {time.perf_counter() - t0:.1f} s under {tmp}",
+            flush=True,
+        )
         loaders = make_loaders(tmp, args, cams)
         m = measure(loaders, jpeg_bytes(sorted((tmp / "a").glob("*.h5"))), len(cams) * args.history, args)
         s = summarise(m, {w: disk_bytes(tmp / w) for w in ("a", "b", "c")})
@@ -503,23 +574,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {os.cpu_count()} CPUs, load average {load0} at start, {_loadavg()} at the end")
         print_memory(m["runs"]["a"])
         rate, size, paired, cpu = s["rate"], s["size"], s["paired"], s["cpu"]
-        goals = {"a_ge_b_speed": paired["a_over_b"] >= 1, "a_le_third_b_disk": size["a"] <= size["b"] / 3,
-                 "a_ge_10x_c": paired["a_over_c"] >= 10, "a_ge_80pct_roof": paired["a_over_roof"] >= 0.8}
+        goals = {
+            "a_ge_b_speed": paired["a_over_b"] >= 1,
+            "a_le_third_b_disk": size["a"] <= size["b"] / 3,
+            "a_ge_10x_c": paired["a_over_c"] >= 10,
+            "a_ge_80pct_roof": paired["a_over_roof"] >= 0.8,
+        }
         runs_a = m["runs"]["a"]
         figures = {
-            "episodes": args.episodes, "steps": args.steps, "image": args.size, "history": args.history,
-            "chunk": args.chunk, "batch": args.batch, "workers": args.workers, "rounds": args.rounds,
+            "episodes": args.episodes,
+            "steps": args.steps,
+            "image": args.size,
+            "history": args.history,
+            "chunk": args.chunk,
+            "batch": args.batch,
+            "workers": args.workers,
+            "rounds": args.rounds,
             "samples_per_s": {w: round(v, 1) for w, v in rate.items()},
             "samples_per_s_runs": {w: [round(x["rate"], 1) for x in res] for w, res in m["runs"].items()},
-            "roof_samples_per_s": round(s["roof"], 1), "roof_runs": [round(r["best"], 1) for r in m["roof"]],
+            "roof_samples_per_s": round(s["roof"], 1),
+            "roof_runs": [round(r["best"], 1) for r in m["roof"]],
             "roof_variants_samples_per_s": {k: round(v, 1) for k, v in s["roof_variants"].items()},
             "first_batch_ms": {w: round(v, 1) for w, v in s["first_ms"].items()},
-            "bytes": size, "a_over_b_speed": round(paired["a_over_b"], 3),
-            "a_over_b_bytes": round(size["a"] / size["b"], 4), "a_over_c_speed": round(paired["a_over_c"], 2),
-            "c_over_a_bytes": round(size["c"] / size["a"], 4), "a_pct_of_roof": round(100 * paired["a_over_roof"], 1),
+            "bytes": size,
+            "a_over_b_speed": round(paired["a_over_b"], 3),
+            "a_over_b_bytes": round(size["a"] / size["b"], 4),
+            "a_over_c_speed": round(paired["a_over_c"], 2),
+            "c_over_a_bytes": round(size["c"] / size["a"], 4),
+            "a_pct_of_roof": round(100 * paired["a_over_roof"], 1),
             "a_pct_of_roof_medians": round(100 * rate["a"] / s["roof"], 1),
             "cpu_us_per_sample": {w: round(v, 1) for w, v in cpu.items()},
-            "a_pct_of_roof_cpu_efficiency": round(100 * cpu["roof"] / cpu["a"], 1), "loadavg": [load0, _loadavg()],
+            "a_pct_of_roof_cpu_efficiency": round(100 * cpu["roof"] / cpu["a"], 1),
+            "loadavg": [load0, _loadavg()],
             "a_worker_rss_anon_mib_first_start": [round(x.get("RssAnon", 0), 1) for x in runs_a[0]["mem_start"]],
             "a_worker_rss_anon_mib_last_end": [round(x.get("RssAnon", 0), 1) for x in runs_a[-1]["mem_end"]],
             "goals": goals,

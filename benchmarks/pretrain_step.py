@@ -67,11 +67,29 @@ GOAL_RATIO, GOAL_ROOF = 0.8, 0.70
 
 def caption_pool(n: int = 64) -> list[str]:
     """n distinct Something-Something-style captions (3 to 14 words)."""
-    verbs = ["pushing", "pulling", "putting", "taking", "moving", "lifting", "dropping", "turning", "opening",
-             "closing", "picking up", "stacking"]
+    verbs = [
+        "pushing",
+        "pulling",
+        "putting",
+        "taking",
+        "moving",
+        "lifting",
+        "dropping",
+        "turning",
+        "opening",
+        "closing",
+        "picking up",
+        "stacking",
+    ]
     objects = ["a cup", "the red block", "a bottle", "the drawer", "a box", "the bowl", "something", "a can"]
-    tails = ["", "from left to right", "onto the table next to the bowl", "into the bin slowly",
-             "a little bit so that it almost falls off the edge of the counter", "towards the camera"]
+    tails = [
+        "",
+        "from left to right",
+        "onto the table next to the bowl",
+        "into the bin slowly",
+        "a little bit so that it almost falls off the edge of the counter",
+        "towards the camera",
+    ]
     rng = random.Random(0)
     out: list[str] = []
     while len(out) < n:
@@ -101,8 +119,8 @@ def our_worker(args: argparse.Namespace) -> None:
     captions = json.loads(Path(args.pool).read_text())
     if model.uses_language:
         pool_ids, pool_mask = (t.to(device) for t in model.language.tokenize(captions))
-        pool_feats = model.language.encode(pool_ids, pool_mask)                    # the LM, once per caption
-        model.language.encode(*null_language(1, pool_ids.shape[1], 101, device))    # V-Gen's null caption
+        pool_feats = model.language.encode(pool_ids, pool_mask)  # the LM, once per caption
+        model.language.encode(*null_language(1, pool_ids.shape[1], 101, device))  # V-Gen's null caption
         model.language.embed_tokens(pool_ids[:1])
     use_features = model.uses_language and not args.uncached and args.lang_path == "features"
     frames = model.n_frames
@@ -110,14 +128,14 @@ def our_worker(args: argparse.Namespace) -> None:
     images = torch.randn(*shape, generator=torch.Generator().manual_seed(1)).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
 
-    forward = compile_for_training(model) if args.compile else model     # as robolearn pretrain compiles
+    forward = compile_for_training(model) if args.compile else model  # as robolearn pretrain compiles
 
     def step(req: dict, fn: Any = forward) -> None:
         batch: dict[str, Any] = {"images": images}
         if model.uses_language:
             idx = torch.tensor(req["captions"], device=device)
             batch.update(lang_ids=pool_ids[idx], lang_mask=pool_mask[idx])
-            if use_features:                 # what robolearn pretrain's datasets hand over (feature store)
+            if use_features:  # what robolearn pretrain's datasets hand over (feature store)
                 batch["lang_features"] = pool_feats[idx]
         if args.model == "v-gen":
             batch["generate"] = torch.tensor(req["generate"], device=device)
@@ -136,8 +154,9 @@ def our_worker(args: argparse.Namespace) -> None:
 class Worker:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         self.name = name
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
-                                     cwd=str(ROOT))
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd=str(ROOT)
+        )
 
     def recv(self) -> dict:
         line = self.proc.stdout.readline()
@@ -162,33 +181,56 @@ class Worker:
             self.proc.wait(timeout=60)
 
 
-def bench_model(model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_python: Path,
-                env: dict[str, str]) -> dict[str, Any]:
-    common = ["--model", model, "--pool", str(pool), "--batch", str(args.batch), "--threads", str(args.threads),
-              "--device", args.device]
+def bench_model(
+    model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_python: Path, env: dict[str, str]
+) -> dict[str, Any]:
+    common = [
+        "--model",
+        model,
+        "--pool",
+        str(pool),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+    ]
     ours_only = ["--lang-path", args.lang_path]
     lm_args = ["--lm", str(lm)]
-    sides = {"ours": [sys.executable, str(Path(__file__).resolve()), "--worker", *common, *lm_args, *ours_only],
-             "reference": [str(ref_python), str(HERE / "_voltron_ref.py"), "worker", *common, *lm_args,
-                           "--hf-cache", str(lm.parent / "hf-cache")]}
+    sides = {
+        "ours": [sys.executable, str(Path(__file__).resolve()), "--worker", *common, *lm_args, *ours_only],
+        "reference": [
+            str(ref_python),
+            str(HERE / "_voltron_ref.py"),
+            "worker",
+            *common,
+            *lm_args,
+            "--hf-cache",
+            str(lm.parent / "hf-cache"),
+        ],
+    }
     if not args.no_compile:
         sides["ours (compiled)"] = sides["ours"] + ["--compile"]
     if model in LANGUAGE_MODELS and not args.no_uncached:
         sides["ours (LM every step)"] = sides["ours"] + ["--uncached"]
     workers: dict[str, Worker] = {}
     try:
-        for name, cmd in sides.items():          # start one at a time: construction is not measured anyway
+        for name, cmd in sides.items():  # start one at a time: construction is not measured anyway
             # The compiled side compiles from scratch (a fresh inductor cache): its first step is the cold cost.
-            side_env = dict(env, TORCHINDUCTOR_CACHE_DIR=str(pool.parent / f"inductor-{model}")) \
-                if "--compile" in cmd else env
+            side_env = (
+                dict(env, TORCHINDUCTOR_CACHE_DIR=str(pool.parent / f"inductor-{model}")) if "--compile" in cmd else env
+            )
             workers[name] = Worker(name, cmd, side_env)
             workers[name].recv()
         rng = random.Random(1234)
         n_pool = len(json.loads(pool.read_text()))
 
         def draw() -> dict:
-            return {"captions": rng.sample(range(n_pool), args.batch),
-                    "generate": [rng.random() < 0.5 for _ in range(args.batch)]}
+            return {
+                "captions": rng.sample(range(n_pool), args.batch),
+                "generate": [rng.random() < 0.5 for _ in range(args.batch)],
+            }
 
         names = list(workers)
         first: dict[str, float] = {}
@@ -196,21 +238,25 @@ def bench_model(model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_
             batch = draw()
             for name in names:
                 t = workers[name].ask(op="step", batch=batch)["t"]
-                first.setdefault(name, t)          # includes the compile for "ours (compiled)"
+                first.setdefault(name, t)  # includes the compile for "ours (compiled)"
         batch = draw()
         flops = {name: workers[name].ask(op="flops", batch=batch)["flops"] for name in names}
         times: dict[str, list[float]] = {n: [] for n in names}
         roofs: dict[str, list[float]] = {n: [] for n in names}
         for r in range(args.reps):
             batch = draw()
-            order = names[r % len(names):] + names[: r % len(names)]     # rotate who goes first
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
             dtype = "bfloat16" if args.device == "cuda" else "float32"
             for name in order:
-                roofs[name].append(workers[name].ask(op="roof", n=args.roof_n, iters=args.roof_iters,
-                                                     dtype=dtype)["gflops"])
+                roofs[name].append(
+                    workers[name].ask(op="roof", n=args.roof_n, iters=args.roof_iters, dtype=dtype)["gflops"]
+                )
                 times[name].append(workers[name].ask(op="step", batch=batch)["t"])
-            print(f"  {model} round {r + 1}/{args.reps}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names),
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {model} round {r + 1}/{args.reps}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names),
+                file=sys.stderr,
+                flush=True,
+            )
         rss = {name: workers[name].ask(op="rss")["peak_rss_mib"] for name in names}
     finally:
         for w in workers.values():
@@ -220,11 +266,16 @@ def bench_model(model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_
         med = statistics.median(times[name])
         achieved = [flops[name] / t / 1e9 for t in times[name]]
         result[name] = {
-            "step_s": med, "step_min_s": min(times[name]), "step_max_s": max(times[name]),
-            "examples_per_s": args.batch / med, "gflop_per_step": flops[name] / 1e9,
-            "achieved_gflops": flops[name] / med / 1e9, "roof_gflops": statistics.median(roofs[name]),
+            "step_s": med,
+            "step_min_s": min(times[name]),
+            "step_max_s": max(times[name]),
+            "examples_per_s": args.batch / med,
+            "gflop_per_step": flops[name] / 1e9,
+            "achieved_gflops": flops[name] / med / 1e9,
+            "roof_gflops": statistics.median(roofs[name]),
             "roof_fraction": statistics.median(a / roof for a, roof in zip(achieved, roofs[name])),
-            "peak_rss_mib": rss[name], "times_s": [round(t, 3) for t in times[name]],
+            "peak_rss_mib": rss[name],
+            "times_s": [round(t, 3) for t in times[name]],
             "first_step_s": first.get(name),
         }
     ours, ref = result["ours"], result["reference"]
@@ -233,12 +284,14 @@ def bench_model(model: str, args: argparse.Namespace, lm: Path, pool: Path, ref_
     if "ours (compiled)" in result:
         result["ratio_compiled_over_ref"] = result["ours (compiled)"]["step_s"] / ref["step_s"]
         result["ratio_compiled_per_round_median"] = statistics.median(
-            o / f for o, f in zip(times["ours (compiled)"], times["reference"]))
+            o / f for o, f in zip(times["ours (compiled)"], times["reference"])
+        )
     if "ours (LM every step)" in result:
         result["ratio_uncached_over_ref"] = result["ours (LM every step)"]["step_s"] / ref["step_s"]
         result["lm_flop_share_ref"] = 1 - ours["gflop_per_step"] / ref["gflop_per_step"]
     if args.device == "cuda":
         import torch
+
         gpu = torch.cuda.get_device_name(0)
         peak = args.peak_tflops or next((v for k, v in BF16_PEAK_TFLOPS.items() if k in gpu), None)
         for name in names:
@@ -274,12 +327,20 @@ def main() -> int:
     p.add_argument("--roof-iters", type=int, default=None, help="products per roof (default 8 on CPU, 50 on CUDA)")
     p.add_argument("--peak-tflops", type=float, default=None, help="GPU dense bf16 peak for MFU (cuda only)")
     p.add_argument("--no-uncached", action="store_true", help="skip the 'ours (LM every step)' process")
-    p.add_argument("--no-compile", action="store_true", help="skip the 'ours (compiled)' process "
-                   "(robolearn pretrain --train.compile: torch.compile, one-time compile in the warm-up)")
-    p.add_argument("--lang-path", choices=["features", "cache"], default="features",
-                   help="how ours gets caption features: 'features' = precomputed per caption and passed as "
-                        "lang_features (robolearn pretrain's default), 'cache' = ids only, found in the encoder's "
-                        "warm LRU caption cache")
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the 'ours (compiled)' process "
+        "(robolearn pretrain --train.compile: torch.compile, one-time compile in the warm-up)",
+    )
+    p.add_argument(
+        "--lang-path",
+        choices=["features", "cache"],
+        default="features",
+        help="how ours gets caption features: 'features' = precomputed per caption and passed as "
+        "lang_features (robolearn pretrain's default), 'cache' = ids only, found in the encoder's "
+        "warm LRU caption cache",
+    )
     p.add_argument("--ref-python", default=None)
     p.add_argument("--workdir", default=None)
     # worker mode (internal)
@@ -303,6 +364,7 @@ def main() -> int:
     ref_python = ref_python_path(args.ref_python)
     if args.device == "cuda":
         import torch
+
         if not torch.cuda.is_available():
             p.error("--device cuda: CUDA is not available")
     t0 = time.perf_counter()
@@ -314,12 +376,19 @@ def main() -> int:
     from transformers.utils import logging as hf_logging
 
     from robolearn.encoders.offline import write_language_model
+
     hf_logging.disable_progress_bar()
-    lm = write_language_model(work / "lm")                     # distilbert-base-uncased shape, random weights
+    lm = write_language_model(work / "lm")  # distilbert-base-uncased shape, random weights
     pool = work / "captions.json"
     pool.write_text(json.dumps(caption_pool()))
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        OMP_WAIT_POLICY="PASSIVE",
+        OMP_NUM_THREADS=str(args.threads),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     env.pop("PYTHONPATH", None)
 
     results: dict[str, Any] = {}
@@ -328,12 +397,16 @@ def main() -> int:
         results[model] = bench_model(model, args, lm, pool, ref_python, env)
 
     unit = "examples/s" if args.device == "cpu" else "examples/s (bf16)"
-    print(f"\nOne training step (fwd + bwd + AdamW), ViT-S 224x224, batch {args.batch}, {args.threads} threads, "
-          f"OMP_WAIT_POLICY=PASSIVE, device {args.device}; medians of {args.reps} alternating rounds after "
-          f"{args.warmup} warm-up steps; ours gets caption features via --lang-path {args.lang_path}. "
-          f"{load_before} at start, {load_line()} at end.\n")
-    head = (f"{'model':7s} {'side':22s} {'step s':>7s} {'min':>6s} {'max':>6s} {unit:>10s} {'GFLOP/step':>10s} "
-            f"{'GFLOP/s':>8s} {'roof':>7s} {'%roof':>6s} {'peak RSS MiB':>12s}")
+    print(
+        f"\nOne training step (fwd + bwd + AdamW), ViT-S 224x224, batch {args.batch}, {args.threads} threads, "
+        f"OMP_WAIT_POLICY=PASSIVE, device {args.device}; medians of {args.reps} alternating rounds after "
+        f"{args.warmup} warm-up steps; ours gets caption features via --lang-path {args.lang_path}. "
+        f"{load_before} at start, {load_line()} at end.\n"
+    )
+    head = (
+        f"{'model':7s} {'side':22s} {'step s':>7s} {'min':>6s} {'max':>6s} {unit:>10s} {'GFLOP/step':>10s} "
+        f"{'GFLOP/s':>8s} {'roof':>7s} {'%roof':>6s} {'peak RSS MiB':>12s}"
+    )
     if args.device == "cuda":
         head += f" {'MFU':>6s}"
     print(head)
@@ -342,23 +415,31 @@ def main() -> int:
             if side not in res:
                 continue
             r = res[side]
-            line = (f"{model:7s} {side:22s} {r['step_s']:7.3f} {r['step_min_s']:6.2f} {r['step_max_s']:6.2f} "
-                    f"{r['examples_per_s']:10.2f} {r['gflop_per_step']:10.1f} {r['achieved_gflops']:8.1f} "
-                    f"{r['roof_gflops']:7.1f} {100 * r['roof_fraction']:5.1f}% {r['peak_rss_mib']:12.0f}")
+            line = (
+                f"{model:7s} {side:22s} {r['step_s']:7.3f} {r['step_min_s']:6.2f} {r['step_max_s']:6.2f} "
+                f"{r['examples_per_s']:10.2f} {r['gflop_per_step']:10.1f} {r['achieved_gflops']:8.1f} "
+                f"{r['roof_gflops']:7.1f} {100 * r['roof_fraction']:5.1f}% {r['peak_rss_mib']:12.0f}"
+            )
             if args.device == "cuda":
                 mfu = r.get("mfu_bf16")
                 line += f" {'n/a' if mfu is None else f'{100 * mfu:5.1f}%':>6s}"
             print(line)
         extra = ""
         if "ratio_uncached_over_ref" in res:
-            extra = (f"; ours with the LM every step / reference {res['ratio_uncached_over_ref']:.3f}; the LM is "
-                     f"{100 * res['lm_flop_share_ref']:.1f}% of the reference's step FLOPs")
-        print(f"{'':7s} ours / reference step time {res['ratio_step_ours_over_ref']:.3f} (median of per-round "
-              f"ratios {res['ratio_per_round_median']:.3f}){extra}")
+            extra = (
+                f"; ours with the LM every step / reference {res['ratio_uncached_over_ref']:.3f}; the LM is "
+                f"{100 * res['lm_flop_share_ref']:.1f}% of the reference's step FLOPs"
+            )
+        print(
+            f"{'':7s} ours / reference step time {res['ratio_step_ours_over_ref']:.3f} (median of per-round "
+            f"ratios {res['ratio_per_round_median']:.3f}){extra}"
+        )
         if "ratio_compiled_over_ref" in res:
-            print(f"{'':7s} ours compiled / reference {res['ratio_compiled_over_ref']:.3f} (per-round "
-                  f"{res['ratio_compiled_per_round_median']:.3f}); first step incl. compile "
-                  f"{res['ours (compiled)']['first_step_s']:.1f} s")
+            print(
+                f"{'':7s} ours compiled / reference {res['ratio_compiled_over_ref']:.3f} (per-round "
+                f"{res['ratio_compiled_per_round_median']:.3f}); first step incl. compile "
+                f"{res['ours (compiled)']['first_step_s']:.1f} s"
+            )
     print(f"\nGoals: ours <= {GOAL_RATIO}x the reference's step time, >= {100 * GOAL_ROOF:.0f}% of the matmul roof.")
     goals: dict[str, dict] = {}
     for model, res in results.items():
@@ -367,16 +448,33 @@ def main() -> int:
             if side not in res:
                 continue
             ratio, roof = res[side]["step_s"] / ref["step_s"], res[side]["roof_fraction"]
-            g = {"ratio": ratio, "ratio_goal_met": ratio <= GOAL_RATIO, "roof_fraction": roof,
-                 "roof_goal_met": roof >= GOAL_ROOF}
+            g = {
+                "ratio": ratio,
+                "ratio_goal_met": ratio <= GOAL_RATIO,
+                "roof_fraction": roof,
+                "roof_goal_met": roof >= GOAL_ROOF,
+            }
             goals.setdefault(model, {})[side] = g
-            print(f"  {model} {side:16s}: step ratio {ratio:.3f} ({'met' if g['ratio_goal_met'] else 'NOT met'}), "
-                  f"{100 * roof:.1f}% of roof ({'met' if g['roof_goal_met'] else 'NOT met'})")
+            print(
+                f"  {model} {side:16s}: step ratio {ratio:.3f} ({'met' if g['ratio_goal_met'] else 'NOT met'}), "
+                f"{100 * roof:.1f}% of roof ({'met' if g['roof_goal_met'] else 'NOT met'})"
+            )
     elapsed = time.perf_counter() - t0
     print(f"  ({elapsed:.0f} s)\n")
-    summary = {"benchmark": "pretrain_step", "device": args.device, "batch": args.batch, "threads": args.threads,
-               "reps": args.reps, "warmup": args.warmup, "lang_path": args.lang_path, "load_start": load_before,
-               "load_end": load_line(), "results": results, "goals": goals, "seconds": round(elapsed, 1)}
+    summary = {
+        "benchmark": "pretrain_step",
+        "device": args.device,
+        "batch": args.batch,
+        "threads": args.threads,
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "lang_path": args.lang_path,
+        "load_start": load_before,
+        "load_end": load_line(),
+        "results": results,
+        "goals": goals,
+        "seconds": round(elapsed, 1),
+    }
     print(json.dumps(summary))
     if tmp is not None:
         tmp.cleanup()

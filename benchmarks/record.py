@@ -34,10 +34,10 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import simplejpeg  # noqa: E402
 
+from robolearn.collection.station import AutoOperator, Station, StationConfig  # noqa: E402
 from robolearn.hardware.cameras.sim import SimCamera  # noqa: E402
 from robolearn.hardware.devices.expert import ExpertDevice  # noqa: E402
 from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig  # noqa: E402
-from robolearn.collection.station import AutoOperator, Station, StationConfig  # noqa: E402
 
 CAMERAS = ("exterior_1", "exterior_2", "wrist")
 W, H = 320, 180
@@ -48,21 +48,33 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _summary(periods_ms: np.ndarray, hz: float, overruns: int, dropped: int, steps: int, wall: float,
-             cpu: float) -> dict:
-    return {"achieved_hz": round(float(1000 / periods_ms.mean()), 2), "steps": steps,
-            "period_ms_p50": round(float(np.percentile(periods_ms, 50)), 2),
-            "period_ms_p99": round(float(np.percentile(periods_ms, 99)), 2),
-            "period_ms_max": round(float(periods_ms.max()), 2), "p99_over_nominal": round(
-                float(np.percentile(periods_ms, 99) / (1000 / hz)), 3),
-            "overruns": overruns, "dropped_frames": dropped, "cpu_percent": round(100 * cpu / wall, 1)}
+def _summary(
+    periods_ms: np.ndarray, hz: float, overruns: int, dropped: int, steps: int, wall: float, cpu: float
+) -> dict:
+    return {
+        "achieved_hz": round(float(1000 / periods_ms.mean()), 2),
+        "steps": steps,
+        "period_ms_p50": round(float(np.percentile(periods_ms, 50)), 2),
+        "period_ms_p99": round(float(np.percentile(periods_ms, 99)), 2),
+        "period_ms_max": round(float(periods_ms.max()), 2),
+        "p99_over_nominal": round(float(np.percentile(periods_ms, 99) / (1000 / hz)), 3),
+        "overruns": overruns,
+        "dropped_frames": dropped,
+        "cpu_percent": round(100 * cpu / wall, 1),
+    }
 
 
 def run_robolearn(task: str, hz: float, seconds: float, workdir: Path) -> dict:
     robot = SimRobot(SimRobotConfig(task=task, control_hz=hz))
     cams = [SimCamera(robot, c, W, H) for c in CAMERAS]
-    station = Station(StationConfig(cameras=list(CAMERAS), control_hz=hz, max_seconds=60, scene_check_every=0),
-                      workdir / f"robolearn_{hz:g}", robot, cams, ExpertDevice(robot), AutoOperator(log=None))
+    station = Station(
+        StationConfig(cameras=list(CAMERAS), control_hz=hz, max_seconds=60, scene_check_every=0),
+        workdir / f"robolearn_{hz:g}",
+        robot,
+        cams,
+        ExpertDevice(robot),
+        AutoOperator(log=None),
+    )
     station.prepare(resume=False)
     robot.connect()
     for c in cams:
@@ -108,8 +120,10 @@ def run_droid_style(task: str, hz: float, seconds: float, workdir: Path) -> dict
                 state = robot.state()
                 cmd = device.read()
                 forms = robot.apply(np.append(cmd.twist, cmd.gripper), "cartesian_velocity")
-                row = {**{f"state/{k}": np.atleast_1d(v) for k, v in state.items()},
-                       **{f"action/{k}": np.atleast_1d(v) for k, v in forms.items()}}
+                row = {
+                    **{f"state/{k}": np.atleast_1d(v) for k, v in state.items()},
+                    **{f"action/{k}": np.atleast_1d(v) for k, v in forms.items()},
+                }
                 for key, v in row.items():  # one resize per step per key (TrajectoryWriter)
                     if key not in f:
                         f.create_dataset(key, (0, *v.shape), maxshape=(None, *v.shape), dtype=v.dtype)
@@ -144,10 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="robolearn_record_bench_"))
     results: dict[str, dict] = {}
-    print(f"record benchmark: {args.seconds:g} s per run, 3 sim cameras {W}x{H} JPEG, task {args.task}, "
-          f"mujoco {mujoco.__version__}, {os.cpu_count()} CPUs")
-    cols = ("achieved_hz", "period_ms_p50", "period_ms_p99", "period_ms_max", "overruns", "dropped_frames",
-            "cpu_percent")
+    print(
+        f"record benchmark: {args.seconds:g} s per run, 3 sim cameras {W}x{H} JPEG, task {args.task}, "
+        f"mujoco {mujoco.__version__}, {os.cpu_count()} CPUs"
+    )
+    cols = (
+        "achieved_hz",
+        "period_ms_p50",
+        "period_ms_p99",
+        "period_ms_max",
+        "overruns",
+        "dropped_frames",
+        "cpu_percent",
+    )
     print(f"{'system':12s} {'rate':>5s} " + " ".join(f"{c:>15s}" for c in cols))
     try:
         for hz in args.rates:
@@ -161,8 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     goal = None if r15 is None else bool(r15["dropped_frames"] == 0 and r15["p99_over_nominal"] <= 1.1)
     verdict = "not measured (no 15 Hz run)" if goal is None else ("met" if goal else "NOT met")
     print(f"goal (0 dropped, p99 <= 1.1x nominal at 15 Hz): {verdict}")
-    print(json.dumps({"benchmark": "record", "seconds": args.seconds, "cameras": len(CAMERAS),
-                      "size": [W, H], "results": results, "goal_met": goal, "mujoco": mujoco.__version__}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "record",
+                "seconds": args.seconds,
+                "cameras": len(CAMERAS),
+                "size": [W, H],
+                "results": results,
+                "goal_met": goal,
+                "mujoco": mujoco.__version__,
+            }
+        )
+    )
     return 0
 
 

@@ -11,7 +11,8 @@ between the two suites every round (this CPU drifts 2x over minutes):
         shadows and multisampling off as well (set before the first render). metaworld runs on the current
         mujoco through robolearn/envs/metaworld_compat.py.
 Steps/s is the median over rounds. The control periods differ (ours 15 Hz like the real robot, Meta-World
-80 Hz), so the table also gives simulated seconds per wall-clock second without pixels. Ends with ONE JSON line of figures, ratios and the versions used.
+80 Hz), so the table also gives simulated seconds per wall-clock second without pixels.
+Ends with ONE JSON line of figures, ratios and the versions used.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from robolearn.envs import HouseholdEnv  # noqa: E402
-from robolearn.envs import metaworld_compat  # noqa: E402
+from robolearn.envs import (
+    HouseholdEnv,  # noqa: E402
+    metaworld_compat,  # noqa: E402
+)
 
 SETTINGS = (("no pixels", 0), ("2 cams 128x128", 128), ("2 cams 224x224", 224))
 
@@ -59,11 +62,12 @@ def time_ours(task: str, size: int, steps: int) -> float:
 def time_metaworld(size: int, steps: int) -> float:
     metaworld_compat.apply()
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
     env = ALL_V3_ENVIRONMENTS["drawer-open-v3"]()
     env._partially_observable = False
     env._freeze_rand_vec = False
     env._set_task_called = True
-    env.max_path_length = 10 ** 9
+    env.max_path_length = 10**9
     env.reset(seed=0)
     renderer = None
     if size:
@@ -100,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", default="put-in-bin")
     args = p.parse_args(argv)
     figures: dict[str, dict[str, float]] = {}
-    print(f"sim benchmark: {args.steps} steps x {args.rounds} rounds, mujoco {mujoco.__version__}, "
-          f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}")
+    print(
+        f"sim benchmark: {args.steps} steps x {args.rounds} rounds, mujoco {mujoco.__version__}, "
+        f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
+    )
     print(f"{'setting':18s} {'ours ' + args.task:>24s} {'metaworld drawer-open':>22s} {'ratio':>7s}")
     for label, size in SETTINGS:
         ours, peer = [], []
@@ -109,19 +115,34 @@ def main(argv: list[str] | None = None) -> int:
             ours.append(time_ours(args.task, size, args.steps))
             peer.append(time_metaworld(size, args.steps))
         o, m = statistics.median(ours), statistics.median(peer)
-        figures[label] = {"ours_steps_per_s": round(o, 1), "metaworld_steps_per_s": round(m, 1),
-                          "ratio": round(o / m, 2)}
+        figures[label] = {
+            "ours_steps_per_s": round(o, 1),
+            "metaworld_steps_per_s": round(m, 1),
+            "ratio": round(o / m, 2),
+        }
         print(f"{label:18s} {o:24.1f} {m:22.1f} {o / m:6.2f}x", flush=True)
     o, m = figures["no pixels"]["ours_steps_per_s"], figures["no pixels"]["metaworld_steps_per_s"]
-    figures["sim seconds per second (no pixels)"] = {"ours": round(o * OURS_DT, 1),
-                                                       "metaworld": round(m * METAWORLD_DT, 1),
-                                                       "ratio": round(o * OURS_DT / (m * METAWORLD_DT), 2)}
-    print(f"{'sim-s per s, no px':18s} {o * OURS_DT:24.1f} {m * METAWORLD_DT:22.1f} "
-          f"{o * OURS_DT / (m * METAWORLD_DT):6.2f}x")
+    figures["sim seconds per second (no pixels)"] = {
+        "ours": round(o * OURS_DT, 1),
+        "metaworld": round(m * METAWORLD_DT, 1),
+        "ratio": round(o * OURS_DT / (m * METAWORLD_DT), 2),
+    }
+    print(
+        f"{'sim-s per s, no px':18s} {o * OURS_DT:24.1f} {m * METAWORLD_DT:22.1f} "
+        f"{o * OURS_DT / (m * METAWORLD_DT):6.2f}x"
+    )
     goal = figures["2 cams 128x128"]["ratio"] >= 3.0
     print(f"goal (ours >= 3x Meta-World with two 128x128 cameras): {'met' if goal else 'NOT met'}")
-    out = {"benchmark": "sim", "task": args.task, "peer": "metaworld drawer-open-v3", "steps": args.steps,
-           "rounds": args.rounds, "figures": figures, "goal_3x_at_128": goal, **metaworld_compat.versions()}
+    out = {
+        "benchmark": "sim",
+        "task": args.task,
+        "peer": "metaworld drawer-open-v3",
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "figures": figures,
+        "goal_3x_at_128": goal,
+        **metaworld_compat.versions(),
+    }
     print(json.dumps(out))
     return 0
 

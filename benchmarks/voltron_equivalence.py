@@ -54,12 +54,14 @@ ROOT = Path(__file__).resolve().parents[1]
 REF_HELPER = Path(__file__).resolve().parent / "_voltron_ref.py"
 VARIANTS = ["v-cond", "v-dual", "v-gen", "r-mvp", "r-r3m-vit", "r-r3m-rn50"]
 TOL = 1e-5
-CAPTIONS = ["pick up the red cup",
-            "open the drawer slowly and then close it again and put the cup on the table next to the bowl",
-            "push"]                     # short (much padding), long (truncated at 20 tokens), one word
-GENERATE = [True, False, True]          # V-Gen: generate / condition / generate
+CAPTIONS = [
+    "pick up the red cup",
+    "open the drawer slowly and then close it again and put the cup on the table next to the bowl",
+    "push",
+]  # short (much padding), long (truncated at 20 tokens), one word
+GENERATE = [True, False, True]  # V-Gen: generate / condition / generate
 SEEDS = [3, 4]
-LM_SIZES = {"tiny": dict(vocab_size=1000, dim=32, layers=1, heads=2), "small": {}}   # small: distilbert-base shape
+LM_SIZES = {"tiny": dict(vocab_size=1000, dim=32, layers=1, heads=2), "small": {}}  # small: distilbert-base shape
 
 
 def ref_python(arg: str | None) -> Path:
@@ -71,8 +73,14 @@ def ref_python(arg: str | None) -> Path:
 
 
 def subprocess_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        OMP_WAIT_POLICY="PASSIVE",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OMP_NUM_THREADS=str(threads),
+        TOKENIZERS_PARALLELISM="false",
+    )
     env.pop("PYTHONPATH", None)
     return env
 
@@ -86,8 +94,9 @@ class Checks:
     def add(self, variant: str, name: str, ours: torch.Tensor, ref: torch.Tensor) -> None:
         ours, ref = torch.as_tensor(ours).detach().float(), torch.as_tensor(ref).detach().float()
         if ours.shape != ref.shape:
-            self.rows.append((variant, f"{name} SHAPE {tuple(ours.shape)} vs {tuple(ref.shape)}", float("inf"),
-                              0.0, False))
+            self.rows.append(
+                (variant, f"{name} SHAPE {tuple(ours.shape)} vs {tuple(ref.shape)}", float("inf"), 0.0, False)
+            )
             return
         diff = float((ours - ref).abs().max()) if ours.numel() else 0.0
         scale = float(ref.abs().max()) if ref.numel() else 0.0
@@ -115,18 +124,23 @@ def compare_variant(variant: str, folder: Path, inputs: dict, ref: dict, checks:
     model, _ = load(folder, voltron_compat=True)
     assert model.config.voltron_compat
     captions = CAPTIONS
-    info: dict[str, Any] = {"params_trainable": model.num_parameters(trainable_only=False)}   # no frozen params
+    info: dict[str, Any] = {"params_trainable": model.num_parameters(trainable_only=False)}  # no frozen params
     with torch.no_grad():
         if model.uses_language:
             ids, mask = model.language.tokenize(captions)
-            checks.add(variant, "tokens (ids, mask)", torch.cat([ids, mask], 1),
-                       torch.cat([ref["ids"], ref["mask"]], 1))
+            checks.add(
+                variant, "tokens (ids, mask)", torch.cat([ids, mask], 1), torch.cat([ref["ids"], ref["mask"]], 1)
+            )
         if variant in ("v-cond", "v-dual", "v-gen"):
             x = inputs["img1"] if variant == "v-cond" else inputs["img2"]
             for mode in ("multimodal", "visual"):
                 for lang_name, lang in (("null", None), ("captions", captions)):
-                    checks.add(variant, f"features {mode}/{lang_name}", model(x, lang, mode=mode),
-                               ref[f"feat/{mode}/{lang_name}"])
+                    checks.add(
+                        variant,
+                        f"features {mode}/{lang_name}",
+                        model(x, lang, mode=mode),
+                        ref[f"feat/{mode}/{lang_name}"],
+                    )
             if variant == "v-gen":
                 checks.add(variant, "VGen.score", model.score(x[:1], captions), ref["score"])
         elif variant == "r-mvp":
@@ -140,8 +154,10 @@ def compare_variant(variant: str, folder: Path, inputs: dict, ref: dict, checks:
     def batch_for(seed: int) -> dict[str, Any]:
         if variant in ("r-r3m-vit", "r-r3m-rn50"):
             return {"images": inputs["img5"], "lang_ids": ids, "lang_mask": mask}
-        b: dict[str, Any] = {"images": inputs["img1"] if variant in ("v-cond", "r-mvp") else inputs["img2"],
-                             "mask_noise": ref[f"noise/{seed}"]}
+        b: dict[str, Any] = {
+            "images": inputs["img1"] if variant in ("v-cond", "r-mvp") else inputs["img2"],
+            "mask_noise": ref[f"noise/{seed}"],
+        }
         if variant != "r-mvp":
             b.update(lang_ids=ids, lang_mask=mask)
         if variant == "v-gen":
@@ -157,8 +173,9 @@ def compare_variant(variant: str, folder: Path, inputs: dict, ref: dict, checks:
             checks.add(variant, f"loss (seed {seed})", loss, ref[f"loss/{seed}"])
             parts = [k.split("/")[0] for k in ref if k.endswith(f"/{seed}") and not k.startswith(("loss/", "noise/"))]
             if parts:
-                checks.add_group(variant, f"loss parts, seed {seed},",
-                                 [(k, metrics[k], ref[f"{k}/{seed}"]) for k in parts])
+                checks.add_group(
+                    variant, f"loss parts, seed {seed},", [(k, metrics[k], ref[f"{k}/{seed}"]) for k in parts]
+                )
             if i == 0:
                 model.zero_grad(set_to_none=True)
                 loss.backward()
@@ -166,10 +183,12 @@ def compare_variant(variant: str, folder: Path, inputs: dict, ref: dict, checks:
                 mapped = {our_name(k): g for k, g in ref["grads"].items() if not k.startswith("lm.")}
                 unmatched = sorted(k for k, g in ours_grads.items() if g is None or k not in mapped)
                 if unmatched:
-                    checks.rows.append((variant, f"grads: none / no reference grad for {unmatched[:3]}",
-                                        float("inf"), 0.0, False))
-                checks.add_group(variant, "grads", [(k, g, mapped[k]) for k, g in ours_grads.items()
-                                                    if k not in unmatched])
+                    checks.rows.append(
+                        (variant, f"grads: none / no reference grad for {unmatched[:3]}", float("inf"), 0.0, False)
+                    )
+                checks.add_group(
+                    variant, "grads", [(k, g, mapped[k]) for k, g in ours_grads.items() if k not in unmatched]
+                )
 
     # sanity: the non-compat behaviour must differ from the reference
     off, _ = load(folder, voltron_compat=False)
@@ -182,12 +201,13 @@ def compare_variant(variant: str, folder: Path, inputs: dict, ref: dict, checks:
             torch.manual_seed(SEEDS[0])
             info["compat_off_diff"] = float((off(batch_for(SEEDS[0]))[0] - ref[f"loss/{SEEDS[0]}"]).abs())
         else:
-            info["compat_off_diff"] = None        # R-MVP has no language: nothing to mask
+            info["compat_off_diff"] = None  # R-MVP has no language: nothing to mask
     return info
 
 
 def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
@@ -200,9 +220,13 @@ def fmt(x: float | None) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=["tiny", "small"], default="tiny",
-                   help="tiny: 32x32 images, 2-layer models, a 32-d 1-layer LM (~1 min); small: the released "
-                        "ViT-S shapes at 224x224 with a full-size random DistilBERT")
+    p.add_argument(
+        "--size",
+        choices=["tiny", "small"],
+        default="tiny",
+        help="tiny: 32x32 images, 2-layer models, a 32-d 1-layer LM (~1 min); small: the released "
+        "ViT-S shapes at 224x224 with a full-size random DistilBERT",
+    )
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--ref-python", default=None, help="the reference venv's python (default .venv-ref/bin/python)")
     p.add_argument("--threads", type=int, default=2)
@@ -226,18 +250,32 @@ def main() -> int:
     res = 32 if args.size == "tiny" else 224
     b = len(CAPTIONS)
     g = torch.Generator().manual_seed(0)
-    inputs = {"img1": torch.randn(b, 3, res, res, generator=g), "img2": torch.randn(b, 2, 3, res, res, generator=g),
-              "img5": torch.rand(b, 5, 3, res, res, generator=g) * 255}
+    inputs = {
+        "img1": torch.randn(b, 3, res, res, generator=g),
+        "img2": torch.randn(b, 2, 3, res, res, generator=g),
+        "img5": torch.rand(b, 5, 3, res, res, generator=g) * 255,
+    }
     torch.save(inputs, root / "inputs.pt")
-    meta = {"size": args.size, "variants": variants, "lm": str(lm), "lm_dim": lm_kw.get("dim", 768),
-            "vocab": lm_kw.get("vocab_size", 30522), "captions": CAPTIONS, "generate": GENERATE, "seeds": SEEDS,
-            "init_seed": 1}
+    meta = {
+        "size": args.size,
+        "variants": variants,
+        "lm": str(lm),
+        "lm_dim": lm_kw.get("dim", 768),
+        "vocab": lm_kw.get("vocab_size", 30522),
+        "captions": CAPTIONS,
+        "generate": GENERATE,
+        "seeds": SEEDS,
+        "init_seed": 1,
+    }
     (root / "meta.json").write_text(json.dumps(meta))
 
     print(f"reference: {python} {REF_HELPER.name} equiv (size {args.size}, {len(variants)} variant(s))", flush=True)
     t_ref = time.perf_counter()
-    proc = subprocess.run([str(python), str(REF_HELPER), "equiv", "--dir", str(root), "--threads", str(args.threads)],
-                          env=subprocess_env(args.threads), cwd=str(ROOT))
+    proc = subprocess.run(
+        [str(python), str(REF_HELPER), "equiv", "--dir", str(root), "--threads", str(args.threads)],
+        env=subprocess_env(args.threads),
+        cwd=str(ROOT),
+    )
     if proc.returncode != 0:
         print(f"reference helper failed (exit {proc.returncode})", file=sys.stderr)
         return 1
@@ -250,14 +288,18 @@ def main() -> int:
         infos[v] = compare_variant(v, root / v, inputs, ref, checks)
         infos[v]["ref_params_trainable"] = int(ref["n_params_trainable"])
 
-    print(f"\nrobolearn.encoders.load(<id>-config.json + <id>.pt, voltron_compat=True) vs voltron 1.1.0 "
-          f"(size {args.size}, batch {b}); PASS: max|diff| <= {TOL:g} * max(1, max|ref|)\n")
+    print(
+        f"\nrobolearn.encoders.load(<id>-config.json + <id>.pt, voltron_compat=True) vs voltron 1.1.0 "
+        f"(size {args.size}, batch {b}); PASS: max|diff| <= {TOL:g} * max(1, max|ref|)\n"
+    )
     print(f"{'variant':11s} {'check':62s} {'max|diff|':>10s} {'max|ref|':>10s}  result")
     for v, name, d, s, ok in checks.rows:
         print(f"{v:11s} {name[:62]:62s} {fmt(d):>10s} {fmt(s):>10s}  {'PASS' if ok else 'FAIL'}")
 
-    print(f"\n{'variant':11s} {'checks':>6s} {'worst |diff|':>12s} {'worst scaled':>12s} {'equivalent':>10s} "
-          f"{'compat=False diff':>18s}  trainable parameters (ours / reference, LM excluded)")
+    print(
+        f"\n{'variant':11s} {'checks':>6s} {'worst |diff|':>12s} {'worst scaled':>12s} {'equivalent':>10s} "
+        f"{'compat=False diff':>18s}  trainable parameters (ours / reference, LM excluded)"
+    )
     summary: dict[str, Any] = {}
     for v in variants:
         rows = checks.of(v)
@@ -269,25 +311,50 @@ def main() -> int:
         for r in rows:
             key = r[1].split(" (")[0].split(",")[0].split(" x")[0]
             by_check[key] = max(by_check.get(key, 0.0), r[2])
-        summary[v] = {"checks": len(rows), "max_abs_diff": worst, "max_scaled_diff": scaled, "pass": ok,
-                      "compat_off_diff": info["compat_off_diff"], "by_check": by_check}
+        summary[v] = {
+            "checks": len(rows),
+            "max_abs_diff": worst,
+            "max_scaled_diff": scaled,
+            "pass": ok,
+            "compat_off_diff": info["compat_off_diff"],
+            "by_check": by_check,
+        }
         if v == "r-mvp":
             summary[v]["reference_extraction"] = info["reference_extraction"]
-        print(f"{v:11s} {len(rows):6d} {fmt(worst):>12s} {fmt(scaled):>12s} {'PASS' if ok else 'FAIL':>10s} "
-              f"{fmt(info['compat_off_diff']):>18s}  {info['params_trainable']:,} / {info['ref_params_trainable']:,}")
+        print(
+            f"{v:11s} {len(rows):6d} {fmt(worst):>12s} {fmt(scaled):>12s} {'PASS' if ok else 'FAIL':>10s} "
+            f"{fmt(info['compat_off_diff']):>18s}  {info['params_trainable']:,} / {info['ref_params_trainable']:,}"
+        )
     if "r-mvp" in infos:
-        print(f"\nR-MVP: the reference's get_representations: {infos['r-mvp']['reference_extraction']}  "
-              f"(reference raises; ours compared with its encoder computed by hand)")
-    print("compat=False column: max|diff| of our non-compat output vs the reference (V-*: captioned multimodal "
-          "features, key masking; R-R3M: loss, real-token mean pool); > 0 expected.")
+        print(
+            f"\nR-MVP: the reference's get_representations: {infos['r-mvp']['reference_extraction']}  "
+            f"(reference raises; ours compared with its encoder computed by hand)"
+        )
+    print(
+        "compat=False column: max|diff| of our non-compat output vs the reference (V-*: captioned multimodal "
+        "features, key masking; R-R3M: loss, real-token mean pool); > 0 expected."
+    )
     all_pass = all(s["pass"] for s in summary.values())
     sanity = all(s["compat_off_diff"] is None or s["compat_off_diff"] > TOL for s in summary.values())
     elapsed = time.perf_counter() - t0
-    print(f"\nALL EQUIVALENT WITHIN {TOL:g}: {all_pass}; compat=False differs where expected: {sanity}; "
-          f"{elapsed:.0f} s (reference side {t_ref:.0f} s)\n")
-    print(json.dumps({"benchmark": "voltron_equivalence", "size": args.size, "tolerance": TOL, "batch": b,
-                      "variants": summary, "all_pass": all_pass, "compat_off_differs": sanity,
-                      "seconds": round(elapsed, 1)}))
+    print(
+        f"\nALL EQUIVALENT WITHIN {TOL:g}: {all_pass}; compat=False differs where expected: {sanity}; "
+        f"{elapsed:.0f} s (reference side {t_ref:.0f} s)\n"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "voltron_equivalence",
+                "size": args.size,
+                "tolerance": TOL,
+                "batch": b,
+                "variants": summary,
+                "all_pass": all_pass,
+                "compat_off_differs": sanity,
+                "seconds": round(elapsed, 1),
+            }
+        )
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0 if all_pass else 1

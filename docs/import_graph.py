@@ -103,23 +103,48 @@ def draw(edges: Counter[tuple[str, str]], out: Path) -> None:
         color = "red" if y1 > y0 else "#2b6cb0" if lateral else "0.55"
         start = (x0 + (0.45 if x1 > x0 else -0.45), y0) if lateral else (x0, y0 - 0.22)
         end = (x1 - (0.45 if x1 > x0 else -0.45), y1) if lateral else (x1, y1 + 0.22)
-        ax.annotate("", xy=end, xytext=start,
-                    arrowprops=dict(arrowstyle="->", color=color, alpha=0.3 if ground else 0.9,
-                                    lw=0.6 + 0.25 * min(n, 8), shrinkA=0, shrinkB=0,
-                                    connectionstyle=f"arc3,rad={0.35 if lateral else 0.08}"))
+        ax.annotate(
+            "",
+            xy=end,
+            xytext=start,
+            arrowprops=dict(
+                arrowstyle="->",
+                color=color,
+                alpha=0.3 if ground else 0.9,
+                lw=0.6 + 0.25 * min(n, 8),
+                shrinkA=0,
+                shrinkB=0,
+                connectionstyle=f"arc3,rad={0.35 if lateral else 0.08}",
+            ),
+        )
         if not ground:
-            ax.text(start[0] + 0.35 * (end[0] - start[0]), start[1] + 0.35 * (end[1] - start[1]), str(n),
-                    fontsize=7, color="0.3")
+            ax.text(
+                start[0] + 0.35 * (end[0] - start[0]),
+                start[1] + 0.35 * (end[1] - start[1]),
+                str(n),
+                fontsize=7,
+                color="0.3",
+            )
     for name, (x, y) in pos.items():
-        ax.text(x, y, name, ha="center", va="center", fontsize=11,
-                bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fb", ec="#35587a"))
+        ax.text(
+            x,
+            y,
+            name,
+            ha="center",
+            va="center",
+            fontsize=11,
+            bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fb", ec="#35587a"),
+        )
     for y in range(len(FLOORS)):
         ax.text(-0.35, y * 1.6, f"floor {y}", ha="right", va="center", fontsize=9, color="0.35")
     ax.set_xlim(-1.3, 6.2)
     ax.set_ylim(-0.6, (len(FLOORS) - 1) * 1.6 + 0.6)
     ax.axis("off")
-    ax.set_title("robolearn: package imports (arrow: imports; number: importing modules; blue: same floor;\n"
-                 "faint: into floor 0, which every package may use; red would be an upward import)", fontsize=9)
+    ax.set_title(
+        "robolearn: package imports (arrow: imports; number: importing modules; blue: same floor;\n"
+        "faint: into floor 0, which every package may use; red would be an upward import)",
+        fontsize=9,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)

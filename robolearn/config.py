@@ -18,8 +18,9 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from robolearn import __version__
 from robolearn.utils import write_text_atomic
@@ -107,20 +108,30 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         if dataclasses.is_dataclass(tp):
             add_dataclass_args(parser, tp, prefix=f"{prefix}{f.name}.", default=sub_default)
             continue
-        shown = sub_default if default is not None or f.default is not dataclasses.MISSING or \
-            f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+        shown = (
+            sub_default
+            if default is not None
+            or f.default is not dataclasses.MISSING
+            or f.default_factory is not dataclasses.MISSING
+            else dataclasses.MISSING
+        )
         _add_field(parser, f, hints[f.name], prefix, f.metadata.get("help", ""), shown)
 
 
-def _add_choice_args(parser: argparse.ArgumentParser, f: dataclasses.Field, choices: dict[str, type], prefix: str,
-                     default: Any) -> None:
+def _add_choice_args(
+    parser: argparse.ArgumentParser, f: dataclasses.Field, choices: dict[str, type], prefix: str, default: Any
+) -> None:
     """`--group KEY` plus one flag per field of any member (help names the members that have it)."""
     dest = f"{prefix}{f.name}"
     keys = ", ".join(choices)
     shown = f" [default: {default.name}]" if default is not None else ""
-    parser.add_argument(_flag(prefix, f.name), dest=dest, default=None, metavar="{" + ",".join(choices) + "}",
-                        help=f"{f.metadata.get('help', '')} (one of: {keys}; its fields: --{dest}.*){shown}"
-                        .replace("%", "%%"))
+    parser.add_argument(
+        _flag(prefix, f.name),
+        dest=dest,
+        default=None,
+        metavar="{" + ",".join(choices) + "}",
+        help=f"{f.metadata.get('help', '')} (one of: {keys}; its fields: --{dest}.*){shown}".replace("%", "%%"),
+    )
     merged: dict[str, list[tuple[str, dataclasses.Field, Any, Any]]] = {}
     for key, member in choices.items():
         hints = typing.get_type_hints(member)
@@ -140,8 +151,9 @@ def _add_choice_args(parser: argparse.ArgumentParser, f: dataclasses.Field, choi
         _add_field(parser, g, hint, f"{dest}.", helptext, value)
 
 
-def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, prefix: str, helptext: str,
-               default: Any) -> None:
+def _add_field(
+    parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, prefix: str, helptext: str, default: Any
+) -> None:
     """One flag (or positional argument) for a plain field; `default` (unless MISSING) is shown in the help."""
     tp, _ = _base_type(hint)
     flag = _flag(prefix, f.name)
@@ -160,19 +172,28 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any,
     elif origin in (list, tuple):
         args = typing.get_args(tp)
         # `--where a=1 --where b=2` and `--where a=1 b=2` both collect every value
-        parser.add_argument(flag, dest=dest, nargs="*", action="extend",
-                            type=args[0] if args and args[0] is not Ellipsis else str, default=None, help=helptext)
+        parser.add_argument(
+            flag,
+            dest=dest,
+            nargs="*",
+            action="extend",
+            type=args[0] if args and args[0] is not Ellipsis else str,
+            default=None,
+            help=helptext,
+        )
     elif origin is dict or tp is dict:
         parser.add_argument(flag, dest=dest, type=json.loads, default=None, help=f"{helptext} (JSON)")
     elif typing.get_origin(tp) is typing.Literal:
         parser.add_argument(flag, dest=dest, choices=typing.get_args(tp), default=None, help=helptext)
     else:
-        parser.add_argument(flag, dest=dest, type=tp if tp in (int, float, str, Path) else str, default=None,
-                            help=helptext)
+        parser.add_argument(
+            flag, dest=dest, type=tp if tp in (int, float, str, Path) else str, default=None, help=helptext
+        )
 
 
-def _fill(cls: type[T], values: dict[str, Any], ns: argparse.Namespace | None, prefix: str = "",
-          default: Any = None) -> T:
+def _fill(
+    cls: type[T], values: dict[str, Any], ns: argparse.Namespace | None, prefix: str = "", default: Any = None
+) -> T:
     """Build `cls` from flags (`ns`), over saved `values`, over `default` (an instance) or the class defaults."""
     upgrade = getattr(cls, "upgrade_config", None)
     if upgrade is not None:
@@ -193,8 +214,9 @@ def _fill(cls: type[T], values: dict[str, Any], ns: argparse.Namespace | None, p
         if dataclasses.is_dataclass(tp):
             if sub_default is None:
                 sub_default = _field_default(f)
-            kwargs[f.name] = _fill(tp, values.get(f.name, {}) or {}, ns, prefix=f"{prefix}{f.name}.",
-                                   default=sub_default)
+            kwargs[f.name] = _fill(
+                tp, values.get(f.name, {}) or {}, ns, prefix=f"{prefix}{f.name}.", default=sub_default
+            )
             continue
         v = getattr(ns, f"{prefix}{f.name}", None) if ns is not None else None
         if v is None and f.name in values:
@@ -211,13 +233,22 @@ def _fill(cls: type[T], values: dict[str, Any], ns: argparse.Namespace | None, p
     return cls(**kwargs)
 
 
-def _fill_choice(f: dataclasses.Field, choices: dict[str, type], values: Any, ns: argparse.Namespace | None,
-                 prefix: str, default: Any) -> Any:
+def _fill_choice(
+    f: dataclasses.Field,
+    choices: dict[str, type],
+    values: Any,
+    ns: argparse.Namespace | None,
+    prefix: str,
+    default: Any,
+) -> Any:
     """The member named by `--group KEY` (else the saved values' `name`, else the default's), filled."""
     dest = f"{prefix}{f.name}"
     saved = dict(values) if isinstance(values, dict) else {}
-    key = (getattr(ns, dest, None) if ns is not None else None) or saved.get("name") or \
-        (default.name if default is not None else next(iter(choices)))
+    key = (
+        (getattr(ns, dest, None) if ns is not None else None)
+        or saved.get("name")
+        or (default.name if default is not None else next(iter(choices)))
+    )
     if key not in choices:
         raise ValueError(f"unknown {f.name} {key!r}; expected one of {', '.join(choices)}")
     member = choices[key]
@@ -229,10 +260,13 @@ def _fill_choice(f: dataclasses.Field, choices: dict[str, type], values: Any, ns
         for other in choices.values():
             for g in dataclasses.fields(other):
                 if g.name not in own and getattr(ns, f"{dest}.{g.name}", None) is not None:
-                    raise ValueError(f"{_flag(dest + '.', g.name)} does not apply to {f.name} {key!r} (it is a "
-                                     f"field of {other.__name__})")
-    return _fill(member, saved, ns, prefix=f"{dest}.",
-                 default=default if default is not None and default.name == key else None)
+                    raise ValueError(
+                        f"{_flag(dest + '.', g.name)} does not apply to {f.name} {key!r} (it is a "
+                        f"field of {other.__name__})"
+                    )
+    return _fill(
+        member, saved, ns, prefix=f"{dest}.", default=default if default is not None and default.name == key else None
+    )
 
 
 def from_args(cls: type[T], ns: argparse.Namespace) -> T:
@@ -266,8 +300,11 @@ def save_config(cfg: Any, folder: str | Path, name: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = name or type(cfg).__name__
     path = folder / f"{name}.config.json"
-    payload = {"class": f"{type(cfg).__module__}.{type(cfg).__qualname__}", "robolearn_version": __version__,
-               "values": to_dict(cfg)}
+    payload = {
+        "class": f"{type(cfg).__module__}.{type(cfg).__qualname__}",
+        "robolearn_version": __version__,
+        "values": to_dict(cfg),
+    }
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 

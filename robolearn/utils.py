@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def fsync_path(path: str | Path) -> None:

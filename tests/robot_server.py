@@ -7,7 +7,7 @@ import contextlib
 import subprocess
 import sys
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -16,8 +16,12 @@ CLI = "import sys, robolearn.hardware.robots.server; from robolearn.cli import m
 
 def start_server_process(*args: str) -> tuple[subprocess.Popen, str]:
     """`robolearn robot-server ... --port 0` in a subprocess; returns it and its address."""
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "robot-server", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "robot-server", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
     reader.start()

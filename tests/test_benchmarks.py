@@ -19,7 +19,8 @@ def test_benchmarks_found():
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_benchmark_help(script: Path):
-    r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300,
-                       cwd=BENCHMARKS.parent)
+    r = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300, cwd=BENCHMARKS.parent
+    )
     assert r.returncode == 0, f"{script.name} --help failed:\n{r.stderr[-3000:]}"
     assert "usage:" in r.stdout, r.stdout[:500]

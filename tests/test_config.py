@@ -38,8 +38,26 @@ def parse(argv: list[str]) -> Cfg:
 
 
 def test_flags_types_and_defaults():
-    c = parse(["data", "--steps", "5", "--flag", "--where", "a=1", "--where", "b=2", "c=3", "--sizes", "4", "5",
-               "--extra", '{"k": 1}', "--inner.lr", "0.5"])
+    c = parse(
+        [
+            "data",
+            "--steps",
+            "5",
+            "--flag",
+            "--where",
+            "a=1",
+            "--where",
+            "b=2",
+            "c=3",
+            "--sizes",
+            "4",
+            "5",
+            "--extra",
+            '{"k": 1}',
+            "--inner.lr",
+            "0.5",
+        ]
+    )
     assert c == Cfg(Path("data"), 5, True, ["a=1", "b=2", "c=3"], (4, 5), {"k": 1}, Inner(0.5, "adam"))
     d = parse(["data"])
     assert d == Cfg(Path("data")) and d.where == [] and d.inner == Inner()
@@ -68,8 +86,23 @@ def test_cli_lists_every_data_command_and_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "--help"])
     out = capsys.readouterr().out
-    for cmd in ("info", "validate", "repair", "index", "query", "split", "merge", "filter", "relabel", "stats",
-                "export-video", "migrate", "synth", "export-robomimic", "serve"):
+    for cmd in (
+        "info",
+        "validate",
+        "repair",
+        "index",
+        "query",
+        "split",
+        "merge",
+        "filter",
+        "relabel",
+        "stats",
+        "export-video",
+        "migrate",
+        "synth",
+        "export-robomimic",
+        "serve",
+    ):
         assert cmd in out, cmd
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "synth", "--help"])
@@ -98,8 +131,10 @@ def test_stage_with_a_main_command_and_named_ones() -> None:
     class Other:
         n: int = opt(1, help="n")
 
-    COMMANDS["zz-stage"] = {"": (Main, lambda cfg: seen.append(("main", cfg.model)) or 0, "main"),
-                            "other": (Other, lambda cfg: seen.append(("other", cfg.n)) or 0, "other")}
+    COMMANDS["zz-stage"] = {
+        "": (Main, lambda cfg: seen.append(("main", cfg.model)) or 0, "main"),
+        "other": (Other, lambda cfg: seen.append(("other", cfg.n)) or 0, "other"),
+    }
     try:
         assert main(["zz-stage", "--model", "b"]) == 0
         assert main(["zz-stage", "other", "--n", "3"]) == 0

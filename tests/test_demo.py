@@ -6,9 +6,34 @@ from robolearn.cli import main
 
 
 def test_demo_tiny(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--households", "1", "--scenes-per-household", "2",
-                 "--demos-per-scene", "2", "--size", "32", "--pretrain-steps", "4", "--train-steps", "10",
-                 "--baseline-steps", "4", "--eval-episodes", "2", "--num-envs", "1"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(tmp_path),
+                "--households",
+                "1",
+                "--scenes-per-household",
+                "2",
+                "--demos-per-scene",
+                "2",
+                "--size",
+                "32",
+                "--pretrain-steps",
+                "4",
+                "--train-steps",
+                "10",
+                "--baseline-steps",
+                "4",
+                "--eval-episodes",
+                "2",
+                "--num-envs",
+                "1",
+            ]
+        )
+        == 0
+    )
     run = next(tmp_path.glob("run-*"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["demos"] >= 3  # the expert's demos, recorded at the station
@@ -17,8 +42,11 @@ def test_demo_tiny(tmp_path, capsys):
         assert row["episodes"] == 2 and 0.0 <= row["success"] <= 1.0
         if name != "random":  # policies know their training scenes: one seen, one held-out episode
             assert row["seen"] is not None and row["heldout"] is not None
-    assert "offline" in summary["language_model"] or "given" in summary["language_model"] \
+    assert (
+        "offline" in summary["language_model"]
+        or "given" in summary["language_model"]
         or "cache" in summary["language_model"]
+    )
     assert (run / "demos" / "catalog.sqlite").exists() and (run / "demos" / "stats.json").exists()
     assert any((run / "pretrain" / "checkpoints").iterdir())
     html = (run / "report" / "compare.html").read_text()

@@ -20,11 +20,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "robolearn"
 
 FLOORS = {
-    "utils": 0, "config": 0,
-    "data": 1, "envs": 1, "encoders": 1,
-    "hardware": 2, "policies": 2, "pretrain": 2,
-    "collection": 3, "eval": 3,
-    "workflows": 4, "cli": 4,
+    "utils": 0,
+    "config": 0,
+    "data": 1,
+    "envs": 1,
+    "encoders": 1,
+    "hardware": 2,
+    "policies": 2,
+    "pretrain": 2,
+    "collection": 3,
+    "eval": 3,
+    "workflows": 4,
+    "cli": 4,
 }
 ROOT_FLOOR = 0  # robolearn/__init__.py: the version, nothing else
 ENTRY_FLOOR = 4  # `__main__` modules (`python -m robolearn`, `python -m robolearn.pretrain`) are entry points
@@ -69,9 +76,14 @@ def import_graph() -> dict[str, set[str]]:
                     continue
                 for a in node.names:  # `from pkg import submodule` imports the submodule
                     out.add(f"{source}.{a.name}" if f"{source}.{a.name}" in files else resolve(source))
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and node.func.attr == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
-                  and str(node.args[0].value).split(".")[0] == "robolearn"):
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).split(".")[0] == "robolearn"
+            ):
                 out.add(resolve(str(node.args[0].value)))
         out.discard(mod)
         graph[mod] = out

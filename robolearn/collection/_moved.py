@@ -14,8 +14,11 @@ from typing import Any
 
 def alias(old: str, new: str, namespace: dict[str, Any]) -> None:
     target = importlib.import_module(new)
-    warnings.warn(f"{old} moved to {new}; import from {new} (the old path goes away in a later release)",
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{old} moved to {new}; import from {new} (the old path goes away in a later release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     names = list(getattr(target, "__all__", ()))
     namespace.update({name: getattr(target, name) for name in names}, __all__=names)
     for info in pkgutil.iter_modules(target.__path__):

@@ -19,9 +19,18 @@ from robolearn.data.reader import list_episodes
 from robolearn.envs.suites import METAWORLD_ROBOT
 
 
-def record_expert_demos(out: str | Path, task: str, scenes: list[tuple[int, int]], episodes_per_scene: int,
-                        cameras: tuple[str, ...] = ("exterior_1", "wrist"), size: int = 96, noise: float = 0.0,
-                        seed: int = 0, lab: str = "sim_lab", operator: str = "expert") -> list[Path]:
+def record_expert_demos(
+    out: str | Path,
+    task: str,
+    scenes: list[tuple[int, int]],
+    episodes_per_scene: int,
+    cameras: tuple[str, ...] = ("exterior_1", "wrist"),
+    size: int = 96,
+    noise: float = 0.0,
+    seed: int = 0,
+    lab: str = "sim_lab",
+    operator: str = "expert",
+) -> list[Path]:
     """Record `episodes_per_scene` expert episodes in each scene; returns the episode files written."""
     if episodes_per_scene < 1:
         raise ValueError(f"episodes_per_scene must be >= 1, got {episodes_per_scene}")
@@ -29,9 +38,21 @@ def record_expert_demos(out: str | Path, task: str, scenes: list[tuple[int, int]
     for i, (h, s) in enumerate(scenes):
         folder = out / f"household_{h}_scene_{s}"
         station = StationConfig(lab=lab, operator=operator, realtime=False, scene_check_every=0)
-        cfg = CollectCommand(robot="sim", task=task, device="expert", episodes=episodes_per_scene, out=folder,
-                             cameras=list(cameras), camera_width=size, camera_height=size, household_id=h,
-                             scene_id=s, expert_noise=noise, expert_seed=seed * 1000 + i, station=replace(station))
+        cfg = CollectCommand(
+            robot="sim",
+            task=task,
+            device="expert",
+            episodes=episodes_per_scene,
+            out=folder,
+            cameras=list(cameras),
+            camera_width=size,
+            camera_height=size,
+            household_id=h,
+            scene_id=s,
+            expert_noise=noise,
+            expert_seed=seed * 1000 + i,
+            station=replace(station),
+        )
         rc = collect(cfg)
         if rc:
             raise RuntimeError(f"expert collection failed in household {h} scene {s} (exit {rc})")
@@ -39,9 +60,17 @@ def record_expert_demos(out: str | Path, task: str, scenes: list[tuple[int, int]
 
 
 # ---- Meta-World: the peer suite has no robot server; its expert's episodes are written directly ------------
-def record_metaworld_demos(out: str | Path, task: str, episodes: int, cameras: tuple[str, ...] = ("corner",),
-                           size: int = 64, noise: float = 0.0, seed: int = 0, only_successful: bool = True,
-                           max_tries: int | None = None) -> list[Path]:
+def record_metaworld_demos(
+    out: str | Path,
+    task: str,
+    episodes: int,
+    cameras: tuple[str, ...] = ("corner",),
+    size: int = 64,
+    noise: float = 0.0,
+    seed: int = 0,
+    only_successful: bool = True,
+    max_tries: int | None = None,
+) -> list[Path]:
     """Meta-World's scripted expert written in the episode format (one HDF5 per episode).
 
     State: ee_position = hand xyz, gripper_position = Meta-World's gripper observation (as the env's proprio
@@ -65,11 +94,20 @@ def record_metaworld_demos(out: str | Path, task: str, episodes: int, cameras: t
             obs, info = env.reset(seed=seed * 100000 + tries)
             tries += 1
             path = out / f"ep_{tries - 1:06d}{schema.EPISODE_SUFFIX}"
-            meta = EpisodeMeta(lab="sim_lab", household="metaworld", scene_id=task, operator="expert",
-                               robot_type=METAWORLD_ROBOT, control_hz=float(env.metadata.get("render_fps", 80) or 80),
-                               action_space="cartesian_velocity", teleop_device="expert", task=task,
-                               language=[obs["language"]], language_source="task",
-                               extra={"suite": "metaworld", "seed": seed * 100000 + tries - 1})
+            meta = EpisodeMeta(
+                lab="sim_lab",
+                household="metaworld",
+                scene_id=task,
+                operator="expert",
+                robot_type=METAWORLD_ROBOT,
+                control_hz=float(env.metadata.get("render_fps", 80) or 80),
+                action_space="cartesian_velocity",
+                teleop_device="expert",
+                task=task,
+                language=[obs["language"]],
+                language_source="task",
+                extra={"suite": "metaworld", "seed": seed * 100000 + tries - 1},
+            )
             success, steps = False, 0
             with EpisodeWriter(path, meta, specs) as w:
                 done = False
@@ -77,13 +115,20 @@ def record_metaworld_demos(out: str | Path, task: str, episodes: int, cameras: t
                     a4 = np.asarray(expert.act(obs), dtype=np.float64)
                     qpos = np.asarray(raw.data.qpos[:7], dtype=np.float64)
                     hand = obs["proprio"][:3].astype(np.float64)
-                    state = {"joint_positions": qpos, "joint_velocities": np.asarray(raw.data.qvel[:7]),
-                             "ee_position": hand, "ee_quaternion": np.array([1.0, 0, 0, 0]),
-                             "gripper_position": float(obs["proprio"][3])}
-                    action = {"cartesian_velocity": np.concatenate([a4[:3], np.zeros(3)]),
-                              "cartesian_position": np.concatenate([hand + a4[:3] / 100.0, [1.0, 0, 0, 0]]),
-                              "joint_position": qpos, "joint_velocity": np.zeros(7),
-                              "gripper_position": float((np.clip(a4[3], -1, 1) + 1) / 2)}
+                    state = {
+                        "joint_positions": qpos,
+                        "joint_velocities": np.asarray(raw.data.qvel[:7]),
+                        "ee_position": hand,
+                        "ee_quaternion": np.array([1.0, 0, 0, 0]),
+                        "gripper_position": float(obs["proprio"][3]),
+                    }
+                    action = {
+                        "cartesian_velocity": np.concatenate([a4[:3], np.zeros(3)]),
+                        "cartesian_position": np.concatenate([hand + a4[:3] / 100.0, [1.0, 0, 0, 0]]),
+                        "joint_position": qpos,
+                        "joint_velocity": np.zeros(7),
+                        "gripper_position": float((np.clip(a4[3], -1, 1) + 1) / 2),
+                    }
                     images = dict(obs["images"])
                     obs, r, term, trunc, info = env.step(a4)
                     steps += 1
@@ -98,6 +143,7 @@ def record_metaworld_demos(out: str | Path, task: str, episodes: int, cameras: t
     finally:
         env.close()
     if len(written) < episodes:
-        raise RuntimeError(f"Meta-World expert reached {len(written)}/{episodes} successful episodes of {task} in "
-                           f"{tries} tries")
+        raise RuntimeError(
+            f"Meta-World expert reached {len(written)}/{episodes} successful episodes of {task} in {tries} tries"
+        )
     return written

@@ -1,24 +1,25 @@
 """The episode-file sequence shared by every recording session (the teleop station, real-robot rollouts).
 
-    recorder = EpisodeRecorder(out, writer_config)
-    writer = recorder.open(index, meta, [cam.spec() for cam in cameras])   # out/episodes/ep_<index>_<time>.h5
-    ... writer.add_step(...) per step ...
-    # then exactly one of:
-    recorder.abort(why, cadence)          # fault: steps kept, success unknown, extra.aborted (nothing: no file)
-    recorder.discard()                    # the operator discarded it (re-record)
-    outcome = recorder.ask_label(ask)     # prompt y/n/u/x; "discarded" has already discarded the file
-    recorder.finish(success, source)      # label and close: the episode is complete under its final name
+recorder = EpisodeRecorder(out, writer_config)
+writer = recorder.open(index, meta, [cam.spec() for cam in cameras])   # out/episodes/ep_<index>_<time>.h5
+... writer.add_step(...) per step ...
+# then exactly one of:
+recorder.abort(why, cadence)          # fault: steps kept, success unknown, extra.aborted (nothing: no file)
+recorder.discard()                    # the operator discarded it (re-record)
+outcome = recorder.ask_label(ask)     # prompt y/n/u/x; "discarded" has already discarded the file
+recorder.finish(success, source)      # label and close: the episode is complete under its final name
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from robolearn.data import schema
-from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now
 from robolearn.data.schema import CameraSpec
+from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig, utc_now
 
 EPISODES_DIR = "episodes"
 # The operator's label prompt: answer -> outcome ("unlabelled": success unknown; "discarded": file dropped).

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -50,8 +51,11 @@ class StationConfig:
     max_seconds: float = opt(60.0, help="episode time limit [s]")
     reset_noise: float = opt(0.02, help="random joint noise at home [rad]")
     scene_check_every: int = opt(20, help="ask 'has the scene changed?' every N saved episodes (0: never)")
-    realtime: bool = opt(True, help="pace the loop in real time; --no-station.realtime runs a sim as fast as it can "
-                                    "(unattended expert collection; wall-clock timestamps then run fast)")
+    realtime: bool = opt(
+        True,
+        help="pace the loop in real time; --no-station.realtime runs a sim as fast as it can "
+        "(unattended expert collection; wall-clock timestamps then run fast)",
+    )
     cameras: list[str] = field(default_factory=list)
     robot: str = "sim"
     device: str = "keyboard"
@@ -115,8 +119,16 @@ class EpisodeResult:
 
 
 class Station:
-    def __init__(self, config: StationConfig, out: Path, robot: Robot, cameras: list[Camera], device: Device,
-                 operator: Operator | None = None, writer_config: WriterConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: StationConfig,
+        out: Path,
+        robot: Robot,
+        cameras: list[Camera],
+        device: Device,
+        operator: Operator | None = None,
+        writer_config: WriterConfig | None = None,
+    ) -> None:
         self.config = config
         self.out = Path(out)
         self.robot = robot
@@ -135,8 +147,10 @@ class Station:
         existing = self.recorder.existing()
         if station_file.exists() or existing:
             if not resume:
-                raise FileExistsError(f"{self.out}: a dataset is already here; pass --resume to add episodes to it "
-                                      "or choose another --out")
+                raise FileExistsError(
+                    f"{self.out}: a dataset is already here; pass --resume to add episodes to it "
+                    "or choose another --out"
+                )
             self._check_compatible(station_file)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / EPISODES_DIR).mkdir(exist_ok=True)
@@ -152,9 +166,11 @@ class Station:
             raise ValueError(f"{station_file}: unreadable station config ({e}); fix or remove it") from None
         for key in ("control_hz", "cameras", "robot"):
             if key in old and old[key] != asdict(self.config)[key]:
-                raise ValueError(f"{station_file}: field {key!r} is {old[key]!r} in this dataset but "
-                                 f"{asdict(self.config)[key]!r} now; resume with the same setting or record into "
-                                 "a new folder")
+                raise ValueError(
+                    f"{station_file}: field {key!r} is {old[key]!r} in this dataset but "
+                    f"{asdict(self.config)[key]!r} now; resume with the same setting or record into "
+                    "a new folder"
+                )
 
     def _save_station(self) -> None:
         write_text_atomic(self.out / STATION_FILE, json.dumps(asdict(self.config), indent=1))
@@ -174,9 +190,12 @@ class Station:
             while self.saved < episodes:
                 result = self.record_episode(already + len(results))
                 results.append(result)
-                self.operator.say(f"episode {len(results)}: {result.outcome}, {result.steps} steps"
-                                  + (f" -> {result.path.name}" if result.path else "") + "; "
-                                  + format_report(result.cadence))
+                self.operator.say(
+                    f"episode {len(results)}: {result.outcome}, {result.steps} steps"
+                    + (f" -> {result.path.name}" if result.path else "")
+                    + "; "
+                    + format_report(result.cadence)
+                )
                 if result.outcome == "quit":
                     break
                 if result.path is not None:
@@ -243,8 +262,10 @@ class Station:
         except (RobotError, DeviceError, ValueError) as e:  # robot link lost, device lost or NaN/inf
             self._safe_stop()
             saved = self.recorder.abort(f"{type(e).__name__}: {e}", self.loop.report())
-            self.operator.say(f"episode aborted after {steps} steps: {e}; recorded steps kept in "
-                              f"{saved if saved else '(nothing recorded)'}")
+            self.operator.say(
+                f"episode aborted after {steps} steps: {e}; recorded steps kept in "
+                f"{saved if saved else '(nothing recorded)'}"
+            )
             raise
         self.robot.stop()
         report = self.loop.report()
@@ -288,32 +309,50 @@ class Station:
         loop.mark("action_sent")
         times = dict(loop.times)
         times["step_end"] = time.monotonic_ns()
-        writer.add_step(state=state, action=forms,
-                        images={n: f.image for n, f in frames.items()},
-                        camera_times={n: (f.capture_ns, f.receive_ns) for n, f in frames.items()},
-                        control_times=times, is_terminal="success" in cmd.events,
-                        intervention=not cmd.enabled, reward=1.0 if "success" in cmd.events else 0.0)
+        writer.add_step(
+            state=state,
+            action=forms,
+            images={n: f.image for n, f in frames.items()},
+            camera_times={n: (f.capture_ns, f.receive_ns) for n, f in frames.items()},
+            control_times=times,
+            is_terminal="success" in cmd.events,
+            intervention=not cmd.enabled,
+            reward=1.0 if "success" in cmd.events else 0.0,
+        )
         loop.end()
         return cmd.events, sum(1 for f in frames.values() if f.dropped)
 
     @staticmethod
     def _outcome(events: set[str]) -> str | None:
-        for event, outcome in (("discard", "discarded"), ("success", "success"), ("failure", "failure"),
-                               ("quit", "quit")):
+        for event, outcome in (
+            ("discard", "discarded"),
+            ("success", "success"),
+            ("failure", "failure"),
+            ("quit", "quit"),
+        ):
             if event in events:
                 return outcome
         return None
 
     def _meta(self, language: str) -> EpisodeMeta:
         cfg, info = self.config, self.robot.info()
-        return EpisodeMeta(lab=cfg.lab, household=cfg.household, scene_id=cfg.scene, operator=cfg.operator,
-                           robot_type=str(info.get("robot_type", self.robot.name)),
-                           robot_serial=str(info.get("robot_serial", "")), control_hz=cfg.control_hz,
-                           action_space="cartesian_velocity", teleop_device=self.device.name,
-                           teleop_params=getattr(self.device, "params", lambda: {})(),
-                           task=cfg.task, language=[language] if language else [],
-                           language_source="operator" if cfg.instruction else "task",
-                           env=info.get("env"), extra={"station": asdict(cfg)})
+        return EpisodeMeta(
+            lab=cfg.lab,
+            household=cfg.household,
+            scene_id=cfg.scene,
+            operator=cfg.operator,
+            robot_type=str(info.get("robot_type", self.robot.name)),
+            robot_serial=str(info.get("robot_serial", "")),
+            control_hz=cfg.control_hz,
+            action_space="cartesian_velocity",
+            teleop_device=self.device.name,
+            teleop_params=getattr(self.device, "params", lambda: {})(),
+            task=cfg.task,
+            language=[language] if language else [],
+            language_source="operator" if cfg.instruction else "task",
+            env=info.get("env"),
+            extra={"station": asdict(cfg)},
+        )
 
 
 def _next_scene(scene: str) -> str:

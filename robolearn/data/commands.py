@@ -10,17 +10,30 @@ import sqlite3
 import sys
 import time
 import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import h5py
 
 from robolearn.config import command, opt, positional, save_config
 from robolearn.data import schema
 from robolearn.data.browser import make_server
-from robolearn.data.catalog import (COLUMNS, TABLE_COLUMNS, CatalogError, IndexReport, Row, check_column,
-                                    ensure_catalog, query, read_split, select_paths, split, update)
+from robolearn.data.catalog import (
+    COLUMNS,
+    TABLE_COLUMNS,
+    CatalogError,
+    IndexReport,
+    Row,
+    check_column,
+    ensure_catalog,
+    query,
+    read_split,
+    select_paths,
+    split,
+    update,
+)
 from robolearn.data.edit import UNREADABLE_ERRORS, one_line
 from robolearn.data.errors import EpisodeError
 from robolearn.data.info import format_dataset_info, format_episode_info, info
@@ -55,10 +68,20 @@ class SynthCommand:
 @command("data", "synth")
 def synth(cfg: SynthCommand) -> int:
     """Write a synthetic dataset (for trying the toolkit, tests and benchmarks)."""
-    paths = make_dataset(cfg.out, SyntheticConfig(
-        num_episodes=cfg.episodes, steps=cfg.steps, size=cfg.size, cameras=tuple(cfg.cameras), depth=cfg.depth,
-        encoding=cfg.encoding, households=cfg.households, scenes_per_household=cfg.scenes_per_household,
-        seed=cfg.seed))
+    paths = make_dataset(
+        cfg.out,
+        SyntheticConfig(
+            num_episodes=cfg.episodes,
+            steps=cfg.steps,
+            size=cfg.size,
+            cameras=tuple(cfg.cameras),
+            depth=cfg.depth,
+            encoding=cfg.encoding,
+            households=cfg.households,
+            scenes_per_household=cfg.scenes_per_household,
+            seed=cfg.seed,
+        ),
+    )
     save_config(cfg, cfg.out, "synth")
     print(f"wrote {len(paths)} episodes to {cfg.out}")
     return 0
@@ -77,6 +100,7 @@ def _progress_printer() -> Callable[[int, int], None]:
         if now - last[0] > 2.0 or done == total:
             last[0] = now
             _err(f"  read {done}/{total} files")
+
     return show
 
 
@@ -181,9 +205,17 @@ def split_command(cfg: SplitCommand) -> int:
             target: str | Path = cfg.catalog
         else:
             target = cfg.root
-        res = split(target, by=cfg.by, holdout=cfg.holdout, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                    filters=cfg.where, name=cfg.name, overwrite=cfg.overwrite,
-                    update_catalog=cfg.catalog is None)
+        res = split(
+            target,
+            by=cfg.by,
+            holdout=cfg.holdout,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            filters=cfg.where,
+            name=cfg.name,
+            overwrite=cfg.overwrite,
+            update_catalog=cfg.catalog is None,
+        )
     except (CatalogError, FileNotFoundError, sqlite3.Error) as e:
         _err(f"robolearn data split: {e}")
         return 2
@@ -238,15 +270,22 @@ class RelabelCommand:
 def relabel_cmd(cfg: RelabelCommand) -> int:
     """Relabel success and/or language instructions safely (atomic rewrite, history kept)."""
     try:
-        results = relabel(cfg.path, success=parse_success(cfg.success), language=cfg.language,
-                          who=cfg.who or None, source=cfg.source, filters=cfg.where or None)
+        results = relabel(
+            cfg.path,
+            success=parse_success(cfg.success),
+            language=cfg.language,
+            who=cfg.who or None,
+            source=cfg.source,
+            filters=cfg.where or None,
+        )
     except (*UNREADABLE_ERRORS, RuntimeError) as e:
         return _fail("relabel", e)
     changed = [r for r in results if r.changes]
     for r in changed:
         print(f"{r.path}: " + "; ".join(f"{c['field']} {c['old']!r} -> {c['new']!r}" for c in r.changes))
-    print(f"relabelled {len(changed)} of {len(results)} episodes ({len(results) - len(changed)} already had "
-          "these labels)")
+    print(
+        f"relabelled {len(changed)} of {len(results)} episodes ({len(results) - len(changed)} already had these labels)"
+    )
     return 0
 
 
@@ -261,12 +300,16 @@ class MergeCommand:
 def _print_merge(report: MergeReport) -> int:
     c = report.counts()
     for s in report.sources:
-        print(f"  {s['path']} -> {report.out / s['label'] if s['label'] else report.out}: {s['found']} found, "
-              f"{s['added']} added, {s['duplicates']} duplicates skipped, {s['unreadable']} unreadable")
+        print(
+            f"  {s['path']} -> {report.out / s['label'] if s['label'] else report.out}: {s['found']} found, "
+            f"{s['added']} added, {s['duplicates']} duplicates skipped, {s['unreadable']} unreadable"
+        )
     for u in report.unreadable:
         print(f"  unreadable, skipped: {u['error']}")
-    print(f"{c['added']} episodes into {report.out} ({c['linked']} hard-linked, {c['copied']} copied), "
-          f"{c['duplicates']} duplicates skipped; see {report.out / 'merge.json'}")
+    print(
+        f"{c['added']} episodes into {report.out} ({c['linked']} hard-linked, {c['copied']} copied), "
+        f"{c['duplicates']} duplicates skipped; see {report.out / 'merge.json'}"
+    )
     return 1 if report.unreadable else 0
 
 
@@ -321,8 +364,10 @@ def migrate_cmd(cfg: MigrateCommand) -> int:
         print(f"{u['path']}: {verb} {u['from']} -> {' -> '.join(u['steps'])}")
     for p in report.problems:
         print(f"ERROR {p}", file=sys.stderr)
-    print(f"{verb} {len(report.upgraded)}, already at {schema.SCHEMA_VERSION}: {len(report.current)}, "
-          f"failed: {len(report.problems)}")
+    print(
+        f"{verb} {len(report.upgraded)}, already at {schema.SCHEMA_VERSION}: {len(report.current)}, "
+        f"failed: {len(report.problems)}"
+    )
     return 1 if report.problems else 0
 
 
@@ -378,8 +423,10 @@ def stats_command(cfg: StatsCommand) -> int:
     width = max(len(k) for k in st["stats"])
     print(f"{'key':<{width}}  {'dim':>3}  {'mean':<34}  {'std':<34}  {'min':<34}  max")
     for k, s in st["stats"].items():
-        print(f"{k:<{width}}  {len(s['mean']):>3}  {_fmt(s['mean']):<34}  {_fmt(s['std']):<34}  "
-              f"{_fmt(s['min']):<34}  {_fmt(s['max'])}")
+        print(
+            f"{k:<{width}}  {len(s['mean']):>3}  {_fmt(s['mean']):<34}  {_fmt(s['std']):<34}  "
+            f"{_fmt(s['min']):<34}  {_fmt(s['max'])}"
+        )
     for s in st["skipped"]:
         print(f"skipped {s['path']}: {s['field']}: {s['error']}")
     return 0
@@ -418,8 +465,9 @@ def export_robomimic_command(cfg: RobomimicExportConfig) -> int:
     save_config(cfg, out.parent, out.stem + ".export")
     with h5py.File(out, "r") as f:
         n = len(f["data"])
-    print(f"wrote {n} demos to {out}" + (f" ({len(paths) - n} episodes without steps left out)" if n < len(paths)
-                                          else ""))
+    print(
+        f"wrote {n} demos to {out}" + (f" ({len(paths) - n} episodes without steps left out)" if n < len(paths) else "")
+    )
     return 0
 
 
@@ -429,8 +477,10 @@ class ExportVideoCommand:
     out: Path | None = opt(None, help="output .mp4 (default: next to the episode)")
     cameras: list[str] | None = opt(None, help="cameras to show, left to right (default: all)")
     fps: float | None = opt(None, help="frame rate (default: the episode's control rate)")
-    plot_keys: list[str] = opt(default_factory=lambda: ["action"],
-                               help="plotted series: 'action' (commanded action + gripper) or dataset paths")
+    plot_keys: list[str] = opt(
+        default_factory=lambda: ["action"],
+        help="plotted series: 'action' (commanded action + gripper) or dataset paths",
+    )
     scale: int | None = opt(None, help="integer panel scale (default: up to at least 160 px high)")
 
 
@@ -438,8 +488,9 @@ class ExportVideoCommand:
 def export_video_cmd(cfg: ExportVideoCommand) -> int:
     """Export an episode as MP4: cameras side by side, action plot with a cursor, text overlay."""
     try:
-        path = export_video(cfg.episode, cfg.out, cameras=cfg.cameras, fps=cfg.fps, plot_keys=cfg.plot_keys,
-                            scale=cfg.scale)
+        path = export_video(
+            cfg.episode, cfg.out, cameras=cfg.cameras, fps=cfg.fps, plot_keys=cfg.plot_keys, scale=cfg.scale
+        )
     except (EpisodeError, OSError, KeyError, ValueError) as e:
         print(f"robolearn data export-video: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
@@ -467,9 +518,11 @@ def validate_command(cfg: ValidateCommand) -> int:
             print(f"{p.severity.upper():7s} {p}")
         for src, dst in report.quarantined.items():
             print(f"QUARANTINED {src} -> {dst}")
-        print(f"checked {len(report.checked)} episodes: {len(report.errors)} errors in {len(report.bad_files)} "
-              f"files, {len(report.warnings)} warnings" + (f", {len(report.quarantined)} quarantined"
-                                                           if cfg.quarantine else ""))
+        print(
+            f"checked {len(report.checked)} episodes: {len(report.errors)} errors in {len(report.bad_files)} "
+            f"files, {len(report.warnings)} warnings"
+            + (f", {len(report.quarantined)} quarantined" if cfg.quarantine else "")
+        )
     return 1 if report.errors else 0
 
 
@@ -490,9 +543,11 @@ def repair_command(cfg: RepairCommand) -> int:
     for r in results:
         print(r.line())
     lost = sum(r.lost for r in results)
-    print(f"{len(results)} unfinished episodes: {sum(not r.lost and r.action != 'skipped' for r in results)} "
-          f"{'salvageable' if cfg.dry_run else 'salvaged'}, {lost} not salvageable, "
-          f"{sum(r.action == 'skipped' for r in results)} skipped")
+    print(
+        f"{len(results)} unfinished episodes: {sum(not r.lost and r.action != 'skipped' for r in results)} "
+        f"{'salvageable' if cfg.dry_run else 'salvaged'}, {lost} not salvageable, "
+        f"{sum(r.action == 'skipped' for r in results)} skipped"
+    )
     return 1 if lost or any(r.problems for r in results) else 0
 
 
@@ -519,8 +574,11 @@ def serve_cmd(cfg: ServeCommand) -> int:
     if rep is not None:
         print(f"catalog {rep.catalog}: {rep.summary()}")
     if not is_loopback(cfg.host):
-        print(f"warning: bound to {cfg.host}: anyone who can reach this address can browse the dataset; "
-              "relabels still need the page's token", file=sys.stderr)
+        print(
+            f"warning: bound to {cfg.host}: anyone who can reach this address can browse the dataset; "
+            "relabels still need the page's token",
+            file=sys.stderr,
+        )
     print(f"serving {server.app.root} at {server.url}  (Ctrl-C to stop)", flush=True)
     if cfg.open:
         webbrowser.open(server.url)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import h5py
 
@@ -55,8 +56,9 @@ def edit_atomically(path: str | Path, edit: Callable[[h5py.File], T]) -> T:
         fsync_path(tmp)
         now = path.stat()
         if (now.st_ino, now.st_size, now.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
-            raise EpisodeError(path, "file", "changed on disk while it was being edited; nothing was replaced, "
-                               "run the command again")
+            raise EpisodeError(
+                path, "file", "changed on disk while it was being edited; nothing was replaced, run the command again"
+            )
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -30,9 +30,25 @@ def _success_word(v: int) -> str:
     return {1: "success", 0: "failure"}.get(int(v), "unknown")
 
 
-META_KEYS = ("lab", "household", "scene_id", "operator", "robot_type", "robot_serial", "task", "success",
-             "label_source", "complete", "schema_version", "control_hz", "action_space", "teleop_device",
-             "start_time", "end_time", "software_version")
+META_KEYS = (
+    "lab",
+    "household",
+    "scene_id",
+    "operator",
+    "robot_type",
+    "robot_serial",
+    "task",
+    "success",
+    "label_source",
+    "complete",
+    "schema_version",
+    "control_hz",
+    "action_space",
+    "teleop_device",
+    "start_time",
+    "end_time",
+    "software_version",
+)
 
 
 def episode_info(path: str | Path) -> dict[str, Any]:
@@ -45,11 +61,17 @@ def episode_info(path: str | Path) -> dict[str, Any]:
         measured = float(end[-1] - start[0]) / 1e9 if n and start[0] and end[-1] else None
         cams = [_camera_info(ep, c) for c in ep.cameras]
         info: dict[str, Any] = {
-            "kind": "episode", "path": str(path), "uuid": a.get("uuid", ""),
+            "kind": "episode",
+            "path": str(path),
+            "uuid": a.get("uuid", ""),
             "metadata": {k: a.get(k) for k in META_KEYS},
-            "language": ep.language, "instructions": ep.instructions(),
-            "cadence": a.get("cadence") or {}, "label_history": a.get("label_history") or [],
-            "num_steps": n, "duration_s": n / hz if hz else None, "measured_duration_s": measured,
+            "language": ep.language,
+            "instructions": ep.instructions(),
+            "cadence": a.get("cadence") or {},
+            "label_history": a.get("label_history") or [],
+            "num_steps": n,
+            "duration_s": n / hz if hz else None,
+            "measured_duration_s": measured,
             "cameras": cams,
         }
     with open_h5(path) as f:
@@ -70,10 +92,17 @@ def _camera_info(ep: Episode, cam: schema.CameraSpec) -> dict[str, Any]:
     lengths = s.index[:, 1]
     present = int((lengths > 0).sum())
     out: dict[str, Any] = {
-        "name": cam.name, "role": cam.role, "encoding": s.encoding, "width": cam.width, "height": cam.height,
-        "frames": present, "dropped": int(ep.camera_field(cam.name, "dropped").sum()),
-        "bytes": int(lengths.sum()), "mean_bytes_per_frame": float(lengths.sum() / present) if present else 0.0,
-        "depth": bool(cam.depth), "intrinsics": cam.intrinsics is not None,
+        "name": cam.name,
+        "role": cam.role,
+        "encoding": s.encoding,
+        "width": cam.width,
+        "height": cam.height,
+        "frames": present,
+        "dropped": int(ep.camera_field(cam.name, "dropped").sum()),
+        "bytes": int(lengths.sum()),
+        "mean_bytes_per_frame": float(lengths.sum() / present) if present else 0.0,
+        "depth": bool(cam.depth),
+        "intrinsics": cam.intrinsics is not None,
         "extrinsics": cam.extrinsics is not None,
     }
     if cam.depth:
@@ -115,15 +144,27 @@ def dataset_info(root: str | Path) -> dict[str, Any]:
             e["depth"] += bool(cam.depth)
     steps = sum(lengths)
     return {
-        "kind": "dataset", "path": str(root), "episodes": len(lengths), "steps": steps, "hours": hours,
-        "success": outcome["success"], "failure": outcome["failure"], "unknown": outcome["unknown"],
+        "kind": "dataset",
+        "path": str(root),
+        "episodes": len(lengths),
+        "steps": steps,
+        "hours": hours,
+        "success": outcome["success"],
+        "failure": outcome["failure"],
+        "unknown": outcome["unknown"],
         "incomplete": incomplete,
-        "per_lab": dict(per["lab"]), "per_household": dict(per["household"]), "per_scene": dict(per["scene_id"]),
-        "per_task": dict(per["task"]), "per_operator": dict(per["operator"]),
+        "per_lab": dict(per["lab"]),
+        "per_household": dict(per["household"]),
+        "per_scene": dict(per["scene_id"]),
+        "per_task": dict(per["task"]),
+        "per_operator": dict(per["operator"]),
         "length": {"min": min(lengths), "mean": statistics.fmean(lengths), "max": max(lengths)} if lengths else None,
-        "cameras": {k: {**v, "resolutions": sorted(v["resolutions"]), "encodings": sorted(v["encodings"])}
-                    for k, v in sorted(cams.items())},
-        "total_bytes": total_bytes, "bytes_per_step": total_bytes / steps if steps else None,
+        "cameras": {
+            k: {**v, "resolutions": sorted(v["resolutions"]), "encodings": sorted(v["encodings"])}
+            for k, v in sorted(cams.items())
+        },
+        "total_bytes": total_bytes,
+        "bytes_per_step": total_bytes / steps if steps else None,
         "unreadable": unreadable,
     }
 
@@ -141,39 +182,59 @@ def format_episode_info(i: dict[str, Any]) -> str:
     dur = f"{i['num_steps']} ({i['duration_s']:.2f} s at {m['control_hz']:g} Hz"
     dur += f", measured {i['measured_duration_s']:.2f} s)" if i["measured_duration_s"] is not None else ")"
     rows = [
-        ("episode", i["path"]), ("uuid", i["uuid"]),
+        ("episode", i["path"]),
+        ("uuid", i["uuid"]),
         ("where", f"lab {m['lab']} / household {m['household']} / scene {m['scene_id']}"),
-        ("operator", m["operator"]), ("robot", f"{m['robot_type']} ({m['robot_serial']})"),
-        ("task", m["task"]), ("instructions", " | ".join(i["instructions"])),
-        ("success", f"{_success_word(m['success'])} (label source: {m['label_source']}, "
-                    f"{len(i['label_history'])} relabel records)"),
+        ("operator", m["operator"]),
+        ("robot", f"{m['robot_type']} ({m['robot_serial']})"),
+        ("task", m["task"]),
+        ("instructions", " | ".join(i["instructions"])),
+        (
+            "success",
+            f"{_success_word(m['success'])} (label source: {m['label_source']}, "
+            f"{len(i['label_history'])} relabel records)",
+        ),
         ("complete", "yes" if m["complete"] else "NO (salvaged or never closed)"),
         ("schema", f"{m['schema_version']} (written by robolearn {m['software_version']})"),
         ("control", f"{m['control_hz']:g} Hz, action space {m['action_space']}, teleop {m['teleop_device']}"),
         ("time", f"{m['start_time']} .. {m['end_time'] or '(not closed)'}"),
         ("cadence", json.dumps(i["cadence"]) if i["cadence"] else "(none recorded)"),
-        ("steps", dur), ("file size", _human_bytes(i["file_bytes"])),
+        ("steps", dur),
+        ("file size", _human_bytes(i["file_bytes"])),
     ]
     w = max(len(k) for k, _ in rows)
     lines = [f"{k:<{w}}  {v}" for k, v in rows]
     lines.append("cameras:")
     head = ("name", "encoding", "size", "frames", "dropped", "bytes", "B/frame", "depth", "intrinsics")
-    table = [head] + [(c["name"], c["encoding"], f"{c['width']}x{c['height']}", str(c["frames"]),
-                       str(c["dropped"]), _human_bytes(c["bytes"]), f"{c['mean_bytes_per_frame']:.0f}",
-                       _human_bytes(c["depth_bytes"]) if c["depth"] else "no",
-                       "yes" if c["intrinsics"] else "MISSING") for c in i["cameras"]]
+    table = [head] + [
+        (
+            c["name"],
+            c["encoding"],
+            f"{c['width']}x{c['height']}",
+            str(c["frames"]),
+            str(c["dropped"]),
+            _human_bytes(c["bytes"]),
+            f"{c['mean_bytes_per_frame']:.0f}",
+            _human_bytes(c["depth_bytes"]) if c["depth"] else "no",
+            "yes" if c["intrinsics"] else "MISSING",
+        )
+        for c in i["cameras"]
+    ]
     lines += _table(table)
     lines.append("fields:")
-    lines += _table([("path", "shape", "dtype")] + [(k, str(tuple(v["shape"])), v["dtype"])
-                                                     for k, v in i["fields"].items()])
+    lines += _table(
+        [("path", "shape", "dtype")] + [(k, str(tuple(v["shape"])), v["dtype"]) for k, v in i["fields"].items()]
+    )
     return "\n".join(lines)
 
 
 def format_dataset_info(i: dict[str, Any]) -> str:
-    lines = [f"dataset    {i['path']}",
-             f"episodes   {i['episodes']}  ({i['success']} success, {i['failure']} failure, {i['unknown']} unknown; "
-             f"{i['incomplete']} incomplete)",
-             f"steps      {i['steps']}  ({i['hours']:.3f} h at the control rate)"]
+    lines = [
+        f"dataset    {i['path']}",
+        f"episodes   {i['episodes']}  ({i['success']} success, {i['failure']} failure, {i['unknown']} unknown; "
+        f"{i['incomplete']} incomplete)",
+        f"steps      {i['steps']}  ({i['hours']:.3f} h at the control rate)",
+    ]
     if i["length"]:
         ln = i["length"]
         lines.append(f"length     min {ln['min']}  mean {ln['mean']:.1f}  max {ln['max']}")
@@ -184,8 +245,10 @@ def format_dataset_info(i: dict[str, Any]) -> str:
         if counts:
             lines.append(f"{key + 's':<10} " + ", ".join(f"{k} ({v})" for k, v in sorted(counts.items())))
     for name, c in i["cameras"].items():
-        lines.append(f"camera     {name}: {c['episodes']} episodes, {'/'.join(c['resolutions'])}, "
-                     f"{'/'.join(c['encodings'])}" + (f", depth in {c['depth']}" if c["depth"] else ""))
+        lines.append(
+            f"camera     {name}: {c['episodes']} episodes, {'/'.join(c['resolutions'])}, "
+            f"{'/'.join(c['encodings'])}" + (f", depth in {c['depth']}" if c["depth"] else "")
+        )
     if i["unreadable"]:
         lines.append(f"UNREADABLE ({len(i['unreadable'])} files, skipped):")
         lines += [f"  {u['error']}" for u in i["unreadable"]]

@@ -41,8 +41,13 @@ class MergeReport:
 
     def counts(self) -> dict[str, int]:
         how = Counter(a["how"] for a in self.added)
-        return {"added": len(self.added), "linked": how["link"], "copied": how["copy"],
-                "duplicates": len(self.duplicates), "unreadable": len(self.unreadable)}
+        return {
+            "added": len(self.added),
+            "linked": how["link"],
+            "copied": how["copy"],
+            "duplicates": len(self.duplicates),
+            "unreadable": len(self.unreadable),
+        }
 
 
 def _read_uuid(path: Path) -> str:
@@ -91,8 +96,13 @@ def _relative(p: Path, root: Path) -> Path:
         return Path(p.name)
 
 
-def merge(sources: list[str | Path], out: str | Path, filters: list[str] | None = None, link: bool = True,
-          prefix_sources: bool = True) -> MergeReport:
+def merge(
+    sources: list[str | Path],
+    out: str | Path,
+    filters: list[str] | None = None,
+    link: bool = True,
+    prefix_sources: bool = True,
+) -> MergeReport:
     """Build dataset folder `out` from `sources` (folders or episode files); see the module docstring for
     naming, dedup and no-overwrite rules. Conflicts are found before anything is written. Returns a report;
     the same is recorded in `out/merge.json`. Re-running after an interruption resumes (what is already in
@@ -135,13 +145,20 @@ def merge(sources: list[str | Path], out: str | Path, filters: list[str] | None 
                     report.duplicates.append({"uuid": uid, "source": str(p), "kept": str(other)})
                     stats["duplicates"] += 1
                 else:
-                    problems.append(Problem(str(p), "attrs/uuid", f"uuid {uid} is also used by {other} with "
-                                            f"different content (sha256 {hasher.sha256(p)[:12]} vs "
-                                            f"{hasher.sha256(other)[:12]}); expected one episode per uuid"))
+                    problems.append(
+                        Problem(
+                            str(p),
+                            "attrs/uuid",
+                            f"uuid {uid} is also used by {other} with "
+                            f"different content (sha256 {hasher.sha256(p)[:12]} vs "
+                            f"{hasher.sha256(other)[:12]}); expected one episode per uuid",
+                        )
+                    )
                 continue
             if dest.exists() or dest.is_symlink() or dest in planned_dests:
-                problems.append(Problem(str(dest), "file", f"already exists (wanted for {p}); merge never "
-                                        "overwrites files"))
+                problems.append(
+                    Problem(str(dest), "file", f"already exists (wanted for {p}); merge never overwrites files")
+                )
                 continue
             seen[uid] = p
             planned_dests.add(dest)
@@ -149,15 +166,23 @@ def merge(sources: list[str | Path], out: str | Path, filters: list[str] | None 
             stats["added"] += 1
         report.sources.append(stats)
     if problems:
-        raise MergeConflictError(out, problems[0].field, f"merge refused, nothing written: {problems[0]}"
-                                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""), problems)
+        raise MergeConflictError(
+            out,
+            problems[0].field,
+            f"merge refused, nothing written: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            problems,
+        )
     out.mkdir(parents=True, exist_ok=True)
     for i, (uid, src_path, dest) in enumerate(plan):
         try:
             how = _place(src_path, dest, link)
         except OSError as e:
-            raise EpisodeError(dest, "file", f"placing {src_path} failed after {i} of {len(plan)} episodes ({e}); "
-                               "run the merge again to resume") from e
+            raise EpisodeError(
+                dest,
+                "file",
+                f"placing {src_path} failed after {i} of {len(plan)} episodes ({e}); run the merge again to resume",
+            ) from e
         report.added.append({"uuid": uid, "source": str(src_path), "dest": str(dest.relative_to(out)), "how": how})
     for d in {dest.parent for _, _, dest in plan}:
         fsync_path(d)
@@ -203,7 +228,16 @@ def _write_merge_json(out: Path, report: MergeReport, config: dict[str, Any]) ->
             previous = old.pop("previous", []) + [old]
         except (OSError, json.JSONDecodeError):
             previous = []
-    record = {"time": utc_now(), "robolearn_version": __version__, "out": str(out), "config": config,
-              "sources": report.sources, "counts": report.counts(), "episodes": report.added,
-              "duplicates": report.duplicates, "unreadable": report.unreadable, "previous": previous}
+    record = {
+        "time": utc_now(),
+        "robolearn_version": __version__,
+        "out": str(out),
+        "config": config,
+        "sources": report.sources,
+        "counts": report.counts(),
+        "episodes": report.added,
+        "duplicates": report.duplicates,
+        "unreadable": report.unreadable,
+        "previous": previous,
+    }
     return write_text_atomic(path, json.dumps(record, indent=2) + "\n")

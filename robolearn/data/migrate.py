@@ -37,9 +37,12 @@ def migration_steps(path: Path, version: str) -> list[str]:
         return schema.migration_path(version)
     except ValueError:
         vt, ct = _version_tuple(version), _version_tuple(schema.SCHEMA_VERSION)
-        hint = ("the file is newer than this robolearn; upgrade robolearn" if vt and ct and vt > ct else
-                f"no migration chain to {schema.SCHEMA_VERSION!r} starts there "
-                f"(migrations known from: {sorted(schema.MIGRATIONS) or 'none'})")
+        hint = (
+            "the file is newer than this robolearn; upgrade robolearn"
+            if vt and ct and vt > ct
+            else f"no migration chain to {schema.SCHEMA_VERSION!r} starts there "
+            f"(migrations known from: {sorted(schema.MIGRATIONS) or 'none'})"
+        )
         raise SchemaVersionError(path, "attrs/schema_version", f"unknown schema version {version!r}: {hint}") from None
 
 
@@ -61,8 +64,11 @@ def migrate_file(path: str | Path, dry_run: bool = False) -> list[str]:
             try:
                 fn(f)
             except Exception as e:
-                raise EpisodeError(path, "attrs/schema_version", f"migration {v} -> {nxt} failed: "
-                                   f"{type(e).__name__}: {e}; the file is unchanged") from e
+                raise EpisodeError(
+                    path,
+                    "attrs/schema_version",
+                    f"migration {v} -> {nxt} failed: {type(e).__name__}: {e}; the file is unchanged",
+                ) from e
             f.attrs["schema_version"] = nxt
             v = nxt
 

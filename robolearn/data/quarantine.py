@@ -22,8 +22,11 @@ def find_partials(root: str | Path) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root] if root.name.endswith(schema.TMP_SUFFIX) else []
-    return sorted(p for p in root.rglob(f"*{schema.TMP_SUFFIX}") if p.is_file() and QUARANTINE_DIR not in
-                  p.relative_to(root).parts)
+    return sorted(
+        p
+        for p in root.rglob(f"*{schema.TMP_SUFFIX}")
+        if p.is_file() and QUARANTINE_DIR not in p.relative_to(root).parts
+    )
 
 
 def quarantine_file(root: str | Path, path: str | Path, reason: str) -> Path:

@@ -81,8 +81,9 @@ def open_h5(path: str | Path, swmr: bool = False) -> h5py.File:
         if "signature" in msg or "truncated" in msg.lower() or "EOF" in msg:
             raise EpisodeError(p, "file", f"not a readable HDF5 file (truncated or not HDF5): {msg}") from None
         if "already open for write" in msg:
-            raise EpisodeError(p, "file", "was never closed by its writer (crash?): run `robolearn data repair`"
-                               ) from None
+            raise EpisodeError(
+                p, "file", "was never closed by its writer (crash?): run `robolearn data repair`"
+            ) from None
         raise EpisodeError(p, "file", f"cannot open as HDF5: {msg}") from None
 
 
@@ -99,9 +100,13 @@ def read_attrs(f: h5py.File, path: str | Path) -> dict[str, Any]:
         raise EpisodeError(path, "attrs/format", f"expected {schema.FORMAT_NAME!r}, got {out.get('format')!r}")
     version = out.get("schema_version")
     if version not in schema.SUPPORTED_VERSIONS:
-        raise SchemaVersionError(path, "attrs/schema_version", f"unknown schema version {version!r}; this robolearn "
-                                 f"reads {list(schema.SUPPORTED_VERSIONS)} (newer file? upgrade robolearn; older? "
-                                 "`robolearn data migrate`)")
+        raise SchemaVersionError(
+            path,
+            "attrs/schema_version",
+            f"unknown schema version {version!r}; this robolearn "
+            f"reads {list(schema.SUPPORTED_VERSIONS)} (newer file? upgrade robolearn; older? "
+            "`robolearn data migrate`)",
+        )
     for k in JSON_ATTRS:
         if k in out:
             try:
@@ -121,10 +126,11 @@ class ByteStream:
             self.encoding = self.encoding.decode()
         try:
             self._data = group["data"]
-            self.index = group["index"][: num_steps] if num_steps is not None else group["index"][()]
+            self.index = group["index"][:num_steps] if num_steps is not None else group["index"][()]
         except KeyError as e:
-            raise EpisodeError(path, group.name, f"byte stream incomplete, expected datasets data and index ({e})"
-                               ) from None
+            raise EpisodeError(
+                path, group.name, f"byte stream incomplete, expected datasets data and index ({e})"
+            ) from None
         self._fd: int | None = None
         self._chunks: np.ndarray | None = None  # file offset of each chunk (pread path)
         self._chunk_len = 0
@@ -144,7 +150,7 @@ class ByteStream:
         if n == 0:
             return b""
         if self._chunks is None:
-            return self._data[off: off + n].tobytes()
+            return self._data[off : off + n].tobytes()
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
         parts, end = [], off + n
@@ -231,8 +237,9 @@ class Episode:
         try:
             obj = self._f[path]
         except KeyError:
-            raise EpisodeError(self.path, path, "missing (required by schema "
-                               f"{self.attrs.get('schema_version')})") from None
+            raise EpisodeError(
+                self.path, path, f"missing (required by schema {self.attrs.get('schema_version')})"
+            ) from None
         if not isinstance(obj, h5py.Dataset):
             raise EpisodeError(self.path, path, "expected a dataset, found a group")
         return obj
@@ -307,7 +314,7 @@ class Episode:
         self._streams.clear()
         self._f.close()
 
-    def __enter__(self) -> "Episode":
+    def __enter__(self) -> Episode:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -323,6 +330,8 @@ def list_episodes(root: str | Path) -> list[Path]:
     if root.is_file():
         return [root]
     # `_quarantine` is matched below root only, so a root that itself lies in one still lists its files
-    return sorted(p for p in root.rglob(f"*{schema.EPISODE_SUFFIX}")
-                  if p.is_file() and "_quarantine" not in p.relative_to(root).parts
-                  and not p.name.endswith(schema.TMP_SUFFIX))
+    return sorted(
+        p
+        for p in root.rglob(f"*{schema.EPISODE_SUFFIX}")
+        if p.is_file() and "_quarantine" not in p.relative_to(root).parts and not p.name.endswith(schema.TMP_SUFFIX)
+    )

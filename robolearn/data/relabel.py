@@ -7,9 +7,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -18,8 +19,19 @@ from robolearn.data.edit import attr_str, edit_atomically, select_episodes
 from robolearn.data.reader import open_h5, read_attrs
 from robolearn.data.writer import utc_now
 
-SUCCESS_WORDS = {"true": 1, "1": 1, "yes": 1, "success": 1, "false": 0, "0": 0, "no": 0, "failure": 0,
-                 "unknown": -1, "-1": -1, "none": -1}
+SUCCESS_WORDS = {
+    "true": 1,
+    "1": 1,
+    "yes": 1,
+    "success": 1,
+    "false": 0,
+    "0": 0,
+    "no": 0,
+    "failure": 0,
+    "unknown": -1,
+    "-1": -1,
+    "none": -1,
+}
 
 
 def parse_success(value: bool | int | str | None) -> int | None:
@@ -60,8 +72,9 @@ def _append_history(f: h5py.File, records: list[dict[str, Any]]) -> None:
     f.attrs["label_history"] = json.dumps(json.loads(raw) + records)
 
 
-def _apply_relabel(f: h5py.File, path: Path, success: int | None, language: list[str] | None, who: str,
-                   source: str, now: str) -> list[dict[str, Any]]:
+def _apply_relabel(
+    f: h5py.File, path: Path, success: int | None, language: list[str] | None, who: str, source: str, now: str
+) -> list[dict[str, Any]]:
     read_attrs(f, path)  # format, version and JSON attributes must be sane before we touch anything
     records: list[dict[str, Any]] = []
     todo = _planned_changes(f, success, language)
@@ -88,8 +101,13 @@ def _apply_relabel(f: h5py.File, path: Path, success: int | None, language: list
     return records
 
 
-def relabel_file(path: str | Path, success: bool | int | str | None = None, language: list[str] | None = None,
-                 who: str | None = None, source: str = "relabel") -> RelabelResult:
+def relabel_file(
+    path: str | Path,
+    success: bool | int | str | None = None,
+    language: list[str] | None = None,
+    who: str | None = None,
+    source: str = "relabel",
+) -> RelabelResult:
     """Relabel one episode safely (copy, edit, fsync, atomic replace). No-op changes leave the file untouched."""
     path = Path(path)
     succ = parse_success(success)
@@ -106,9 +124,15 @@ def relabel_file(path: str | Path, success: bool | int | str | None = None, lang
     return RelabelResult(path, uuid, records)
 
 
-def relabel(paths: str | Path | Iterable[str | Path], success: bool | int | str | None = None,
-            language: list[str] | None = None, who: str | None = None, source: str = "relabel",
-            filters: list[str] | None = None, log: bool = True) -> list[RelabelResult]:
+def relabel(
+    paths: str | Path | Iterable[str | Path],
+    success: bool | int | str | None = None,
+    language: list[str] | None = None,
+    who: str | None = None,
+    source: str = "relabel",
+    filters: list[str] | None = None,
+    log: bool = True,
+) -> list[RelabelResult]:
     """Relabel episodes: one file, a list of files, or every (filtered) episode of a dataset folder.
 
     Each file is rewritten atomically; each change is appended to the file's `label_history` and, when

@@ -84,7 +84,7 @@ def _per_step_paths(f: h5py.File) -> list[str]:
     (cameras found in the file itself, so a damaged registry attribute does not hide them)."""
     paths = [fld.path for fld in schema.STEP_FIELDS]
     cams = f.get("cameras")
-    for name in (cams.keys() if isinstance(cams, h5py.Group) else []):
+    for name in cams.keys() if isinstance(cams, h5py.Group) else []:
         g = schema.camera_group(name)
         paths += [f"{g}/{fld.path}" for fld in schema.CAMERA_STEP_FIELDS]
         paths += [f"{g}/{s}/index" for s in BYTE_STREAMS if f"{g}/{s}/index" in f]
@@ -93,8 +93,12 @@ def _per_step_paths(f: h5py.File) -> list[str]:
 
 def _stream_groups(f: h5py.File) -> list[str]:
     cams = f.get("cameras")
-    return [f"cameras/{c}/{s}" for c in (cams.keys() if isinstance(cams, h5py.Group) else [])
-            for s in BYTE_STREAMS if isinstance(f.get(f"cameras/{c}/{s}/index"), h5py.Dataset)]
+    return [
+        f"cameras/{c}/{s}"
+        for c in (cams.keys() if isinstance(cams, h5py.Group) else [])
+        for s in BYTE_STREAMS
+        if isinstance(f.get(f"cameras/{c}/{s}/index"), h5py.Dataset)
+    ]
 
 
 def committed_length(f: h5py.File) -> tuple[int, int, str]:
@@ -105,8 +109,11 @@ def committed_length(f: h5py.File) -> tuple[int, int, str]:
     end = f[end_path][()]
     on_disk = int(end.shape[0])
     zero = np.flatnonzero(end == 0)
-    n, why = (int(zero[0]), f"{end_path} is 0 from step {int(zero[0])} (never committed)") if zero.size \
+    n, why = (
+        (int(zero[0]), f"{end_path} is 0 from step {int(zero[0])} (never committed)")
+        if zero.size
         else (on_disk, "every row on disk committed")
+    )
     for p in _per_step_paths(f):
         if f[p].shape[0] < n:
             n, why = int(f[p].shape[0]), f"{p} has only {f[p].shape[0]} rows"
@@ -158,7 +165,7 @@ def _decodable_prefix(f: h5py.File, n: int) -> tuple[int, str]:
 def _decodes(data: h5py.Dataset, entry: np.ndarray, enc: str) -> bool:
     off, length = int(entry[0]), int(entry[1])
     try:
-        buf = data[off: off + length].tobytes()
+        buf = data[off : off + length].tobytes()
         codec.decode_depth(buf) if enc == "png16" else codec.decode_rgb(buf, enc)
         return True
     except Exception:  # decoders raise assorted types on garbage
@@ -188,8 +195,12 @@ def _copy_truncated(src: h5py.File, dst: h5py.File, n: int) -> None:
         data = obj[()] if rows is None or obj.ndim == 0 else obj[:rows]
         kw: dict[str, Any] = {}
         if obj.chunks is not None:
-            kw = {"chunks": obj.chunks, "maxshape": obj.maxshape, "compression": obj.compression,
-                  "compression_opts": obj.compression_opts}
+            kw = {
+                "chunks": obj.chunks,
+                "maxshape": obj.maxshape,
+                "compression": obj.compression,
+                "compression_opts": obj.compression_opts,
+            }
             if obj.fillvalue is not None and obj.dtype.kind not in "OSUV":
                 kw["fillvalue"] = obj.fillvalue
         ds = dst.create_dataset(name, data=data, dtype=obj.dtype, **kw)
@@ -206,9 +217,16 @@ def write_salvaged(src: h5py.File, tmp: Path, n: int, on_disk: int, reason: str,
         dst["is_last"][n - 1] = True
         dst.attrs["complete"] = False
         dst.attrs["num_steps"] = np.int64(n)
-        dst.attrs["repair"] = json.dumps({
-            "time": utc_now(), "original_steps_on_disk": on_disk, "salvaged_steps": n, "reason": reason,
-            "source": source.name, "software_version": __version__})
+        dst.attrs["repair"] = json.dumps(
+            {
+                "time": utc_now(),
+                "original_steps_on_disk": on_disk,
+                "salvaged_steps": n,
+                "reason": reason,
+                "source": source.name,
+                "software_version": __version__,
+            }
+        )
         dst.flush()
     fsync_path(tmp)
 
@@ -245,8 +263,10 @@ def _finished_close(path: Path) -> bool:
 
 def _publish_free_name(tmp: Path, final: Path) -> Path:
     """Publish under `final`, or `<stem>.salvaged[-k].h5` if `final` is taken (never overwrite)."""
-    candidates = [final] + [final.with_name(f"{final.stem}.salvaged{'' if k == 1 else f'-{k}'}"
-                                            f"{schema.EPISODE_SUFFIX}") for k in range(1, 100)]
+    candidates = [final] + [
+        final.with_name(f"{final.stem}.salvaged{'' if k == 1 else f'-{k}'}{schema.EPISODE_SUFFIX}")
+        for k in range(1, 100)
+    ]
     for cand in candidates:
         try:
             publish(tmp, cand)
@@ -256,8 +276,7 @@ def _publish_free_name(tmp: Path, final: Path) -> Path:
     raise FileExistsError(f"{final}: no free name to publish the salvaged copy")
 
 
-def repair_partial(path: str | Path, root: str | Path, dry_run: bool = False, min_age_s: float = 30.0
-                   ) -> RepairResult:
+def repair_partial(path: str | Path, root: str | Path, dry_run: bool = False, min_age_s: float = 30.0) -> RepairResult:
     """Salvage one `.partial` file (see the module docstring)."""
     path, root = Path(path), Path(root)
     final = path.with_name(path.name[: -len(schema.TMP_SUFFIX)] + schema.EPISODE_SUFFIX)
@@ -269,8 +288,11 @@ def repair_partial(path: str | Path, root: str | Path, dry_run: bool = False, mi
         # Killed between publish's link and unlink: the episode is published; finish the rename.
         if not dry_run:
             path.unlink()
-        return RepairResult(path, "would-unlink" if dry_run else "unlinked",
-                            f"already published as {final.name} (same file); removed the leftover name")
+        return RepairResult(
+            path,
+            "would-unlink" if dry_run else "unlinked",
+            f"already published as {final.name} (same file); removed the leftover name",
+        )
     if _finished_close(path):
         if dry_run:
             return RepairResult(path, "would-publish", "closed and complete; only the rename was missing")

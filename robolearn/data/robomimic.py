@@ -43,8 +43,14 @@ def _obs(ep: Episode, images: bool) -> dict[str, np.ndarray]:
     return obs
 
 
-def export_robomimic(paths: list[Path], out: Path, split: dict[str, list[Path]] | None = None,
-                     next_obs: bool = False, images: bool = True, compress: bool = False) -> Path:
+def export_robomimic(
+    paths: list[Path],
+    out: Path,
+    split: dict[str, list[Path]] | None = None,
+    next_obs: bool = False,
+    images: bool = True,
+    compress: bool = False,
+) -> Path:
     """Write `paths` as demo_0..demo_N-1 of one robomimic file. Atomic: written to `<out>.tmp` first."""
     out = Path(out)
     if out.exists():
@@ -64,8 +70,16 @@ def export_robomimic(paths: list[Path], out: Path, split: dict[str, list[Path]] 
     return out
 
 
-def _write(tmp: Path, paths: list[Path], names: dict[Path, str], masks: dict[str, list[str]],
-           split: dict[str, list[Path]] | None, next_obs: bool, images: bool, compress: bool) -> None:
+def _write(
+    tmp: Path,
+    paths: list[Path],
+    names: dict[Path, str],
+    masks: dict[str, list[str]],
+    split: dict[str, list[Path]] | None,
+    next_obs: bool,
+    images: bool,
+    compress: bool,
+) -> None:
     total, action_space, control_hz = 0, None, None
     with h5py.File(tmp, "w") as f:
         data = f.create_group("data")
@@ -79,8 +93,10 @@ def _write(tmp: Path, paths: list[Path], names: dict[Path, str], masks: dict[str
                 if action_space is None:
                     action_space, control_hz = space, ep.attrs["control_hz"]
                 elif space != action_space:
-                    raise ValueError(f"{p}: attrs/action_space: expected {action_space!r} like the first episode "
-                                     f"(robomimic needs one action layout per file), got {space!r}")
+                    raise ValueError(
+                        f"{p}: attrs/action_space: expected {action_space!r} like the first episode "
+                        f"(robomimic needs one action layout per file), got {space!r}"
+                    )
                 g = data.create_group(name)
                 for k, v in _obs(ep, images).items():
                     kw = {"compression": "gzip"} if compress and v.dtype in (np.uint8, np.uint16) else {}
@@ -96,20 +112,31 @@ def _write(tmp: Path, paths: list[Path], names: dict[Path, str], masks: dict[str
                 g.create_dataset("states", data=np.zeros((ep.num_steps, 0)))
                 g.attrs["num_samples"] = ep.num_steps
                 a = ep.attrs
-                g.attrs["ep_meta"] = json.dumps({
-                    "uuid": a["uuid"], "lab": a["lab"], "household": a["household"], "scene_id": a["scene_id"],
-                    "operator": a["operator"], "task": a["task"], "lang": (ep.language or [a["task"]])[0],
-                    "success": a["success"], "source_file": str(p)})
+                g.attrs["ep_meta"] = json.dumps(
+                    {
+                        "uuid": a["uuid"],
+                        "lab": a["lab"],
+                        "household": a["household"],
+                        "scene_id": a["scene_id"],
+                        "operator": a["operator"],
+                        "task": a["task"],
+                        "lang": (ep.language or [a["task"]])[0],
+                        "success": a["success"],
+                        "source_file": str(p),
+                    }
+                )
                 total += ep.num_steps
                 if a["success"] == 1:
                     masks["success"].append(name)
                 elif a["success"] == 0:
                     masks["failure"].append(name)
         data.attrs["total"] = total
-        data.attrs["env_args"] = json.dumps({"env_name": "robolearn", "type": 2, "env_kwargs": {
-            "control_hz": control_hz, "action_space": action_space}})
-        data.attrs["robolearn"] = json.dumps({"actions": f"{action_space} + gripper_position*2-1",
-                                              "eef_quat": "xyzw", "gripper_qpos": "0_open_1_closed"})
+        data.attrs["env_args"] = json.dumps(
+            {"env_name": "robolearn", "type": 2, "env_kwargs": {"control_hz": control_hz, "action_space": action_space}}
+        )
+        data.attrs["robolearn"] = json.dumps(
+            {"actions": f"{action_space} + gripper_position*2-1", "eef_quat": "xyzw", "gripper_qpos": "0_open_1_closed"}
+        )
         for part, ps in (split or {}).items():
             masks[part] = [names[Path(p).resolve()] for p in ps if Path(p).resolve() in names]
         for k, v in masks.items():

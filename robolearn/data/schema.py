@@ -104,8 +104,13 @@ ACTION_SPACES = tuple(f.path.split("/")[-1] for f in ACTION_FIELDS if "gripper" 
 
 CONTROL_PHASES = ("step_start", "observe_end", "policy_end", "action_sent", "step_end")
 CONTROL_FIELDS: tuple[Field, ...] = tuple(
-    Field(f"timestamp/control/{p}_ns", "i8", (), f"Host monotonic clock at control-loop phase `{p}` [ns].",
-          (("units", "ns"), ("clock", "host_monotonic")))
+    Field(
+        f"timestamp/control/{p}_ns",
+        "i8",
+        (),
+        f"Host monotonic clock at control-loop phase `{p}` [ns].",
+        (("units", "ns"), ("clock", "host_monotonic")),
+    )
     for p in CONTROL_PHASES
 )
 
@@ -121,12 +126,27 @@ SIGNAL_FIELDS: tuple[Field, ...] = (
 
 # Per-camera, per-step datasets (the image bytes themselves live in the ByteStream layout below).
 CAMERA_STEP_FIELDS: tuple[Field, ...] = (
-    Field("capture_ns", "i8", (), "Camera (or driver) timestamp of exposure, host wall clock [ns]; 0 if dropped.",
-          (("units", "ns"), ("clock", "host_wall"))),
-    Field("receive_ns", "i8", (), "Host wall clock when the frame reached the recorder [ns]; 0 if dropped.",
-          (("units", "ns"), ("clock", "host_wall"))),
-    Field("dropped", "b1", (), "True when no new frame arrived for this step. Its stored frame is empty (length 0); "
-          "readers substitute the most recent earlier frame, or black when there is none."),
+    Field(
+        "capture_ns",
+        "i8",
+        (),
+        "Camera (or driver) timestamp of exposure, host wall clock [ns]; 0 if dropped.",
+        (("units", "ns"), ("clock", "host_wall")),
+    ),
+    Field(
+        "receive_ns",
+        "i8",
+        (),
+        "Host wall clock when the frame reached the recorder [ns]; 0 if dropped.",
+        (("units", "ns"), ("clock", "host_wall")),
+    ),
+    Field(
+        "dropped",
+        "b1",
+        (),
+        "True when no new frame arrived for this step. Its stored frame is empty (length 0); "
+        "readers substitute the most recent earlier frame, or black when there is none.",
+    ),
 )
 
 STEP_FIELDS: tuple[Field, ...] = STATE_FIELDS + ACTION_FIELDS + CONTROL_FIELDS + SIGNAL_FIELDS
@@ -170,8 +190,22 @@ EPISODE_ATTRS: dict[str, tuple[type, bool, str]] = {
 }
 
 # Catalog columns are read from these attributes only (never from per-step data).
-CATALOG_ATTRS = ("uuid", "lab", "household", "scene_id", "operator", "robot_type", "task", "success",
-                 "num_steps", "control_hz", "teleop_device", "start_time", "complete", "schema_version")
+CATALOG_ATTRS = (
+    "uuid",
+    "lab",
+    "household",
+    "scene_id",
+    "operator",
+    "robot_type",
+    "task",
+    "success",
+    "num_steps",
+    "control_hz",
+    "teleop_device",
+    "start_time",
+    "complete",
+    "schema_version",
+)
 
 
 @dataclass
@@ -208,7 +242,7 @@ class CameraSpec:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CameraSpec":
+    def from_dict(cls, d: dict[str, Any]) -> CameraSpec:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

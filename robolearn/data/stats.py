@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -149,8 +150,12 @@ def _check_finite(path: Path, key: str, x: np.ndarray) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         step = int(np.flatnonzero(bad.any(axis=1))[0])
-        raise EpisodeError(path, key, f"{int(bad.sum())} non-finite values (NaN/Inf), first at step {step}; "
-                           "expected finite numbers (run `robolearn data validate`)")
+        raise EpisodeError(
+            path,
+            key,
+            f"{int(bad.sum())} non-finite values (NaN/Inf), first at step {step}; "
+            "expected finite numbers (run `robolearn data validate`)",
+        )
 
 
 def _episode_arrays(path: Path, keys: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -170,8 +175,13 @@ def _episode_arrays(path: Path, keys: list[str]) -> tuple[dict[str, Any], dict[s
     return info, arrays
 
 
-def compute_stats(paths: Iterable[str | Path], keys: list[str] | None = None, bins: int = DEFAULT_BINS,
-                  skip_bad: bool = False, root: str | Path | None = None) -> dict[str, Any]:
+def compute_stats(
+    paths: Iterable[str | Path],
+    keys: list[str] | None = None,
+    bins: int = DEFAULT_BINS,
+    skip_bad: bool = False,
+    root: str | Path | None = None,
+) -> dict[str, Any]:
     """Per-key, per-dimension statistics over the given episode files (see the module doc for the method).
 
     keys: schema field paths or unique short names (default: every state and action field).
@@ -217,18 +227,30 @@ def compute_stats(paths: Iterable[str | Path], keys: list[str] | None = None, bi
     stats: dict[str, Any] = {}
     for k in keys:
         m, h = moments[k], hists[k]
-        entry: dict[str, Any] = {"shape": list(schema.step_fields_by_path()[k].shape), "count": int(m.n),
-                                 "mean": m.mean.tolist(), "std": m.std.tolist(), "min": m.min.tolist(),
-                                 "max": m.max.tolist()}
+        entry: dict[str, Any] = {
+            "shape": list(schema.step_fields_by_path()[k].shape),
+            "count": int(m.n),
+            "mean": m.mean.tolist(),
+            "std": m.std.tolist(),
+            "min": m.min.tolist(),
+            "max": m.max.tolist(),
+        }
         for name, q in QUANTILES.items():
             entry[name] = h.quantile(q).tolist()
         stats[k] = entry
     return {
-        "format": STATS_FORMAT, "version": STATS_VERSION, "software_version": __version__,
-        "config": {"keys": keys, "bins": bins, "skip_bad": skip_bad,
-                   "method": "exact mean/std/min/max (Chan merge, population std); quantiles from a "
-                             f"{bins}-bin histogram per dimension over [min, max], error <= (max-min)/bins"},
-        "num_episodes": len(used), "num_steps": int(sum(i["num_steps"] for _, i in used)),
+        "format": STATS_FORMAT,
+        "version": STATS_VERSION,
+        "software_version": __version__,
+        "config": {
+            "keys": keys,
+            "bins": bins,
+            "skip_bad": skip_bad,
+            "method": "exact mean/std/min/max (Chan merge, population std); quantiles from a "
+            f"{bins}-bin histogram per dimension over [min, max], error <= (max-min)/bins",
+        },
+        "num_episodes": len(used),
+        "num_steps": int(sum(i["num_steps"] for _, i in used)),
         "episodes": [{"path": rel(p), **info} for p, info in used],
         "skipped": [{"path": s.path, "field": s.field, "error": s.message} for s in skipped],
         "stats": stats,
@@ -270,5 +292,6 @@ def key_stats(stats: dict[str, Any], key: str) -> dict[str, np.ndarray]:
     path = resolve_key(key)
     if path not in table:
         raise KeyError(f"no statistics for {path!r}; the stats cover {sorted(table)} (recompute with --keys)")
-    return {n: (int(v) if n == "count" else np.asarray(v, np.float64)) for n, v in table[path].items()
-            if n in STAT_NAMES}
+    return {
+        n: (int(v) if n == "count" else np.asarray(v, np.float64)) for n, v in table[path].items() if n in STAT_NAMES
+    }

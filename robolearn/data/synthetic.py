@@ -11,8 +11,14 @@ import numpy as np
 from robolearn.data.schema import CameraSpec
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig
 
-TASKS = ("put the block in the bowl", "open the drawer", "close the cabinet door", "press the button",
-         "stack the red block on the blue block", "put the mug on the shelf")
+TASKS = (
+    "put the block in the bowl",
+    "open the drawer",
+    "close the cabinet door",
+    "press the button",
+    "stack the red block on the blue block",
+    "put the mug on the shelf",
+)
 
 
 @dataclass
@@ -38,11 +44,23 @@ def camera_specs(cfg: SyntheticConfig) -> list[CameraSpec]:
     for i, name in enumerate(cfg.cameras):
         ext = np.eye(4)
         ext[:3, 3] = [0.8, 0.3 * (i - 0.5), 0.6]
-        specs.append(CameraSpec(name=name, width=s, height=s, role="wrist" if "wrist" in name else "exterior",
-                                encoding=cfg.encoding, quality=cfg.quality, depth=cfg.depth, intrinsics=k,
-                                distortion=[0.0] * 5, extrinsics=ext.tolist(),
-                                mounted_on="tool" if "wrist" in name else "world", serial=f"SIM{i:04d}",
-                                calibration={"method": "simulation_ground_truth", "residual_px": 0.0}))
+        specs.append(
+            CameraSpec(
+                name=name,
+                width=s,
+                height=s,
+                role="wrist" if "wrist" in name else "exterior",
+                encoding=cfg.encoding,
+                quality=cfg.quality,
+                depth=cfg.depth,
+                intrinsics=k,
+                distortion=[0.0] * 5,
+                extrinsics=ext.tolist(),
+                mounted_on="tool" if "wrist" in name else "world",
+                serial=f"SIM{i:04d}",
+                calibration={"method": "simulation_ground_truth", "residual_px": 0.0},
+            )
+        )
     return specs
 
 
@@ -74,16 +92,25 @@ def episode_steps(steps: int, rng: np.random.Generator) -> dict[str, np.ndarray]
     return {"q": q, "qd": qd, "pos": pos, "quat": quat, "grip": grip, "vel": vel}
 
 
-def write_episode(path: Path, cfg: SyntheticConfig, index: int, writer_cfg: WriterConfig | None = None,
-                  success: bool | None = None) -> Path:
+def write_episode(
+    path: Path, cfg: SyntheticConfig, index: int, writer_cfg: WriterConfig | None = None, success: bool | None = None
+) -> Path:
     rng = np.random.default_rng(cfg.seed * 100_003 + index)
     n_scenes = cfg.households * cfg.scenes_per_household
     scene = index % n_scenes
     meta = EpisodeMeta(
-        lab=cfg.labs[index % len(cfg.labs)], household=f"house_{scene // cfg.scenes_per_household}",
-        scene_id=f"scene_{scene}", operator=f"operator_{index % 3}", robot_type="robolearn-arm7-sim",
-        robot_serial="SIM-0001", control_hz=15.0, action_space="cartesian_velocity", teleop_device="expert",
-        task=TASKS[index % len(TASKS)], language=[TASKS[index % len(TASKS)]], extra=dict(cfg.extra),
+        lab=cfg.labs[index % len(cfg.labs)],
+        household=f"house_{scene // cfg.scenes_per_household}",
+        scene_id=f"scene_{scene}",
+        operator=f"operator_{index % 3}",
+        robot_type="robolearn-arm7-sim",
+        robot_serial="SIM-0001",
+        control_hz=15.0,
+        action_space="cartesian_velocity",
+        teleop_device="expert",
+        task=TASKS[index % len(TASKS)],
+        language=[TASKS[index % len(TASKS)]],
+        extra=dict(cfg.extra),
     )
     cams = camera_specs(cfg)
     colours = [rng.uniform(60, 200, 3) for _ in cams]
@@ -93,13 +120,24 @@ def write_episode(path: Path, cfg: SyntheticConfig, index: int, writer_cfg: Writ
             images = {c.name: render(t, cfg.steps, i, cfg.size, colours[i]) for i, c in enumerate(cams)}
             depth = {c.name: np.full((c.height, c.width), 800 + t, np.uint16) for c in cams} if cfg.depth else None
             w.add_step(
-                state={"joint_positions": tr["q"][t], "joint_velocities": tr["qd"][t], "ee_position": tr["pos"][t],
-                       "ee_quaternion": tr["quat"][t], "gripper_position": tr["grip"][t]},
-                action={"cartesian_velocity": tr["vel"][t],
-                        "cartesian_position": np.concatenate([tr["pos"][min(t + 1, cfg.steps - 1)], tr["quat"][t]]),
-                        "joint_position": tr["q"][min(t + 1, cfg.steps - 1)], "joint_velocity": tr["qd"][t],
-                        "gripper_position": tr["grip"][t]},
-                images=images, depth=depth, reward=float(t == cfg.steps - 1), is_terminal=t == cfg.steps - 1,
+                state={
+                    "joint_positions": tr["q"][t],
+                    "joint_velocities": tr["qd"][t],
+                    "ee_position": tr["pos"][t],
+                    "ee_quaternion": tr["quat"][t],
+                    "gripper_position": tr["grip"][t],
+                },
+                action={
+                    "cartesian_velocity": tr["vel"][t],
+                    "cartesian_position": np.concatenate([tr["pos"][min(t + 1, cfg.steps - 1)], tr["quat"][t]]),
+                    "joint_position": tr["q"][min(t + 1, cfg.steps - 1)],
+                    "joint_velocity": tr["qd"][t],
+                    "gripper_position": tr["grip"][t],
+                },
+                images=images,
+                depth=depth,
+                reward=float(t == cfg.steps - 1),
+                is_terminal=t == cfg.steps - 1,
             )
         w.set_outcome(bool(index % 4 != 3) if success is None else success)
     return path

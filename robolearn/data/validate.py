@@ -34,8 +34,16 @@ from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5, open_swmr
 
 QUAT_TOL = 1e-3  # |norm(q) - 1| allowed for stored unit quaternions
 ROT_TOL = 1e-3  # max |R^T R - I| for extrinsic rotations
-JSON_KINDS: dict[str, type] = {"teleop_params": dict, "language_annotations": list, "label_history": list,
-                               "cameras": list, "env": dict, "cadence": dict, "extra": dict, "repair": dict}
+JSON_KINDS: dict[str, type] = {
+    "teleop_params": dict,
+    "language_annotations": list,
+    "label_history": list,
+    "cameras": list,
+    "env": dict,
+    "cadence": dict,
+    "extra": dict,
+    "repair": dict,
+}
 _READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
 
 
@@ -126,8 +134,11 @@ def _check_attrs(ctx: _Ctx) -> bool:
         return False
     version = raw.get("schema_version")
     if version not in schema.SUPPORTED_VERSIONS:
-        ctx.error("attrs/schema_version", f"unknown schema version {version!r}; supported versions: "
-                  f"{list(schema.SUPPORTED_VERSIONS)} (newer file: upgrade robolearn; older: `robolearn data migrate`)")
+        ctx.error(
+            "attrs/schema_version",
+            f"unknown schema version {version!r}; supported versions: "
+            f"{list(schema.SUPPORTED_VERSIONS)} (newer file: upgrade robolearn; older: `robolearn data migrate`)",
+        )
         return False
     for name, (tp, required, _doc) in schema.EPISODE_ATTRS.items():
         if name not in raw:
@@ -135,8 +146,9 @@ def _check_attrs(ctx: _Ctx) -> bool:
                 ctx.error(f"attrs/{name}", f"missing; expected a {tp.__name__} attribute")
             continue
         if not _type_ok(raw[name], tp):
-            ctx.error(f"attrs/{name}", f"expected type {tp.__name__}, found {type(raw[name]).__name__} "
-                      f"{raw[name]!r:.60}")
+            ctx.error(
+                f"attrs/{name}", f"expected type {tp.__name__}, found {type(raw[name]).__name__} {raw[name]!r:.60}"
+            )
     attrs = dict(raw)
     for name in (*JSON_ATTRS, "repair"):
         if name not in raw or not isinstance(raw[name], str):
@@ -208,8 +220,9 @@ def _check_cameras(ctx: _Ctx) -> None:
                 ctx.error(f"{fld}.{key}", f"expected a positive int, found {cam.get(key)!r}")
                 ok = False
         if cam.get("encoding", "jpeg") not in schema.IMAGE_ENCODINGS:
-            ctx.error(f"{fld}.encoding", f"expected one of {list(schema.IMAGE_ENCODINGS)}, "
-                      f"found {cam.get('encoding')!r}")
+            ctx.error(
+                f"{fld}.encoding", f"expected one of {list(schema.IMAGE_ENCODINGS)}, found {cam.get('encoding')!r}"
+            )
             ok = False
         if cam.get("intrinsics") is not None:
             _check_intrinsics(ctx, f"{fld}.intrinsics", cam["intrinsics"])
@@ -296,10 +309,14 @@ def _check_layout(ctx: _Ctx) -> None:
             ctx.error(path, f"length mismatch: expected {ctx.n} rows ({what}), found {length}")
     inst = ctx.f.get("language/instructions")
     if not isinstance(inst, h5py.Dataset) or inst.ndim != 1 or inst.dtype.kind not in "OSU" or inst.shape[0] < 1:
-        found = "nothing" if inst is None else \
-            f"{type(inst).__name__} {getattr(inst, 'dtype', '')} {getattr(inst, 'shape', '')}"
-        ctx.error("language/instructions", f"expected a 1-D string dataset with at least one instruction, "
-                  f"found {found}")
+        found = (
+            "nothing"
+            if inst is None
+            else f"{type(inst).__name__} {getattr(inst, 'dtype', '')} {getattr(inst, 'shape', '')}"
+        )
+        ctx.error(
+            "language/instructions", f"expected a 1-D string dataset with at least one instruction, found {found}"
+        )
 
 
 def _check_dataset(ctx: _Ctx, path: str, dtype: str, shape: tuple[int, ...] | None) -> int | None:
@@ -335,8 +352,11 @@ def _check_values(ctx: _Ctx) -> None:
         if not ctx.partial:
             ctx.warn("attrs/num_steps", "empty episode: expected at least one step, found 0")
         return
-    for fld in (*schema.STATE_FIELDS, *schema.ACTION_FIELDS,
-                *(f for f in schema.SIGNAL_FIELDS if f.path in ("reward", "discount"))):
+    for fld in (
+        *schema.STATE_FIELDS,
+        *schema.ACTION_FIELDS,
+        *(f for f in schema.SIGNAL_FIELDS if f.path in ("reward", "discount")),
+    ):
         a = ctx.read(fld.path, n) if fld.path in ctx.good else None
         if a is not None:
             bad = np.flatnonzero(~np.isfinite(a).reshape(n, -1).all(axis=1))
@@ -353,8 +373,10 @@ def _check_values(ctx: _Ctx) -> None:
         if active is not None:
             bad = np.flatnonzero((active < 0) | (active >= k))
             if bad.size:
-                ctx.error("language/active", f"expected indices in [0, {k}) into language/instructions, "
-                          f"found {active[bad[0]]} at {_steps(bad)}")
+                ctx.error(
+                    "language/active",
+                    f"expected indices in [0, {k}) into language/instructions, found {active[bad[0]]} at {_steps(bad)}",
+                )
 
 
 def _check_quaternion(ctx: _Ctx, path: str, cols: slice, error: bool) -> None:
@@ -398,13 +420,19 @@ def _check_control_times(ctx: _Ctx) -> None:
             ctx.error(fld.path, f"expected positive timestamps, found {a[bad[0]]} at {_steps(bad)}")
         back = np.flatnonzero(np.diff(a) < 0) + 1
         if back.size:
-            ctx.error(fld.path, f"expected non-decreasing timestamps, found a step back at {_steps(back)} "
-                      f"({a[back[0] - 1]} -> {a[back[0]]})")
+            ctx.error(
+                fld.path,
+                f"expected non-decreasing timestamps, found a step back at {_steps(back)} "
+                f"({a[back[0] - 1]} -> {a[back[0]]})",
+            )
     if len(cols) == len(schema.CONTROL_FIELDS):
         order = np.flatnonzero((np.diff(np.stack(cols, 1), axis=1) < 0).any(axis=1))
         if order.size:
-            ctx.warn("timestamp/control", f"expected phases in order {list(schema.CONTROL_PHASES)} within a "
-                     f"step, found them out of order at {_steps(order)}")
+            ctx.warn(
+                "timestamp/control",
+                f"expected phases in order {list(schema.CONTROL_PHASES)} within a "
+                f"step, found them out of order at {_steps(order)}",
+            )
 
 
 # ---- byte streams and frames -----------------------------------------------------------------------------
@@ -431,12 +459,16 @@ def _check_camera_times(ctx: _Ctx, g: str, dropped: np.ndarray | None) -> None:
         times[key] = (steps, t)
         bad = steps[t <= 0]
         if bad.size:
-            ctx.error(f"{g}/{key}", f"expected positive timestamps on frames not dropped, found 0 or less at "
-                      f"{_steps(bad)}")
+            ctx.error(
+                f"{g}/{key}", f"expected positive timestamps on frames not dropped, found 0 or less at {_steps(bad)}"
+            )
         back = np.flatnonzero(np.diff(t) < 0) + 1
         if back.size:
-            ctx.error(f"{g}/{key}", f"expected non-decreasing timestamps over frames not dropped, found a step "
-                      f"back at {_steps(steps[back])} ({t[back[0] - 1]} -> {t[back[0]]})")
+            ctx.error(
+                f"{g}/{key}",
+                f"expected non-decreasing timestamps over frames not dropped, found a step "
+                f"back at {_steps(steps[back])} ({t[back[0] - 1]} -> {t[back[0]]})",
+            )
     if len(times) == 2:
         steps, cap = times["capture_ns"]
         late = steps[times["receive_ns"][1] < cap]
@@ -444,8 +476,9 @@ def _check_camera_times(ctx: _Ctx, g: str, dropped: np.ndarray | None) -> None:
             ctx.warn(f"{g}/receive_ns", f"expected receive_ns >= capture_ns, found earlier at {_steps(late)}")
 
 
-def _check_stream(ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, dropped: np.ndarray | None,
-                  sample_frames: int | None) -> None:
+def _check_stream(
+    ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, dropped: np.ndarray | None, sample_frames: int | None
+) -> None:
     grp = ctx.f.get(s)
     stored = _attr_value(grp.attrs.get("encoding")) if isinstance(grp, h5py.Group) else None
     if isinstance(grp, h5py.Group) and stored != enc:
@@ -461,8 +494,10 @@ def _check_stream(ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, dropped: np.
     bad = np.flatnonzero((off < 0) | (length < 0) | (off + length > size))
     if bad.size:
         t = bad[0]
-        ctx.error(f"{s}/index", f"expected [offset, length] within {s}/data ({size} bytes), found "
-                  f"[{off[t]}, {length[t]}] at {_steps(bad)}")
+        ctx.error(
+            f"{s}/index",
+            f"expected [offset, length] within {s}/data ({size} bytes), found [{off[t]}, {length[t]}] at {_steps(bad)}",
+        )
         return
     present = np.flatnonzero(length > 0)
     order = present[np.argsort(off[present], kind="stable")]
@@ -473,13 +508,17 @@ def _check_stream(ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, dropped: np.
         mismatch = np.flatnonzero(dropped.astype(bool) != (length == 0))
         if mismatch.size:
             t = mismatch[0]
-            ctx.error(f"{s}/index", f"expected length 0 exactly where `dropped` is True, found length {length[t]} "
-                      f"with dropped={bool(dropped[t])} at {_steps(mismatch)}")
+            ctx.error(
+                f"{s}/index",
+                f"expected length 0 exactly where `dropped` is True, found length {length[t]} "
+                f"with dropped={bool(dropped[t])} at {_steps(mismatch)}",
+            )
     _check_frames(ctx, cam, s, enc, index, present, sample_frames)
 
 
-def _check_frames(ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, index: np.ndarray, present: np.ndarray,
-                  sample_frames: int | None) -> None:
+def _check_frames(
+    ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, index: np.ndarray, present: np.ndarray, sample_frames: int | None
+) -> None:
     if sample_frames and present.size > sample_frames:
         present = present[np.unique(np.linspace(0, present.size - 1, sample_frames).round().astype(int))]
     want = (cam["height"], cam["width"]) if enc == "png16" else (cam["height"], cam["width"], 3)
@@ -488,7 +527,7 @@ def _check_frames(ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, index: np.nd
     for t in present:
         off, n = (int(x) for x in index[t])
         try:
-            buf = data[off: off + n].tobytes()
+            buf = data[off : off + n].tobytes()
             img = codec.decode_depth(buf) if enc == "png16" else codec.decode_rgb(buf, enc)
         except Exception as e:  # decoders raise assorted types on garbage
             failed.append((int(t), f"cannot decode {enc} frame ({type(e).__name__}: {e})"))
@@ -525,13 +564,18 @@ class ValidationReport:
         return not self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"root": self.root, "checked": len(self.checked), "errors": len(self.errors),
-                "warnings": len(self.warnings), "bad_files": self.bad_files,
-                "problems": [asdict(p) for p in self.problems], "quarantined": self.quarantined}
+        return {
+            "root": self.root,
+            "checked": len(self.checked),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "bad_files": self.bad_files,
+            "problems": [asdict(p) for p in self.problems],
+            "quarantined": self.quarantined,
+        }
 
 
-def validate_dataset(root: str | Path, quarantine: bool = False, sample_frames: int | None = None
-                     ) -> ValidationReport:
+def validate_dataset(root: str | Path, quarantine: bool = False, sample_frames: int | None = None) -> ValidationReport:
     """Validate every episode under `root` (a folder or one file); optionally quarantine files with errors."""
     root = Path(root)
     report = ValidationReport(str(root))
@@ -542,8 +586,14 @@ def validate_dataset(root: str | Path, quarantine: bool = False, sample_frames: 
         report.checked.append(str(path))
         report.problems += validate_episode(path, sample_frames)
     for path in find_partials(root) if root.is_dir() else []:
-        report.problems.append(Problem(str(path), "file", "unfinished episode (writer still running, or "
-                                       "crashed): run `robolearn data repair`", "warning"))
+        report.problems.append(
+            Problem(
+                str(path),
+                "file",
+                "unfinished episode (writer still running, or crashed): run `robolearn data repair`",
+                "warning",
+            )
+        )
     if quarantine:
         qroot = root if root.is_dir() else root.parent
         for bad in report.bad_files:

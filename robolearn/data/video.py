@@ -10,10 +10,10 @@ the panels themselves are never drawn on, except for a red border on a dropped f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -28,8 +28,20 @@ PLOT_H = 120
 MIN_WIDTH = 320
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 # distinct colours (RGB) for the plotted dimensions
-PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40))
+PALETTE = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (170, 110, 40),
+)
 DIM_NAMES = {
     "cartesian_velocity": ("vx", "vy", "vz", "wx", "wy", "wz"),
     "cartesian_position": ("x", "y", "z", "qw", "qx", "qy", "qz"),
@@ -45,7 +57,7 @@ class Series:
 
 
 def plot_series(ep: Episode, keys: Sequence[str]) -> list[Series]:
-    """"action" = every dimension of the commanded action plus the gripper; any other key is a per-step
+    """ "action" = every dimension of the commanded action plus the gripper; any other key is a per-step
     dataset path (e.g. observation/robot_state/gripper_position), flattened to its dimensions."""
     out: list[Series] = []
     for key in keys:
@@ -140,8 +152,16 @@ def make_layout(cams: list[schema.CameraSpec], scale: int | None, min_panel_heig
     return Layout(sizes, w + w % 2, hh + hh % 2)
 
 
-def render_frame(ep: Episode, t: int, cams: list[str], layout: Layout, plot: Plot, status: str, task: str,
-                 drops: dict[str, np.ndarray]) -> np.ndarray:
+def render_frame(
+    ep: Episode,
+    t: int,
+    cams: list[str],
+    layout: Layout,
+    plot: Plot,
+    status: str,
+    task: str,
+    drops: dict[str, np.ndarray],
+) -> np.ndarray:
     """One video frame: camera panels, the text line(s) and the plot with the cursor at step t."""
     canvas = np.zeros((layout.height, layout.width, 3), np.uint8)
     x, dropped = 0, []
@@ -150,28 +170,35 @@ def render_frame(ep: Episode, t: int, cams: list[str], layout: Layout, plot: Plo
         if img.shape[:2] != (ph, pw):
             integer = ph % img.shape[0] == 0 and pw % img.shape[1] == 0
             img = cv2.resize(img, (pw, ph), interpolation=cv2.INTER_NEAREST if integer else cv2.INTER_AREA)
-        canvas[:ph, x:x + pw] = img
+        canvas[:ph, x : x + pw] = img
         if drops[name][t]:
             dropped.append(name)
             cv2.rectangle(canvas, (x, 0), (x + pw - 1, ph - 1), (255, 0, 0), 2)
         x += pw
     y = layout.panel_h
     line1 = f"step {t + 1}/{ep.num_steps}  t={t / float(ep.attrs['control_hz']):.2f}s  {status}"
-    cv2.putText(canvas, _fit_text(line1, layout.width - 8, 0.4), (4, y + 15), FONT, 0.4, (235, 235, 235), 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        canvas, _fit_text(line1, layout.width - 8, 0.4), (4, y + 15), FONT, 0.4, (235, 235, 235), 1, cv2.LINE_AA
+    )
     if dropped:
         mark = "DROPPED: " + ",".join(dropped)
         (tw, _), _ = cv2.getTextSize(mark, FONT, 0.4, 1)
         cv2.putText(canvas, mark, (layout.width - tw - 4, y + 15), FONT, 0.4, (255, 60, 60), 1, cv2.LINE_AA)
-    cv2.putText(canvas, _fit_text(task, layout.width - 8, 0.4), (4, y + 33), FONT, 0.4, (200, 200, 120), 1,
-                cv2.LINE_AA)
-    canvas[y + TEXT_H:y + TEXT_H + PLOT_H, :plot.w] = plot.frame(t)
+    cv2.putText(canvas, _fit_text(task, layout.width - 8, 0.4), (4, y + 33), FONT, 0.4, (200, 200, 120), 1, cv2.LINE_AA)
+    canvas[y + TEXT_H : y + TEXT_H + PLOT_H, : plot.w] = plot.frame(t)
     return canvas
 
 
-def export_video(episode_path: str | Path, out_mp4: str | Path | None = None, cameras: Sequence[str] | None = None,
-                 fps: float | None = None, plot_keys: Sequence[str] = ("action",), scale: int | None = None,
-                 min_panel_height: int = 160, crf: int = 18) -> Path:
+def export_video(
+    episode_path: str | Path,
+    out_mp4: str | Path | None = None,
+    cameras: Sequence[str] | None = None,
+    fps: float | None = None,
+    plot_keys: Sequence[str] = ("action",),
+    scale: int | None = None,
+    min_panel_height: int = 160,
+    crf: int = 18,
+) -> Path:
     """Write the episode as an H.264 MP4 (yuv420p); one video frame per step. `fps` defaults to the episode's
     control rate; `out_mp4` defaults to the episode path with `.mp4`. Written atomically (utils.atomic_path).
     Returns the path."""
@@ -187,8 +214,9 @@ def export_video(episode_path: str | Path, out_mp4: str | Path | None = None, ca
         names = list(cameras) if cameras else ep.camera_names
         missing = [c for c in names if c not in ep.camera_names]
         if missing:
-            raise EpisodeError(episode_path, f"cameras/{missing[0]}", f"no such camera; cameras in file: "
-                               f"{ep.camera_names}")
+            raise EpisodeError(
+                episode_path, f"cameras/{missing[0]}", f"no such camera; cameras in file: {ep.camera_names}"
+            )
         specs = [next(c for c in ep.cameras if c.name == n) for n in names]
         layout = make_layout(specs, scale, min_panel_height)
         plot = Plot(plot_series(ep, plot_keys), layout.width, PLOT_H)

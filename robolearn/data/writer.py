@@ -17,7 +17,7 @@ import threading
 import time
 import uuid as uuidlib
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from robolearn.utils import fsync_path
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -78,8 +78,9 @@ class EpisodeWriter:
     ...     w.set_outcome(success=True)
     """
 
-    def __init__(self, path: str | Path, meta: EpisodeMeta, cameras: list[CameraSpec],
-                 config: WriterConfig | None = None):
+    def __init__(
+        self, path: str | Path, meta: EpisodeMeta, cameras: list[CameraSpec], config: WriterConfig | None = None
+    ):
         self.final_path = Path(path)
         if self.final_path.suffix != schema.EPISODE_SUFFIX:
             raise ValueError(f"{path}: episode files must end in {schema.EPISODE_SUFFIX}")
@@ -96,8 +97,11 @@ class EpisodeWriter:
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         free_mb = shutil.disk_usage(self.final_path.parent).free / 2**20
         if free_mb < self.cfg.min_free_mb:
-            raise EpisodeWriteError(self.final_path.parent, "disk", f"only {free_mb:.0f} MiB free, need "
-                                    f"{self.cfg.min_free_mb:.0f} MiB (WriterConfig.min_free_mb)")
+            raise EpisodeWriteError(
+                self.final_path.parent,
+                "disk",
+                f"only {free_mb:.0f} MiB free, need {self.cfg.min_free_mb:.0f} MiB (WriterConfig.min_free_mb)",
+            )
         self.uuid = meta.uuid or str(uuidlib.uuid4())
         self.num_steps = 0  # steps on disk
         self._buf: list[dict[str, Any]] = []
@@ -123,24 +127,49 @@ class EpisodeWriter:
     def _create(self) -> h5py.File:
         f = h5py.File(self.tmp_path, "w", libver="latest")
         m = self.meta
-        lang = [{"text": t, "source": m.language_source, "annotator": m.operator, "time": utc_now()}
-                for t in m.language]
+        lang = [
+            {"text": t, "source": m.language_source, "annotator": m.operator, "time": utc_now()} for t in m.language
+        ]
         attrs: dict[str, Any] = {
-            "format": schema.FORMAT_NAME, "schema_version": schema.SCHEMA_VERSION, "uuid": self.uuid,
-            "complete": False, "num_steps": np.int64(0), "lab": m.lab, "household": m.household,
-            "scene_id": str(m.scene_id), "operator": m.operator, "robot_type": m.robot_type,
-            "robot_serial": m.robot_serial, "control_hz": float(m.control_hz), "action_space": m.action_space,
-            "teleop_device": m.teleop_device, "teleop_params": json.dumps(m.teleop_params), "task": m.task,
-            "language_annotations": json.dumps(lang), "success": np.int64(-1), "label_source": "unknown",
-            "label_history": "[]", "start_time": utc_now(), "end_time": "", "software_version": __version__,
-            "cameras": schema.cameras_to_json(self.cameras), "cadence": "{}",
-            "env": json.dumps(m.env or {}), "extra": json.dumps(m.extra),
+            "format": schema.FORMAT_NAME,
+            "schema_version": schema.SCHEMA_VERSION,
+            "uuid": self.uuid,
+            "complete": False,
+            "num_steps": np.int64(0),
+            "lab": m.lab,
+            "household": m.household,
+            "scene_id": str(m.scene_id),
+            "operator": m.operator,
+            "robot_type": m.robot_type,
+            "robot_serial": m.robot_serial,
+            "control_hz": float(m.control_hz),
+            "action_space": m.action_space,
+            "teleop_device": m.teleop_device,
+            "teleop_params": json.dumps(m.teleop_params),
+            "task": m.task,
+            "language_annotations": json.dumps(lang),
+            "success": np.int64(-1),
+            "label_source": "unknown",
+            "label_history": "[]",
+            "start_time": utc_now(),
+            "end_time": "",
+            "software_version": __version__,
+            "cameras": schema.cameras_to_json(self.cameras),
+            "cadence": "{}",
+            "env": json.dumps(m.env or {}),
+            "extra": json.dumps(m.extra),
         }
         for k, v in attrs.items():
             f.attrs[k] = v
         for fld in schema.STEP_FIELDS:
-            ds = f.create_dataset(fld.path, shape=(0, *fld.shape), maxshape=(None, *fld.shape), dtype=fld.dtype,
-                                  chunks=(schema.STEP_CHUNK, *fld.shape), fillvalue=fld.fill)
+            ds = f.create_dataset(
+                fld.path,
+                shape=(0, *fld.shape),
+                maxshape=(None, *fld.shape),
+                dtype=fld.dtype,
+                chunks=(schema.STEP_CHUNK, *fld.shape),
+                fillvalue=fld.fill,
+            )
             ds.attrs["doc"] = fld.doc
             for k, v in fld.attrs:
                 ds.attrs[k] = v
@@ -153,8 +182,9 @@ class EpisodeWriter:
                     g.attrs[k] = v
             g.attrs["calibration"] = json.dumps(cam.calibration or {})
             for fld in schema.CAMERA_STEP_FIELDS:
-                ds = g.create_dataset(fld.path, shape=(0,), maxshape=(None,), dtype=fld.dtype,
-                                      chunks=(schema.STEP_CHUNK,))
+                ds = g.create_dataset(
+                    fld.path, shape=(0,), maxshape=(None,), dtype=fld.dtype, chunks=(schema.STEP_CHUNK,)
+                )
                 for k, v in fld.attrs:
                     ds.attrs[k] = v
             streams = [("rgb", cam.encoding)] + ([("depth", "png16")] if cam.depth else [])
@@ -162,8 +192,7 @@ class EpisodeWriter:
                 s = g.create_group(stream)
                 s.attrs["encoding"] = enc
                 s.create_dataset("data", shape=(0,), maxshape=(None,), dtype="u1", chunks=(schema.BYTES_CHUNK,))
-                s.create_dataset("index", shape=(0, 2), maxshape=(None, 2), dtype="i8",
-                                 chunks=(schema.INDEX_CHUNK, 2))
+                s.create_dataset("index", shape=(0, 2), maxshape=(None, 2), dtype="i8", chunks=(schema.INDEX_CHUNK, 2))
         f.swmr_mode = True
         f.flush()
         return f
@@ -213,30 +242,45 @@ class EpisodeWriter:
         row["reward"], row["discount"] = float(reward), float(discount)
         n_instr = max(len(self.meta.language), 1)  # language/instructions holds meta.language, or [task]
         if not 0 <= int(language_index) < n_instr:
-            raise EpisodeError(self.tmp_path, "language/active", f"language_index {language_index} out of range: "
-                               f"expected 0..{n_instr - 1} (index into EpisodeMeta.language)")
+            raise EpisodeError(
+                self.tmp_path,
+                "language/active",
+                f"language_index {language_index} out of range: "
+                f"expected 0..{n_instr - 1} (index into EpisodeMeta.language)",
+            )
         row["intervention"], row["language/active"] = bool(intervention), int(language_index)
         images, depth, camera_times = images or {}, depth or {}, camera_times or {}
         unknown = set(images) - {c.name for c in self.cameras}
         if unknown:
-            raise EpisodeError(self.tmp_path, f"images/{sorted(unknown)[0]}", f"camera not registered; "
-                               f"registered: {[c.name for c in self.cameras]}")
+            raise EpisodeError(
+                self.tmp_path,
+                f"images/{sorted(unknown)[0]}",
+                f"camera not registered; registered: {[c.name for c in self.cameras]}",
+            )
         no_depth = set(depth) - {c.name for c in self.cameras if c.depth}
         if no_depth:  # would be dropped silently
-            raise EpisodeError(self.tmp_path, f"depth/{sorted(no_depth)[0]}", f"no depth stream registered for this "
-                               f"camera; cameras with depth: {[c.name for c in self.cameras if c.depth]}")
+            raise EpisodeError(
+                self.tmp_path,
+                f"depth/{sorted(no_depth)[0]}",
+                f"no depth stream registered for this "
+                f"camera; cameras with depth: {[c.name for c in self.cameras if c.depth]}",
+            )
         for cam in self.cameras:
             img = images.get(cam.name)
             g = schema.camera_group(cam.name)
             if img is not None and img.shape[:2] != (cam.height, cam.width):
-                raise EpisodeError(self.tmp_path, f"{g}/rgb", f"expected ({cam.height}, {cam.width}, 3), got {img.shape}")
-            row[f"{g}/rgb"] = None if img is None else self._encode(f"{g}/rgb", codec.encode_rgb, img, cam.encoding,
-                                                                    cam.quality)
+                raise EpisodeError(
+                    self.tmp_path, f"{g}/rgb", f"expected ({cam.height}, {cam.width}, 3), got {img.shape}"
+                )
+            row[f"{g}/rgb"] = (
+                None if img is None else self._encode(f"{g}/rgb", codec.encode_rgb, img, cam.encoding, cam.quality)
+            )
             if cam.depth:
                 d = depth.get(cam.name)
                 if d is not None and np.shape(d)[:2] != (cam.height, cam.width):
-                    raise EpisodeError(self.tmp_path, f"{g}/depth", f"expected uint16 ({cam.height}, {cam.width}), "
-                                       f"got {np.shape(d)}")
+                    raise EpisodeError(
+                        self.tmp_path, f"{g}/depth", f"expected uint16 ({cam.height}, {cam.width}), got {np.shape(d)}"
+                    )
                 row[f"{g}/depth"] = None if d is None else self._encode(f"{g}/depth", codec.encode_depth, d)
             cap, rec = camera_times.get(cam.name, (0, 0) if img is None else (time.time_ns(),) * 2)
             row[f"{g}/capture_ns"], row[f"{g}/receive_ns"], row[f"{g}/dropped"] = int(cap), int(rec), img is None
@@ -247,8 +291,11 @@ class EpisodeWriter:
         overdue = time.monotonic() - self._last_flush >= self.cfg.flush_interval_s
         # With the background flusher the control thread never writes to the file, unless the flusher has
         # fallen far behind (then the caller pays, so memory and data at risk stay bounded).
-        if overdue and (self._timer is None or time.monotonic() - self._last_flush >= 4 * self.cfg.flush_interval_s
-                        or backlog > 4096):
+        if overdue and (
+            self._timer is None
+            or time.monotonic() - self._last_flush >= 4 * self.cfg.flush_interval_s
+            or backlog > 4096
+        ):
             with self._lock:
                 self._flush_locked()
 
@@ -269,8 +316,12 @@ class EpisodeWriter:
 
     def _check_open(self) -> None:
         if self._failed is not None:
-            raise EpisodeWriteError(self.tmp_path, "file", f"writer failed earlier ({self._failed}); flushed steps "
-                                    "are kept, salvage them with `robolearn data repair`")
+            raise EpisodeWriteError(
+                self.tmp_path,
+                "file",
+                f"writer failed earlier ({self._failed}); flushed steps "
+                "are kept, salvage them with `robolearn data repair`",
+            )
         if self._closed:
             raise EpisodeError(self.final_path, "file", "episode already closed")
 
@@ -321,11 +372,15 @@ class EpisodeWriter:
             f.flush()
         except (OSError, RuntimeError, ValueError) as e:
             self._failed = e
-            raise EpisodeWriteError(self.tmp_path, "file", f"write failed after {n0} flushed steps ({e}); "
-                                    f"flushed steps are kept, salvage them with `robolearn data repair`") from e
+            raise EpisodeWriteError(
+                self.tmp_path,
+                "file",
+                f"write failed after {n0} flushed steps ({e}); "
+                f"flushed steps are kept, salvage them with `robolearn data repair`",
+            ) from e
         self.num_steps = n1
         with self._buf_lock:
-            del self._buf[:len(rows)]
+            del self._buf[: len(rows)]
 
     @staticmethod
     def _append(ds: h5py.Dataset, values: list[Any], n0: int) -> None:
@@ -395,8 +450,11 @@ class EpisodeWriter:
                 publish(self.tmp_path, self.final_path)
             except OSError as e:
                 self._failed = e
-                raise EpisodeWriteError(self.tmp_path, "file", f"closing failed ({e}); flushed steps are kept, "
-                                        "salvage them with `robolearn data repair`") from e
+                raise EpisodeWriteError(
+                    self.tmp_path,
+                    "file",
+                    f"closing failed ({e}); flushed steps are kept, salvage them with `robolearn data repair`",
+                ) from e
             self._closed = True
         return self.final_path
 
@@ -416,7 +474,7 @@ class EpisodeWriter:
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join(timeout=5)
 
-    def __enter__(self) -> "EpisodeWriter":
+    def __enter__(self) -> EpisodeWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -454,6 +512,6 @@ def publish(tmp: Path, final: Path) -> None:
         raise
     except OSError:  # file systems without hard links
         if final.exists():
-            raise FileExistsError(f"{final}: exists; refusing to overwrite")
+            raise FileExistsError(f"{final}: exists; refusing to overwrite") from None
         os.replace(tmp, final)
     fsync_path(final.parent)

@@ -25,7 +25,7 @@ Language = str | Sequence[str] | tuple[torch.Tensor, torch.Tensor] | None
 class Encoder(nn.Module):
     uses_language: bool = True
     modes: tuple[str, ...] = ("multimodal", "visual")
-    n_frames: int = 1             # frames per example for extraction (dual models: 2)
+    n_frames: int = 1  # frames per example for extraction (dual models: 2)
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
@@ -51,8 +51,9 @@ class Encoder(nn.Module):
         self._language = lm
         self.config.language_model = lm.name_or_path
 
-    def language_inputs(self, language: Language, batch: int,
-                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def language_inputs(
+        self, language: Language, batch: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Resolve an extraction `language` argument to (ids, mask) [batch, L] on `device`."""
         if language is None:
             return null_language(batch, self.config.max_lang_len, self.config.cls_token_id, device)
@@ -71,8 +72,9 @@ class Encoder(nn.Module):
             raise ValueError(f"got {ids.shape[0]} captions for {batch} images (give 1 or {batch})")
         return ids.to(device), mask.to(device)
 
-    def batch_language(self, batch: Mapping[str, Any], size: int, device: torch.device,
-                       allow_dropout: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def batch_language(
+        self, batch: Mapping[str, Any], size: int, device: torch.device, allow_dropout: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(ids, mask, precomputed features or None) from a training batch, with optional language dropout."""
         if "lang_ids" in batch:
             if "lang_mask" not in batch:
@@ -81,18 +83,23 @@ class Encoder(nn.Module):
         elif "captions" in batch:
             ids, mask = self.language.tokenize(batch["captions"])
         else:
-            raise KeyError(f"{type(self).__name__} batch needs 'lang_ids' and 'lang_mask' [B, L] (or 'captions'); "
-                           f"got keys {sorted(batch)}")
+            raise KeyError(
+                f"{type(self).__name__} batch needs 'lang_ids' and 'lang_mask' [B, L] (or 'captions'); "
+                f"got keys {sorted(batch)}"
+            )
         ids, mask = ids.to(device), mask.to(device)
         if ids.ndim != 2 or ids.shape != mask.shape or ids.shape[0] != size:
-            raise ValueError(f"'lang_ids' and 'lang_mask' must both be [{size}, L]; got {tuple(ids.shape)} and "
-                             f"{tuple(mask.shape)}")
+            raise ValueError(
+                f"'lang_ids' and 'lang_mask' must both be [{size}, L]; got {tuple(ids.shape)} and {tuple(mask.shape)}"
+            )
         feats = batch.get("lang_features")
         if feats is not None:
             feats = feats.to(device)
             if feats.shape[:2] != ids.shape or feats.shape[-1] != self.config.language_dim:
-                raise ValueError(f"'lang_features' must be [{size}, {ids.shape[1]}, {self.config.language_dim}]; "
-                                 f"got {tuple(feats.shape)}")
+                raise ValueError(
+                    f"'lang_features' must be [{size}, {ids.shape[1]}, {self.config.language_dim}]; "
+                    f"got {tuple(feats.shape)}"
+                )
         p = self.config.lang_dropout
         if allow_dropout and self.training and p > 0:
             drop = torch.rand(size, device=device) < p
@@ -119,8 +126,10 @@ class Encoder(nn.Module):
         if images.ndim != want or tuple(images.shape[-3:]) != (c, s, s) or (frames and images.shape[1] != frames):
             raise ValueError(f"{type(self).__name__} expects {what} of shape {shape}; got {tuple(images.shape)}")
         if not images.is_floating_point():
-            raise TypeError(f"{type(self).__name__} expects float {what} (normalised, or 0-255 floats for R3M); got "
-                            f"{images.dtype}: apply the preprocess transform returned by load()")
+            raise TypeError(
+                f"{type(self).__name__} expects float {what} (normalised, or 0-255 floats for R3M); got "
+                f"{images.dtype}: apply the preprocess transform returned by load()"
+            )
         return images
 
     # --- dispatch -----------------------------------------------------------------------------------------
@@ -129,8 +138,10 @@ class Encoder(nn.Module):
             return self.compute_loss(batch)
         if isinstance(batch, torch.Tensor):
             return self.extract(batch, language, mode, **kw)
-        raise TypeError(f"{type(self).__name__}(...) takes a dict batch (training: returns (loss, metrics)) or an "
-                        f"image tensor (feature extraction); got {type(batch).__name__}")
+        raise TypeError(
+            f"{type(self).__name__}(...) takes a dict batch (training: returns (loss, metrics)) or an "
+            f"image tensor (feature extraction); got {type(batch).__name__}"
+        )
 
     def check_mode(self, mode: str | None) -> str:
         mode = mode or self.modes[0]
@@ -141,14 +152,16 @@ class Encoder(nn.Module):
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         raise NotImplementedError
 
-    def extract(self, images: torch.Tensor, language: Language = None, mode: str | None = None,
-                **kw: Any) -> torch.Tensor:
+    def extract(
+        self, images: torch.Tensor, language: Language = None, mode: str | None = None, **kw: Any
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     # --- bookkeeping --------------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         """What `save()` and the pretraining checkpoints write as config.json."""
         from robolearn import __version__
+
         return {**self.config.to_dict(), "robolearn_version": __version__}
 
     def num_parameters(self, trainable_only: bool = True) -> int:

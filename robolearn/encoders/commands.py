@@ -44,8 +44,10 @@ def convert(cfg: ConvertCommand) -> int:
     """Convert a checkpoint (e.g. a reference release) to robolearn's format."""
     model, _ = load(cfg.source, voltron_compat=cfg.voltron_compat, weights_only=not cfg.trust_pickle)
     save(model, cfg.out)
-    print(f"wrote {model.config.arch} ({model.num_parameters(trainable_only=False) / 1e6:.2f} M parameters, "
-          f"voltron_compat={model.config.voltron_compat}) to {cfg.out}")
+    print(
+        f"wrote {model.config.arch} ({model.num_parameters(trainable_only=False) / 1e6:.2f} M parameters, "
+        f"voltron_compat={model.config.voltron_compat}) to {cfg.out}"
+    )
     return 0
 
 

@@ -13,8 +13,8 @@ ARCHS = ("v-cond", "v-dual", "v-gen", "r-mvp", "r-r3m-vit", "r-r3m-rn50")
 
 @dataclass
 class EncoderConfig:
-    arch: str                                   # one of ARCHS
-    name: str = ""                              # registry id this config came from (informational)
+    arch: str  # one of ARCHS
+    name: str = ""  # registry id this config came from (informational)
     # images / ViT
     image_size: int = 224
     patch_size: int = 16
@@ -32,9 +32,9 @@ class EncoderConfig:
     language_dim: int = 768
     vocab_size: int = 30522
     max_lang_len: int = 20
-    cls_token_id: int = 101                     # the null language is [CLS] alone
-    lang_dropout: float = 0.0                   # training hook: replace a caption by the null language
-    lm_cache_size: int = 4096                   # captions whose LM features are kept (0: off, < 0: unbounded)
+    cls_token_id: int = 101  # the null language is [CLS] alone
+    lang_dropout: float = 0.0  # training hook: replace a caption by the null language
+    lm_cache_size: int = 4096  # captions whose LM features are kept (0: off, < 0: unbounded)
     # True: reproduce the reference exactly (padding masks query rows, not keys; R3M mean-pools padding)
     voltron_compat: bool = False
     # V-Gen
@@ -42,7 +42,7 @@ class EncoderConfig:
     mae_weight: float = 1.0
     lm_weight: float = 0.5
     # R3M
-    fc_dim: int = 2048                          # ResNet-50 pooled feature size
+    fc_dim: int = 2048  # ResNet-50 pooled feature size
     reward_dim: int = 1024
     n_negatives: int = 3
     tcn_weight: float = 1.0
@@ -60,7 +60,7 @@ class EncoderConfig:
 
     @property
     def n_patches(self) -> int:
-        return self.grid ** 2
+        return self.grid**2
 
     def validate(self) -> None:
         def bad(field: str, why: str) -> None:
@@ -95,8 +95,9 @@ class EncoderConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown encoder config field(s) {unknown}; expected a subset of "
-                             f"{sorted(known)}")
+            raise ValueError(
+                f"{source}: unknown encoder config field(s) {unknown}; expected a subset of {sorted(known)}"
+            )
         if "arch" not in data:
             raise ValueError(f"{source}: missing field 'arch' (one of {', '.join(ARCHS)})")
         return cls(**data)

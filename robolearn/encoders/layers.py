@@ -25,7 +25,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, dim: int, eps: float = 1e-8) -> None:
         super().__init__()
-        self.scale, self.eps = dim ** -0.5, eps
+        self.scale, self.eps = dim**-0.5, eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,8 +65,8 @@ class GeluMLP(nn.Module):
 
 @dataclass
 class AttentionMask:
-    allow: torch.Tensor | None = None       # bool, True = query may attend to key; broadcast to [B, H, N, N]
-    null_rows: torch.Tensor | None = None   # [B, N] bool: reference-compat rows that average all values
+    allow: torch.Tensor | None = None  # bool, True = query may attend to key; broadcast to [B, H, N, N]
+    null_rows: torch.Tensor | None = None  # [B, N] bool: reference-compat rows that average all values
 
     @staticmethod
     def from_padding(valid: torch.Tensor | None, compat: bool, allow: torch.Tensor | None = None) -> AttentionMask:
@@ -97,7 +97,7 @@ class Attention(nn.Module):
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         allow = None if mask is None else mask.allow
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allow)          # [B, H, N, d_h]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allow)  # [B, H, N, d_h]
         if mask is not None and mask.null_rows is not None:
             uniform = v.mean(dim=-2, keepdim=True).expand_as(out)
             out = torch.where(mask.null_rows[:, None, :, None], uniform, out)

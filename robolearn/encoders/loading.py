@@ -54,25 +54,40 @@ def save(model: Encoder, path: str | Path) -> Path:
     return path
 
 
-def check_and_load(model: Encoder, state: dict[str, torch.Tensor], source: str,
-                   origin: dict[str, str] | None = None, unmapped: list[str] | None = None) -> None:
+def check_and_load(
+    model: Encoder,
+    state: dict[str, torch.Tensor],
+    source: str,
+    origin: dict[str, str] | None = None,
+    unmapped: list[str] | None = None,
+) -> None:
     """Strict load; on any mismatch raise CheckpointMismatchError naming every missing / unexpected /
     mis-shaped key (reference names shown next to ours when the checkpoint was mapped)."""
     expected = model.state_dict()
     origin = origin or {}
-    shown = lambda k: f"{k} (reference {origin[k]})" if k in origin else k
+
+    def shown(k: str) -> str:
+        return f"{k} (reference {origin[k]})" if k in origin else k
+
     missing = [k for k in expected if k not in state]
     unexpected = [shown(k) for k in state if k not in expected] + [f"{k} (no mapping)" for k in unmapped or []]
-    misshaped = [f"{shown(k)}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-                 for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    misshaped = [
+        f"{shown(k)}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     if missing or unexpected or misshaped:
+
         def part(label: str, items: list[str]) -> str:
             more = f" ... (+{len(items) - 20} more)" if len(items) > 20 else ""
             return f"\n  {len(items)} {label}: " + "; ".join(items[:20]) + more if items else ""
+
         raise CheckpointMismatchError(
             f"{source} does not match {model.config.name or model.config.arch} ({type(model).__name__}):"
-            + part("missing key(s)", missing) + part("unexpected key(s)", unexpected)
-            + part("mis-shaped key(s)", misshaped))
+            + part("missing key(s)", missing)
+            + part("unexpected key(s)", unexpected)
+            + part("mis-shaped key(s)", misshaped)
+        )
     model.load_state_dict(state, strict=True)
 
 
@@ -87,13 +102,13 @@ def _load_ours(folder: Path, config_path: Path, weights_path: Path, overrides: d
     return model
 
 
-def _load_reference(weights: Path, config_path: Path | None, overrides: dict[str, Any],
-                    weights_only: bool) -> Encoder:
+def _load_reference(weights: Path, config_path: Path | None, overrides: dict[str, Any], weights_only: bool) -> Encoder:
     state = reference.read_weights(weights, weights_only)
     raw = reference.read_config_json(config_path)
     name = config_path.name[: -len("-config.json")] if config_path else weights.stem
-    config = reference.reference_config(state, raw, name, str(config_path or weights),
-                                        voltron_compat=overrides.pop("voltron_compat", True))
+    config = reference.reference_config(
+        state, raw, name, str(config_path or weights), voltron_compat=overrides.pop("voltron_compat", True)
+    )
     model = model_from_config(config.replace(**overrides) if overrides else config)
     mapped, origin, unmapped = reference.map_state_dict(state)
     check_and_load(model, mapped, str(weights), origin, unmapped)
@@ -109,9 +124,11 @@ def load_checkpoint(path: str | Path, weights_only: bool = True, **overrides: An
         found = reference.find_reference_files(path)
         if found is not None:
             return _load_reference(found[0], found[1], overrides, weights_only)
-        raise FileNotFoundError(f"{path}: no checkpoint found; expected {CONFIG_FILE} + {WEIGHTS_FILE} (robolearn) "
-                                f"or <id>-config.json + <id>.pt (reference release); found "
-                                f"{sorted(p.name for p in path.iterdir())[:10]}")
+        raise FileNotFoundError(
+            f"{path}: no checkpoint found; expected {CONFIG_FILE} + {WEIGHTS_FILE} (robolearn) "
+            f"or <id>-config.json + <id>.pt (reference release); found "
+            f"{sorted(p.name for p in path.iterdir())[:10]}"
+        )
     if path.suffix == ".safetensors":
         config = path.parent / CONFIG_FILE
         if not config.exists():
@@ -123,10 +140,17 @@ def load_checkpoint(path: str | Path, weights_only: bool = True, **overrides: An
     raise ValueError(f"{path}: expected a checkpoint folder, a .safetensors file or a reference .pt file")
 
 
-def load(name_or_path: str | Path, device: str | torch.device = "cpu", freeze: bool = True,
-         language_model: str | LanguageModel | None = None, pretrained: bool = True,
-         voltron_compat: bool | None = None, cache_dir: str | Path | None = None, weights_only: bool = True,
-         **overrides: Any) -> tuple[Encoder, Callable[[torch.Tensor], torch.Tensor]]:
+def load(
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    freeze: bool = True,
+    language_model: str | LanguageModel | None = None,
+    pretrained: bool = True,
+    voltron_compat: bool | None = None,
+    cache_dir: str | Path | None = None,
+    weights_only: bool = True,
+    **overrides: Any,
+) -> tuple[Encoder, Callable[[torch.Tensor], torch.Tensor]]:
     """-> (model, preprocess). `name_or_path`: a registry id (looked up as a local checkpoint in
     `cache_dir/<id>/`, default ~/.cache/robolearn/encoders or $ROBOLEARN_ENCODERS) or a checkpoint folder/file.
 
@@ -150,12 +174,17 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", freeze: b
             folder = folder / name
             if not folder.is_dir():
                 ids = RELEASED.get(name)
-                where = (f" The reference release hosts {name}-config.json (Google Drive id {ids[0]}) and {name}.pt "
-                         f"(id {ids[1]})." if ids else "")
+                where = (
+                    f" The reference release hosts {name}-config.json (Google Drive id {ids[0]}) and {name}.pt "
+                    f"(id {ids[1]})."
+                    if ids
+                    else ""
+                )
                 raise FileNotFoundError(
                     f"no local checkpoint for {name!r}: put its files in {folder}/ ({name}-config.json + {name}.pt, "
                     f"or config.json + model.safetensors), pass a checkpoint folder/file path, or use "
-                    f"load({name!r}, pretrained=False) for random weights.{where} load() never downloads.")
+                    f"load({name!r}, pretrained=False) for random weights.{where} load() never downloads."
+                )
             model = load_checkpoint(folder, weights_only, **overrides)
     elif any(s in name for s in ("/", "\\")) or Path(name).suffix in (".pt", ".pth", ".safetensors", ".json"):
         raise FileNotFoundError(f"checkpoint path {name!r} does not exist")

@@ -32,7 +32,7 @@ class MVP(Encoder):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
         self.register_buffer("decoder_pe", sincos_2d(dd, c.grid, cls_token=True)[None], persistent=False)
         self.decoder = Transformer(dd, c.decoder_depth, c.decoder_heads, c.mlp_ratio, "mae")
-        self.pixel_head = nn.Linear(dd, c.patch_size ** 2 * c.in_channels)
+        self.pixel_head = nn.Linear(dd, c.patch_size**2 * c.in_channels)
         init_weights(self)
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -48,8 +48,9 @@ class MVP(Encoder):
         b, c = images.shape[0], self.config
         patches = self.patch_embed(images) + self.encoder_pe[:, 1:]
         noise = batch.get("mask_noise")
-        m = random_masking(b, c.n_patches, c.mask_ratio, images.device,
-                           None if noise is None else noise.to(images.device))
+        m = random_masking(
+            b, c.n_patches, c.mask_ratio, images.device, None if noise is None else noise.to(images.device)
+        )
         x = self.encoder(torch.cat([self._cls(b), gather_tokens(patches, m.keep_idx)], dim=1))
         x = self.decoder_embed(x)
         x = torch.cat([x[:, :1], unshuffle(x[:, 1:], self.mask_token, m.restore_idx)], dim=1) + self.decoder_pe
@@ -57,8 +58,9 @@ class MVP(Encoder):
         loss = mae_loss(pred, images, m.mask, c.patch_size)
         return loss, metrics_of(mae_loss=loss)
 
-    def extract(self, images: torch.Tensor, language: Language = None, mode: str | None = None,
-                return_mask: bool = False) -> Any:
+    def extract(
+        self, images: torch.Tensor, language: Language = None, mode: str | None = None, return_mask: bool = False
+    ) -> Any:
         """patch -> [B, N, D]; cls -> [B, 1, D]."""
         if language is not None:
             raise ValueError("R-MVP has no language input; call it with images only")

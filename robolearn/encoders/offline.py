@@ -12,11 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 SPECIALS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
-COMMON_WORDS = ("a the to of and in on from into onto off up down left right open close push pull put take "
-                "move pick place lift drop turn press stack drawer door cabinet button cup bowl block cube "
-                "bin shelf can bottle box something nothing it this that with over under behind front "
-                "pushing pulling putting taking moving picking lifting dropping turning opening closing "
-                "red green blue table counter towards away slightly").split()
+COMMON_WORDS = (
+    "a the to of and in on from into onto off up down left right open close push pull put take "
+    "move pick place lift drop turn press stack drawer door cabinet button cup bowl block cube "
+    "bin shelf can bottle box something nothing it this that with over under behind front "
+    "pushing pulling putting taking moving picking lifting dropping turning opening closing "
+    "red green blue table counter towards away slightly"
+).split()
 
 
 def _vocab(size: int) -> dict[str, int]:
@@ -31,8 +33,15 @@ def _vocab(size: int) -> dict[str, int]:
     return vocab
 
 
-def write_language_model(path: str | Path, vocab_size: int = 30522, dim: int = 768, layers: int = 6,
-                         heads: int = 12, hidden: int | None = None, seed: int = 0) -> Path:
+def write_language_model(
+    path: str | Path,
+    vocab_size: int = 30522,
+    dim: int = 768,
+    layers: int = 6,
+    heads: int = 12,
+    hidden: int | None = None,
+    seed: int = 0,
+) -> Path:
     """Save a random-weight DistilBERT-architecture model + tokenizer to `path`; returns `path`.
 
     The defaults give distilbert-base-uncased's architecture (768-d, 6 layers, 30522 tokens); tests use
@@ -46,8 +55,14 @@ def write_language_model(path: str | Path, vocab_size: int = 30522, dim: int = 7
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = DistilBertConfig(vocab_size=vocab_size, dim=dim, n_layers=layers, n_heads=heads,
-                              hidden_dim=hidden or 4 * dim, max_position_embeddings=512)
+    config = DistilBertConfig(
+        vocab_size=vocab_size,
+        dim=dim,
+        n_layers=layers,
+        n_heads=heads,
+        hidden_dim=hidden or 4 * dim,
+        max_position_embeddings=512,
+    )
     DistilBertModel(config).save_pretrained(path)
     DistilBertTokenizerFast(vocab=_vocab(vocab_size), do_lower_case=True).save_pretrained(path)
     return path

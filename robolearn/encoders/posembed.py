@@ -14,7 +14,7 @@ def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     if dim % 2:
         raise ValueError(f"sine-cosine embedding needs an even dim, got {dim}")
     freqs = torch.arange(dim // 2, dtype=torch.float32) / (dim / 2.0)
-    freqs = 1.0 / (10000.0 ** freqs)
+    freqs = 1.0 / (10000.0**freqs)
     angles = positions.reshape(-1, 1).float() * freqs[None, :]
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 

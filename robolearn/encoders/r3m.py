@@ -41,10 +41,11 @@ class R3M(Encoder):
         c = config
         if c.arch == "r-r3m-rn50":
             from torchvision.models import resnet50
+
             self.trunk = resnet50(weights=None)
             self.trunk.fc = nn.Identity()
             self.embed_dim = c.fc_dim
-            self.reward_head = reward_mlp(2 * c.fc_dim + c.language_dim, c.reward_dim)   # default torch init
+            self.reward_head = reward_mlp(2 * c.fc_dim + c.language_dim, c.reward_dim)  # default torch init
         else:
             self.patch_embed = PatchEmbed(c.patch_size, c.encoder_dim, c.in_channels)
             self.register_buffer("pe", sincos_2d(c.encoder_dim, c.grid)[None], persistent=False)
@@ -69,7 +70,10 @@ class R3M(Encoder):
 
     def tcn_loss(self, si: torch.Tensor, sj: torch.Tensor, sk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         eps, b = self.config.eps, si.shape[0]
-        sim = lambda x, y: -torch.linalg.vector_norm(x - y, dim=-1)
+
+        def sim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return -torch.linalg.vector_norm(x - y, dim=-1)
+
         pos_ij, pos_jk, neg_ik = sim(si, sj).exp(), sim(sj, sk).exp(), sim(si, sk).exp()
         neg_i, neg_j = [], []
         for _ in range(self.config.n_negatives):
@@ -82,8 +86,15 @@ class R3M(Encoder):
         acc = ((pos_ij > neg_ik).float().mean() + (pos_jk > neg_ik).float().mean()) / 2
         return nce.mean(), acc
 
-    def reward_loss(self, lang: torch.Tensor, s0: torch.Tensor, si: torch.Tensor, sj: torch.Tensor,
-                    sk: torch.Tensor, sf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reward_loss(
+        self,
+        lang: torch.Tensor,
+        s0: torch.Tensor,
+        si: torch.Tensor,
+        sj: torch.Tensor,
+        sk: torch.Tensor,
+        sf: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         eps, b = self.config.eps, s0.shape[0]
         positives = [self.reward(s0, sf, lang), self.reward(s0, sj, lang), self.reward(s0, sk, lang)]
         negatives = [[self.reward(s0, s0, lang)], [self.reward(s0, si, lang)], [self.reward(s0, sj, lang)]]
@@ -114,11 +125,13 @@ class R3M(Encoder):
         lang = self.pooled_language(self.encode_language(ids, mask, feats).to(emb.dtype), mask)
         rew, rew_acc = self.reward_loss(lang, s0, si, sj, sk, sf)
         loss = c.l1_weight * l1 + c.l2_weight * l2 + c.tcn_weight * tcn + c.lang_reward_weight * rew
-        return loss, metrics_of(tcn_loss=tcn, reward_loss=rew, l1_loss=l1, l2_loss=l2, tcn_acc=tcn_acc,
-                                reward_acc=rew_acc)
+        return loss, metrics_of(
+            tcn_loss=tcn, reward_loss=rew, l1_loss=l1, l2_loss=l2, tcn_acc=tcn_acc, reward_acc=rew_acc
+        )
 
-    def extract(self, images: torch.Tensor, language: Language = None, mode: str | None = None,
-                return_mask: bool = False) -> Any:
+    def extract(
+        self, images: torch.Tensor, language: Language = None, mode: str | None = None, return_mask: bool = False
+    ) -> Any:
         """[B, 3, H, W] (0-255) -> [B, 1, D] (the R3M embedding; language is not used)."""
         if language is not None:
             raise ValueError("R-R3M features are visual only; call it with images only")

@@ -45,8 +45,9 @@ class VGen(VoltronMAE):
         self.token_head = nn.Linear(c.decoder_dim, c.vocab_size)
 
     # --- language routing ---------------------------------------------------------------------------------
-    def split_language(self, batch: Mapping[str, Any], b: int, device: torch.device
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split_language(
+        self, batch: Mapping[str, Any], b: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (con_ids, con_mask, con_feats, gen_ids, gen_mask, gen_weight)."""
         ids, mask, feats = self.batch_language(batch, b, device, allow_dropout="gen_ids" not in batch)
         if "gen_ids" in batch:
@@ -56,8 +57,10 @@ class VGen(VoltronMAE):
             gen_ids, gen_mask = batch["gen_ids"].to(device), batch["gen_mask"].to(device)
             weight = batch["gen_weight"].to(device).float()
             if gen_ids.shape != ids.shape or gen_mask.shape != ids.shape or weight.shape != (b,):
-                raise ValueError(f"'gen_ids'/'gen_mask' must be {tuple(ids.shape)} and 'gen_weight' [{b}]; got "
-                                 f"{tuple(gen_ids.shape)}, {tuple(gen_mask.shape)}, {tuple(weight.shape)}")
+                raise ValueError(
+                    f"'gen_ids'/'gen_mask' must be {tuple(ids.shape)} and 'gen_weight' [{b}]; got "
+                    f"{tuple(gen_ids.shape)}, {tuple(gen_mask.shape)}, {tuple(weight.shape)}"
+                )
             return ids, mask, self.encode_language(ids, mask, feats), gen_ids, gen_mask, weight
         generate = batch.get("generate")
         if generate is None:
@@ -75,8 +78,9 @@ class VGen(VoltronMAE):
         return con_ids, con_mask, con_feats, gen_ids, gen_mask, generate.float()
 
     # --- decoder ------------------------------------------------------------------------------------------
-    def decode(self, encoded: torch.Tensor, restore_idx: torch.Tensor | None, gen_embeds: torch.Tensor,
-               gen_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(
+        self, encoded: torch.Tensor, restore_idx: torch.Tensor | None, gen_embeds: torch.Tensor, gen_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """encoded [B, 2, K, D] -> (pixels [B, 2, N, p*p*C], token logits [B, L, vocab])."""
         b, t = encoded.shape[:2]
         patches = self.decoder_tokens(encoded, restore_idx)
@@ -84,8 +88,10 @@ class VGen(VoltronMAE):
         n_img = patches.shape[1]
         valid = torch.cat([torch.ones(b, n_img, dtype=torch.bool, device=patches.device), gen_mask.bool()], 1)
         allow = prefix_lm_allow(n_img, text.shape[1], patches.device)[None, None]
-        x = self.decoder(torch.cat([patches, text], dim=1),
-                         AttentionMask.from_padding(valid, self.config.voltron_compat, allow=allow))
+        x = self.decoder(
+            torch.cat([patches, text], dim=1),
+            AttentionMask.from_padding(valid, self.config.voltron_compat, allow=allow),
+        )
         pixels = self.pixel_head(x[:, :n_img]).reshape(b, t, self.config.n_patches, -1)
         return pixels, self.token_head(x[:, n_img:])
 
@@ -112,15 +118,17 @@ class VGen(VoltronMAE):
         gen_embeds = batch.get("gen_embeddings")
         if gen_embeds is None:
             gen_embeds = self.language.embed_tokens(gen_ids)
-        pixels, logits = self.decode(encoded[:, : t * k].reshape(b, t, k, -1), m.restore_idx,
-                                     gen_embeds.to(frames.device), gen_mask)
+        pixels, logits = self.decode(
+            encoded[:, : t * k].reshape(b, t, k, -1), m.restore_idx, gen_embeds.to(frames.device), gen_mask
+        )
         losses = self.frame_losses(pixels, frames, m.mask)
         rec = (losses[0] + losses[1]) / 2
         nll = self.token_nll(logits, gen_ids, gen_mask)
         lm = (nll * weight).sum() / (c.eps + weight.sum())
         loss = c.mae_weight * rec + c.lm_weight * lm
-        return loss, metrics_of(mae_loss=rec, lm_loss=lm, mae_loss_0=losses[0], mae_loss_k=losses[1],
-                                gen_fraction=weight.mean())
+        return loss, metrics_of(
+            mae_loss=rec, lm_loss=lm, mae_loss_0=losses[0], mae_loss_k=losses[1], gen_fraction=weight.mean()
+        )
 
     # --- zero-shot intent scoring -------------------------------------------------------------------------
     @torch.no_grad()

@@ -29,7 +29,7 @@ class VoltronMAE(Encoder):
         super().__init__(config)
         c, t = config, self.n_frames
         d, dd = c.encoder_dim, c.decoder_dim
-        lead = (1, 1, 1) if t > 1 else (1, 1)                 # token shapes broadcast over [B, (T,) N, D]
+        lead = (1, 1, 1) if t > 1 else (1, 1)  # token shapes broadcast over [B, (T,) N, D]
         self.patch_embed = PatchEmbed(c.patch_size, d, c.in_channels)
         self.register_buffer("encoder_pe", sincos_2d(d, c.grid)[None], persistent=False)
         self.encoder = Transformer(d, c.encoder_depth, c.encoder_heads, c.mlp_ratio, "voltron")
@@ -38,7 +38,7 @@ class VoltronMAE(Encoder):
         self.mask_token = nn.Parameter(torch.zeros(*lead, dd))
         self.register_buffer("decoder_pe", sincos_2d(dd, c.grid)[None], persistent=False)
         self.decoder = Transformer(dd, c.decoder_depth, c.decoder_heads, c.mlp_ratio, "voltron")
-        self.pixel_head = nn.Linear(dd, c.patch_size ** 2 * c.in_channels)
+        self.pixel_head = nn.Linear(dd, c.patch_size**2 * c.in_channels)
         self.image_token = nn.Parameter(torch.zeros(*lead, d))
         self.lang_token = nn.Parameter(torch.zeros(1, 1, d))
         if t > 1:
@@ -95,8 +95,13 @@ class VoltronMAE(Encoder):
         """One random mask per example, shared by all its frames. `batch["mask_noise"]` [B, N] may fix it."""
         b = patches.shape[0]
         noise = batch.get("mask_noise")
-        m = random_masking(b, self.config.n_patches, self.config.mask_ratio, patches.device,
-                           None if noise is None else noise.to(patches.device))
+        m = random_masking(
+            b,
+            self.config.n_patches,
+            self.config.mask_ratio,
+            patches.device,
+            None if noise is None else noise.to(patches.device),
+        )
         return gather_tokens(patches, m.keep_idx), m
 
     def frame_losses(self, pred: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -123,8 +128,9 @@ class VoltronMAE(Encoder):
         return loss, metrics_of(mae_loss=loss, mae_loss_0=losses[0], mae_loss_k=losses[1])
 
     # --- extraction ---------------------------------------------------------------------------------------
-    def extract(self, images: torch.Tensor, language: Language = None, mode: str | None = None,
-                return_mask: bool = False) -> Any:
+    def extract(
+        self, images: torch.Tensor, language: Language = None, mode: str | None = None, return_mask: bool = False
+    ) -> Any:
         """V-Cond: [B, 3, H, W]; dual models: [B, 2, 3, H, W] (initial frame, frame k).
         multimodal -> [B, N + L, D] (frame-k patches then language); visual -> [B, N, D] (the same patch
         tokens, which attended to the language or to the [CLS]-only null language). With `return_mask`, also
@@ -135,7 +141,7 @@ class VoltronMAE(Encoder):
         n = self.config.n_patches
         ids, lang_mask = self.language_inputs(language, b, frames.device)
         encoded = self.encode(self.embed_patches(frames), self.language.encode(ids, lang_mask), lang_mask)
-        out = encoded[:, (t - 1) * n:]
+        out = encoded[:, (t - 1) * n :]
         valid = torch.cat([torch.ones(b, n, dtype=lang_mask.dtype, device=out.device), lang_mask], dim=1)
         if mode == "visual":
             out, valid = out[:, :n], valid[:, :n]

@@ -29,6 +29,8 @@ def asset_path(relative: str) -> Path:
     """Absolute path of an asset; FileNotFoundError naming where it was looked for."""
     path = assets_root() / relative
     if not path.is_file():
-        raise FileNotFoundError(f"robolearn asset {relative!r} not found at {path} (set ROBOLEARN_ASSETS to the "
-                                "folder holding robot/arm7.xml)")
+        raise FileNotFoundError(
+            f"robolearn asset {relative!r} not found at {path} (set ROBOLEARN_ASSETS to the "
+            "folder holding robot/arm7.xml)"
+        )
     return path

@@ -28,6 +28,7 @@ def list_envs(cfg: ListCommand) -> int:
         print(f"{name:14s} {gym_id(name):28s} max_steps={task.max_steps:<4d} e.g. {task.instructions[0]!r}")
     if cfg.metaworld:
         from robolearn.envs.metaworld import list_tasks
+
         names = list_tasks()
         print(f"\nmetaworld ({len(names)} tasks, make('metaworld/<task>')):")
         print("  " + ", ".join(names))
@@ -57,13 +58,21 @@ def render_scenes(cfg: RenderScenesCommand) -> int:
     return 0
 
 
-def render_scene_grid(households: int, scenes: int, task: str = "put-in-bin", camera: str = "exterior_1",
-                      size: int = 160, seed: int = 0, scene_seed: int = 0) -> np.ndarray:
+def render_scene_grid(
+    households: int,
+    scenes: int,
+    task: str = "put-in-bin",
+    camera: str = "exterior_1",
+    size: int = 160,
+    seed: int = 0,
+    scene_seed: int = 0,
+) -> np.ndarray:
     """(households*size, scenes*size, 3) uint8 grid of first frames, each cell labelled h/s."""
     if households < 1 or scenes < 1:
         raise ValueError(f"need at least one household and one scene, got {households} x {scenes}")
-    env = HouseholdEnv(task=task, cameras=(camera,), image_size=(size, size), household=0, scene=0,
-                       scene_seed=scene_seed)
+    env = HouseholdEnv(
+        task=task, cameras=(camera,), image_size=(size, size), household=0, scene=0, scene_seed=scene_seed
+    )
     rows = []
     try:
         for h in range(households):
@@ -71,8 +80,7 @@ def render_scene_grid(households: int, scenes: int, task: str = "put-in-bin", ca
             for s in range(scenes):
                 obs, _ = env.reset(seed=seed, options={"household": h, "scene": s})
                 img = np.ascontiguousarray(obs["images"][camera])
-                cv2.putText(img, f"h{h} s{s}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
-                            cv2.LINE_AA)
+                cv2.putText(img, f"h{h} s{s}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
                 row.append(img)
             rows.append(np.concatenate(row, axis=1))
     finally:

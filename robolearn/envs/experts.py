@@ -80,8 +80,14 @@ class ScriptedExpert:
         return action
 
 
-def run_expert(task: str, episodes: int, scenes: list[tuple[int, int]] | None = None, noise: float = 0.0,
-               seed: int = 0, action_space: str = "cartesian_velocity") -> dict:
+def run_expert(
+    task: str,
+    episodes: int,
+    scenes: list[tuple[int, int]] | None = None,
+    noise: float = 0.0,
+    seed: int = 0,
+    action_space: str = "cartesian_velocity",
+) -> dict:
     """Roll out the scripted expert for `episodes` seeded episodes, cycling over `scenes` (default grid).
 
     Returns episodes, successes, success rate, steps to success and the failing (seed, household, scene)s (the
@@ -109,10 +115,17 @@ def run_expert(task: str, episodes: int, scenes: list[tuple[int, int]] | None = 
                 failures.append({"seed": seed + i, "household": h, "scene": s})
     finally:
         env.close()
-    return {"task": task, "episodes": episodes, "successes": successes, "success_rate": successes / episodes,
-            "mean_steps": float(np.mean(lengths)) if lengths else None,
-            "max_steps": int(max(lengths)) if lengths else None, "failures": failures, "noise": noise,
-            "action_space": action_space}
+    return {
+        "task": task,
+        "episodes": episodes,
+        "successes": successes,
+        "success_rate": successes / episodes,
+        "mean_steps": float(np.mean(lengths)) if lengths else None,
+        "max_steps": int(max(lengths)) if lengths else None,
+        "failures": failures,
+        "noise": noise,
+        "action_space": action_space,
+    }
 
 
 class MetaWorldExpert:

@@ -109,8 +109,9 @@ class HouseholdSim:
         if d.ncon == 0:
             return set()
         bodies = self.model.geom_bodyid[d.contact.geom[: d.ncon]]  # (ncon, 2)
-        return {int(b) for b in bodies[bodies[:, 0] == body_id, 1]} | \
-            {int(b) for b in bodies[bodies[:, 1] == body_id, 0]}
+        return {int(b) for b in bodies[bodies[:, 0] == body_id, 1]} | {
+            int(b) for b in bodies[bodies[:, 1] == body_id, 0]
+        }
 
     def grasped(self, body_id: int) -> bool:
         """Both fingers touch the body."""
@@ -137,15 +138,17 @@ class HouseholdEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
 
-    def __init__(self, config: HouseholdConfig | None = None, render_mode: str | None = "rgb_array",
-                 **overrides) -> None:
+    def __init__(
+        self, config: HouseholdConfig | None = None, render_mode: str | None = "rgb_array", **overrides
+    ) -> None:
         cfg = config or HouseholdConfig()
         if overrides:
             known = {f.name for f in fields(HouseholdConfig)}
             unknown = sorted(set(overrides) - known)
             if unknown:
-                raise TypeError(f"unknown HouseholdEnv option(s) {unknown}; expected HouseholdConfig fields "
-                                f"{sorted(known)}")
+                raise TypeError(
+                    f"unknown HouseholdEnv option(s) {unknown}; expected HouseholdConfig fields {sorted(known)}"
+                )
             cfg = HouseholdConfig(**{**cfg.__dict__, **overrides})
         cfg.cameras = tuple(cfg.cameras)
         cfg.image_size = tuple(int(v) for v in cfg.image_size)  # type: ignore[assignment]
@@ -194,8 +197,9 @@ class HouseholdEnv(gym.Env):
         else:
             v = arm.config.max_joint_speed
             low, high = -np.full(7, v), np.full(7, v)
-        return spaces.Box(np.append(low, 0.0).astype(np.float32), np.append(high, 1.0).astype(np.float32),
-                          dtype=np.float32)
+        return spaces.Box(
+            np.append(low, 0.0).astype(np.float32), np.append(high, 1.0).astype(np.float32), dtype=np.float32
+        )
 
     # ------------------------------------------------------------------ scenes
     def _get_sim(self, household: int, scene: int) -> HouseholdSim:
@@ -240,12 +244,14 @@ class HouseholdEnv(gym.Env):
         a = self._check_action(action)
         forms = self.sim.arm.step(a, self.config.action_space)
         if not np.all(np.isfinite(self.sim.data.qpos)):
-            raise RuntimeError(f"simulation became unstable (non-finite state) in task {self.config.task!r} "
-                               f"after action {a.tolist()}")
+            raise RuntimeError(
+                f"simulation became unstable (non-finite state) in task {self.config.task!r} after action {a.tolist()}"
+            )
         self._steps += 1
         success = bool(self.sim.task.success(self.sim))
-        reward = 1.0 if success else (0.0 if self.config.reward == "sparse" else
-                                      float(self.sim.task.progress(self.sim)))
+        reward = (
+            1.0 if success else (0.0 if self.config.reward == "sparse" else float(self.sim.task.progress(self.sim)))
+        )
         terminated = success and self.config.terminate_on_success
         truncated = self._steps >= self.max_steps and not terminated
         info = self._info(success=success)
@@ -290,16 +296,24 @@ class HouseholdEnv(gym.Env):
         return obs
 
     def _info(self, success: bool) -> dict:
-        return {"success": success, "task": self.config.task, "steps": self._steps,
-                "household": self.sim.scene.household, "scene": self.sim.scene.scene,
-                "instruction": self.instruction, "mujoco_version": mujoco.__version__}
+        return {
+            "success": success,
+            "task": self.config.task,
+            "steps": self._steps,
+            "household": self.sim.scene.household,
+            "scene": self.sim.scene.scene,
+            "instruction": self.instruction,
+            "mujoco_version": mujoco.__version__,
+        }
 
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
         n = self.action_space.shape[0]
         if a.shape != (n,):
-            raise ValueError(f"action must have shape ({n},) for action space {self.config.action_space!r} "
-                             f"(arm values + gripper), got shape {a.shape}")
+            raise ValueError(
+                f"action must have shape ({n},) for action space {self.config.action_space!r} "
+                f"(arm values + gripper), got shape {a.shape}"
+            )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action contains NaN or inf: {a.tolist()}")
         return np.clip(a, self.action_space.low, self.action_space.high)
@@ -308,8 +322,10 @@ class HouseholdEnv(gym.Env):
     def _check_instruction(text: str) -> None:
         bad = sorted(set(text) - set(LANGUAGE_CHARSET))
         if bad or len(text) > MAX_INSTRUCTION:
-            raise ValueError(f"instruction {text!r} must be at most {MAX_INSTRUCTION} characters from "
-                             f"LANGUAGE_CHARSET; offending characters: {bad}")
+            raise ValueError(
+                f"instruction {text!r} must be at most {MAX_INSTRUCTION} characters from "
+                f"LANGUAGE_CHARSET; offending characters: {bad}"
+            )
 
     # ------------------------------------------------------------------ expert support
     def action_towards(self, pos: np.ndarray, quat: np.ndarray, gripper: float) -> np.ndarray:
@@ -337,8 +353,7 @@ class HouseholdEnv(gym.Env):
             p_t = p_now + d * min(1.0, step / max(float(np.linalg.norm(d)), 1e-9))
             q_ik = arm.solve_ik(p_t, q_goal, q_now)
             arm_part = q_ik if space == "joint_position" else (q_ik - q_now) / arm.dt
-        return np.clip(np.append(arm_part, gripper), self.action_space.low,
-                       self.action_space.high).astype(np.float32)
+        return np.clip(np.append(arm_part, gripper), self.action_space.low, self.action_space.high).astype(np.float32)
 
 
 def task_names() -> list[str]:

@@ -40,10 +40,12 @@ def new_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Rende
     """A mujoco.Renderer, refusing (RuntimeError) in a process forked from one that already rendered."""
     global _gl_owner_pid
     if _gl_owner_pid is not None and _gl_owner_pid != os.getpid():
-        raise RuntimeError("cannot render in a process forked from one that already rendered (OpenGL/EGL "
-                           "contexts deadlock across fork). Use robolearn.envs.make_vector(), or "
-                           "gymnasium.vector.AsyncVectorEnv(..., context='forkserver' or 'spawn'), or create "
-                           "the vector env before any rendering.")
+        raise RuntimeError(
+            "cannot render in a process forked from one that already rendered (OpenGL/EGL "
+            "contexts deadlock across fork). Use robolearn.envs.make_vector(), or "
+            "gymnasium.vector.AsyncVectorEnv(..., context='forkserver' or 'spawn'), or create "
+            "the vector env before any rendering."
+        )
     if _gl_owner_pid is None:
         _load_llvm_users_first()
     renderer = mujoco.Renderer(model, height, width)

@@ -8,7 +8,8 @@
   "images" is omitted when there are no cameras.
 - action: Box(-1, 1, (4,), float32), Meta-World's native hand xyz delta + gripper effort. Values outside
   [-1, 1] are clipped; a wrong shape or NaN/inf raises ValueError.
-- step info: "success" (bool), "task", "steps", "mujoco_version" and Meta-World's reward terms. terminated=True on success when
+- step info: "success" (bool), "task", "steps", "mujoco_version" and Meta-World's reward terms.
+  terminated=True on success when
   `terminate_on_success`; truncated=True once `max_steps` steps were taken. The reset info also carries
   "versions" (mujoco/metaworld/gymnasium versions and whether the compat shim is active).
 - reset(seed=s) is reproducible down to the pixels. With `random_init` (default) every reset samples fresh
@@ -41,8 +42,18 @@ from robolearn.config import opt
 from robolearn.envs import metaworld_compat
 from robolearn.envs.interface import LANGUAGE_CHARSET, MAX_INSTRUCTION, new_renderer
 
-__all__ = ["ENV_ID", "LANGUAGE_CHARSET", "PROTOCOL_TASKS", "MetaWorldConfig", "MetaWorldEnv", "RenderQuality",
-           "list_tasks", "register_metaworld", "resolve_task", "task_instruction"]
+__all__ = [
+    "ENV_ID",
+    "LANGUAGE_CHARSET",
+    "PROTOCOL_TASKS",
+    "MetaWorldConfig",
+    "MetaWorldEnv",
+    "RenderQuality",
+    "list_tasks",
+    "register_metaworld",
+    "resolve_task",
+    "task_instruction",
+]
 ENV_ID = "robolearn/MetaWorld-v0"
 PROTOCOL_TASKS = ("assembly-v3", "bin-picking-v3", "button-press-topdown-v3", "drawer-open-v3", "hammer-v3")
 PROPRIO_DIM = 4  # hand xyz + gripper opening = Meta-World obs[:4]
@@ -120,8 +131,9 @@ class MetaWorldConfig:
         if isinstance(self.render_quality, dict):
             self.render_quality = RenderQuality(**self.render_quality)
         if not isinstance(self.render_quality, RenderQuality):
-            raise ValueError(f"render_quality must be a RenderQuality or a dict of its fields, "
-                             f"got {self.render_quality!r}")
+            raise ValueError(
+                f"render_quality must be a RenderQuality or a dict of its fields, got {self.render_quality!r}"
+            )
 
 
 def _is_int(value: Any) -> bool:
@@ -140,6 +152,7 @@ def _env_classes() -> dict[str, type]:
     """Meta-World's v3 env classes by task name (shim applied before any env is built)."""
     metaworld_compat.apply()
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
     return dict(ALL_V3_ENVIRONMENTS)
 
 
@@ -160,8 +173,9 @@ def resolve_task(name: Any) -> str:
     guess = key if key.endswith("-v3") else f"{key}-v3"
     close = difflib.get_close_matches(guess, tasks, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown Meta-World task {name!r}.{hint} "
-                     f"robolearn.envs.metaworld.list_tasks() lists all {len(tasks)} tasks.")
+    raise ValueError(
+        f"unknown Meta-World task {name!r}.{hint} robolearn.envs.metaworld.list_tasks() lists all {len(tasks)} tasks."
+    )
 
 
 def task_instruction(task: str) -> str:
@@ -173,7 +187,7 @@ def task_instruction(task: str) -> str:
     verb_at = next((i for i, w in enumerate(words) if w in _VERBS), None)
     if not verb_at:  # no verb, or no object before it
         return f"do the {' '.join(words)} task"
-    rest = [_MODIFIERS.get(w, w) for w in words[verb_at + 1:]]
+    rest = [_MODIFIERS.get(w, w) for w in words[verb_at + 1 :]]
     return " ".join([words[verb_at], "the", *words[:verb_at], *rest])
 
 
@@ -188,8 +202,9 @@ class MetaWorldEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
 
-    def __init__(self, config: MetaWorldConfig | None = None, render_mode: str | None = "rgb_array",
-                 **overrides: Any) -> None:
+    def __init__(
+        self, config: MetaWorldConfig | None = None, render_mode: str | None = "rgb_array", **overrides: Any
+    ) -> None:
         self.config = _make_config(config, overrides)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
@@ -209,8 +224,7 @@ class MetaWorldEnv(gym.Env):
         self._check_cameras((*cfg.cameras, self.render_camera))
         mujoco.mj_forward(self.model, self.data)
         names = [self.model.camera(i).name for i in range(self.model.ncam)]
-        self.flipped_cameras = frozenset(name for i, name in enumerate(names)
-                                         if _camera_upside_down(self.data, i))
+        self.flipped_cameras = frozenset(name for i, name in enumerate(names) if _camera_upside_down(self.data, i))
 
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self.observation_space = self._build_observation_space()
@@ -253,6 +267,7 @@ class MetaWorldEnv(gym.Env):
         raw = self._raw
         if not self.config.random_init:
             import metaworld
+
             return list(metaworld.MT1(self.config.task, seed=self.config.mt1_seed).train_tasks)
         raw._partially_observable = False  # goal in the observation (the scripted experts need it)
         raw.__dict__.pop("sawyer_observation_space", None)  # cached property: recompute for the new flag
@@ -265,8 +280,9 @@ class MetaWorldEnv(gym.Env):
         height, width = self.config.image_size
         obs: dict[str, spaces.Space] = {}
         if self.config.cameras:
-            obs["images"] = spaces.Dict({cam: spaces.Box(0, 255, (height, width, 3), np.uint8)
-                                         for cam in self.config.cameras})
+            obs["images"] = spaces.Dict(
+                {cam: spaces.Box(0, 255, (height, width, 3), np.uint8) for cam in self.config.cameras}
+            )
         obs["proprio"] = spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
         obs["language"] = spaces.Text(max_length=MAX_INSTRUCTION, charset=LANGUAGE_CHARSET)
         if self.config.privileged_state:
@@ -274,13 +290,19 @@ class MetaWorldEnv(gym.Env):
         return spaces.Dict(obs)
 
     # --- gymnasium API ------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
         self._raw.seed(int(self.np_random.integers(2**31 - 1)))
         self._expert_rng = np.random.default_rng(int(self.np_random.integers(2**63 - 1)))
-        info: dict[str, Any] = {"success": False, "task": self.task, "steps": 0,
-                                "mujoco_version": mujoco.__version__, "versions": dict(self._versions)}
+        info: dict[str, Any] = {
+            "success": False,
+            "task": self.task,
+            "steps": 0,
+            "mujoco_version": mujoco.__version__,
+            "versions": dict(self._versions),
+        }
         if self._mt1_tasks:
             variant = int(self.np_random.integers(len(self._mt1_tasks)))
             self._raw.set_task(self._mt1_tasks[variant])
@@ -332,6 +354,7 @@ class MetaWorldEnv(gym.Env):
             raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
         if self._policy is None:
             from metaworld.policies import ENV_POLICY_MAP
+
             self._policy = ENV_POLICY_MAP[self.task]()
         with warnings.catch_warnings():  # the policies warn whenever their gains saturate the action
             warnings.simplefilter("ignore")
@@ -349,11 +372,11 @@ class MetaWorldEnv(gym.Env):
         try:
             act = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"action must be {ACTION_DIM} numbers (hand dx, dy, dz, gripper), "
-                             f"got {action!r}") from exc
+            raise ValueError(f"action must be {ACTION_DIM} numbers (hand dx, dy, dz, gripper), got {action!r}") from exc
         if act.shape != (ACTION_DIM,):
-            raise ValueError(f"action must have shape ({ACTION_DIM},) (hand dx, dy, dz, gripper), got shape "
-                             f"{act.shape}")
+            raise ValueError(
+                f"action must have shape ({ACTION_DIM},) (hand dx, dy, dz, gripper), got shape {act.shape}"
+            )
         if not np.all(np.isfinite(act)):
             raise ValueError(f"action contains NaN or inf: {act}")
         return np.clip(act, -1.0, 1.0)  # documented: out-of-range values are clipped
@@ -388,8 +411,10 @@ def _make_config(config: MetaWorldConfig | None, overrides: dict[str, Any]) -> M
         raise ValueError(f"unknown MetaWorldConfig field(s) {unknown}; valid fields: {sorted(names)}")
     if config is None:
         if "task" not in overrides:
-            raise ValueError("MetaWorldEnv needs a task, e.g. MetaWorldEnv(task='drawer-open-v3'); "
-                             "robolearn.envs.metaworld.list_tasks() lists all tasks")
+            raise ValueError(
+                "MetaWorldEnv needs a task, e.g. MetaWorldEnv(task='drawer-open-v3'); "
+                "robolearn.envs.metaworld.list_tasks() lists all tasks"
+            )
         return MetaWorldConfig(**overrides)
     if not isinstance(config, MetaWorldConfig):
         raise ValueError(f"config must be a MetaWorldConfig, got {type(config).__name__}")

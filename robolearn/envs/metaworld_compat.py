@@ -48,8 +48,10 @@ def eq_data_width() -> int:
     width = getattr(mujoco, "mjNEQDATA", None)
     if width is not None:
         return int(width)
-    xml = ("<mujoco><worldbody><body name='a' mocap='true'/><body name='b'><freejoint/><geom size='.1'/>"
-           "</body></worldbody><equality><weld body1='a' body2='b'/></equality></mujoco>")
+    xml = (
+        "<mujoco><worldbody><body name='a' mocap='true'/><body name='b'><freejoint/><geom size='.1'/>"
+        "</body></worldbody><equality><weld body1='a' body2='b'/></equality></mujoco>"
+    )
     return int(mujoco.MjModel.from_xml_string(xml).eq_data.shape[1])
 
 
@@ -73,8 +75,10 @@ def _sawyer_mocap_base() -> type:
     try:
         from metaworld.sawyer_xyz_env import SawyerMocapBase
     except ImportError as exc:
-        raise ImportError("Meta-World is not installed. Install it with `pip install metaworld==3.1.1 --no-deps` "
-                          "plus robolearn's `metaworld` extra (see docs/sim.md).") from exc
+        raise ImportError(
+            "Meta-World is not installed. Install it with `pip install metaworld==3.1.1 --no-deps` "
+            "plus robolearn's `metaworld` extra (see docs/sim.md)."
+        ) from exc
     return SawyerMocapBase
 
 
@@ -90,8 +94,12 @@ def apply() -> bool:
     _state["original"] = base.reset_mocap_welds
     base.reset_mocap_welds = _reset_mocap_welds
     _state["active"] = True
-    logger.info("metaworld_compat: patched SawyerMocapBase.reset_mocap_welds (mujoco %s, eq_data width %d != %d)",
-                mujoco.__version__, width, METAWORLD_EQ_DATA_WIDTH)
+    logger.info(
+        "metaworld_compat: patched SawyerMocapBase.reset_mocap_welds (mujoco %s, eq_data width %d != %d)",
+        mujoco.__version__,
+        width,
+        METAWORLD_EQ_DATA_WIDTH,
+    )
     return True
 
 

@@ -1,11 +1,11 @@
 """Env ids: every household task and Meta-World registered with gymnasium, plus `make()` by short name.
 
-    import robolearn.envs, gymnasium as gym
-    env = gym.make("robolearn/OpenDrawer-v0", image_size=(96, 96))
-    env = robolearn.envs.make("household/open-drawer")          # same env
-    env = robolearn.envs.make("metaworld/drawer-open-v3")       # Meta-World peer suite
-    env = gym.make("robolearn.envs:robolearn/OpenDrawer-v0")    # imports robolearn.envs first (subprocesses)
-    envs = robolearn.envs.make_vector("household/open-drawer", 4)  # AsyncVectorEnv, safe with EGL
+import robolearn.envs, gymnasium as gym
+env = gym.make("robolearn/OpenDrawer-v0", image_size=(96, 96))
+env = robolearn.envs.make("household/open-drawer")          # same env
+env = robolearn.envs.make("metaworld/drawer-open-v3")       # Meta-World peer suite
+env = gym.make("robolearn.envs:robolearn/OpenDrawer-v0")    # imports robolearn.envs first (subprocesses)
+envs = robolearn.envs.make_vector("household/open-drawer", 4)  # AsyncVectorEnv, safe with EGL
 """
 
 from __future__ import annotations
@@ -26,11 +26,16 @@ def gym_id(task: str) -> str:
 
 def register_envs() -> None:
     """Register all household tasks and the Meta-World adapter (idempotent)."""
-    for name, task in TASKS.items():
+    for name in TASKS:
         env_id = gym_id(name)
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=HOUSEHOLD_ENTRY, kwargs={"task": name},
-                         max_episode_steps=None, disable_env_checker=True)
+            gym.register(
+                env_id,
+                entry_point=HOUSEHOLD_ENTRY,
+                kwargs={"task": name},
+                max_episode_steps=None,
+                disable_env_checker=True,
+            )
     try:
         from robolearn.envs.metaworld import register_metaworld
     except ImportError:  # Meta-World not installed: the household suite still works
@@ -44,12 +49,13 @@ def make(name: str, **kwargs) -> gym.Env:
     if suite in ("", "household"):
         get_task(task)  # clear error for unknown names
         from robolearn.envs.household import HouseholdEnv
+
         return HouseholdEnv(task=task, **kwargs)
     if suite == "metaworld":
         from robolearn.envs.metaworld import MetaWorldEnv
+
         return MetaWorldEnv(task=task, **kwargs)
-    raise ValueError(f"unknown env suite {suite!r} in {name!r}; expected 'household/<task>' or "
-                     "'metaworld/<task>'")
+    raise ValueError(f"unknown env suite {suite!r} in {name!r}; expected 'household/<task>' or 'metaworld/<task>'")
 
 
 def make_vector(name: str, num_envs: int, context: str = "forkserver", **kwargs) -> gym.vector.AsyncVectorEnv:

@@ -40,8 +40,12 @@ HOME_QPOS = np.array([0.0, 0.5, 0.0, 1.9, 0.0, 0.74, 0.0])
 FINGER_OPEN = 0.04  # finger travel [m] per side at fully open
 
 # Dimensions of each action space, without the trailing gripper value.
-ACTION_DIMS: dict[str, int] = {"cartesian_velocity": 6, "cartesian_position": 7, "joint_position": 7,
-                               "joint_velocity": 7}
+ACTION_DIMS: dict[str, int] = {
+    "cartesian_velocity": 6,
+    "cartesian_position": 7,
+    "joint_position": 7,
+    "joint_velocity": 7,
+}
 
 
 def arm_xml_path() -> Path:
@@ -66,8 +70,13 @@ def basic_scene_spec(table_height: float = 0.0) -> mujoco.MjSpec:
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[2, 2, 0.05], rgba=[0.5, 0.5, 0.5, 1])
     if table_height > 0:
         half = table_height / 2
-        world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.3, 0.4, half],
-                       pos=[0.6, 0, half], rgba=[0.6, 0.45, 0.3, 1])
+        world.add_geom(
+            name="table",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.3, 0.4, half],
+            pos=[0.6, 0, half],
+            rgba=[0.6, 0.45, 0.3, 1],
+        )
     world.add_camera(name="exterior", pos=[1.4, -0.9, 1.0], xyaxes=[0.54, 0.84, 0, -0.35, 0.22, 0.91])
     return spec
 
@@ -90,8 +99,12 @@ class ControllerConfig:
 class SimArm:
     """The arm inside `model`/`data` (which may hold a larger scene); see the module docstring."""
 
-    def __init__(self, model: mujoco.MjModel | None = None, data: mujoco.MjData | None = None,
-                 config: ControllerConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: mujoco.MjModel | None = None,
+        data: mujoco.MjData | None = None,
+        config: ControllerConfig | None = None,
+    ) -> None:
         self.model = model if model is not None else mujoco.MjModel.from_xml_path(str(arm_xml_path()))
         self.data = data if data is not None else mujoco.MjData(self.model)
         self.config = config or ControllerConfig()
@@ -163,9 +176,13 @@ class SimArm:
     def state(self) -> dict[str, np.ndarray]:
         """Robot state keyed like schema.STATE_FIELDS (last path component)."""
         pos, quat = self.ee_pose()
-        return {"joint_positions": self.joint_positions, "joint_velocities": self.joint_velocities,
-                "ee_position": pos, "ee_quaternion": quat,
-                "gripper_position": np.float64(self.gripper_position)}
+        return {
+            "joint_positions": self.joint_positions,
+            "joint_velocities": self.joint_velocities,
+            "ee_position": pos,
+            "ee_quaternion": quat,
+            "gripper_position": np.float64(self.gripper_position),
+        }
 
     def _site_pose(self, d: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
         base_pos, base_mat = d.xpos[self._base], d.xmat[self._base].reshape(3, 3)
@@ -216,15 +233,17 @@ class SimArm:
         a = np.asarray(action, dtype=np.float64).ravel()
         n = ACTION_DIMS[space]
         if a.shape[0] not in (n, n + 1):
-            raise ValueError(f"action for {space!r} must have {n} values (+1 optional gripper), got shape "
-                             f"{np.shape(action)}")
+            raise ValueError(
+                f"action for {space!r} must have {n} values (+1 optional gripper), got shape {np.shape(action)}"
+            )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action for {space!r} contains NaN or inf: {a.tolist()}")
         gripper = float(np.clip(a[n], 0.0, 1.0)) if a.shape[0] == n + 1 else None
         return a[:n], gripper
 
-    def _command(self, cmd: np.ndarray, space: str, q_now: np.ndarray,
-                 pose_now: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def _command(
+        self, cmd: np.ndarray, space: str, q_now: np.ndarray, pose_now: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
         """Set self._q_target from the command; return the sanitised commanded form."""
         c = self.config
         if space == "joint_position":
@@ -257,14 +276,18 @@ class SimArm:
         """The pose the next cartesian_velocity command is integrated from (base frame): the persistent
         velocity-mode target while it tracks, else the measured tool pose. A controller that wants the target
         to land on a goal commands (goal - reference) / (max speed * dt)."""
-        return self._velocity_pose_target(self.ee_pose()) if self._last_space == "cartesian_velocity" \
-            else self.ee_pose()
+        return (
+            self._velocity_pose_target(self.ee_pose()) if self._last_space == "cartesian_velocity" else self.ee_pose()
+        )
 
     def _velocity_pose_target(self, pose_now: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Persistent pose target for velocity mode (avoids drift); re-seeded from the measured pose."""
         t = self._pose_target
-        if (t is None or self._last_space != "cartesian_velocity"
-                or np.linalg.norm(t[0] - pose_now[0]) > self.config.target_reset_m):
+        if (
+            t is None
+            or self._last_space != "cartesian_velocity"
+            or np.linalg.norm(t[0] - pose_now[0]) > self.config.target_reset_m
+        ):
             return pose_now[0].copy(), pose_now[1].copy()
         return t
 
@@ -279,7 +302,7 @@ class SimArm:
         s.qpos[:] = self.data.qpos
         q = np.clip(q_init.copy(), self.joint_lower, self.joint_upper)
         base_mat = self.data.xmat[self._base].reshape(3, 3)
-        lam2 = c.ik_damping ** 2
+        lam2 = c.ik_damping**2
         for _ in range(c.ik_iterations):
             s.qpos[self._qadr] = q
             mujoco.mj_kinematics(m, s)
@@ -313,16 +336,19 @@ class SimArm:
         self.data.ctrl[self._act] = self._q_target
         self.data.ctrl[self._grip_act] = FINGER_OPEN * (1.0 - self._gripper_target)
 
-    def _derived_forms(self, q_prev_target: np.ndarray,
-                       pose_now: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    def _derived_forms(
+        self, q_prev_target: np.ndarray, pose_now: tuple[np.ndarray, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         c = self.config
         pos_t, quat_t = self.forward_kinematics(self._q_target)
         lin = (pos_t - pose_now[0]) / self.dt / c.max_linear_speed
         ang = quat_error(quat_t, pose_now[1]) / self.dt / c.max_angular_speed
-        return {"joint_position": self._q_target.copy(),
-                "joint_velocity": (self._q_target - q_prev_target) / self.dt,
-                "cartesian_position": np.concatenate([pos_t, quat_t]),
-                "cartesian_velocity": np.clip(np.concatenate([lin, ang]), -1.0, 1.0)}
+        return {
+            "joint_position": self._q_target.copy(),
+            "joint_velocity": (self._q_target - q_prev_target) / self.dt,
+            "cartesian_position": np.concatenate([pos_t, quat_t]),
+            "cartesian_velocity": np.clip(np.concatenate([lin, ang]), -1.0, 1.0),
+        }
 
 
 # ---------------------------------------------------------------------- helpers

@@ -98,10 +98,12 @@ def _household_style(household: int) -> dict:
     warm = rng.uniform(0.0, 0.25)
     floor_kind = str(rng.choice(["tiles", "wood"]))
     return {
-        "floor": Material(floor_kind, _colour(rng, 0.35, 0.85), _colour(rng, 0.15, 0.45), (6, 6),
-                          int(rng.integers(1 << 30))),
-        "wall": Material("plaster", _colour(rng, 0.6, 0.95), _colour(rng, 0.4, 0.8), (3, 3),
-                         int(rng.integers(1 << 30))),
+        "floor": Material(
+            floor_kind, _colour(rng, 0.35, 0.85), _colour(rng, 0.15, 0.45), (6, 6), int(rng.integers(1 << 30))
+        ),
+        "wall": Material(
+            "plaster", _colour(rng, 0.6, 0.95), _colour(rng, 0.4, 0.8), (3, 3), int(rng.integers(1 << 30))
+        ),
         "light_colour": (1.0, 1.0 - warm * 0.4, 1.0 - warm),
     }
 
@@ -127,8 +129,7 @@ def scene_params(household: int, scene: int, seed: int = 0) -> SceneParams:
         r = rng.uniform(1.0, 1.3)
         pos = centre + r * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
         look = centre + rng.uniform(-0.05, 0.05, 3)
-        cams[name] = CameraPose(tuple(float(v) for v in pos), tuple(float(v) for v in look),
-                                float(rng.uniform(48, 62)))
+        cams[name] = CameraPose(tuple(float(v) for v in pos), tuple(float(v) for v in look), float(rng.uniform(48, 62)))
     distractors = []
     for _ in range(int(rng.integers(1, 4))):
         shape = str(rng.choice(["box", "cylinder", "sphere"]))
@@ -139,15 +140,26 @@ def scene_params(household: int, scene: int, seed: int = 0) -> SceneParams:
         # Beside the task region, on the left or right part of the table.
         x = rng.uniform(near + 0.1, far - 0.08)
         y = side * rng.uniform(TASK_REGION[1][1] + 0.12, half_y - 0.06)
-        distractors.append(Distractor(shape, size, (float(x), float(y), float(table_z + height)),
-                                      (*_colour(rng, 0.1, 0.95), 1.0)))
+        distractors.append(
+            Distractor(shape, size, (float(x), float(y), float(table_z + height)), (*_colour(rng, 0.1, 0.95), 1.0))
+        )
     return SceneParams(
-        household=int(household), scene=int(scene), seed=int(seed), table_z=table_z, table_x=(near, far),
-        table_half_y=half_y, table_material=table_mat, floor_material=style["floor"],
+        household=int(household),
+        scene=int(scene),
+        seed=int(seed),
+        table_z=table_z,
+        table_x=(near, far),
+        table_half_y=half_y,
+        table_material=table_mat,
+        floor_material=style["floor"],
         wall_material=style["wall"],
         light_pos=(float(rng.uniform(0.0, 0.8)), float(rng.uniform(-0.8, 0.8)), float(rng.uniform(1.6, 2.4))),
-        light_diffuse=float(rng.uniform(0.45, 0.8)), light_colour=style["light_colour"],
-        ambient=float(rng.uniform(0.15, 0.35)), cameras=cams, distractors=tuple(distractors))
+        light_diffuse=float(rng.uniform(0.45, 0.8)),
+        light_colour=style["light_colour"],
+        ambient=float(rng.uniform(0.15, 0.35)),
+        cameras=cams,
+        distractors=tuple(distractors),
+    )
 
 
 def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -165,8 +177,9 @@ def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def _add_material(spec: mujoco.MjSpec, name: str, mat: Material) -> str:
     rgb = textures.generate(mat.kind, mat.colour_a, mat.colour_b, np.random.default_rng(mat.tex_seed))
-    tex = spec.add_texture(name=f"{name}_tex", type=mujoco.mjtTexture.mjTEXTURE_2D, width=rgb.shape[1],
-                           height=rgb.shape[0], nchannel=3)
+    tex = spec.add_texture(
+        name=f"{name}_tex", type=mujoco.mjtTexture.mjTEXTURE_2D, width=rgb.shape[1], height=rgb.shape[0], nchannel=3
+    )
     tex.data = rgb.tobytes()
     m = spec.add_material(name=name, texrepeat=list(mat.repeat), texuniform=True)
     m.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
@@ -208,36 +221,77 @@ def build_scene(params: SceneParams, quality: RenderQuality | None = None) -> mu
     tz = params.table_z
     floor_z = tz - 0.75
     near, far = params.table_x
-    world.add_light(name="main", pos=list(params.light_pos), dir=[0.2, 0.0, -1.0], castshadow=q.shadows,
-                    diffuse=[params.light_diffuse * c for c in params.light_colour], specular=[0.1] * 3)
-    world.add_light(name="fill", pos=[-0.6, 0.0, 1.5], dir=[0.6, 0.0, -1.0], castshadow=False,
-                    diffuse=[0.2 * c for c in params.light_colour], specular=[0.0] * 3)
+    world.add_light(
+        name="main",
+        pos=list(params.light_pos),
+        dir=[0.2, 0.0, -1.0],
+        castshadow=q.shadows,
+        diffuse=[params.light_diffuse * c for c in params.light_colour],
+        specular=[0.1] * 3,
+    )
+    world.add_light(
+        name="fill",
+        pos=[-0.6, 0.0, 1.5],
+        dir=[0.6, 0.0, -1.0],
+        castshadow=False,
+        diffuse=[0.2 * c for c in params.light_colour],
+        specular=[0.0] * 3,
+    )
     # A plane's third size is its render grid spacing: a fine grid costs more than the rest of the scene.
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 1.0], pos=[0, 0, floor_z],
-                   material="floor_mat")
-    for name, pos, size in (("wall_back", [far + 0.8, 0, floor_z + 1.4], [0.02, 3.0, 1.4]),
-                            ("wall_behind", [-1.2, 0, floor_z + 1.4], [0.02, 3.0, 1.4]),
-                            ("wall_left", [0.3, 2.2, floor_z + 1.4], [3.0, 0.02, 1.4]),
-                            ("wall_right", [0.3, -2.2, floor_z + 1.4], [3.0, 0.02, 1.4])):
-        world.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=size, pos=pos, material="wall_mat",
-                       contype=0, conaffinity=0)
+    world.add_geom(
+        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 1.0], pos=[0, 0, floor_z], material="floor_mat"
+    )
+    for name, pos, size in (
+        ("wall_back", [far + 0.8, 0, floor_z + 1.4], [0.02, 3.0, 1.4]),
+        ("wall_behind", [-1.2, 0, floor_z + 1.4], [0.02, 3.0, 1.4]),
+        ("wall_left", [0.3, 2.2, floor_z + 1.4], [3.0, 0.02, 1.4]),
+        ("wall_right", [0.3, -2.2, floor_z + 1.4], [3.0, 0.02, 1.4]),
+    ):
+        world.add_geom(
+            name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=size, pos=pos, material="wall_mat", contype=0, conaffinity=0
+        )
     # Table: top slab + four legs (legs are visual only).
     cx, hx = (near + far) / 2, (far - near) / 2
-    world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, size=[hx, params.table_half_y, 0.02],
-                   pos=[cx, 0, tz - 0.02], material="table_mat", friction=[1.0, 0.01, 0.001])
+    world.add_geom(
+        name="table",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[hx, params.table_half_y, 0.02],
+        pos=[cx, 0, tz - 0.02],
+        material="table_mat",
+        friction=[1.0, 0.01, 0.001],
+    )
     for i, (sx, sy) in enumerate(((1, 1), (1, -1), (-1, 1), (-1, -1))):
-        world.add_geom(name=f"table_leg{i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.025, 0.025, 0.365],
-                       pos=[cx + sx * (hx - 0.04), sy * (params.table_half_y - 0.04), tz - 0.405],
-                       rgba=[0.2, 0.2, 0.2, 1], contype=0, conaffinity=0)
+        world.add_geom(
+            name=f"table_leg{i}",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.025, 0.025, 0.365],
+            pos=[cx + sx * (hx - 0.04), sy * (params.table_half_y - 0.04), tz - 0.405],
+            rgba=[0.2, 0.2, 0.2, 1],
+            contype=0,
+            conaffinity=0,
+        )
     # The arm's pedestal from the floor to its base.
-    world.add_geom(name="pedestal", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.09, (0 - floor_z) / 2],
-                   pos=[0, 0, floor_z / 2], rgba=[0.3, 0.3, 0.33, 1], contype=0, conaffinity=0)
+    world.add_geom(
+        name="pedestal",
+        type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+        size=[0.09, (0 - floor_z) / 2],
+        pos=[0, 0, floor_z / 2],
+        rgba=[0.3, 0.3, 0.33, 1],
+        contype=0,
+        conaffinity=0,
+    )
     for i, d in enumerate(params.distractors):
-        gtype = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
-                 "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}[d.shape]
+        gtype = {
+            "box": mujoco.mjtGeom.mjGEOM_BOX,
+            "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
+            "sphere": mujoco.mjtGeom.mjGEOM_SPHERE,
+        }[d.shape]
         world.add_geom(name=f"distractor{i}", type=gtype, size=list(d.size), pos=list(d.pos), rgba=list(d.rgba))
     for name, cam in params.cameras.items():
-        world.add_camera(name=name, pos=list(cam.pos), quat=list(look_at_quat(np.array(cam.pos),
-                                                                               np.array(cam.lookat))),
-                         fovy=cam.fovy)
+        world.add_camera(
+            name=name,
+            pos=list(cam.pos),
+            quat=list(look_at_quat(np.array(cam.pos), np.array(cam.lookat))),
+            fovy=cam.fovy,
+        )
     return spec

@@ -38,7 +38,7 @@ def wood(a: Colour, b: Colour, rng: np.random.Generator, size: int = 128) -> np.
     y = np.linspace(0, 1, size, endpoint=False, dtype=np.float32)[:, None]
     warp = _smooth_noise(rng, size, 4) * 2.5 + _smooth_noise(rng, size, 16) * 0.4
     rings = 0.5 + 0.5 * np.sin(2 * np.pi * (y * rng.integers(5, 10) + warp))
-    return _to_uint8(_mix(a, b, rings ** 2))
+    return _to_uint8(_mix(a, b, rings**2))
 
 
 def tiles(a: Colour, b: Colour, rng: np.random.Generator, size: int = 128) -> np.ndarray:
@@ -69,8 +69,7 @@ def fabric(a: Colour, b: Colour, rng: np.random.Generator, size: int = 64) -> np
     return _to_uint8(_mix(a, b, weave))
 
 
-GENERATORS: dict[str, Callable[..., np.ndarray]] = {"wood": wood, "tiles": tiles, "plaster": plaster,
-                                                    "fabric": fabric}
+GENERATORS: dict[str, Callable[..., np.ndarray]] = {"wood": wood, "tiles": tiles, "plaster": plaster, "fabric": fabric}
 
 
 def generate(kind: str, a: Colour, b: Colour, rng: np.random.Generator) -> np.ndarray:

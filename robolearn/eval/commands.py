@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,9 @@ class EvalCommand:
     tasks: list[str] = opt(default_factory=list, help="tasks (default: the policy's training tasks)")
     episodes: int = opt(10, help="episodes per task and seed")
     seeds: list[int] = opt(default_factory=lambda: [0], help="evaluation seeds")
-    scenes: list[str] = opt(default_factory=list, help="household scenes: H/S pairs, 'seen', 'heldout' (default: "
-                                                        "the 5 x 4 grid)")
+    scenes: list[str] = opt(
+        default_factory=list, help="household scenes: H/S pairs, 'seen', 'heldout' (default: the 5 x 4 grid)"
+    )
     num_envs: int = opt(1, help="parallel env processes")
     max_steps: int = opt(0, help="episode step limit (0: the task's)")
     videos: int = opt(1, help="rollout videos per task and seed")
@@ -87,25 +88,40 @@ def run_eval(cfg: EvalCommand) -> dict[str, Any]:
     if not cfg.suite:
         cfg.suite = pconf.train_suite if pconf else "household"
     doc = None if random_policy else read_policy_config(cfg.policy)
-    spec = EvalSpec(suite=cfg.suite, tasks=list(cfg.tasks), episodes=cfg.episodes, seeds=list(cfg.seeds),
-                    scenes=resolve_scenes(cfg.scenes, pconf.train_scenes if pconf else []) if cfg.suite == "household"
-                    else None, num_envs=cfg.num_envs, max_steps=cfg.max_steps, videos=cfg.videos)
+    spec = EvalSpec(
+        suite=cfg.suite,
+        tasks=list(cfg.tasks),
+        episodes=cfg.episodes,
+        seeds=list(cfg.seeds),
+        scenes=resolve_scenes(cfg.scenes, pconf.train_scenes if pconf else []) if cfg.suite == "household" else None,
+        num_envs=cfg.num_envs,
+        max_steps=cfg.max_steps,
+        videos=cfg.videos,
+    )
     out.mkdir(parents=True, exist_ok=True)
     encoder = "random" if random_policy else pconf.encoder
     head = "-" if random_policy else pconf.head.name
-    meta_policy = {"path": cfg.policy, "name": cfg.name or (encoder if random_policy else f"{encoder} + {head}"),
-                   "encoder": encoder, "head": head,
-                   "train_data": None if random_policy else ", ".join(doc["meta"].get("train_data", [])),
-                   "train_episodes": None if random_policy else doc["meta"].get("train_episodes")}
-    config = {"eval": json.loads(json.dumps(asdict(cfg), default=str)),
-              "policy": None if random_policy else doc}
+    meta_policy = {
+        "path": cfg.policy,
+        "name": cfg.name or (encoder if random_policy else f"{encoder} + {head}"),
+        "encoder": encoder,
+        "head": head,
+        "train_data": None if random_policy else ", ".join(doc["meta"].get("train_data", [])),
+        "train_episodes": None if random_policy else doc["meta"].get("train_episodes"),
+    }
+    config = {"eval": json.loads(json.dumps(asdict(cfg), default=str)), "policy": None if random_policy else doc}
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     records = evaluate_policy(policy, spec, out, cfg.progress)
     import mujoco
 
-    meta = {"robolearn_version": __version__, "mujoco_version": mujoco.__version__, "suite": cfg.suite,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "policy": meta_policy,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    meta = {
+        "robolearn_version": __version__,
+        "mujoco_version": mujoco.__version__,
+        "suite": cfg.suite,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "policy": meta_policy,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     results = summarize_run(records, meta)
     write_results(out, results)
     write_report(out)
@@ -136,8 +152,9 @@ def eval_cmd(cfg: EvalCommand) -> int:
 class LeaderboardCommand:
     runs_dir: Path = positional(help="folder searched recursively for eval runs (their results.json)")
     out: Path | None = opt(None, help="folder for leaderboard.{json,md,html} (default: RUNS_DIR)")
-    by: str = opt("encoder", help="rows: encoder (split by demo count when an encoder's runs differ) | name "
-                                  "(the policy's --name)")
+    by: str = opt(
+        "encoder", help="rows: encoder (split by demo count when an encoder's runs differ) | name (the policy's --name)"
+    )
 
 
 @command("eval", "leaderboard")

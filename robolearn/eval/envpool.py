@@ -9,7 +9,8 @@ survive fork). With one env everything runs in-process.
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

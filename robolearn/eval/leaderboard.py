@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,13 @@ def _row_labels(runs: list[tuple[Path, dict[str, Any]]], by: str) -> list[tuple[
 
 def _run_links(run: Path, base: Path) -> dict[str, str]:
     links = {}
-    for key, name in (("report", "report.html"), ("results", RESULTS_FILE), ("config", "config.json"),
-                      ("log", "log.txt"), ("episodes", EPISODES_FILE)):
+    for key, name in (
+        ("report", "report.html"),
+        ("results", RESULTS_FILE),
+        ("config", "config.json"),
+        ("log", "log.txt"),
+        ("episodes", EPISODES_FILE),
+    ):
         if (run / name).is_file():
             links[key] = rel_link(run / name, base)
     if (run / "videos").is_dir():
@@ -107,12 +112,22 @@ def leaderboard_data(runs_dir: str | Path, out: str | Path | None = None, by: st
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for (run, r), (row, enc) in zip(runs, labels):
         seeds = sorted({str(e["seed"]) for e in r["episodes"]} | set(r["overall"].get("by_seed", {})), key=_seed_key)
-        entry = {"dir": rel_link(run, runs_dir), "path": str(run), "row": row, "encoder": enc,
-                 "name": r["policy"].get("name") or "", "train_episodes": r["policy"].get("train_episodes"),
-                 "suite": r.get("suite"), "tasks": list(r["tasks"]), "seeds": seeds,
-                 "episodes": r["overall"]["episodes"], "successes": r["overall"]["successes"],
-                 "success_rate": r["overall"]["success_rate"], "created": r.get("created"),
-                 "links": _run_links(run, base)}
+        entry = {
+            "dir": rel_link(run, runs_dir),
+            "path": str(run),
+            "row": row,
+            "encoder": enc,
+            "name": r["policy"].get("name") or "",
+            "train_episodes": r["policy"].get("train_episodes"),
+            "suite": r.get("suite"),
+            "tasks": list(r["tasks"]),
+            "seeds": seeds,
+            "episodes": r["overall"]["episodes"],
+            "successes": r["overall"]["successes"],
+            "success_rate": r["overall"]["success_rate"],
+            "created": r.get("created"),
+            "links": _run_links(run, base),
+        }
         run_entries.append(entry)
         for t, s in r["tasks"].items():
             groups.setdefault((row, t), []).append((entry, s))
@@ -132,15 +147,33 @@ def leaderboard_data(runs_dir: str | Path, out: str | Path | None = None, by: st
         std = math.sqrt(sum((x - mean) ** 2 for x in rates) / len(rates)) if rates else 0.0
         cell_runs = []
         for entry, s in sorted(members, key=lambda m: m[0]["dir"]):
-            cell_runs.append({"dir": entry["dir"], "name": entry["name"], "seeds": sorted(s.get("by_seed", {}),
-                                                                                          key=_seed_key),
-                              "episodes": s["episodes"], "successes": s["successes"],
-                              "success_rate": s["success_rate"], "links": entry["links"]})
+            cell_runs.append(
+                {
+                    "dir": entry["dir"],
+                    "name": entry["name"],
+                    "seeds": sorted(s.get("by_seed", {}), key=_seed_key),
+                    "episodes": s["episodes"],
+                    "successes": s["successes"],
+                    "success_rate": s["success_rate"],
+                    "links": entry["links"],
+                }
+            )
         first = cell_runs[0]["links"]
-        cells.append({"row": row, "encoder": members[0][0]["encoder"], "task": t, **pooled,
-                      "seeds": sorted(by_seed, key=_seed_key), "seed_mean": mean, "seed_std": std,
-                      "seen": _pool([s.get("seen") for s in sums]), "heldout": _pool([s.get("heldout") for s in sums]),
-                      "link": first.get("report") or first["results"], "runs": cell_runs})
+        cells.append(
+            {
+                "row": row,
+                "encoder": members[0][0]["encoder"],
+                "task": t,
+                **pooled,
+                "seeds": sorted(by_seed, key=_seed_key),
+                "seed_mean": mean,
+                "seed_std": std,
+                "seen": _pool([s.get("seen") for s in sums]),
+                "heldout": _pool([s.get("heldout") for s in sums]),
+                "link": first.get("report") or first["results"],
+                "runs": cell_runs,
+            }
+        )
 
     rows: dict[str, dict[str, Any]] = {}
     for c in cells:
@@ -154,12 +187,20 @@ def leaderboard_data(runs_dir: str | Path, out: str | Path | None = None, by: st
     for rank, r in enumerate(order, 1):
         r["rank"] = rank
     cells.sort(key=lambda c: ([r["row"] for r in order].index(c["row"]), tasks.index(c["task"])))
-    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs_dir": str(runs_dir),
-            "group_by": by, "tasks": tasks,
-            "rows": [{k: v for k, v in r.items() if k != "cells"} | {"cells": {t: c["success_rate"]
-                                                                          for t, c in r["cells"].items()}}
-                     for r in order],
-            "cells": cells, "runs": run_entries, "skipped": skipped}
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runs_dir": str(runs_dir),
+        "group_by": by,
+        "tasks": tasks,
+        "rows": [
+            {k: v for k, v in r.items() if k != "cells"}
+            | {"cells": {t: c["success_rate"] for t, c in r["cells"].items()}}
+            for r in order
+        ],
+        "cells": cells,
+        "runs": run_entries,
+        "skipped": skipped,
+    }
 
 
 def build_leaderboard(runs_dir: str | Path, out: str | Path | None = None, by: str = "encoder") -> list[dict]:
@@ -178,64 +219,105 @@ HOW_TO_READ = (
     "difference may be chance. *mean* is the unweighted mean of the row's task success rates; rows are sorted "
     "by it (rows evaluated on fewer tasks come after complete ones). Every cell links to its run folder's "
     "report (or results.json) and lists all run folders it pools, each with its config, results, log, episodes "
-    "and videos, so every number can be checked.")
+    "and videos, so every number can be checked."
+)
 
 
 def _cell_md(c: dict[str, Any]) -> str:
     lo, hi = c["ci95"]
-    runs = ", ".join(f"[{i + 1}]({r['links'].get('report') or r['links']['results']})" for i, r in
-                     enumerate(c["runs"]))
-    return (f"[{c['success_rate']:.2f}]({c['link']}) [{lo:.2f}, {hi:.2f}] n={c['episodes']} "
-            f"seeds {','.join(c['seeds']) or '-'} · runs {runs}")
+    runs = ", ".join(f"[{i + 1}]({r['links'].get('report') or r['links']['results']})" for i, r in enumerate(c["runs"]))
+    return (
+        f"[{c['success_rate']:.2f}]({c['link']}) [{lo:.2f}, {hi:.2f}] n={c['episodes']} "
+        f"seeds {','.join(c['seeds']) or '-'} · runs {runs}"
+    )
 
 
 def _cell_html(c: dict[str, Any]) -> str:
     import html
 
     lo, hi = c["ci95"]
-    tip = (f"seeds {', '.join(c['seeds']) or '-'}; n={c['episodes']} episodes, {c['successes']} successes; "
-           f"95% CI [{lo:.2f}, {hi:.2f}]; seed mean ± std {c['seed_mean']:.2f} ± {c['seed_std']:.2f}; "
-           f"{len(c['runs'])} run(s)")
+    tip = (
+        f"seeds {', '.join(c['seeds']) or '-'}; n={c['episodes']} episodes, {c['successes']} successes; "
+        f"95% CI [{lo:.2f}, {hi:.2f}]; seed mean ± std {c['seed_mean']:.2f} ± {c['seed_std']:.2f}; "
+        f"{len(c['runs'])} run(s)"
+    )
     runs = "<br>".join(
         f'<a href="{html.escape(r["links"].get("report") or r["links"]["results"])}" '
         f'title="seeds {html.escape(", ".join(r["seeds"]))}; n={r["episodes"]}; '
-        f'success {r["success_rate"]:.2f}">{html.escape(r["dir"])}</a>' for r in c["runs"])
-    return (f'<a href="{html.escape(c["link"])}" title="{html.escape(tip)}"><b>{c["success_rate"]:.2f}</b></a> '
-            f'<span class="small">[{lo:.2f}, {hi:.2f}] n={c["episodes"]}</span><div class="runs">{runs}</div>')
+        f'success {r["success_rate"]:.2f}">{html.escape(r["dir"])}</a>'
+        for r in c["runs"]
+    )
+    return (
+        f'<a href="{html.escape(c["link"])}" title="{html.escape(tip)}"><b>{c["success_rate"]:.2f}</b></a> '
+        f'<span class="small">[{lo:.2f}, {hi:.2f}] n={c["episodes"]}</span><div class="runs">{runs}</div>'
+    )
 
 
 def _blocks(data: dict[str, Any]) -> list[Block]:
     tasks = data["tasks"]
     by_cell = {(c["row"], c["task"]): c for c in data["cells"]}
     blocks: list[Block] = [h(1, "Leaderboard")]
-    blocks.append(para(f"{len(data['runs'])} eval runs below {data['runs_dir']}; {len(data['rows'])} "
-                       f"{'encoders' if data['group_by'] == 'encoder' else 'policies'} x {len(tasks)} tasks; "
-                       f"written {data['created']}."))
-    blocks.append(para(HOW_TO_READ if data["group_by"] == "encoder" else HOW_TO_READ.replace(
-        "each row is an encoder (the policy's visual encoder; runs trained on different numbers of demonstrations "
-        "get separate rows)", "each row is a policy name (as given to `robolearn eval --name`)").replace(
-        "of that encoder on that task", "of that policy on that task")))
+    blocks.append(
+        para(
+            f"{len(data['runs'])} eval runs below {data['runs_dir']}; {len(data['rows'])} "
+            f"{'encoders' if data['group_by'] == 'encoder' else 'policies'} x {len(tasks)} tasks; "
+            f"written {data['created']}."
+        )
+    )
+    blocks.append(
+        para(
+            HOW_TO_READ
+            if data["group_by"] == "encoder"
+            else HOW_TO_READ.replace(
+                "each row is an encoder (the policy's visual encoder; runs trained on different numbers of "
+                "demonstrations "
+                "get separate rows)",
+                "each row is a policy name (as given to `robolearn eval --name`)",
+            ).replace("of that encoder on that task", "of that policy on that task")
+        )
+    )
     rows = []
     for r in data["rows"]:
         row: list[Any] = [str(r["rank"]), r["row"]]
         for t in tasks:
             c = by_cell.get((r["row"], t))
             row.append(Raw(_cell_md(c), _cell_html(c)) if c else "-")
-        row.append(f"{r['mean']:.2f}" + ("" if r["tasks_covered"] == len(tasks) else
-                                         f" ({r['tasks_covered']}/{len(tasks)} tasks)"))
+        row.append(
+            f"{r['mean']:.2f}"
+            + ("" if r["tasks_covered"] == len(tasks) else f" ({r['tasks_covered']}/{len(tasks)} tasks)")
+        )
         rows.append(row)
-    blocks.append(table(["#", "encoder" if data["group_by"] == "encoder" else "policy", *tasks, "mean"], rows,
-                        numeric_from=len(tasks) + 2))
+    blocks.append(
+        table(
+            ["#", "encoder" if data["group_by"] == "encoder" else "policy", *tasks, "mean"],
+            rows,
+            numeric_from=len(tasks) + 2,
+        )
+    )
 
     blocks.append(h(2, "Runs"))
     run_rows = []
     for e in data["runs"]:
         links = [Link(k, v) for k, v in e["links"].items()]
-        run_rows.append([Link(e["dir"], e["links"].get("report") or e["links"]["results"]), e["row"],
-                         e["name"] or "-", ", ".join(e["tasks"]), ", ".join(e["seeds"]), e["episodes"],
-                         f"{e['success_rate']:.2f}", links])
-    blocks.append(table(["run folder", "row", "policy name", "tasks", "seeds", "episodes", "success", "files"],
-                        run_rows, numeric_from=5))
+        run_rows.append(
+            [
+                Link(e["dir"], e["links"].get("report") or e["links"]["results"]),
+                e["row"],
+                e["name"] or "-",
+                ", ".join(e["tasks"]),
+                ", ".join(e["seeds"]),
+                e["episodes"],
+                f"{e['success_rate']:.2f}",
+                links,
+            ]
+        )
+    blocks.append(
+        table(
+            ["run folder", "row", "policy name", "tasks", "seeds", "episodes", "success", "files"],
+            run_rows,
+            numeric_from=5,
+        )
+    )
     if data["skipped"]:
         blocks.append(h(2, "Skipped"))
         blocks.append(para("These results.json files could not be used:"))
@@ -243,8 +325,9 @@ def _blocks(data: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def write_leaderboard(runs_dir: str | Path, out: str | Path | None = None,
-                      by: str = "encoder") -> tuple[Path, Path, Path]:
+def write_leaderboard(
+    runs_dir: str | Path, out: str | Path | None = None, by: str = "encoder"
+) -> tuple[Path, Path, Path]:
     """Write leaderboard.json, leaderboard.md and leaderboard.html to `out` (default `runs_dir`); returns their
     paths. A missing `runs_dir` or one with no results.json -> FileNotFoundError naming it."""
     base = Path(out) if out is not None else Path(runs_dir)

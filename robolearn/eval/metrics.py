@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RESULTS_FILE = "results.json"
 EPISODES_FILE = "episodes.jsonl"
@@ -82,10 +83,15 @@ def validate_episode(record: Any, index: int) -> dict[str, Any]:
         ok = isinstance(value, kind) or (hasattr(value, "item") and isinstance(value.item(), kind))
         if ok and hasattr(value, "item") and not isinstance(value, (str, bool, int, float)):
             value = value.item()  # numpy scalar
-        if not ok or (bool in kind and isinstance(value, numbers.Integral) and value not in (0, 1, True, False)) \
-                or (numbers.Real in kind and not math.isfinite(float(value))):
-            raise ValueError(f"episode {index}: field {name!r} has a bad value {value!r} "
-                             f"(expected {'/'.join(k.__name__ for k in kind)}{' or null' if nullable else ''})")
+        if (
+            not ok
+            or (bool in kind and isinstance(value, numbers.Integral) and value not in (0, 1, True, False))
+            or (numbers.Real in kind and not math.isfinite(float(value)))
+        ):
+            raise ValueError(
+                f"episode {index}: field {name!r} has a bad value {value!r} "
+                f"(expected {'/'.join(k.__name__ for k in kind)}{' or null' if nullable else ''})"
+            )
         out[name] = _plain(value, kind)
     if not out["task"]:
         raise ValueError(f"episode {index}: field 'task' is empty")
@@ -143,8 +149,10 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("summarize: no episodes")
     out = _rate(eps)
     steps = [float(e["steps_to_success"]) for e in eps if e["success"] and e["steps_to_success"] is not None]
-    out["steps_to_success"] = {"mean": sum(steps) / len(steps) if steps else None,
-                               "median": _median(steps) if steps else None}
+    out["steps_to_success"] = {
+        "mean": sum(steps) / len(steps) if steps else None,
+        "median": _median(steps) if steps else None,
+    }
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {"seed": {}, "household": {}, "scene": {}}
     for e in eps:
         groups["seed"].setdefault(str(e["seed"]), []).append(e)
@@ -184,7 +192,7 @@ def summarize_run(episodes: list[dict[str, Any]], meta: dict[str, Any]) -> dict[
         "robolearn_version": meta.get("robolearn_version") or _robolearn_version(),
         "mujoco_version": meta.get("mujoco_version") or _mujoco_version(),
         "suite": meta.get("suite") or "household",
-        "created": meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": meta.get("created") or datetime.now(UTC).isoformat(timespec="seconds"),
         "policy": policy,
     }
     for k, v in meta.items():
@@ -254,8 +262,9 @@ def _check_summary(s: Any, where: str, path: Path) -> None:
     if not isinstance(s["episodes"], int) or not isinstance(s["successes"], int):
         raise ResultsError(f"{path}: field '{where}.episodes'/'{where}.successes' must be integers")
     if not isinstance(s["success_rate"], (int, float)) or not 0.0 <= s["success_rate"] <= 1.0:
-        raise ResultsError(f"{path}: field '{where}.success_rate' must be a number in [0, 1], "
-                           f"got {s['success_rate']!r}")
+        raise ResultsError(
+            f"{path}: field '{where}.success_rate' must be a number in [0, 1], got {s['success_rate']!r}"
+        )
     ci = s["ci95"]
     if not (isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)):
         raise ResultsError(f"{path}: field '{where}.ci95' must be [lo, hi], got {ci!r}")

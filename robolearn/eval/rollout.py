@@ -10,9 +10,10 @@ training episodes came from it (their household/scene labels).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -56,8 +57,9 @@ def scene_label(household: Any, scene: Any) -> str:
     return f"household_{household}/scene_{scene}"
 
 
-def make_env_fn(suite: str, task: str, cameras: list[str], image_size: tuple[int, int], action_space: str,
-                max_steps: int) -> Callable[[], Any]:
+def make_env_fn(
+    suite: str, task: str, cameras: list[str], image_size: tuple[int, int], action_space: str, max_steps: int
+) -> Callable[[], Any]:
     from robolearn.envs.registry import make
 
     kw: dict[str, Any] = {"cameras": tuple(cameras), "image_size": tuple(image_size)}
@@ -88,13 +90,22 @@ def write_mp4(frames: list[np.ndarray], path: Path, fps: float = 15.0) -> Path:
     return path
 
 
-def rollout_task(act: Callable[[dict[int, dict]], dict[int, np.ndarray]], reset_env: Callable[[int], None],
-                 env_fn: Callable[[], Any], spec: EvalSpec, task: str, seen_scenes: set[str] | None,
-                 video_dir: Path | None, video_camera: str, progress: bool = True) -> list[dict[str, Any]]:
+def rollout_task(
+    act: Callable[[dict[int, dict]], dict[int, np.ndarray]],
+    reset_env: Callable[[int], None],
+    env_fn: Callable[[], Any],
+    spec: EvalSpec,
+    task: str,
+    seen_scenes: set[str] | None,
+    video_dir: Path | None,
+    video_camera: str,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """All episodes of one task; `act({env: obs}) -> {env: action}`. Returns the episode records."""
     scenes = spec.scenes
     if spec.suite == "household" and scenes is None:
         from robolearn.envs.scenes import default_scenes
+
         scenes = default_scenes()
     jobs = []
     for k in spec.seeds:
@@ -120,9 +131,18 @@ def rollout_task(act: Callable[[dict[int, dict]], dict[int, np.ndarray]], reset_
                 k, i = starts[e][0], starts[e][1]
                 reset_env(e)
                 record_video = video_dir is not None and i < spec.videos
-                running[e] = {"task": task, "seed": k, "episode": i, "household": info.get("household"),
-                              "scene": info.get("scene"), "success": False, "steps": 0, "steps_to_success": None,
-                              "return": 0.0, "frames": [o["images"][video_camera]] if record_video else None}
+                running[e] = {
+                    "task": task,
+                    "seed": k,
+                    "episode": i,
+                    "household": info.get("household"),
+                    "scene": info.get("scene"),
+                    "success": False,
+                    "steps": 0,
+                    "steps_to_success": None,
+                    "return": 0.0,
+                    "frames": [o["images"][video_camera]] if record_video else None,
+                }
                 obs[e] = o
             actions = act({e: obs[e] for e in running})
             for e, (o, r, term, trunc, info) in pool.step(actions).items():
@@ -154,8 +174,9 @@ def rollout_task(act: Callable[[dict[int, dict]], dict[int, np.ndarray]], reset_
     return sorted(records, key=lambda r: (r["seed"], r["episode"]))
 
 
-def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None,
-                    progress: bool = True) -> list[dict[str, Any]]:
+def evaluate_policy(
+    policy: Any, spec: EvalSpec, out: Path | None = None, progress: bool = True
+) -> list[dict[str, Any]]:
     """Roll out a robolearn Policy (or the string "random") on every task of `spec`; episode records."""
     from robolearn.envs.registry import make
 
@@ -166,8 +187,10 @@ def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None,
     if not tasks:
         raise ValueError("no tasks to evaluate: give --tasks (the policy records none)")
     if cfg and spec.suite != cfg.train_suite:
-        raise ValueError(f"the policy was trained on {cfg.train_suite} episodes; evaluate it with --suite "
-                         f"{cfg.train_suite}, not {spec.suite}")
+        raise ValueError(
+            f"the policy was trained on {cfg.train_suite} episodes; evaluate it with --suite "
+            f"{cfg.train_suite}, not {spec.suite}"
+        )
     cameras = list(cfg.cameras) if cfg else (["exterior_1"] if spec.suite == "household" else ["corner"])
     size = tuple(cfg.train_image_size) if cfg and cfg.train_image_size else (64, 64)
     video_camera = spec.video_camera or cameras[0]
@@ -175,8 +198,9 @@ def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None,
         cameras.append(video_camera)
     seen = set(cfg.train_scenes) if cfg and cfg.train_scenes else None
     for task in tasks:
-        env_fn = make_env_fn(spec.suite, task, cameras, size, cfg.action_space if cfg else "cartesian_velocity",
-                             spec.max_steps)
+        env_fn = make_env_fn(
+            spec.suite, task, cameras, size, cfg.action_space if cfg else "cartesian_velocity", spec.max_steps
+        )
         if random_policy:
             probe = make(f"{spec.suite}/{task}", cameras=(), image_size=size)
             space = probe.action_space
@@ -192,9 +216,19 @@ def evaluate_policy(policy: Any, spec: EvalSpec, out: Path | None = None,
             actions = dict(zip(envs, runner.act_envs(envs, [batch[e] for e in envs])))
             if spec.suite == "metaworld":
                 from robolearn.envs.suites import metaworld_action
+
                 actions = {e: metaworld_action(a) for e, a in actions.items()}
             return actions
 
-        records += rollout_task(act, runner.reset, env_fn, spec, task, seen,
-                                None if out is None else Path(out) / "videos", video_camera, progress)
+        records += rollout_task(
+            act,
+            runner.reset,
+            env_fn,
+            spec,
+            task,
+            seen,
+            None if out is None else Path(out) / "videos",
+            video_camera,
+            progress,
+        )
     return records

@@ -10,13 +10,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from robolearn.config import command, opt, positional, save_config
-from robolearn.hardware.calibration import (DISTORTION_MODELS, CalibrationError, calibrate_sim,
-                                            write_calibration)
+from robolearn.hardware.calibration import DISTORTION_MODELS, CalibrationError, calibrate_sim, write_calibration
 from robolearn.hardware.devices.keyboard import KeyboardDevice
 from robolearn.hardware.devices.registry import device_names, make_device
 from robolearn.hardware.robots.base import RobotError
@@ -96,8 +96,10 @@ def _probe() -> list[str]:
     try:
         hid = spacemouse.import_hid()
         mice = spacemouse.find_spacemice(hid)
-        lines += [f"spacemouse: {spacemouse.PRODUCTS[(d['vendor_id'], d['product_id'])]} at "
-                  f"{spacemouse._path_str(d['path'])}" for d in mice] or ["spacemouse: none found"]
+        lines += [
+            f"spacemouse: {spacemouse.PRODUCTS[(d['vendor_id'], d['product_id'])]} at {spacemouse._path_str(d['path'])}"
+            for d in mice
+        ] or ["spacemouse: none found"]
     except RuntimeError as e:
         lines.append(f"spacemouse: {e}")
     try:
@@ -139,8 +141,10 @@ def devices_echo(cfg: DevicesEchoCommand) -> int:
         with device:
             while time.monotonic() < end:
                 cmd = device.read().validated(device.name)
-                line = (f"twist [{' '.join(f'{v:+.2f}' for v in cmd.twist)}] gripper {cmd.gripper:.2f} "
-                        f"enabled {int(cmd.enabled)} events {','.join(sorted(cmd.events)) or '-'}")
+                line = (
+                    f"twist [{' '.join(f'{v:+.2f}' for v in cmd.twist)}] gripper {cmd.gripper:.2f} "
+                    f"enabled {int(cmd.enabled)} events {','.join(sorted(cmd.events)) or '-'}"
+                )
                 raw = getattr(device, "raw", None)
                 if callable(raw):  # devices that can show their raw input (SpaceMouse counts, button bits)
                     line += f" | {raw()}"
@@ -182,31 +186,50 @@ class CalibrateCommand:
 def calibrate(cfg: CalibrateCommand) -> int:
     """Calibrate a camera (intrinsics + pose in the robot base) with a ChArUco board held by the gripper."""
     if cfg.robot != "sim":
-        print(f"robolearn calibrate: robot {cfg.robot!r} is not supported from the CLI (only 'sim'); for a real "
-              f"robot call robolearn.hardware.calibration.calibrate_camera() with its move/pose/grab functions",
-              file=sys.stderr)
+        print(
+            f"robolearn calibrate: robot {cfg.robot!r} is not supported from the CLI (only 'sim'); for a real "
+            f"robot call robolearn.hardware.calibration.calibrate_camera() with its move/pose/grab functions",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.monotonic()
     try:
-        result, truth = calibrate_sim(cfg.camera, cfg.views, cfg.seed, cfg.household, cfg.scene, cfg.width,
-                                      cfg.height, use_true_intrinsics=cfg.true_intrinsics, holdout=cfg.holdout,
-                                      distortion_model=cfg.distortion_model,
-                                      progress=lambda s: print(s, flush=True))
+        result, truth = calibrate_sim(
+            cfg.camera,
+            cfg.views,
+            cfg.seed,
+            cfg.household,
+            cfg.scene,
+            cfg.width,
+            cfg.height,
+            use_true_intrinsics=cfg.true_intrinsics,
+            holdout=cfg.holdout,
+            distortion_model=cfg.distortion_model,
+            progress=lambda s: print(s, flush=True),
+        )
     except (CalibrationError, ValueError) as e:
         print(f"robolearn calibrate: {e}", file=sys.stderr)
         return 1
     h = result.holdout
-    print(f"{cfg.camera}: {result.num_views} views ({result.num_rejected} rejected), reprojection "
-          f"{result.residual_px:.3f} px; held-out ({int(h['views'])} views): "
-          f"{h.get('translation_mm_mean', float('nan')):.2f} mm, {h.get('rotation_deg_mean', float('nan')):.3f} deg, "
-          f"{h.get('reprojection_px', float('nan')):.3f} px; {time.monotonic() - t0:.1f} s")
-    print(f"sim ground truth: extrinsics error {truth['extrinsics_error_mm']:.2f} mm, "
-          f"{truth['extrinsics_error_deg']:.3f} deg; focal error {truth['focal_error_pct']:.3f} %")
-    bad = (h.get("translation_mm_mean", 0.0) > cfg.max_holdout_mm
-           or h.get("rotation_deg_mean", 0.0) > cfg.max_holdout_deg)
+    print(
+        f"{cfg.camera}: {result.num_views} views ({result.num_rejected} rejected), reprojection "
+        f"{result.residual_px:.3f} px; held-out ({int(h['views'])} views): "
+        f"{h.get('translation_mm_mean', float('nan')):.2f} mm, {h.get('rotation_deg_mean', float('nan')):.3f} deg, "
+        f"{h.get('reprojection_px', float('nan')):.3f} px; {time.monotonic() - t0:.1f} s"
+    )
+    print(
+        f"sim ground truth: extrinsics error {truth['extrinsics_error_mm']:.2f} mm, "
+        f"{truth['extrinsics_error_deg']:.3f} deg; focal error {truth['focal_error_pct']:.3f} %"
+    )
+    bad = (
+        h.get("translation_mm_mean", 0.0) > cfg.max_holdout_mm or h.get("rotation_deg_mean", 0.0) > cfg.max_holdout_deg
+    )
     if bad and not cfg.force:
-        print(f"robolearn calibrate: held-out error above the limits ({cfg.max_holdout_mm} mm, "
-              f"{cfg.max_holdout_deg} deg); nothing written (use --force to write anyway)", file=sys.stderr)
+        print(
+            f"robolearn calibrate: held-out error above the limits ({cfg.max_holdout_mm} mm, "
+            f"{cfg.max_holdout_deg} deg); nothing written (use --force to write anyway)",
+            file=sys.stderr,
+        )
         return 1
     path = write_calibration(cfg.out, result)
     save_config(cfg, cfg.out, "calibrate")

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 _STATE = "_lifecycle_connected"
 
@@ -29,8 +30,12 @@ class Connectable:
         super().__init_subclass__(**kwargs)
         for old, new in ({} if "_RENAMED" in vars(cls) else cls._RENAMED).items():
             if old in vars(cls) and not _defined_below_base(cls, new):
-                warnings.warn(f"{cls.__module__}.{cls.__qualname__} implements {old}(), the old name of {new}(); "
-                              f"rename it to {new}() (see docs/robot-drivers.md)", DeprecationWarning, stacklevel=3)
+                warnings.warn(
+                    f"{cls.__module__}.{cls.__qualname__} implements {old}(), the old name of {new}(); "
+                    f"rename it to {new}() (see docs/robot-drivers.md)",
+                    DeprecationWarning,
+                    stacklevel=3,
+                )
                 setattr(cls, new, _forward(new, old))
         for name, state in (("connect", True), ("disconnect", False)):
             fn = vars(cls).get(name)
@@ -73,7 +78,7 @@ def _base(cls: type) -> type:
 
 def _defined_below_base(cls: type, name: str) -> bool:
     base = _base(cls)
-    return any(name in vars(c) for c in cls.__mro__[:cls.__mro__.index(base)])
+    return any(name in vars(c) for c in cls.__mro__[: cls.__mro__.index(base)])
 
 
 def _forward(new: str, old: str) -> Callable[[Any], None]:

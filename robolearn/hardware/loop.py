@@ -95,16 +95,20 @@ class ControlLoop:
         periods = np.asarray(self._periods, dtype=np.float64) / 1e6
         work = np.asarray(self._work, dtype=np.float64) / 1e6
         steps = len(self._work)
-        out = {"target_hz": self.hz, "steps": steps, "overruns": self.overruns,
-               "achieved_hz": float(1000.0 / periods.mean()) if periods.size else None,
-               "period_ms_p50": float(np.percentile(periods, 50)) if periods.size else None,
-               "period_ms_p99": float(np.percentile(periods, 99)) if periods.size else None,
-               "period_ms_max": float(periods.max()) if periods.size else None,
-               "worst_step_ms": float(work.max()) if work.size else None,
-               "mean_step_ms": float(work.mean()) if work.size else None,
-               "headroom": float(1.0 - work.mean() / (self.period_ns / 1e6)) if work.size else None,
-               "phase_ms_mean": {p: float(np.mean(v) / 1e6) for p, v in self._phases.items()},
-               "phase_ms_max": {p: float(np.max(v) / 1e6) for p, v in self._phases.items()}}
+        out = {
+            "target_hz": self.hz,
+            "steps": steps,
+            "overruns": self.overruns,
+            "achieved_hz": float(1000.0 / periods.mean()) if periods.size else None,
+            "period_ms_p50": float(np.percentile(periods, 50)) if periods.size else None,
+            "period_ms_p99": float(np.percentile(periods, 99)) if periods.size else None,
+            "period_ms_max": float(periods.max()) if periods.size else None,
+            "worst_step_ms": float(work.max()) if work.size else None,
+            "mean_step_ms": float(work.mean()) if work.size else None,
+            "headroom": float(1.0 - work.mean() / (self.period_ns / 1e6)) if work.size else None,
+            "phase_ms_mean": {p: float(np.mean(v) / 1e6) for p, v in self._phases.items()},
+            "phase_ms_max": {p: float(np.max(v) / 1e6) for p, v in self._phases.items()},
+        }
         return out
 
 
@@ -112,9 +116,10 @@ def format_report(r: dict) -> str:
     """One human line: 'cadence 14.98/15 Hz, p99 67.1 ms, 0 overruns, worst step 12.3 ms (observe 4.1 ...)'."""
     if not r.get("steps"):
         return "cadence: no steps"
-    phases = ", ".join(f"{p.removesuffix('_end').removesuffix('_sent')} {v:.1f}"
-                       for p, v in r["phase_ms_mean"].items())
+    phases = ", ".join(f"{p.removesuffix('_end').removesuffix('_sent')} {v:.1f}" for p, v in r["phase_ms_mean"].items())
     hz = f"{r['achieved_hz']:.2f}" if r["achieved_hz"] else "-"
     p99 = f"{r['period_ms_p99']:.1f}" if r["period_ms_p99"] is not None else "-"
-    return (f"cadence {hz}/{r['target_hz']:g} Hz over {r['steps']} steps, period p99 {p99} ms, "
-            f"{r['overruns']} overruns, worst step {r['worst_step_ms']:.1f} ms (mean ms: {phases})")
+    return (
+        f"cadence {hz}/{r['target_hz']:g} Hz over {r['steps']} steps, period p99 {p99} ms, "
+        f"{r['overruns']} overruns, worst step {r['worst_step_ms']:.1f} ms (mean ms: {phases})"
+    )

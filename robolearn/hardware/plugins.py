@@ -33,8 +33,10 @@ def load(group: str, name: str, builtin: dict[str, Any] | None = None) -> Any:
     known = sorted({*(builtin or {}), *found})
     close = difflib.get_close_matches(name, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown {group.split('.')[-1][:-1]} {name!r}.{hint} Known: {', '.join(known) or 'none'} "
-                     f"(plugins register under the entry-point group {group!r})")
+    raise ValueError(
+        f"unknown {group.split('.')[-1][:-1]} {name!r}.{hint} Known: {', '.join(known) or 'none'} "
+        f"(plugins register under the entry-point group {group!r})"
+    )
 
 
 def check_options(what: str, name: str, options: dict[str, Any], known: list[str]) -> None:
@@ -60,8 +62,10 @@ def build(group: str, name: str, builtin: dict[str, Any], options: dict[str, Any
             raise
         raise ValueError(f"{what} plugin {name!r} ({_where(factory)}) rejected options {sorted(options)}: {e}") from e
     if not isinstance(obj, base):
-        raise TypeError(f"{what} plugin {name!r} ({_where(factory)}) built a {type(obj).__name__}, expected a "
-                        f"{base.__module__.rsplit('.', 1)[0]}.{base.__name__} subclass instance")
+        raise TypeError(
+            f"{what} plugin {name!r} ({_where(factory)}) built a {type(obj).__name__}, expected a "
+            f"{base.__module__.rsplit('.', 1)[0]}.{base.__name__} subclass instance"
+        )
     return obj
 
 

@@ -10,5 +10,16 @@ from robolearn.policies.checkpoint import PolicyCheckpointError, load_policy, re
 from robolearn.policies.config import ChunkHeadConfig, HeadConfig, MapMlpHeadConfig, PolicyConfig
 from robolearn.policies.policy import Policy, PolicyRunner, build_policy
 
-__all__ = ["ChunkHeadConfig", "HeadConfig", "MapMlpHeadConfig", "Policy", "PolicyCheckpointError", "PolicyConfig",
-           "PolicyRunner", "build_policy", "load_policy", "read_policy_config", "save_policy"]
+__all__ = [
+    "ChunkHeadConfig",
+    "HeadConfig",
+    "MapMlpHeadConfig",
+    "Policy",
+    "PolicyCheckpointError",
+    "PolicyConfig",
+    "PolicyRunner",
+    "build_policy",
+    "load_policy",
+    "read_policy_config",
+    "save_policy",
+]

@@ -57,10 +57,17 @@ class ScratchCNN(Backbone):
         super().__init__()
         self.image_size, self.embed_dim, self.n_heads = image_size, dim, 4
         self.net = nn.Sequential(
-            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GroupNorm(8, 32), nn.GELU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
-            nn.Conv2d(64, dim, 1))
+            nn.Conv2d(3, 32, 5, stride=2, padding=2),
+            nn.GroupNorm(8, 32),
+            nn.GELU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 64),
+            nn.GELU(),
+            nn.Conv2d(64, 64, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 64),
+            nn.GELU(),
+            nn.Conv2d(64, dim, 1),
+        )
         n = (-(-image_size // 8)) ** 2
         self.pos = nn.Parameter(torch.randn(1, n, dim) * 0.02)
 
@@ -125,9 +132,10 @@ class EncoderBackbone(Backbone):
             if blocks is None:
                 raise ValueError(f"--unfreeze-last needs a transformer encoder; {config.encoder!r} has no blocks")
             if config.unfreeze_last > len(blocks):
-                raise ValueError(f"unfreeze_last={config.unfreeze_last} but {config.encoder!r} has only "
-                                 f"{len(blocks)} blocks")
-            for block in list(blocks)[-config.unfreeze_last:]:
+                raise ValueError(
+                    f"unfreeze_last={config.unfreeze_last} but {config.encoder!r} has only {len(blocks)} blocks"
+                )
+            for block in list(blocks)[-config.unfreeze_last :]:
                 for p in block.parameters():
                     p.requires_grad_(True)
             for name in ("encoder_norm", "norm"):
@@ -141,7 +149,7 @@ class EncoderBackbone(Backbone):
 
 
 def _parse_encoder(spec: str) -> tuple[str, str | None]:
-    """"v-cond-tiny" -> (id, None); "v-cond-tiny:/ckpt" or a folder -> (id or path, checkpoint)."""
+    """ "v-cond-tiny" -> (id, None); "v-cond-tiny:/ckpt" or a folder -> (id or path, checkpoint)."""
     if ":" in spec and not spec.startswith("/"):
         name, ckpt = spec.split(":", 1)
         return name, ckpt or None

@@ -38,9 +38,15 @@ def save_policy(policy: Policy, path: str | Path, meta: dict[str, Any] | None = 
     state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     with atomic_path(out / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": POLICY_FORMAT})
-    doc = {"format": POLICY_FORMAT, "version": POLICY_VERSION, "robolearn_version": __version__,
-           "policy": policy.config.to_dict(), "backbone": policy.backbone.extra_config(),
-           "head_input_dim": policy.head.embed_dim, "meta": meta or {}}
+    doc = {
+        "format": POLICY_FORMAT,
+        "version": POLICY_VERSION,
+        "robolearn_version": __version__,
+        "policy": policy.config.to_dict(),
+        "backbone": policy.backbone.extra_config(),
+        "head_input_dim": policy.head.embed_dim,
+        "meta": meta or {},
+    }
     write_text_atomic(out / CONFIG_FILE, json.dumps(doc, indent=2) + "\n")
     return out
 
@@ -55,7 +61,9 @@ def resolve_policy_dir(path: str | Path) -> Path:
         raise PolicyCheckpointError(f"{p}: no such policy checkpoint folder")
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (p / name).is_file():
-            raise PolicyCheckpointError(f"{p}: missing {name} (a policy checkpoint has {CONFIG_FILE} and {WEIGHTS_FILE})")
+            raise PolicyCheckpointError(
+                f"{p}: missing {name} (a policy checkpoint has {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
     return p
 
 
@@ -67,15 +75,18 @@ def read_policy_config(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PolicyCheckpointError(f"{f}: not valid JSON ({e}); the checkpoint is corrupted") from None
     if not isinstance(doc, dict) or doc.get("format") != POLICY_FORMAT:
-        raise PolicyCheckpointError(f"{f}: field 'format' is {doc.get('format') if isinstance(doc, dict) else doc!r}, "
-                                    f"expected {POLICY_FORMAT!r}")
+        raise PolicyCheckpointError(
+            f"{f}: field 'format' is {doc.get('format') if isinstance(doc, dict) else doc!r}, "
+            f"expected {POLICY_FORMAT!r}"
+        )
     if "policy" not in doc:
         raise PolicyCheckpointError(f"{f}: missing field 'policy' (the PolicyConfig)")
     return doc
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu", encoder: str | None = None,
-                language_model: str | None = None) -> Policy:
+def load_policy(
+    path: str | Path, device: str | torch.device = "cpu", encoder: str | None = None, language_model: str | None = None
+) -> Policy:
     """A trained policy in eval mode. `encoder` (an id, folder or id:checkpoint) replaces the saved encoder."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -99,7 +110,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", encoder: s
     if policy.backbone.embed_dim != head_dim:
         raise PolicyCheckpointError(
             f"{p}: encoder {config.encoder!r} gives {policy.backbone.embed_dim}-d features but the head in "
-            f"{WEIGHTS_FILE} was trained on {head_dim}-d features (encoder/head mismatch)")
+            f"{WEIGHTS_FILE} was trained on {head_dim}-d features (encoder/head mismatch)"
+        )
     wfile = p / WEIGHTS_FILE
     try:
         state = load_file(str(wfile))
@@ -117,8 +129,11 @@ def _check_state(policy: Policy, state: dict[str, torch.Tensor], source: Path) -
     own = policy.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
-              if state[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):

@@ -16,7 +16,9 @@ def train_cmd(cfg: TrainConfig) -> int:
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"robolearn train: {e}", file=sys.stderr)
         return 2
-    print(f"trained {r.steps} steps on {r.train_episodes} episodes (val {r.val_episodes}) in {r.seconds:.1f} s: "
-          f"loss {r.final_loss:.4f}" + (f", val {r.val_loss:.4f}" if r.val_loss is not None else ""))
+    print(
+        f"trained {r.steps} steps on {r.train_episodes} episodes (val {r.val_episodes}) in {r.seconds:.1f} s: "
+        f"loss {r.final_loss:.4f}" + (f", val {r.val_loss:.4f}" if r.val_loss is not None else "")
+    )
     print(f"policy: {r.policy_dir}")
     return 0

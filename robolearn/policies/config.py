@@ -27,8 +27,7 @@ class HeadConfig:
     hidden: int = opt(256, help="head width")
     layers: int = opt(2, help="MLP layers (map-mlp) or transformer decoder layers (chunk)")
     dropout: float = opt(0.1, help="dropout in the head")
-    ensemble_decay: float = opt(0.1, help="temporal ensembling weight exp(-decay * age) (ACT's m; 0 = plain "
-                                          "average)")
+    ensemble_decay: float = opt(0.1, help="temporal ensembling weight exp(-decay * age) (ACT's m; 0 = plain average)")
 
 
 @dataclass
@@ -51,8 +50,15 @@ class ChunkHeadConfig(HeadConfig):
 HEAD_CONFIGS: dict[str, type[HeadConfig]] = {"map-mlp": MapMlpHeadConfig, "chunk": ChunkHeadConfig}
 HEADS = tuple(HEAD_CONFIGS)
 # flat PolicyConfig fields of the layout before the head was nested -> their HeadConfig field
-_FLAT_HEAD_FIELDS = {"chunk": "chunk", "hidden": "hidden", "n_latents": "n_latents", "memory_latents": "memory_latents",
-                     "head_layers": "layers", "dropout": "dropout", "ensemble_decay": "ensemble_decay"}
+_FLAT_HEAD_FIELDS = {
+    "chunk": "chunk",
+    "hidden": "hidden",
+    "n_latents": "n_latents",
+    "memory_latents": "memory_latents",
+    "head_layers": "layers",
+    "dropout": "dropout",
+    "ensemble_decay": "ensemble_decay",
+}
 
 
 def head_config_from_dict(d: dict[str, Any]) -> HeadConfig:
@@ -92,38 +98,41 @@ def upgrade_policy_dict(d: dict[str, Any]) -> dict[str, Any]:
 class PolicyConfig:
     """A policy's architecture and I/O; the fields after `head` are filled at training time."""
 
-    encoder: str = opt("v-cond-tiny", help="encoder id (random init), checkpoint folder, id:CKPT, or a baseline "
-                                           "(scratch-cnn, resnet18)")
+    encoder: str = opt(
+        "v-cond-tiny",
+        help="encoder id (random init), checkpoint folder, id:CKPT, or a baseline (scratch-cnn, resnet18)",
+    )
     encoder_checkpoint: str | None = opt(None, help="load the encoder's weights from here (robolearn.encoders.load)")
-    encoder_overrides: dict[str, Any] = opt(default_factory=dict, help='random-init encoder id overrides, e.g. '
-                                                                       '{"image_size": 64}')
-    language_model: str | None = opt(None, help="frozen LM for Voltron encoders (hub id or local folder; default: "
-                                                "the encoder's)")
+    encoder_overrides: dict[str, Any] = opt(
+        default_factory=dict, help='random-init encoder id overrides, e.g. {"image_size": 64}'
+    )
+    language_model: str | None = opt(
+        None, help="frozen LM for Voltron encoders (hub id or local folder; default: the encoder's)"
+    )
     mode: str = opt("visual", help="Voltron features: visual (null language) | multimodal (uses the instruction)")
-    freeze: bool = opt(True, help="freeze the encoder: features are computed once and cached (baselines always "
-                                  "train)")
+    freeze: bool = opt(True, help="freeze the encoder: features are computed once and cached (baselines always train)")
     unfreeze_last: int = opt(0, help="with freeze: also train the encoder's last N blocks (disables the cache)")
     cameras: list[str] = opt(default_factory=lambda: ["exterior_1", "wrist"], help="cameras the policy sees")
     image_size: int = opt(64, help="backbone input side for baselines (Voltron ids use the encoder's own size)")
-    proprio_keys: list[str] = opt(default_factory=lambda: list(DEFAULT_PROPRIO),
-                                  help="proprio fields fed to the head (none given: no proprio)")
-    action_space: str = opt("cartesian_velocity", help="the action vector is this form followed by the gripper "
-                                                       "target")
+    proprio_keys: list[str] = opt(
+        default_factory=lambda: list(DEFAULT_PROPRIO), help="proprio fields fed to the head (none given: no proprio)"
+    )
+    action_space: str = opt("cartesian_velocity", help="the action vector is this form followed by the gripper target")
     action_dim: int = opt(7, help="action vector size")
     proprio_dim: int = opt(15, help="proprio vector size (training sets it from the data)", cli=False)
     head: MapMlpHeadConfig | ChunkHeadConfig = opt(default_factory=MapMlpHeadConfig, help="policy head")
     # Filled at training time (the policy needs them at run time):
     train_scenes: list[str] = opt(default_factory=list, help="'household/scene' labels seen in training", cli=False)
     train_tasks: list[str] = opt(default_factory=list, cli=False)
-    train_suite: str = opt("household", help="household | metaworld (sets the action adapter at evaluation)",
-                           cli=False)
+    train_suite: str = opt("household", help="household | metaworld (sets the action adapter at evaluation)", cli=False)
     train_image_size: list[int] = opt(default_factory=list, help="(H, W) of the recorded camera frames", cli=False)
 
     def validate(self) -> None:
         """Raise ValueError for a config no policy can be built from."""
         if not isinstance(self.head, HeadConfig) or self.head.name not in HEADS:
-            raise ValueError(f"unknown head {getattr(self.head, 'name', self.head)!r}; expected one of "
-                             f"{', '.join(HEADS)}")
+            raise ValueError(
+                f"unknown head {getattr(self.head, 'name', self.head)!r}; expected one of {', '.join(HEADS)}"
+            )
         if self.mode not in ("visual", "multimodal"):
             raise ValueError(f"mode must be 'visual' or 'multimodal', got {self.mode!r}")
         if self.chunk < 1:

@@ -30,8 +30,22 @@ def default_cache_dir() -> Path:
 def cache_key(policy: Any, paths: list[Path], chunk: int) -> str:
     h = hashlib.sha256()
     cfg = policy.config
-    h.update(json.dumps([cfg.encoder, cfg.encoder_checkpoint, cfg.encoder_overrides, cfg.mode, cfg.cameras,
-                         cfg.proprio_keys, cfg.action_space, chunk], sort_keys=True, default=str).encode())
+    h.update(
+        json.dumps(
+            [
+                cfg.encoder,
+                cfg.encoder_checkpoint,
+                cfg.encoder_overrides,
+                cfg.mode,
+                cfg.cameras,
+                cfg.proprio_keys,
+                cfg.action_space,
+                chunk,
+            ],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
     for k, v in sorted(policy.backbone.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -57,12 +71,17 @@ def compute_features(policy: Any, dataset: Any, batch_size: int = 64, desc: str 
         proprio.append(batch["proprio"][:, -1].float())
         action.append(batch["action"].float())
         pad.append(batch["action_pad"].bool())
-    return {"tokens": [torch.cat(t) for t in tokens], "proprio": torch.cat(proprio), "action": torch.cat(action),
-            "action_pad": torch.cat(pad)}
+    return {
+        "tokens": [torch.cat(t) for t in tokens],
+        "proprio": torch.cat(proprio),
+        "action": torch.cat(action),
+        "action_pad": torch.cat(pad),
+    }
 
 
-def cached_features(policy: Any, dataset: Any, paths: list[Path], chunk: int, cache_dir: Path | None,
-                    desc: str = "features") -> dict[str, Any]:
+def cached_features(
+    policy: Any, dataset: Any, paths: list[Path], chunk: int, cache_dir: Path | None, desc: str = "features"
+) -> dict[str, Any]:
     """compute_features, read from / written to `cache_dir` (None: no disk cache)."""
     if cache_dir is None:
         return compute_features(policy, dataset, desc=desc)

@@ -46,8 +46,7 @@ class MAPMLPHead(nn.Module):
         self.embed_dim, self.chunk, self.action_dim = embed_dim, h.chunk, config.action_dim
         heads = map_heads(embed_dim, n_heads)
         self.pools = nn.ModuleList([MAPExtractor(embed_dim, heads, h.n_latents) for _ in config.cameras])
-        self.proprio = nn.Sequential(nn.Linear(config.proprio_dim, h.hidden), nn.GELU()) \
-            if config.proprio_dim else None
+        self.proprio = nn.Sequential(nn.Linear(config.proprio_dim, h.hidden), nn.GELU()) if config.proprio_dim else None
         width = len(config.cameras) * h.n_latents * embed_dim + (h.hidden if config.proprio_dim else 0)
         self.mlp = _mlp([width] + [h.hidden] * h.layers + [h.chunk * config.action_dim], h.dropout)
 
@@ -73,16 +72,19 @@ class ChunkHead(nn.Module):
         self.camera_embed = nn.Parameter(torch.randn(len(config.cameras), d) * 0.02)
         self.proprio = nn.Linear(config.proprio_dim, d) if config.proprio_dim else None
         self.queries = nn.Parameter(torch.randn(h.chunk, d) * 0.02)
-        layer = nn.TransformerDecoderLayer(d, nhead=max(1, d // 64), dim_feedforward=4 * d, dropout=h.dropout,
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerDecoderLayer(
+            d, nhead=max(1, d // 64), dim_feedforward=4 * d, dropout=h.dropout, batch_first=True, norm_first=True
+        )
         self.decoder = nn.TransformerDecoder(layer, h.layers)
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, config.action_dim)
 
     def forward(self, tokens: list[torch.Tensor], proprio: torch.Tensor | None) -> torch.Tensor:
         """One [B, N, D] token tensor per camera (+ normalised proprio [B, P]) -> actions [B, H, A]."""
-        memory = [self.project(pool(t).reshape(t.shape[0], -1, self.embed_dim)) + self.camera_embed[i]
-                  for i, (pool, t) in enumerate(zip(self.pools, tokens))]
+        memory = [
+            self.project(pool(t).reshape(t.shape[0], -1, self.embed_dim)) + self.camera_embed[i]
+            for i, (pool, t) in enumerate(zip(self.pools, tokens))
+        ]
         if self.proprio is not None:
             memory.append(self.proprio(proprio)[:, None])
         mem = torch.cat(memory, dim=1)

@@ -57,13 +57,15 @@ class Policy(nn.Module):
         """Cached or fresh tokens + normalised proprio -> normalised actions [B, H, A]."""
         return self.head(tokens, proprio if self.config.proprio_dim else None)
 
-    def forward(self, images: dict[str, torch.Tensor], proprio: torch.Tensor,
-                language: list[str] | None = None) -> torch.Tensor:
+    def forward(
+        self, images: dict[str, torch.Tensor], proprio: torch.Tensor, language: list[str] | None = None
+    ) -> torch.Tensor:
         return self.forward_tokens(self.encode(images, language), proprio)
 
     @torch.no_grad()
-    def predict(self, images: dict[str, torch.Tensor], proprio: torch.Tensor,
-                language: list[str] | None = None) -> torch.Tensor:
+    def predict(
+        self, images: dict[str, torch.Tensor], proprio: torch.Tensor, language: list[str] | None = None
+    ) -> torch.Tensor:
         """Raw proprio, uint8 images -> unnormalised action chunks [B, H, A]."""
         self.eval()
         return self.unnormalize_action(self(images, self.normalize_proprio(proprio.float()), language))
@@ -100,14 +102,20 @@ class PolicyRunner:
             images = obs.get("images", {})
             missing = [c for c in cams if c not in images]
             if missing:
-                raise KeyError(f"observation lacks camera(s) {missing} the policy was trained on; it has "
-                               f"{sorted(images)}")
-        imgs = {c: torch.from_numpy(np.stack([np.asarray(o["images"][c]) for o in obs_list])).permute(0, 3, 1, 2)
-                .to(self.device) for c in cams}
+                raise KeyError(
+                    f"observation lacks camera(s) {missing} the policy was trained on; it has {sorted(images)}"
+                )
+        imgs = {
+            c: torch.from_numpy(np.stack([np.asarray(o["images"][c]) for o in obs_list]))
+            .permute(0, 3, 1, 2)
+            .to(self.device)
+            for c in cams
+        }
         proprio = np.stack([np.asarray(o["proprio"], dtype=np.float32) for o in obs_list])
         if proprio.shape[-1] != cfg.proprio_dim:
-            raise ValueError(f"proprio has {proprio.shape[-1]} values; the policy expects {cfg.proprio_dim} "
-                             f"({cfg.proprio_keys})")
+            raise ValueError(
+                f"proprio has {proprio.shape[-1]} values; the policy expects {cfg.proprio_dim} ({cfg.proprio_keys})"
+            )
         return imgs, torch.from_numpy(proprio).to(self.device), [str(o.get("language", "")) for o in obs_list]
 
     def act_envs(self, envs: list[int], obs_list: list[dict[str, Any]]) -> list[np.ndarray]:
@@ -128,8 +136,14 @@ class PolicyRunner:
             n = first.shape[0]
             lang = obs.get("language", "")
             langs = [lang] * n if isinstance(lang, str) else list(lang)
-            obs_list = [{"images": {c: v[i] for c, v in obs["images"].items()}, "proprio": obs["proprio"][i],
-                         "language": langs[i]} for i in range(n)]
+            obs_list = [
+                {
+                    "images": {c: v[i] for c, v in obs["images"].items()},
+                    "proprio": obs["proprio"][i],
+                    "language": langs[i],
+                }
+                for i in range(n)
+            ]
             return np.stack(self.act_envs(list(range(n)), obs_list))
         return self.act_env(0, obs)
 

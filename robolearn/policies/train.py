@@ -20,9 +20,10 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,11 +45,16 @@ class TrainConfig:
     query: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1 task=open-drawer")
     split: str = opt("", help="a split made by `robolearn data split` (train part trains, val part validates)")
     val_fraction: float = opt(0.1, help="without --split: fraction of episodes held out for validation")
-    max_episodes: int = opt(0, help="use only N of the selected episodes, taken round-robin over their folders "
-                                    "(scenes) in path order (0: all)")
+    max_episodes: int = opt(
+        0,
+        help="use only N of the selected episodes, taken round-robin over their folders "
+        "(scenes) in path order (0: all)",
+    )
     out: Path = opt(Path("runs/bc"), help="run folder")
-    policy: PolicyConfig = opt(default_factory=lambda: PolicyConfig(cameras=[]),
-                               help="the policy (cameras default to every camera of the data)")
+    policy: PolicyConfig = opt(
+        default_factory=lambda: PolicyConfig(cameras=[]),
+        help="the policy (cameras default to every camera of the data)",
+    )
     steps: int = opt(2000, help="optimizer steps")
     batch_size: int = opt(64, help="batch size")
     lr: float = opt(1e-3, help="peak learning rate")
@@ -60,8 +66,11 @@ class TrainConfig:
     keep: int = opt(2, help="checkpoints kept")
     resume: bool = opt(False, help="continue from OUT's last checkpoint")
     workers: int = opt(0, help="loader worker processes (streaming path)")
-    feature_cache: str = opt("", help="folder for cached frozen-encoder features ('' = ~/.cache/robolearn/features, "
-                                      "'none' = keep in memory only)")
+    feature_cache: str = opt(
+        "",
+        help="folder for cached frozen-encoder features ('' = ~/.cache/robolearn/features, "
+        "'none' = keep in memory only)",
+    )
     device: str = opt("cpu", help="cpu | cuda")
     progress: bool = opt(True, help="show a progress bar")
 
@@ -72,8 +81,20 @@ class TrainConfig:
 
 
 # TrainConfig fields of the layout before the policy was nested, moved into `policy` by upgrade_train_dict
-_FLAT_POLICY_FIELDS = ("encoder", "encoder_image_size", "language_model", "mode", "freeze", "unfreeze_last", "head",
-                       "chunk", "cameras", "image_size", "proprio", "hidden")
+_FLAT_POLICY_FIELDS = (
+    "encoder",
+    "encoder_image_size",
+    "language_model",
+    "mode",
+    "freeze",
+    "unfreeze_last",
+    "head",
+    "chunk",
+    "cameras",
+    "image_size",
+    "proprio",
+    "hidden",
+)
 
 
 def upgrade_train_dict(d: dict[str, Any]) -> dict[str, Any]:
@@ -151,8 +172,10 @@ def select_episodes(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
         train = [p for p in train if p.resolve() in keep]
         val = [p for p in val if p.resolve() in keep]
     if not train:
-        raise ValueError(f"no episodes in {[str(d) for d in cfg.data]} match query {cfg.query} "
-                         f"{'split ' + cfg.split if cfg.split else ''}".strip())
+        raise ValueError(
+            f"no episodes in {[str(d) for d in cfg.data]} match query {cfg.query} "
+            f"{'split ' + cfg.split if cfg.split else ''}".strip()
+        )
     if cfg.max_episodes:
         train = _round_robin(sorted(train), cfg.max_episodes)
     if not cfg.split and cfg.val_fraction > 0 and len(train) >= 5:
@@ -187,16 +210,23 @@ def _dataset(paths: list[Path], pc: PolicyConfig, stats: dict[str, Any] | None =
     keys = [f"action/{k}" for k in action_keys] + [f"observation/robot_state/{k}" for k in pc.proprio_keys]
     if stats is None:
         stats = compute_stats(paths, keys)
-    lc = LoaderConfig(cameras=list(pc.cameras), history=1, chunk=pc.chunk, action_keys=action_keys,
-                      proprio_keys=list(pc.proprio_keys) or None, normalize_action="mean_std",
-                      normalize_proprio="mean_std" if pc.proprio_keys else "none", language=True)
+    lc = LoaderConfig(
+        cameras=list(pc.cameras),
+        history=1,
+        chunk=pc.chunk,
+        action_keys=action_keys,
+        proprio_keys=list(pc.proprio_keys) or None,
+        normalize_action="mean_std",
+        normalize_proprio="mean_std" if pc.proprio_keys else "none",
+        language=True,
+    )
     return EpisodeDataset(paths, lc, stats=stats), stats
 
 
 def _describe_data(paths: list[Path], pc: PolicyConfig) -> None:
     """Fill the policy's training-data fields (scenes, tasks, suite, default cameras and proprio)."""
-    from robolearn.envs.suites import METAWORLD_PROPRIO, METAWORLD_ROBOT
     from robolearn.data.reader import open_h5, read_attrs
+    from robolearn.envs.suites import METAWORLD_PROPRIO, METAWORLD_ROBOT
 
     scenes, tasks, robots, cameras = set(), set(), set(), None
     for p in paths:
@@ -234,7 +264,7 @@ def _random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     xp = F.pad(x.float(), (pad, pad, pad, pad), mode="replicate")
     i, j = np.random.randint(0, 2 * pad + 1, size=2)
-    return xp[..., i:i + h, j:j + w].to(x.dtype)
+    return xp[..., i : i + h, j : j + w].to(x.dtype)
 
 
 class _Source:
@@ -250,23 +280,38 @@ class _Source:
         else:
             self.n = len(dataset)
 
-    def batches(self, gen: torch.Generator) -> Iterator[tuple[list[torch.Tensor] | None, dict, torch.Tensor,
-                                                            torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, gen: torch.Generator
+    ) -> Iterator[tuple[list[torch.Tensor] | None, dict, torch.Tensor, torch.Tensor, torch.Tensor]]:
         cfg = self.cfg
         if self.cached:
             while True:
                 idx = torch.randint(0, self.n, (min(cfg.batch_size, self.n),), generator=gen)
                 f = self.feats
-                yield ([t[idx].float() for t in f["tokens"]], {}, f["proprio"][idx], f["action"][idx],
-                       f["action_pad"][idx])
+                yield (
+                    [t[idx].float() for t in f["tokens"]],
+                    {},
+                    f["proprio"][idx],
+                    f["action"][idx],
+                    f["action_pad"][idx],
+                )
         while True:
-            dl = self.dataset.dataloader(batch_size=min(cfg.batch_size, self.n), shuffle=True,
-                                         num_workers=cfg.workers, drop_last=self.n >= cfg.batch_size,
-                                         generator=gen)
+            dl = self.dataset.dataloader(
+                batch_size=min(cfg.batch_size, self.n),
+                shuffle=True,
+                num_workers=cfg.workers,
+                drop_last=self.n >= cfg.batch_size,
+                generator=gen,
+            )
             for b in dl:
                 images = {c: _random_shift(b[f"images/{c}"][:, -1].contiguous(), 4) for c in self.policy.config.cameras}
-                yield None, {"images": images, "language": list(b["language"])}, b["proprio"][:, -1].float(), \
-                    b["action"].float(), b["action_pad"].bool()
+                yield (
+                    None,
+                    {"images": images, "language": list(b["language"])},
+                    b["proprio"][:, -1].float(),
+                    b["action"].float(),
+                    b["action_pad"].bool(),
+                )
 
 
 def _forward(policy: Policy, tokens, extra, proprio, device) -> torch.Tensor:
@@ -306,13 +351,28 @@ def _latest_checkpoint(out: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def _save_checkpoint(out: Path, policy: Policy, opt_: torch.optim.Optimizer, step: int, gen: torch.Generator,
-                     meta: dict[str, Any], keep: int) -> Path:
+def _save_checkpoint(
+    out: Path,
+    policy: Policy,
+    opt_: torch.optim.Optimizer,
+    step: int,
+    gen: torch.Generator,
+    meta: dict[str, Any],
+    keep: int,
+) -> Path:
     d = out / "checkpoints" / f"step_{step}"
     save_policy(policy, d, meta)
-    torch.save({"step": step, "optimizer": opt_.state_dict(), "torch_rng": torch.get_rng_state(),
-                "gen": gen.get_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate()},
-               d / "train_state.pt")
+    torch.save(
+        {
+            "step": step,
+            "optimizer": opt_.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "gen": gen.get_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        },
+        d / "train_state.pt",
+    )
     ckpts = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
     for old in ckpts[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -362,14 +422,21 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     size = next(iter(dataset.image_sizes.values()))
     pc.train_image_size = [int(size[0]), int(size[1])]
     policy = Policy(pc).to(device)
-    policy.set_normalization((dataset.action_norm.shift, dataset.action_norm.scale),
-                             (dataset.proprio_norm.shift, dataset.proprio_norm.scale))
+    policy.set_normalization(
+        (dataset.action_norm.shift, dataset.action_norm.scale), (dataset.proprio_norm.shift, dataset.proprio_norm.scale)
+    )
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out, "train")
     kind = "l1" if pc.head.name == "chunk" else "mse"
-    meta = {"train_data": [str(d) for d in cfg.data], "query": cfg.query, "split": cfg.split,
-            "train_episodes": len(train_paths), "val_episodes": len(val_paths), "loss": kind,
-            "train_config": to_dict(cfg)}
+    meta = {
+        "train_data": [str(d) for d in cfg.data],
+        "query": cfg.query,
+        "split": cfg.split,
+        "train_episodes": len(train_paths),
+        "val_episodes": len(val_paths),
+        "loss": kind,
+        "train_config": to_dict(cfg),
+    }
     source = _Source(policy, dataset, train_paths, cfg, "features (train)")
     val_source = None
     if val_paths:
@@ -416,8 +483,12 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             last_loss = loss_acc / n_acc
-            rec: dict[str, Any] = {"step": done, "loss": last_loss, "lr": opt_.param_groups[0]["lr"],
-                                   "time_s": round(time.perf_counter() - t0, 2)}
+            rec: dict[str, Any] = {
+                "step": done,
+                "loss": last_loss,
+                "lr": opt_.param_groups[0]["lr"],
+                "time_s": round(time.perf_counter() - t0, 2),
+            }
             if done % (cfg.log_every * 5) == 0 or done == cfg.steps:
                 rec["val_loss"] = _validate(policy, val_source, kind, device)
             history.append(rec)
@@ -437,5 +508,14 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     if history:
         plot_loss(history, out / "loss.png")
     val_loss = next((h["val_loss"] for h in reversed(history) if h.get("val_loss") is not None), None)
-    return TrainResult(out, out / "policy", cfg.steps, last_loss, val_loss, len(train_paths), len(val_paths),
-                       time.perf_counter() - t0, history)
+    return TrainResult(
+        out,
+        out / "policy",
+        cfg.steps,
+        last_loss,
+        val_loss,
+        len(train_paths),
+        len(val_paths),
+        time.perf_counter() - t0,
+        history,
+    )

@@ -13,12 +13,22 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ShardSource": "shards", "PrepareError": "shards",
-    "EpisodeSource": "episodes_source", "prepare_episodes": "episodes_source",
-    "prepare_ssv2": "ssv2", "read_labels": "ssv2",
-    "ClipTable": "sampling", "plan_epoch": "sampling", "quintets": "sampling", "FORMATS": "sampling",
-    "StateDataset": "datasets", "StateLanguageDataset": "datasets", "StateOKDataset": "datasets",
-    "GenStateOKDataset": "datasets", "QuintetDataset": "datasets", "dataset_for": "datasets",
+    "ShardSource": "shards",
+    "PrepareError": "shards",
+    "EpisodeSource": "episodes_source",
+    "prepare_episodes": "episodes_source",
+    "prepare_ssv2": "ssv2",
+    "read_labels": "ssv2",
+    "ClipTable": "sampling",
+    "plan_epoch": "sampling",
+    "quintets": "sampling",
+    "FORMATS": "sampling",
+    "StateDataset": "datasets",
+    "StateLanguageDataset": "datasets",
+    "StateOKDataset": "datasets",
+    "GenStateOKDataset": "datasets",
+    "QuintetDataset": "datasets",
+    "dataset_for": "datasets",
 }
 __all__ = sorted(_EXPORTS)
 

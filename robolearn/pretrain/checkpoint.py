@@ -60,8 +60,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict[str, Any], info: DistInfo,
-                    retention: Retention) -> Path:
+def save_checkpoint(
+    run_dir: Path, step: int, model: torch.nn.Module, state: dict[str, Any], info: DistInfo, retention: Retention
+) -> Path:
     """Collective: every rank must call it (each writes its RNG state). Returns the final folder."""
     final = checkpoint_dir(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
@@ -73,8 +74,9 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dic
     barrier(info)
     if info.is_main:
         net = unwrap(model)
-        save_file({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()},
-                  str(tmp / "model.safetensors"))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors")
+        )
         if hasattr(net, "config_dict"):
             (tmp / "config.json").write_text(json.dumps(net.config_dict(), indent=1))
         torch.save(state, tmp / "state.pt")
@@ -102,7 +104,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def prune(run_dir: Path, retention: Retention) -> list[Path]:
     """Delete checkpoints outside the retention policy; returns what was deleted."""
     found = complete_checkpoints(run_dir)
-    keep = set(found[-max(1, retention.keep_last):])
+    keep = set(found[-max(1, retention.keep_last) :])
     if retention.keep_every_epochs > 0:
         for p in found:
             meta = torch.load(p / "state.pt", map_location="cpu", weights_only=False)
@@ -125,12 +127,16 @@ def load_checkpoint(path: Path, model: torch.nn.Module, info: DistInfo) -> dict[
     net = unwrap(model)
     missing, unexpected = net.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}/model.safetensors does not match the model: missing keys {missing[:10]}, "
-                         f"unexpected keys {unexpected[:10]}")
+        raise ValueError(
+            f"{path}/model.safetensors does not match the model: missing keys {missing[:10]}, "
+            f"unexpected keys {unexpected[:10]}"
+        )
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     rng_file = path / f"rng-rank{info.rank}.pt"
     if not rng_file.exists():
-        raise FileNotFoundError(f"{rng_file}: no RNG state for rank {info.rank}; resume with the same world "
-                                f"size as the run that saved it ({state.get('world_size')})")
+        raise FileNotFoundError(
+            f"{rng_file}: no RNG state for rank {info.rank}; resume with the same world "
+            f"size as the run that saved it ({state.get('world_size')})"
+        )
     set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
     return state

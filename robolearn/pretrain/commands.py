@@ -16,8 +16,9 @@ from robolearn.pretrain.shards import PrepareError
 
 @dataclass
 class PrepareCommand:
-    source: Literal["ssv2", "episodes"] = opt("ssv2", help="ssv2: Something-Something-v2 layout; episodes: "
-                                              "robolearn episode files")
+    source: Literal["ssv2", "episodes"] = opt(
+        "ssv2", help="ssv2: Something-Something-v2 layout; episodes: robolearn episode files"
+    )
     out: Path | None = opt(None, help="output folder (shards, index.h5, report.json); re-runs resume here")
     videos: Path | None = opt(None, help="[ssv2] folder of <id>.webm clips")
     labels: Path | None = opt(None, help="[ssv2] train labels JSON (id, label, template, placeholders)")
@@ -55,21 +56,46 @@ def prepare(cfg: PrepareCommand) -> int:
     try:
         if cfg.out is None:
             raise PrepareError("--out is required (the output folder)")
-        common = dict(tokenizer=cfg.tokenizer, max_lang_len=cfg.max_lang_len, workers=cfg.workers,
-                      frames_per_shard=cfg.frames_per_shard, size=cfg.size, quality=cfg.quality,
-                      retry_failed=cfg.retry_failed, progress=_progress)
+        common = dict(
+            tokenizer=cfg.tokenizer,
+            max_lang_len=cfg.max_lang_len,
+            workers=cfg.workers,
+            frames_per_shard=cfg.frames_per_shard,
+            size=cfg.size,
+            quality=cfg.quality,
+            retry_failed=cfg.retry_failed,
+            progress=_progress,
+        )
         if cfg.source == "ssv2":
             if cfg.videos is None or cfg.labels is None:
-                raise PrepareError("--source ssv2 needs --videos DIR and --labels train.json (and usually "
-                                   "--validation validation.json)")
-            report = prepare_ssv2(cfg.videos, cfg.labels, cfg.validation, cfg.out, val_clips=cfg.val_clips,
-                                  limit=cfg.limit, ext=cfg.ext, **common)
+                raise PrepareError(
+                    "--source ssv2 needs --videos DIR and --labels train.json (and usually "
+                    "--validation validation.json)"
+                )
+            report = prepare_ssv2(
+                cfg.videos,
+                cfg.labels,
+                cfg.validation,
+                cfg.out,
+                val_clips=cfg.val_clips,
+                limit=cfg.limit,
+                ext=cfg.ext,
+                **common,
+            )
         elif cfg.source == "episodes":
             if cfg.episodes is None:
                 raise PrepareError("--source episodes needs --episodes DIR")
-            report = prepare_episodes(cfg.episodes, cfg.out, camera=cfg.camera or None, where=cfg.where or None,
-                                      val_fraction=cfg.val_fraction, split_name=cfg.split,
-                                      frame_stride=cfg.frame_stride, min_frames=cfg.min_frames, **common)
+            report = prepare_episodes(
+                cfg.episodes,
+                cfg.out,
+                camera=cfg.camera or None,
+                where=cfg.where or None,
+                val_fraction=cfg.val_fraction,
+                split_name=cfg.split,
+                frame_stride=cfg.frame_stride,
+                min_frames=cfg.min_frames,
+                **common,
+            )
         else:
             raise PrepareError(f"unknown --source {cfg.source!r}; expected ssv2 or episodes")
     except (PrepareError, FileNotFoundError) as e:
@@ -77,18 +103,25 @@ def prepare(cfg: PrepareCommand) -> int:
         return 2
     save_config(cfg, cfg.out, "prepare")
     run = report["this_run"]
-    print(f"{report['clips_in_index']} clips in {cfg.out}/index.h5 ({report['train']} train, {report['val']} val); "
-          f"this run: {run['written']} written, {run['skipped_done']} already done, {run['failed']} failed, "
-          f"{run['seconds']:.1f} s ({run['clips_per_s'] or 0} clips/s)")
+    print(
+        f"{report['clips_in_index']} clips in {cfg.out}/index.h5 ({report['train']} train, {report['val']} val); "
+        f"this run: {run['written']} written, {run['skipped_done']} already done, {run['failed']} failed, "
+        f"{run['seconds']:.1f} s ({run['clips_per_s'] or 0} clips/s)"
+    )
     if report["failed"]:
-        print(f"{len(report['failed'])} clips could not be decoded (listed in {cfg.out}/report.json); first: "
-              f"{report['failed'][0]['id']}: {report['failed'][0]['error']}", file=sys.stderr)
+        print(
+            f"{len(report['failed'])} clips could not be decoded (listed in {cfg.out}/report.json); first: "
+            f"{report['failed'][0]['id']}: {report['failed'][0]['error']}",
+            file=sys.stderr,
+        )
     if report["clips_in_index"] == 0:
         print(f"robolearn pretrain prepare: no usable clips in {cfg.out} (see report.json)", file=sys.stderr)
         return 1
     if report["truncated_captions"]:
-        print(f"{report['truncated_captions']} captions were longer than {cfg.max_lang_len} tokens and truncated",
-              file=sys.stderr)
+        print(
+            f"{report['truncated_captions']} captions were longer than {cfg.max_lang_len} tokens and truncated",
+            file=sys.stderr,
+        )
     return 0
 
 

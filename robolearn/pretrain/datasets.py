@@ -24,7 +24,8 @@ Validation datasets (split="val") always use the same plan.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -38,11 +39,15 @@ Normalization = Literal["imagenet", "0-255", "unit"]
 
 # model identifier -> (dataset class name, normalization)
 MODEL_DATASETS: dict[str, tuple[str, Normalization]] = {
-    "v-cond": ("StateLanguageDataset", "imagenet"), "v-cond-base": ("StateLanguageDataset", "imagenet"),
-    "v-dual": ("StateOKDataset", "imagenet"), "v-dual-base": ("StateOKDataset", "imagenet"),
-    "v-gen": ("GenStateOKDataset", "imagenet"), "v-gen-base": ("GenStateOKDataset", "imagenet"),
+    "v-cond": ("StateLanguageDataset", "imagenet"),
+    "v-cond-base": ("StateLanguageDataset", "imagenet"),
+    "v-dual": ("StateOKDataset", "imagenet"),
+    "v-dual-base": ("StateOKDataset", "imagenet"),
+    "v-gen": ("GenStateOKDataset", "imagenet"),
+    "v-gen-base": ("GenStateOKDataset", "imagenet"),
     "r-mvp": ("StateDataset", "imagenet"),
-    "r-r3m-vit": ("QuintetDataset", "0-255"), "r-r3m-rn50": ("QuintetDataset", "0-255"),
+    "r-r3m-vit": ("QuintetDataset", "0-255"),
+    "r-r3m-rn50": ("QuintetDataset", "0-255"),
 }
 
 
@@ -57,8 +62,9 @@ def _as_sources(sources: Any) -> tuple[list[ClipSource], list[float] | None]:
         return [s for s, _ in items], [float(w) for _, w in items]
     for x in items:
         if not hasattr(x, "table"):
-            raise TypeError("expected clip sources (with .table and .read_frames) or (source, weight) pairs, "
-                            f"got {x!r:.80}")
+            raise TypeError(
+                f"expected clip sources (with .table and .read_frames) or (source, weight) pairs, got {x!r:.80}"
+            )
     return items, None
 
 
@@ -68,10 +74,19 @@ class ClipDataset(torch.utils.data.Dataset):
     format: ClassVar[str] = "state"
     language: ClassVar[bool] = False
 
-    def __init__(self, sources: Any, split: str = "train", image_size: int = 224,
-                 normalization: Normalization = "imagenet", seed: int = 21, epoch: int = 0,
-                 epoch_size: int | None = None, lang_dropout: float = 0.0, gen_ratio: float = 0.0,
-                 features: Any = None):
+    def __init__(
+        self,
+        sources: Any,
+        split: str = "train",
+        image_size: int = 224,
+        normalization: Normalization = "imagenet",
+        seed: int = 21,
+        epoch: int = 0,
+        epoch_size: int | None = None,
+        lang_dropout: float = 0.0,
+        gen_ratio: float = 0.0,
+        features: Any = None,
+    ):
         check_format(self.format)
         split_code(split)
         if normalization not in ("imagenet", "0-255", "unit"):
@@ -83,8 +98,10 @@ class ClipDataset(torch.utils.data.Dataset):
         lens = {t.max_lang_len for t in tables}
         cls_ids = {t.cls_token_id for t in tables}
         if len(lens) > 1 or len(cls_ids) > 1:
-            raise ValueError(f"sources disagree on the language format: max_lang_len {sorted(lens)}, [CLS] id "
-                             f"{sorted(cls_ids)}; tokenise every source with the same tokenizer and length")
+            raise ValueError(
+                f"sources disagree on the language format: max_lang_len {sorted(lens)}, [CLS] id "
+                f"{sorted(cls_ids)}; tokenise every source with the same tokenizer and length"
+            )
         self.split, self.image_size, self.normalization = split, image_size, normalization
         self.seed, self.epoch_size = seed, epoch_size
         self.lang_dropout, self.gen_ratio = lang_dropout, gen_ratio
@@ -115,8 +132,17 @@ class ClipDataset(torch.utils.data.Dataset):
     def plan(self) -> EpochPlan:
         e = VAL_EPOCH if self.split == "val" else self.epoch
         if self._plan is None or self._plan.epoch != e:
-            self._plan = plan_epoch([s.table for s in self.sources], self.format, self.split, self.seed, e,
-                                    self.weights, self.epoch_size, self.lang_dropout, self.gen_ratio)
+            self._plan = plan_epoch(
+                [s.table for s in self.sources],
+                self.format,
+                self.split,
+                self.seed,
+                e,
+                self.weights,
+                self.epoch_size,
+                self.lang_dropout,
+                self.gen_ratio,
+            )
         return self._plan
 
     def __len__(self) -> int:
@@ -130,7 +156,7 @@ class ClipDataset(torch.utils.data.Dataset):
             h, w = img.shape[:2]
             if h != w:
                 s = min(h, w)
-                img = img[(h - s) // 2: (h - s) // 2 + s, (w - s) // 2: (w - s) // 2 + s]
+                img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
             out.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
         x = torch.stack(out)
         if x.shape[-1] != self.image_size:
@@ -172,8 +198,14 @@ class ClipDataset(torch.utils.data.Dataset):
         """Which clip and frames example i uses (for debugging and tests)."""
         plan, s, c, frames = self._example(i)
         t = self.sources[s].table
-        return {"source": t.name, "clip": t.ids[c], "frames": frames.tolist(), "caption": t.captions[c],
-                "drop_language": bool(plan.drop_language[i]), "generate": bool(plan.generate[i])}
+        return {
+            "source": t.name,
+            "clip": t.ids[c],
+            "frames": frames.tolist(),
+            "caption": t.captions[c],
+            "drop_language": bool(plan.drop_language[i]),
+            "generate": bool(plan.generate[i]),
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -229,8 +261,9 @@ class QuintetDataset(ClipDataset):
     language = True
 
 
-DATASETS: dict[str, type[ClipDataset]] = {c.__name__: c for c in (StateDataset, StateLanguageDataset, StateOKDataset,
-                                                                    GenStateOKDataset, QuintetDataset)}
+DATASETS: dict[str, type[ClipDataset]] = {
+    c.__name__: c for c in (StateDataset, StateLanguageDataset, StateOKDataset, GenStateOKDataset, QuintetDataset)
+}
 
 
 def dataset_for(model: str, sources: Any, split: str = "train", **kw: Any) -> ClipDataset:

@@ -88,10 +88,10 @@ class ResumableSampler(torch.utils.data.Sampler[int]):
         else:
             order = list(range(self.size))
         n = self.per_rank()
-        return order[self.rank * n:(self.rank + 1) * n]
+        return order[self.rank * n : (self.rank + 1) * n]
 
     def __iter__(self):
-        return iter(self.indices()[self.start:])
+        return iter(self.indices()[self.start :])
 
     def __len__(self) -> int:
         return self.per_rank() - self.start

@@ -26,17 +26,27 @@ import functools
 import hashlib
 import os
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.pretrain.sampling import MIN_FRAMES, SPLITS, ClipTable
-from robolearn.pretrain.shards import (ClipRecord, ClipResult, ClipTask, PrepareError, WriteStats, finish_prepare,
-                                       load_tokenizer, output_lock, tokenize,
-                                       write_shards)
+from robolearn.pretrain.shards import (
+    ClipRecord,
+    ClipResult,
+    ClipTask,
+    PrepareError,
+    WriteStats,
+    finish_prepare,
+    load_tokenizer,
+    output_lock,
+    tokenize,
+    write_shards,
+)
 from robolearn.pretrain.ssv2 import scaled_center_crop
 
 
@@ -91,9 +101,14 @@ def _val_paths(root: Path, split_name: str | None) -> set[str] | None:
     return {str(p.resolve()) for p in read_split(root, split_name, "val")}
 
 
-def episode_clips(path: Path, cameras: Sequence[str] | None, frame_stride: int = 1, min_frames: int = MIN_FRAMES,
-                  split: str | Callable[[str], str] = "train", root: Path | None = None
-                  ) -> tuple[list[EpisodeClip], int]:
+def episode_clips(
+    path: Path,
+    cameras: Sequence[str] | None,
+    frame_stride: int = 1,
+    min_frames: int = MIN_FRAMES,
+    split: str | Callable[[str], str] = "train",
+    root: Path | None = None,
+) -> tuple[list[EpisodeClip], int]:
     """The clips of one episode (one per instruction run and camera) and how many runs were too short.
     `split`: "train" | "val", or a function of the episode's uuid that returns one."""
     with Episode(path) as ep:
@@ -119,14 +134,19 @@ def episode_clips(path: Path, cameras: Sequence[str] | None, frame_stride: int =
             continue
         for cam in use:
             cid = f"{uid}/{cam}/{r}"
-            clips.append(EpisodeClip(cid, str(path), cam, int(a), int(b), frame_stride, instructions[active[a]],
-                                     side))
+            clips.append(EpisodeClip(cid, str(path), cam, int(a), int(b), frame_stride, instructions[active[a]], side))
     return clips, short
 
 
-def collect_clips(root: str | Path, camera: str | Sequence[str] | None = None, where: Sequence[str] | None = None,
-                  val_fraction: float = 0.0, split_name: str | None = None, frame_stride: int = 1,
-                  min_frames: int = MIN_FRAMES) -> tuple[list[EpisodeClip], int]:
+def collect_clips(
+    root: str | Path,
+    camera: str | Sequence[str] | None = None,
+    where: Sequence[str] | None = None,
+    val_fraction: float = 0.0,
+    split_name: str | None = None,
+    frame_stride: int = 1,
+    min_frames: int = MIN_FRAMES,
+) -> tuple[list[EpisodeClip], int]:
     """Every clip of the selected episodes (sorted by file), and the number of runs too short to use."""
     if frame_stride < 1:
         raise PrepareError(f"frame_stride must be >= 1, got {frame_stride}")
@@ -151,30 +171,52 @@ def collect_clips(root: str | Path, camera: str | Sequence[str] | None = None, w
     first: dict[str, str] = {}
     for c in clips:
         if first.setdefault(c.id, c.path) != c.path:
-            raise PrepareError(f"{c.path}: attrs/uuid: the same uuid as {first[c.id]} (a copied episode file?); "
-                               "clip ids must be unique: remove the copy or filter it out with where=")
+            raise PrepareError(
+                f"{c.path}: attrs/uuid: the same uuid as {first[c.id]} (a copied episode file?); "
+                "clip ids must be unique: remove the copy or filter it out with where="
+            )
     return clips, short
 
 
 class EpisodeSource:
     """Clips of robolearn episodes, read from the episode files at train time (a ClipSource)."""
 
-    def __init__(self, root: str | Path, camera: str | Sequence[str] | None = None, tokenizer: Any = None,
-                 max_lang_len: int = 20, where: Sequence[str] | None = None, val_fraction: float = 0.0,
-                 split_name: str | None = None, frame_stride: int = 1, min_frames: int = MIN_FRAMES,
-                 size: int | None = None, name: str = "episodes", max_open: int = 32):
+    def __init__(
+        self,
+        root: str | Path,
+        camera: str | Sequence[str] | None = None,
+        tokenizer: Any = None,
+        max_lang_len: int = 20,
+        where: Sequence[str] | None = None,
+        val_fraction: float = 0.0,
+        split_name: str | None = None,
+        frame_stride: int = 1,
+        min_frames: int = MIN_FRAMES,
+        size: int | None = None,
+        name: str = "episodes",
+        max_open: int = 32,
+    ):
         self.root = Path(root)
-        self.clips, self.skipped = collect_clips(root, camera, where, val_fraction, split_name, frame_stride,
-                                                 min_frames)
+        self.clips, self.skipped = collect_clips(
+            root, camera, where, val_fraction, split_name, frame_stride, min_frames
+        )
         tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
         if tok is None:
             raise PrepareError("EpisodeSource needs a tokenizer (a local folder, a hub id, or a tokenizer object)")
         captions = [c.caption for c in self.clips]
         t = tokenize(captions, tok, max_lang_len)
         self.truncated = int(t.truncated().sum())
-        self.table = ClipTable(name, [c.id for c in self.clips], captions, np.array([c.n_frames for c in self.clips]),
-                               np.array([SPLITS[c.split] for c in self.clips]), t.input_ids, t.attention_mask,
-                               t.cls_token_id, t.pad_token_id)
+        self.table = ClipTable(
+            name,
+            [c.id for c in self.clips],
+            captions,
+            np.array([c.n_frames for c in self.clips]),
+            np.array([SPLITS[c.split] for c in self.clips]),
+            t.input_ids,
+            t.attention_mask,
+            t.cls_token_id,
+            t.pad_token_id,
+        )
         self.size, self.max_open = size, max_open
         self._pid = -1
         self._open: OrderedDict[str, Episode] = OrderedDict()
@@ -230,34 +272,77 @@ def episode_task(task: ClipTask, size: int, quality: int) -> ClipResult:
             for t in range(c.start, c.stop, c.stride):
                 img = ep.frame(c.camera, t)
                 hw = img.shape[:2]
-                frames.append(simplejpeg.encode_jpeg(scaled_center_crop(img, size), quality=quality,
-                                                     colorspace="RGB"))
+                frames.append(simplejpeg.encode_jpeg(scaled_center_crop(img, size), quality=quality, colorspace="RGB"))
             fps = float(ep.attrs.get("control_hz", 0.0)) / c.stride
     except Exception as e:  # noqa: BLE001 (a damaged episode must not stop the run)
         return ClipResult(task.id, task.split, error=f"{type(e).__name__}: {str(e)[:300]}")
     return ClipResult(task.id, task.split, frames, fps, (int(hw[0]), int(hw[1])))
 
 
-def prepare_episodes(episodes: str | Path, out: str | Path, camera: str | Sequence[str] | None = None,
-                     tokenizer: str = "distilbert-base-uncased", max_lang_len: int = 20, workers: int = 0,
-                     frames_per_shard: int = 8192, size: int = 240, quality: int = 90,
-                     where: Sequence[str] | None = None, val_fraction: float = 0.0, split_name: str | None = None,
-                     frame_stride: int = 1, min_frames: int = MIN_FRAMES, retry_failed: bool = False,
-                     start_method: str | None = "spawn", progress: Callable[[int, int], None] | None = None,
-                     on_shard: Callable[[str, WriteStats], None] | None = None) -> dict[str, Any]:
+def prepare_episodes(
+    episodes: str | Path,
+    out: str | Path,
+    camera: str | Sequence[str] | None = None,
+    tokenizer: str = "distilbert-base-uncased",
+    max_lang_len: int = 20,
+    workers: int = 0,
+    frames_per_shard: int = 8192,
+    size: int = 240,
+    quality: int = 90,
+    where: Sequence[str] | None = None,
+    val_fraction: float = 0.0,
+    split_name: str | None = None,
+    frame_stride: int = 1,
+    min_frames: int = MIN_FRAMES,
+    retry_failed: bool = False,
+    start_method: str | None = "spawn",
+    progress: Callable[[int, int], None] | None = None,
+    on_shard: Callable[[str, WriteStats], None] | None = None,
+) -> dict[str, Any]:
     """Export episode clips into the shard format (read back with ShardSource); returns the report."""
     tok = load_tokenizer(tokenizer)
     clips, short = collect_clips(episodes, camera, where, val_fraction, split_name, frame_stride, min_frames)
     clips = sorted(clips, key=lambda c: c.split != "val")  # validation first, like SSv2 (stable otherwise)
     tasks = [ClipTask(c.id, c.split, c) for c in clips]
     root = Path(episodes)
-    records = [ClipRecord(c.id, c.split, c.caption, extra={
-        "episode": Path(c.path).relative_to(root).as_posix() if root.is_dir() else c.path, "camera": c.camera,
-        "start": c.start, "stop": c.stop, "stride": c.stride}) for c in clips]
+    records = [
+        ClipRecord(
+            c.id,
+            c.split,
+            c.caption,
+            extra={
+                "episode": Path(c.path).relative_to(root).as_posix() if root.is_dir() else c.path,
+                "camera": c.camera,
+                "start": c.start,
+                "stop": c.stop,
+                "stride": c.stride,
+            },
+        )
+        for c in clips
+    ]
     worker = functools.partial(episode_task, size=size, quality=quality)
     attrs = {"source": "episodes", "encoding": "jpeg", "size": size, "quality": quality}
     with output_lock(out):
-        stats = write_shards(out, tasks, worker, attrs, workers, frames_per_shard, retry_failed, start_method,
-                             on_shard=on_shard, progress=progress)
-        return finish_prepare(Path(out), "episodes", records, stats, tok, tokenizer, max_lang_len, attrs,
-                              {"short_runs_skipped": short, "episodes_root": str(episodes)})
+        stats = write_shards(
+            out,
+            tasks,
+            worker,
+            attrs,
+            workers,
+            frames_per_shard,
+            retry_failed,
+            start_method,
+            on_shard=on_shard,
+            progress=progress,
+        )
+        return finish_prepare(
+            Path(out),
+            "episodes",
+            records,
+            stats,
+            tok,
+            tokenizer,
+            max_lang_len,
+            attrs,
+            {"short_runs_skipped": short, "episodes_root": str(episodes)},
+        )

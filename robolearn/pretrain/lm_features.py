@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,8 +62,10 @@ class FeatureStore:
         try:
             row = self._index[key]
         except KeyError:
-            raise KeyError(f"{self.folder}: caption ids {np.asarray(ids).tolist()} are not in the LM feature store; "
-                           "rebuild it for these sources (delete the folder)") from None
+            raise KeyError(
+                f"{self.folder}: caption ids {np.asarray(ids).tolist()} are not in the LM feature store; "
+                "rebuild it for these sources (delete the folder)"
+            ) from None
         return torch.from_numpy(np.asarray(self._array()[row], dtype=np.float32))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -81,8 +84,14 @@ def _distinct_rows(tables: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
 
 
-def build_feature_store(tables: Sequence[Any], language_model: Any, folder: str | Path, batch: int = 256,
-                        device: str | torch.device = "cpu", progress: bool = True) -> FeatureStore:
+def build_feature_store(
+    tables: Sequence[Any],
+    language_model: Any,
+    folder: str | Path,
+    batch: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> FeatureStore:
     """Compute (or reuse) the features of every distinct caption of `tables` (ClipTables of the sources).
 
     `language_model` is a robolearn.encoders.LanguageModel (or anything with `.model` and `.name_or_path`)."""
@@ -105,12 +114,22 @@ def build_feature_store(tables: Sequence[Any], language_model: Any, folder: str 
     out = np.lib.format.open_memmap(folder / FEATURES, mode="w+", dtype=np.float16, shape=(len(ids), ids.shape[1], dim))
     with torch.no_grad():
         for start in tqdm(range(0, len(ids), batch), desc="LM features", disable=not progress, leave=False):
-            i = torch.from_numpy(ids[start:start + batch]).to(device)
-            m = torch.from_numpy(mask[start:start + batch]).to(device)
-            out[start:start + len(i)] = model(input_ids=i, attention_mask=m).last_hidden_state.float().cpu().numpy()
+            i = torch.from_numpy(ids[start : start + batch]).to(device)
+            m = torch.from_numpy(mask[start : start + batch]).to(device)
+            out[start : start + len(i)] = model(input_ids=i, attention_mask=m).last_hidden_state.float().cpu().numpy()
     out.flush()
     del out
     np.save(folder / KEYS, np.stack([ids, mask], axis=1).astype(np.int32))
-    write_text_atomic(meta_path, json.dumps({"language_model": name, "length": int(ids.shape[1]), "dim": dim,
-                                             "count": int(len(ids)), "dtype": "float16"}))
+    write_text_atomic(
+        meta_path,
+        json.dumps(
+            {
+                "language_model": name,
+                "length": int(ids.shape[1]),
+                "dim": dim,
+                "count": int(len(ids)),
+                "dtype": "float16",
+            }
+        ),
+    )
     return FeatureStore(folder)

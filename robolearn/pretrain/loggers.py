@@ -15,8 +15,14 @@ from typing import Any
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = False,
-                 wandb_project: str | None = None, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        enabled: bool = True,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.run_dir, self.enabled = Path(run_dir), enabled
         self.path = self.run_dir / "metrics.jsonl"
         self._tb: Any = None
@@ -60,10 +66,11 @@ def _start_wandb(run_dir: Path, project: str, config: dict[str, Any]) -> Any:
     try:
         import wandb
     except ImportError as e:
-        raise ImportError("--train.wandb-project needs the wandb package: pip install wandb (WANDB_MODE=offline "
-                          "logs without a network; `wandb sync` uploads later)") from e
+        raise ImportError(
+            "--train.wandb-project needs the wandb package: pip install wandb (WANDB_MODE=offline "
+            "logs without a network; `wandb sync` uploads later)"
+        ) from e
     id_file = run_dir / "wandb_id.txt"
     run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
     id_file.write_text(run_id + "\n")
-    return wandb.init(project=project, id=run_id, resume="allow", dir=str(run_dir), config=config,
-                      name=run_dir.name)
+    return wandb.init(project=project, id=run_id, resume="allow", dir=str(run_dir), config=config, name=run_dir.name)

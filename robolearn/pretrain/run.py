@@ -29,21 +29,27 @@ class PretrainCommand:
     """`robolearn pretrain`'s config: the model, its data sources and the training loop (`train`)."""
 
     model: str = opt("v-cond", help="encoder id (robolearn encoders list), e.g. v-cond, v-gen, r-mvp, r-r3m-vit")
-    data: list[str] = opt(default_factory=list, help="prepared shard folders (robolearn pretrain prepare), "
-                                                      "each DIR or DIR:WEIGHT")
-    episodes: list[str] = opt(default_factory=list, help="robolearn episode datasets read directly, each DIR or "
-                                                          "DIR:WEIGHT")
+    data: list[str] = opt(
+        default_factory=list, help="prepared shard folders (robolearn pretrain prepare), each DIR or DIR:WEIGHT"
+    )
+    episodes: list[str] = opt(
+        default_factory=list, help="robolearn episode datasets read directly, each DIR or DIR:WEIGHT"
+    )
     episodes_camera: str = opt("", help="camera of the episode clips (default: every camera)")
     run_dir: Path = opt(Path("runs/pretrain"), help="checkpoints, metrics.jsonl and the saved config go here")
-    language_model: str = opt("distilbert-base-uncased", help="frozen LM: HF hub id or local folder (offline "
-                                                              "machines: a local folder)")
+    language_model: str = opt(
+        "distilbert-base-uncased", help="frozen LM: HF hub id or local folder (offline machines: a local folder)"
+    )
     image_size: int = opt(224, help="model input size")
     model_overrides: str = opt("", help="JSON of encoder config overrides, e.g. '{\"mask_ratio\": 0.9}'")
     lang_dropout: float = opt(0.0, help="per-epoch language dropout (data side)")
     gen_ratio: float = opt(0.5, help="V-Gen: fraction of generation examples")
     validate: bool = opt(True, help="validation loss each epoch (when the sources have a validation split)")
-    lm_features: bool = opt(True, help="run the frozen LM once per distinct caption before training and read "
-                                       "the features from disk (run_dir/lm_features) instead of every step")
+    lm_features: bool = opt(
+        True,
+        help="run the frozen LM once per distinct caption before training and read "
+        "the features from disk (run_dir/lm_features) instead of every step",
+    )
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -64,8 +70,9 @@ def build_sources(cfg: PretrainCommand) -> Any:
         sources.append((ShardSource(path), w))
     for spec in cfg.episodes:
         path, w = _weighted(spec)
-        sources.append((EpisodeSource(path, camera=cfg.episodes_camera or None, tokenizer=cfg.language_model,
-                                      val_fraction=0.1), w))
+        sources.append(
+            (EpisodeSource(path, camera=cfg.episodes_camera or None, tokenizer=cfg.language_model, val_fraction=0.1), w)
+        )
     if not sources:
         raise ValueError("no training data: give --data (prepared clips) and/or --episodes (episode datasets)")
     weights = [w for _, w in sources]
@@ -78,6 +85,7 @@ def build_sources(cfg: PretrainCommand) -> Any:
 
 def build_model(cfg: PretrainCommand) -> torch.nn.Module:
     from robolearn.encoders import build
+
     try:
         overrides = json.loads(cfg.model_overrides) if cfg.model_overrides else {}
     except json.JSONDecodeError as e:
@@ -129,17 +137,20 @@ def pretrain(cfg: PretrainCommand) -> int:
         if info.is_main:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, cfg.run_dir, "pretrain")
-            print(f"pretraining {cfg.model} ({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} "
-                  f"M trainable parameters) on {len(train_set)} examples per epoch"
-                  + (f", {len(val_set)} validation" if val_set is not None else "")
-                  + f", {info.world_size} process(es), device {info.device}")
-        trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, info, val_set=val_set,
-                          on_epoch=train_set.set_epoch)
+            print(
+                f"pretraining {cfg.model} ({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} "
+                f"M trainable parameters) on {len(train_set)} examples per epoch"
+                + (f", {len(val_set)} validation" if val_set is not None else "")
+                + f", {info.world_size} process(es), device {info.device}"
+            )
+        trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, info, val_set=val_set, on_epoch=train_set.set_epoch)
         result = trainer.fit()
         if info.is_main:
             last = result.last_checkpoint
-            print(f"done: {result.steps} optimizer steps, {result.epochs_done} epochs; last checkpoint {last} "
-                  f"(robolearn.encoders.load('{last}'))")
+            print(
+                f"done: {result.steps} optimizer steps, {result.epochs_done} epochs; last checkpoint {last} "
+                f"(robolearn.encoders.load('{last}'))"
+            )
     finally:
         shutdown(info)
     return 0

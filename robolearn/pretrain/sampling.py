@@ -27,8 +27,9 @@ seeded draws of exactly round(p * E) examples. Validation plans use a fixed epoc
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -50,9 +51,18 @@ class ClipTable:
     ids/captions: lists of str; n_frames, split (0 train, 1 val), key (uint64 stable hash): (N,) arrays;
     input_ids/attention_mask: (N, L) int64 tokenised captions padded to L = max_lang_len."""
 
-    def __init__(self, name: str, ids: Sequence[str], captions: Sequence[str], n_frames: np.ndarray,
-                 split: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray, cls_token_id: int = 101,
-                 pad_token_id: int = 0):
+    def __init__(
+        self,
+        name: str,
+        ids: Sequence[str],
+        captions: Sequence[str],
+        n_frames: np.ndarray,
+        split: np.ndarray,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        cls_token_id: int = 101,
+        pad_token_id: int = 0,
+    ):
         self.name = name
         self.ids, self.captions = list(ids), list(captions)
         self.n_frames = np.asarray(n_frames, np.int64)
@@ -61,19 +71,27 @@ class ClipTable:
         self.attention_mask = np.asarray(attention_mask, np.int64)
         self.cls_token_id, self.pad_token_id = int(cls_token_id), int(pad_token_id)
         n = len(self.ids)
-        for arr, what in ((self.n_frames, "n_frames"), (self.split, "split"), (self.input_ids, "input_ids"),
-                          (self.attention_mask, "attention_mask")):
+        for arr, what in (
+            (self.n_frames, "n_frames"),
+            (self.split, "split"),
+            (self.input_ids, "input_ids"),
+            (self.attention_mask, "attention_mask"),
+        ):
             if arr.shape[0] != n:
                 raise ValueError(f"clip table {name!r}: {what} has {arr.shape[0]} rows, expected {n} (one per clip)")
         if len(self.captions) != n:
             raise ValueError(f"clip table {name!r}: {len(self.captions)} captions for {n} clips")
         if self.input_ids.ndim != 2 or self.input_ids.shape != self.attention_mask.shape:
-            raise ValueError(f"clip table {name!r}: input_ids {self.input_ids.shape} and attention_mask "
-                             f"{self.attention_mask.shape} must both be (N, max_lang_len)")
+            raise ValueError(
+                f"clip table {name!r}: input_ids {self.input_ids.shape} and attention_mask "
+                f"{self.attention_mask.shape} must both be (N, max_lang_len)"
+            )
         if n and self.n_frames.min() < MIN_FRAMES:
             bad = int(np.argmin(self.n_frames))
-            raise ValueError(f"clip table {name!r}: clip {self.ids[bad]!r} has {self.n_frames[bad]} frames; "
-                             f"a quintet needs at least {MIN_FRAMES}")
+            raise ValueError(
+                f"clip table {name!r}: clip {self.ids[bad]!r} has {self.n_frames[bad]} frames; "
+                f"a quintet needs at least {MIN_FRAMES}"
+            )
         self.key = clip_keys(name, self.ids)
 
     def __len__(self) -> int:
@@ -237,9 +255,17 @@ def _take(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([rng.permutation(n) for _ in range(reps)])[:count] if reps else np.zeros(0, np.int64)
 
 
-def plan_epoch(tables: Sequence[ClipTable], fmt: str, split: str = "train", seed: int = 0, epoch: int = 0,
-               weights: Sequence[float] | None = None, epoch_size: int | None = None, lang_dropout: float = 0.0,
-               gen_ratio: float = 0.0) -> EpochPlan:
+def plan_epoch(
+    tables: Sequence[ClipTable],
+    fmt: str,
+    split: str = "train",
+    seed: int = 0,
+    epoch: int = 0,
+    weights: Sequence[float] | None = None,
+    epoch_size: int | None = None,
+    lang_dropout: float = 0.0,
+    gen_ratio: float = 0.0,
+) -> EpochPlan:
     """The examples of one epoch for one split of one or more sources (see the module doc).
 
     One source, no weights: every example of the epoch, clip-major. Several sources (or weights): a weighted

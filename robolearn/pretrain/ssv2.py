@@ -16,16 +16,26 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
-from robolearn.pretrain.shards import (ClipRecord, ClipResult, ClipTask, PrepareError, WriteStats, finish_prepare,
-                                       load_tokenizer, output_lock, write_shards)
 from robolearn.pretrain.sampling import MIN_FRAMES
+from robolearn.pretrain.shards import (
+    ClipRecord,
+    ClipResult,
+    ClipTask,
+    PrepareError,
+    WriteStats,
+    finish_prepare,
+    load_tokenizer,
+    output_lock,
+    write_shards,
+)
 
 LABEL_FIELDS = ("id", "label", "template", "placeholders")
 
@@ -48,8 +58,9 @@ def read_labels(path: str | Path) -> list[LabelEntry]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PrepareError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, list):
-        raise PrepareError(f"{path}: expected a JSON list of {{{', '.join(LABEL_FIELDS)}}} objects, "
-                           f"got {type(data).__name__}")
+        raise PrepareError(
+            f"{path}: expected a JSON list of {{{', '.join(LABEL_FIELDS)}}} objects, got {type(data).__name__}"
+        )
     out = []
     for i, e in enumerate(data):
         where = f"{path}: entry {i}"
@@ -58,9 +69,11 @@ def read_labels(path: str | Path) -> list[LabelEntry]:
         missing = [k for k in LABEL_FIELDS if k not in e]
         if missing:
             cid = f" (id {e['id']!r})" if "id" in e else ""
-            raise PrepareError(f"{where}{cid}: missing field{'s' if len(missing) > 1 else ''} "
-                               f"{', '.join(map(repr, missing))}; expected {', '.join(LABEL_FIELDS)} "
-                               "(the Something-Something-v2 layout)")
+            raise PrepareError(
+                f"{where}{cid}: missing field{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(map(repr, missing))}; expected {', '.join(LABEL_FIELDS)} "
+                "(the Something-Something-v2 layout)"
+            )
         cid, label, template, ph = e["id"], e["label"], e["template"], e["placeholders"]
         if isinstance(cid, bool) or not isinstance(cid, (str, int)) or str(cid).strip() == "":
             raise PrepareError(f"{where}: field 'id' must be a non-empty string, got {cid!r}")
@@ -84,7 +97,7 @@ def scaled_center_crop(img: np.ndarray, size: int) -> np.ndarray:
         if (nh, nw) != (h, w):
             img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
         y, x = (nh - size) // 2, (nw - size) // 2
-        img = img[y: y + size, x: x + size]
+        img = img[y : y + size, x : x + size]
     return np.ascontiguousarray(img)
 
 
@@ -116,8 +129,9 @@ def decode_task(task: ClipTask, size: int, quality: int, min_frames: int = MIN_F
     except Exception as e:  # noqa: BLE001 (PyAV raises many error types; a bad clip must not stop the run)
         return ClipResult(task.id, task.split, error=f"{type(e).__name__}: {str(e)[:300]}")
     if len(frames) < min_frames:
-        return ClipResult(task.id, task.split, error=f"only {len(frames)} frames decoded; a clip needs at least "
-                          f"{min_frames}")
+        return ClipResult(
+            task.id, task.split, error=f"only {len(frames)} frames decoded; a clip needs at least {min_frames}"
+        )
     return ClipResult(task.id, task.split, frames, fps, hw)
 
 
@@ -134,13 +148,21 @@ def list_videos(videos: str | Path, ext: str = "webm") -> dict[str, Path]:
             if e.name.endswith(suffix) and e.is_file():
                 found[e.name[: -len(suffix)]] = Path(e.path)
     if not found:
-        raise PrepareError(f"{videos}: empty source: no *{suffix} files (expected <id>{suffix} per clip, the "
-                           "Something-Something-v2 layout)")
+        raise PrepareError(
+            f"{videos}: empty source: no *{suffix} files (expected <id>{suffix} per clip, the "
+            "Something-Something-v2 layout)"
+        )
     return found
 
 
-def ssv2_tasks(videos: str | Path, labels: str | Path, validation: str | Path | None, val_clips: int = 1000,
-               limit: int | None = None, ext: str = "webm") -> tuple[list[ClipTask], list[ClipRecord], list[str]]:
+def ssv2_tasks(
+    videos: str | Path,
+    labels: str | Path,
+    validation: str | Path | None,
+    val_clips: int = 1000,
+    limit: int | None = None,
+    ext: str = "webm",
+) -> tuple[list[ClipTask], list[ClipRecord], list[str]]:
     """Tasks (validation first, then train), index records, and the labelled ids that have no video."""
     train = read_labels(labels)
     if limit is not None and limit >= 0:
@@ -149,7 +171,7 @@ def ssv2_tasks(videos: str | Path, labels: str | Path, validation: str | Path | 
     if not train and not val:
         raise PrepareError(f"{labels}: empty source: no labelled clips")
     seen: dict[str, str] = {}
-    for split, src, entries in (("val", validation, val), ("train", labels, train)):
+    for _split, src, entries in (("val", validation, val), ("train", labels, train)):
         for i, e in enumerate(entries):
             if e.id in seen:
                 raise PrepareError(f"{src}: entry {i}: clip id {e.id!r} appears twice (first in {seen[e.id]})")
@@ -164,17 +186,32 @@ def ssv2_tasks(videos: str | Path, labels: str | Path, validation: str | Path | 
             else:
                 missing.append(e.id)
     if not tasks:
-        raise PrepareError(f"{videos}: none of the {len(records)} labelled clips has a video "
-                           f"(expected {Path(videos) / ('<id>.' + ext)})")
+        raise PrepareError(
+            f"{videos}: none of the {len(records)} labelled clips has a video "
+            f"(expected {Path(videos) / ('<id>.' + ext)})"
+        )
     return tasks, records, missing
 
 
-def prepare_ssv2(videos: str | Path, labels: str | Path, validation: str | Path | None, out: str | Path,
-                 tokenizer: str = "distilbert-base-uncased", max_lang_len: int = 20, workers: int = 0,
-                 frames_per_shard: int = 8192, size: int = 240, quality: int = 90, val_clips: int = 1000,
-                 limit: int | None = None, retry_failed: bool = False, ext: str = "webm",
-                 start_method: str | None = "spawn", progress: Callable[[int, int], None] | None = None,
-                 on_shard: Callable[[str, WriteStats], None] | None = None) -> dict[str, Any]:
+def prepare_ssv2(
+    videos: str | Path,
+    labels: str | Path,
+    validation: str | Path | None,
+    out: str | Path,
+    tokenizer: str = "distilbert-base-uncased",
+    max_lang_len: int = 20,
+    workers: int = 0,
+    frames_per_shard: int = 8192,
+    size: int = 240,
+    quality: int = 90,
+    val_clips: int = 1000,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    ext: str = "webm",
+    start_method: str | None = "spawn",
+    progress: Callable[[int, int], None] | None = None,
+    on_shard: Callable[[str, WriteStats], None] | None = None,
+) -> dict[str, Any]:
     """Decode an SSv2-layout source into `out` (shards + index.h5 + report.json); returns the report."""
     if size < 1:
         raise PrepareError(f"size must be >= 1, got {size}")
@@ -183,7 +220,26 @@ def prepare_ssv2(videos: str | Path, labels: str | Path, validation: str | Path 
     worker = functools.partial(decode_task, size=size, quality=quality)
     attrs = {"source": "ssv2", "encoding": "jpeg", "size": size, "quality": quality}
     with output_lock(out):
-        stats = write_shards(out, tasks, worker, attrs, workers, frames_per_shard, retry_failed, start_method,
-                             on_shard=on_shard, progress=progress)
-        return finish_prepare(Path(out), "ssv2", records, stats, tok, tokenizer, max_lang_len, attrs,
-                              {"missing_videos": len(missing), "missing_video_ids": missing[:100]})
+        stats = write_shards(
+            out,
+            tasks,
+            worker,
+            attrs,
+            workers,
+            frames_per_shard,
+            retry_failed,
+            start_method,
+            on_shard=on_shard,
+            progress=progress,
+        )
+        return finish_prepare(
+            Path(out),
+            "ssv2",
+            records,
+            stats,
+            tok,
+            tokenizer,
+            max_lang_len,
+            attrs,
+            {"missing_videos": len(missing), "missing_video_ids": missing[:100]},
+        )

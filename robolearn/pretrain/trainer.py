@@ -9,9 +9,10 @@ the device here) and `metrics` a dict of floats/tensors to log.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -45,13 +46,19 @@ class TrainConfig:
     keep_every_epochs: int = opt(0, help="also keep end-of-epoch checkpoints every M epochs (0: none)")
     log_every: int = opt(10, help="optimizer steps between metrics lines")
     bf16: bool = opt(True, help="bf16 autocast on GPU (ignored on CPU)")
-    compile: bool = opt(False, help="torch.compile the training forward/backward (fuses the norm, gating and "
-                        "scaling ops; one-time compile of ~35-45 s for ViT-S on 2 CPU cores, then 3-9% faster "
-                        "steps: benchmarks/pretrain_step.py)")
+    compile: bool = opt(
+        False,
+        help="torch.compile the training forward/backward (fuses the norm, gating and "
+        "scaling ops; one-time compile of ~35-45 s for ViT-S on 2 CPU cores, then 3-9% faster "
+        "steps: benchmarks/pretrain_step.py)",
+    )
     resume: bool = opt(True, help="continue from the newest complete checkpoint in the run folder")
     tensorboard: bool = opt(False, help="also log to tensorboard (needs the tensorboard package)")
-    wandb_project: str | None = opt(None, help="also log to Weights & Biases under this project (needs wandb; "
-                                    "WANDB_MODE=offline works without a network)")
+    wandb_project: str | None = opt(
+        None,
+        help="also log to Weights & Biases under this project (needs wandb; "
+        "WANDB_MODE=offline works without a network)",
+    )
     progress: bool = opt(True, help="progress bar on rank 0")
 
 
@@ -84,46 +91,65 @@ def compile_for_training(model: torch.nn.Module) -> Callable:
 
 
 class Trainer:
-    def __init__(self, model: torch.nn.Module, train_set: torch.utils.data.Dataset, config: TrainConfig,
-                 run_dir: Path, info: DistInfo, val_set: torch.utils.data.Dataset | None = None,
-                 collate: Callable | None = None, on_epoch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train_set: torch.utils.data.Dataset,
+        config: TrainConfig,
+        run_dir: Path,
+        info: DistInfo,
+        val_set: torch.utils.data.Dataset | None = None,
+        collate: Callable | None = None,
+        on_epoch: Callable[[int], None] | None = None,
+    ) -> None:
         self.cfg, self.info, self.run_dir = config, info, Path(run_dir)
         self.train_set, self.val_set, self.collate, self.on_epoch = train_set, val_set, collate, on_epoch
         world = info.world_size
         per_step = config.device_batch * world
         if config.effective_batch % per_step:
-            raise ValueError(f"effective_batch {config.effective_batch} is not a multiple of device_batch "
-                             f"{config.device_batch} x {world} processes")
+            raise ValueError(
+                f"effective_batch {config.effective_batch} is not a multiple of device_batch "
+                f"{config.device_batch} x {world} processes"
+            )
         self.accum = config.effective_batch // per_step
         self.sampler = ResumableSampler(len(train_set), info.rank, world, config.seed)
         self.micro_per_epoch = self.sampler.per_rank() // config.device_batch
         self.steps_per_epoch = self.micro_per_epoch // self.accum
         if self.steps_per_epoch < 1:
-            raise ValueError(f"an epoch of {len(train_set)} examples is smaller than one optimizer step of "
-                             f"{config.effective_batch}; lower effective_batch or add data")
+            raise ValueError(
+                f"an epoch of {len(train_set)} examples is smaller than one optimizer step of "
+                f"{config.effective_batch}; lower effective_batch or add data"
+            )
         self.model = model.to(info.device)
         if world > 1:
-            self.model = DistributedDataParallel(self.model, device_ids=[info.local_rank] if
-                                                 info.device.type == "cuda" else None)
+            self.model = DistributedDataParallel(
+                self.model, device_ids=[info.local_rank] if info.device.type == "cuda" else None
+            )
         # Compiled forward for training steps only; self.model stays the plain module (checkpoint keys,
         # validation in eval mode without a second compile).
         self.train_forward = compile_for_training(self.model) if config.compile else self.model
         self.peak_lr = config.lr if config.lr is not None else config.base_lr * config.effective_batch / 256
-        self.optimizer = make_optimizer(self.model, config.optimizer, self.peak_lr, config.weight_decay,
-                                        tuple(config.betas))
+        self.optimizer = make_optimizer(
+            self.model, config.optimizer, self.peak_lr, config.weight_decay, tuple(config.betas)
+        )
         self.step, self.epoch, self.micro_in_epoch = 0, 0, 0
         self.retention = Retention(config.keep_last, config.keep_every_epochs)
-        self.logger: MetricsLogger | None = None     # built in fit(): it creates files in run_dir
+        self.logger: MetricsLogger | None = None  # built in fit(): it creates files in run_dir
 
     # ------------------------------------------------------------------ state
     def _state(self, epoch_end: bool) -> dict[str, Any]:
-        return {"step": self.step, "epoch": self.epoch, "micro_in_epoch": self.micro_in_epoch,
-                "epoch_end": epoch_end, "optimizer": self.optimizer.state_dict(), "world_size": self.info.world_size,
-                "train_config": asdict(self.cfg)}
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "micro_in_epoch": self.micro_in_epoch,
+            "epoch_end": epoch_end,
+            "optimizer": self.optimizer.state_dict(),
+            "world_size": self.info.world_size,
+            "train_config": asdict(self.cfg),
+        }
 
     def _checkpoint(self, epoch_end: bool) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.model, self._state(epoch_end), self.info,
-                               self.retention)
+        return save_checkpoint(self.run_dir, self.step, self.model, self._state(epoch_end), self.info, self.retention)
 
     def maybe_resume(self) -> bool:
         path = latest_checkpoint(self.run_dir) if self.cfg.resume else None
@@ -131,8 +157,10 @@ class Trainer:
             return False
         state = load_checkpoint(path, self.model, self.info)
         if state["world_size"] != self.info.world_size:
-            raise ValueError(f"{path}: saved with {state['world_size']} processes, resuming with "
-                             f"{self.info.world_size}; the sampler position would not match")
+            raise ValueError(
+                f"{path}: saved with {state['world_size']} processes, resuming with "
+                f"{self.info.world_size}; the sampler position would not match"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch, self.micro_in_epoch = state["step"], state["epoch"], state["micro_in_epoch"]
         if state["epoch_end"]:
@@ -150,10 +178,17 @@ class Trainer:
         # masking randomness would be shifted by one draw against the uninterrupted run.
         g = torch.Generator()
         g.manual_seed(self.cfg.seed * 7919 + self.epoch * 104729 + self.info.rank)
-        return torch.utils.data.DataLoader(self.train_set, batch_size=self.cfg.device_batch, sampler=self.sampler,
-                                           num_workers=self.cfg.num_workers, drop_last=True, generator=g,
-                                           collate_fn=self.collate, persistent_workers=False,
-                                           pin_memory=self.info.device.type == "cuda")
+        return torch.utils.data.DataLoader(
+            self.train_set,
+            batch_size=self.cfg.device_batch,
+            sampler=self.sampler,
+            num_workers=self.cfg.num_workers,
+            drop_last=True,
+            generator=g,
+            collate_fn=self.collate,
+            persistent_workers=False,
+            pin_memory=self.info.device.type == "cuda",
+        )
 
     def _forward(self, batch: Any, train: bool = True) -> tuple[torch.Tensor, dict]:
         use_bf16 = self.cfg.bf16 and self.info.device.type == "cuda"
@@ -163,8 +198,9 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.logger = MetricsLogger(self.run_dir, self.info.is_main, self.cfg.tensorboard, self.cfg.wandb_project,
-                                    asdict(self.cfg))
+        self.logger = MetricsLogger(
+            self.run_dir, self.info.is_main, self.cfg.tensorboard, self.cfg.wandb_project, asdict(self.cfg)
+        )
         try:
             return self._fit()
         finally:
@@ -194,8 +230,13 @@ class Trainer:
         cfg, model = self.cfg, self.model
         model.train()
         loader = self._loader(self.micro_in_epoch)
-        bar = tqdm(total=self.steps_per_epoch, initial=self.micro_in_epoch // self.accum,
-                   desc=f"epoch {self.epoch}", disable=not (cfg.progress and self.info.is_main), leave=False)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.micro_in_epoch // self.accum,
+            desc=f"epoch {self.epoch}",
+            disable=not (cfg.progress and self.info.is_main),
+            leave=False,
+        )
         last, acc_loss, acc_metrics, t0 = None, 0.0, {}, time.perf_counter()
         for batch in loader:
             if self.micro_in_epoch >= self.steps_per_epoch * self.accum:
@@ -214,8 +255,14 @@ class Trainer:
             self.micro_in_epoch += 1
             if not final_micro:
                 continue
-            lr = lr_at(self.epoch + (self.micro_in_epoch // self.accum) / self.steps_per_epoch, self.peak_lr,
-                       cfg.warmup_epochs, cfg.max_epochs, cfg.min_lr, cfg.schedule)
+            lr = lr_at(
+                self.epoch + (self.micro_in_epoch // self.accum) / self.steps_per_epoch,
+                self.peak_lr,
+                cfg.warmup_epochs,
+                cfg.max_epochs,
+                cfg.min_lr,
+                cfg.schedule,
+            )
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.step()
@@ -225,8 +272,16 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{acc_loss:.4f}", lr=f"{lr:.2e}")
             if self.step % cfg.log_every == 0 or self.step == 1:
-                self._log({"step": self.step, "epoch": self.epoch, "lr": lr, "loss": acc_loss, **acc_metrics,
-                           "examples_per_s": cfg.effective_batch / max(time.perf_counter() - t0, 1e-9)})
+                self._log(
+                    {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "lr": lr,
+                        "loss": acc_loss,
+                        **acc_metrics,
+                        "examples_per_s": cfg.effective_batch / max(time.perf_counter() - t0, 1e-9),
+                    }
+                )
             acc_loss, acc_metrics, t0 = 0.0, {}, time.perf_counter()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 last = self._checkpoint(epoch_end=False)
@@ -240,8 +295,13 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         self.model.eval()
-        loader = torch.utils.data.DataLoader(self.val_set, batch_size=self.cfg.device_batch, shuffle=False,
-                                             num_workers=self.cfg.num_workers, collate_fn=self.collate)
+        loader = torch.utils.data.DataLoader(
+            self.val_set,
+            batch_size=self.cfg.device_batch,
+            shuffle=False,
+            num_workers=self.cfg.num_workers,
+            collate_fn=self.collate,
+        )
         total, n = 0.0, 0
         for batch in loader:
             loss, _ = self._forward(batch, train=False)

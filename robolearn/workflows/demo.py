@@ -37,8 +37,11 @@ class DemoConfig:
     size: int = opt(64, help="camera image side in pixels")
     expert_noise: float = opt(0.1, help="expert action noise (makes the demos cover recoveries)")
     model: str = opt("v-cond-tiny", help="encoder pretrained on the demos (robolearn encoders list)")
-    language_model: str = opt("", help="frozen LM for pretraining (hub id or local folder); default: a local "
-                                       "distilbert-base-uncased if cached, else the packaged all-MiniLM-L6-v2")
+    language_model: str = opt(
+        "",
+        help="frozen LM for pretraining (hub id or local folder); default: a local "
+        "distilbert-base-uncased if cached, else the packaged all-MiniLM-L6-v2",
+    )
     pretrain_steps: int = opt(300, help="pretraining optimizer steps")
     train_steps: int = opt(1500, help="head training steps (frozen encoders)")
     baseline_steps: int = opt(600, help="training steps of the from-scratch CNN baseline")
@@ -75,8 +78,11 @@ def resolve_language_model(cfg: DemoConfig, folder: Path) -> tuple[str, dict[str
         where = "from the local Hugging Face cache"
     else:  # the packaged MiniLM: its unpacked cache folder travels through the CLI stages (tokenizers load it)
         where = f"({MINILM_HUB_ID}, packaged, unpacked offline to {lm.source})"
-    return (lm.source, overrides, f"language model: {lm.name_or_path} {where}, {ident['dim']}-d, weights sha256 "
-            f"{ident['sha256']}")
+    return (
+        lm.source,
+        overrides,
+        f"language model: {lm.name_or_path} {where}, {ident['dim']}-d, weights sha256 {ident['sha256']}",
+    )
 
 
 def run_demo(cfg: DemoConfig) -> int:
@@ -94,8 +100,16 @@ def run_demo(cfg: DemoConfig) -> int:
 
     _stage("1. record: the expert teleoperates the sim arm at the station")
     t = time.perf_counter()
-    record_expert_demos(demos, cfg.task, train_scenes, cfg.demos_per_scene, size=cfg.size, noise=cfg.expert_noise,
-                        seed=cfg.seed, lab="demo_lab")
+    record_expert_demos(
+        demos,
+        cfg.task,
+        train_scenes,
+        cfg.demos_per_scene,
+        size=cfg.size,
+        noise=cfg.expert_noise,
+        seed=cfg.seed,
+        lab="demo_lab",
+    )
     times["record"] = time.perf_counter() - t
 
     _stage("2. curate: validate, catalog, query, split by held-out scene, statistics")
@@ -116,12 +130,42 @@ def run_demo(cfg: DemoConfig) -> int:
     pre = run / "pretrain"
     overrides = json.dumps(lm_overrides) if lm_overrides else ""
     batch = str(max(2, min(32, 3 * len(successful))))  # an epoch: 5 clips per training episode (>= 1 held out)
-    _run(["pretrain", "--model", cfg.model, "--episodes", str(demos), "--language-model", lm, "--image-size",
-          str(cfg.size), *(["--model-overrides", overrides] if overrides else []), "--run-dir", str(pre),
-          "--train.max-steps", str(cfg.pretrain_steps), "--train.max-epochs", "100000", "--train.effective-batch",
-          batch, "--train.device-batch", batch, "--train.num-workers", "0", "--train.lr", "1e-3",
-          "--train.warmup-epochs", "2", "--train.log-every", "10", "--train.seed", str(cfg.seed),
-          "--train.checkpoint-every", "0"])
+    _run(
+        [
+            "pretrain",
+            "--model",
+            cfg.model,
+            "--episodes",
+            str(demos),
+            "--language-model",
+            lm,
+            "--image-size",
+            str(cfg.size),
+            *(["--model-overrides", overrides] if overrides else []),
+            "--run-dir",
+            str(pre),
+            "--train.max-steps",
+            str(cfg.pretrain_steps),
+            "--train.max-epochs",
+            "100000",
+            "--train.effective-batch",
+            batch,
+            "--train.device-batch",
+            batch,
+            "--train.num-workers",
+            "0",
+            "--train.lr",
+            "1e-3",
+            "--train.warmup-epochs",
+            "2",
+            "--train.log-every",
+            "10",
+            "--train.seed",
+            str(cfg.seed),
+            "--train.checkpoint-every",
+            "0",
+        ]
+    )
     ckpt = latest_checkpoint(pre)
     times["pretrain"] = time.perf_counter() - t
 
@@ -130,12 +174,25 @@ def run_demo(cfg: DemoConfig) -> int:
     common = ["--data", str(demos), "--query", "success=1", "--seed", str(cfg.seed), "--policy.language-model", lm]
     random_encoder = _random_init_encoder(cfg, lm, lm_overrides, run / "random-init-encoder")
     policies = {
-        "pretrained": (["--policy.encoder", f"{cfg.model}:{ckpt}", "--steps", str(cfg.train_steps)],
-                       f"{cfg.model} pretrained on the demos (frozen) + MAP head"),
-        "random-init": (["--policy.encoder", str(random_encoder), "--steps", str(cfg.train_steps)],
-                        f"{cfg.model}, random weights (frozen) + MAP head"),
-        "scratch-cnn": (["--policy.encoder", "scratch-cnn", "--policy.image-size", str(cfg.size), "--steps",
-                         str(cfg.baseline_steps)], "small CNN trained from scratch end to end + MAP head"),
+        "pretrained": (
+            ["--policy.encoder", f"{cfg.model}:{ckpt}", "--steps", str(cfg.train_steps)],
+            f"{cfg.model} pretrained on the demos (frozen) + MAP head",
+        ),
+        "random-init": (
+            ["--policy.encoder", str(random_encoder), "--steps", str(cfg.train_steps)],
+            f"{cfg.model}, random weights (frozen) + MAP head",
+        ),
+        "scratch-cnn": (
+            [
+                "--policy.encoder",
+                "scratch-cnn",
+                "--policy.image-size",
+                str(cfg.size),
+                "--steps",
+                str(cfg.baseline_steps),
+            ],
+            "small CNN trained from scratch end to end + MAP head",
+        ),
     }
     for name, (args, _) in policies.items():
         _run(["train", *common, *args, "--out", str(run / "train" / name)])
@@ -149,13 +206,53 @@ def run_demo(cfg: DemoConfig) -> int:
     evals = []
     for name, (_, label) in policies.items():
         out = run / "eval" / name
-        _run(["eval", "--policy", str(run / "train" / name), "--episodes", str(cfg.eval_episodes), "--seeds",
-              str(cfg.seed), "--scenes", *scenes, "--num-envs", str(cfg.num_envs), "--videos", "2", "--out",
-              str(out), "--name", label, "--no-progress"])
+        _run(
+            [
+                "eval",
+                "--policy",
+                str(run / "train" / name),
+                "--episodes",
+                str(cfg.eval_episodes),
+                "--seeds",
+                str(cfg.seed),
+                "--scenes",
+                *scenes,
+                "--num-envs",
+                str(cfg.num_envs),
+                "--videos",
+                "2",
+                "--out",
+                str(out),
+                "--name",
+                label,
+                "--no-progress",
+            ]
+        )
         evals.append(out)
-    _run(["eval", "--policy", "random", "--tasks", cfg.task, "--episodes", str(cfg.eval_episodes), "--seeds",
-          str(cfg.seed), "--scenes", *scenes, "--num-envs", str(cfg.num_envs), "--videos", "1", "--out",
-          str(run / "eval" / "random"), "--name", "random actions", "--no-progress"])
+    _run(
+        [
+            "eval",
+            "--policy",
+            "random",
+            "--tasks",
+            cfg.task,
+            "--episodes",
+            str(cfg.eval_episodes),
+            "--seeds",
+            str(cfg.seed),
+            "--scenes",
+            *scenes,
+            "--num-envs",
+            str(cfg.num_envs),
+            "--videos",
+            "1",
+            "--out",
+            str(run / "eval" / "random"),
+            "--name",
+            "random actions",
+            "--no-progress",
+        ]
+    )
     evals.append(run / "eval" / "random")
     times["evaluate"] = time.perf_counter() - t
 
@@ -180,26 +277,37 @@ def _random_init_encoder(cfg: DemoConfig, lm: str, overrides: dict[str, Any], fo
     return save(build(cfg.model, language_model=lm, image_size=cfg.size, **overrides), folder)
 
 
-def _summary(run: Path, evals: list[Path], times: dict[str, float], total: float, demos: int,
-             lm_note: str) -> dict[str, Any]:
+def _summary(
+    run: Path, evals: list[Path], times: dict[str, float], total: float, demos: int, lm_note: str
+) -> dict[str, Any]:
     rows = {}
     for e in evals:
         res = json.loads((e / "results.json").read_text())
         o = res["overall"]
-        rows[e.name] = {"success": round(o["success_rate"], 3), "ci95": [round(v, 3) for v in o["ci95"]],
-                        "seen": None if not o.get("seen") else round(o["seen"]["success_rate"], 3),
-                        "heldout": None if not o.get("heldout") else round(o["heldout"]["success_rate"], 3),
-                        "episodes": o["episodes"]}
-    return {"run": str(run), "demos": demos, "results": rows, "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-            "total_s": round(total, 1), "language_model": lm_note}
+        rows[e.name] = {
+            "success": round(o["success_rate"], 3),
+            "ci95": [round(v, 3) for v in o["ci95"]],
+            "seen": None if not o.get("seen") else round(o["seen"]["success_rate"], 3),
+            "heldout": None if not o.get("heldout") else round(o["heldout"]["success_rate"], 3),
+            "episodes": o["episodes"],
+        }
+    return {
+        "run": str(run),
+        "demos": demos,
+        "results": rows,
+        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+        "total_s": round(total, 1),
+        "language_model": lm_note,
+    }
 
 
-def _report(cfg: DemoConfig, run: Path, evals: list[Path], pre: Path, lm_note: str, times: dict[str, float],
-            demos: int) -> Path:
+def _report(
+    cfg: DemoConfig, run: Path, evals: list[Path], pre: Path, lm_note: str, times: dict[str, float], demos: int
+) -> Path:
+    import cv2
+
     from robolearn.envs.commands import render_scene_grid
     from robolearn.eval.report import compare_report
-
-    import cv2
 
     images = []
     grid = render_scene_grid(5, 4, cfg.task, "exterior_1", 120, cfg.seed)
@@ -214,13 +322,16 @@ def _report(cfg: DemoConfig, run: Path, evals: list[Path], pre: Path, lm_note: s
             images.append(p)
     stage_rows = "".join(f"<tr><td>{k}</td><td>{v:.1f} s</td></tr>" for k, v in times.items())
     sections = [
-        ("What ran", f"<p>{demos} successful expert demonstrations of <b>{cfg.task}</b> recorded at the station in "
-                     f"{cfg.households} households x {cfg.scenes_per_household} scenes ({cfg.size}x{cfg.size} "
-                     f"cameras); a {cfg.model} pretrained for {cfg.pretrain_steps} steps on their clips; heads "
-                     f"trained for {cfg.train_steps} steps (frozen encoders) and {cfg.baseline_steps} steps (the "
-                     f"from-scratch CNN); each evaluated for {cfg.eval_episodes} episodes alternating seen and "
-                     f"held-out scenes (households 3 and 4 never appear in the demos).</p><p>{lm_note}.</p>"
-                     f"<table><tr><th>stage</th><th>time</th></tr>{stage_rows}</table>"),
+        (
+            "What ran",
+            f"<p>{demos} successful expert demonstrations of <b>{cfg.task}</b> recorded at the station in "
+            f"{cfg.households} households x {cfg.scenes_per_household} scenes ({cfg.size}x{cfg.size} "
+            f"cameras); a {cfg.model} pretrained for {cfg.pretrain_steps} steps on their clips; heads "
+            f"trained for {cfg.train_steps} steps (frozen encoders) and {cfg.baseline_steps} steps (the "
+            f"from-scratch CNN); each evaluated for {cfg.eval_episodes} episodes alternating seen and "
+            f"held-out scenes (households 3 and 4 never appear in the demos).</p><p>{lm_note}.</p>"
+            f"<table><tr><th>stage</th><th>time</th></tr>{stage_rows}</table>",
+        ),
     ]
     sections.append(("Rollout videos", _video_section(evals, run / "report")))
     return compare_report(evals, run / "report", f"robolearn demo: {cfg.task}", sections=sections, images=images)[1]
@@ -240,13 +351,19 @@ def _video_section(evals: list[Path], report_dir: Path) -> str:
             if not ep.get("video"):
                 continue
             where = "seen" if ep.get("seen") else ("held-out" if ep.get("seen") is False else "")
-            label = (f"{'success' if ep['success'] else 'failure'}, household {ep.get('household')} scene "
-                     f"{ep.get('scene')} {where}, {ep['steps']} steps")
-            cells.append(f'<figure><video controls width="192" src="{html.escape(rel)}/{html.escape(ep["video"])}">'
-                         f'</video><figcaption>{html.escape(label)}</figcaption></figure>')
+            label = (
+                f"{'success' if ep['success'] else 'failure'}, household {ep.get('household')} scene "
+                f"{ep.get('scene')} {where}, {ep['steps']} steps"
+            )
+            cells.append(
+                f'<figure><video controls width="192" src="{html.escape(rel)}/{html.escape(ep["video"])}">'
+                f"</video><figcaption>{html.escape(label)}</figcaption></figure>"
+            )
         name = html.escape(res["policy"].get("name", e.name))
-        parts.append(f'<h3>{name}</h3><p><a href="{html.escape(rel)}/report.html">full evaluation report</a></p>'
-                     f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>')
+        parts.append(
+            f'<h3>{name}</h3><p><a href="{html.escape(rel)}/report.html">full evaluation report</a></p>'
+            f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>'
+        )
     return "".join(parts)
 
 

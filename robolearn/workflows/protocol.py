@@ -21,18 +21,21 @@ from robolearn.config import opt, save_config
 
 @dataclass
 class ProtocolConfig:
-    encoders: list[str] = opt(default_factory=lambda: ["v-cond-tiny"], help="encoders (id, folder, id:CKPT or a "
-                                                                            "baseline)")
+    encoders: list[str] = opt(
+        default_factory=lambda: ["v-cond-tiny"], help="encoders (id, folder, id:CKPT or a baseline)"
+    )
     tasks: list[str] = opt(default_factory=lambda: ["press-button"], help="household tasks")
     demos: list[int] = opt(default_factory=lambda: [10, 25], help="demonstration counts")
     episodes: int = opt(20, help="evaluation episodes per run")
     seeds: list[int] = opt(default_factory=lambda: [0, 1, 2], help="seeds (training and evaluation)")
     steps: int = opt(2000, help="head training steps (the fixed budget)")
     head: str = opt("map-mlp", help="map-mlp | chunk")
-    train_scenes: list[str] = opt(default_factory=lambda: ["0/0", "0/1", "1/0", "1/1", "2/0"],
-                                  help="H/S scenes the demos come from")
-    eval_scenes: list[str] = opt(default_factory=lambda: ["0/0", "1/1", "3/2", "4/3"],
-                                 help="H/S scenes evaluated (seen and held-out)")
+    train_scenes: list[str] = opt(
+        default_factory=lambda: ["0/0", "0/1", "1/0", "1/1", "2/0"], help="H/S scenes the demos come from"
+    )
+    eval_scenes: list[str] = opt(
+        default_factory=lambda: ["0/0", "1/1", "3/2", "4/3"], help="H/S scenes evaluated (seen and held-out)"
+    )
     cameras: list[str] = opt(default_factory=lambda: ["exterior_1", "wrist"], help="cameras")
     size: int = opt(64, help="camera image side")
     expert_noise: float = opt(0.1, help="expert action noise (robust demos)")
@@ -81,24 +84,46 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
             if demos_dir.exists():
                 shutil.rmtree(demos_dir)
             per_scene = -(-need // len(train_scenes))
-            record_expert_demos(demos_dir, task, train_scenes, per_scene, tuple(cfg.cameras), cfg.size,
-                                cfg.expert_noise)
+            record_expert_demos(
+                demos_dir, task, train_scenes, per_scene, tuple(cfg.cameras), cfg.size, cfg.expert_noise
+            )
         for enc in cfg.encoders:
             for n in cfg.demos:
                 for seed in cfg.seeds:
                     run = out / "runs" / task / _slug(enc) / f"demos{n}" / f"seed{seed}"
                     if cfg.head not in HEAD_CONFIGS:
                         raise ValueError(f"unknown head {cfg.head!r}; expected one of {', '.join(HEAD_CONFIGS)}")
-                    pc = PolicyConfig(encoder=enc, head=HEAD_CONFIGS[cfg.head](), cameras=list(cfg.cameras),
-                                      language_model=cfg.language_model or None,
-                                      encoder_overrides={"image_size": cfg.encoder_image_size}
-                                      if cfg.encoder_image_size else {})
-                    tc = TrainConfig(data=[demos_dir], query=["success=1"], max_episodes=n, val_fraction=0.0,
-                                     out=run / "train", policy=pc, steps=cfg.steps, seed=seed, progress=cfg.progress)
+                    pc = PolicyConfig(
+                        encoder=enc,
+                        head=HEAD_CONFIGS[cfg.head](),
+                        cameras=list(cfg.cameras),
+                        language_model=cfg.language_model or None,
+                        encoder_overrides={"image_size": cfg.encoder_image_size} if cfg.encoder_image_size else {},
+                    )
+                    tc = TrainConfig(
+                        data=[demos_dir],
+                        query=["success=1"],
+                        max_episodes=n,
+                        val_fraction=0.0,
+                        out=run / "train",
+                        policy=pc,
+                        steps=cfg.steps,
+                        seed=seed,
+                        progress=cfg.progress,
+                    )
                     train(tc)
-                    ec = EvalCommand(policy=str(run / "train"), tasks=[task], episodes=cfg.episodes, seeds=[seed],
-                                     scenes=eval_scenes, num_envs=cfg.num_envs, videos=cfg.videos,
-                                     out=run / "eval", name=f"{enc} ({n} demos)", progress=cfg.progress)
+                    ec = EvalCommand(
+                        policy=str(run / "train"),
+                        tasks=[task],
+                        episodes=cfg.episodes,
+                        seeds=[seed],
+                        scenes=eval_scenes,
+                        num_envs=cfg.num_envs,
+                        videos=cfg.videos,
+                        out=run / "eval",
+                        name=f"{enc} ({n} demos)",
+                        progress=cfg.progress,
+                    )
                     res = run_eval(ec)
                     s = res["tasks"][task]
                     print(f"{task} | {enc} | {n} demos | seed {seed}: success {s['success_rate']:.2f}", flush=True)

@@ -18,9 +18,14 @@ class Terminal:
 
     def __init__(self, args: list[str]) -> None:
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen([sys.executable, "-m", "robolearn.cli", "collect", *args], stdin=slave,
-                                     stdout=slave, stderr=slave, env={**os.environ, "MUJOCO_GL": "egl"},
-                                     close_fds=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "robolearn.cli", "collect", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**os.environ, "MUJOCO_GL": "egl"},
+            close_fds=True,
+        )
         os.close(slave)
         self.out = ""
 
@@ -59,8 +64,25 @@ class Terminal:
 
 
 def _args(out: Path, *extra: str) -> list[str]:
-    return ["--robot", "sim", "--task", "press-button", "--device", "keyboard", "--episodes", "1", "--out",
-            str(out), "--cameras", "wrist", "--camera-width", "32", "--camera-height", "24", *extra]
+    return [
+        "--robot",
+        "sim",
+        "--task",
+        "press-button",
+        "--device",
+        "keyboard",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+        "--cameras",
+        "wrist",
+        "--camera-width",
+        "32",
+        "--camera-height",
+        "24",
+        *extra,
+    ]
 
 
 def test_record_label_and_resume_from_the_keyboard(tmp_path: Path) -> None:

@@ -15,6 +15,11 @@ import numpy as np
 import pytest
 
 from robolearn.cli import main
+from robolearn.collection.station import AutoOperator, Station, StationConfig
+from robolearn.data import catalog
+from robolearn.data.reader import Episode, list_episodes
+from robolearn.data.repair import repair_dataset
+from robolearn.data.validate import validate_dataset
 from robolearn.hardware.cameras.base import Camera, Frame
 from robolearn.hardware.cameras.sim import SimCamera
 from robolearn.hardware.devices.base import Device, DeviceCommand
@@ -22,11 +27,6 @@ from robolearn.hardware.devices.expert import ExpertDevice
 from robolearn.hardware.loop import ControlLoop
 from robolearn.hardware.robots.base import RobotError
 from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig
-from robolearn.collection.station import AutoOperator, Station, StationConfig
-from robolearn.data import catalog
-from robolearn.data.reader import Episode, list_episodes
-from robolearn.data.repair import repair_dataset
-from robolearn.data.validate import validate_dataset
 
 
 def _station(out: Path, device_factory, cameras=("wrist",), answers=None, robot=None, **cfg) -> Station:
@@ -77,7 +77,7 @@ def test_discard_failure_and_time_limit_labels(tmp_path: Path) -> None:
     res = _station(tmp_path / "b", lambda r: Scripted(4, "failure")).run(1)
     assert res[0].outcome == "failure" and Episode(res[0].path).attrs["success"] == 0
     # No end event: the time limit ends it and the operator labels it (scripted answer 'y').
-    res = _station(tmp_path / "c", lambda r: Scripted(10 ** 6, ""), answers=["y"], max_seconds=0.4).run(1)
+    res = _station(tmp_path / "c", lambda r: Scripted(10**6, ""), answers=["y"], max_seconds=0.4).run(1)
     ep = Episode(res[0].path)
     assert ep.attrs["success"] == 1 and ep.attrs["label_source"] == "operator" and ep.num_steps == 6
 
@@ -181,8 +181,7 @@ class FlakyCamera(Camera):
 def test_dropped_frames_are_recorded_not_fatal(tmp_path: Path) -> None:
     robot = SimRobot(SimRobotConfig(task="press-button"))
     cam = FlakyCamera(SimCamera(robot, "wrist", 32, 24))
-    st = Station(StationConfig(cameras=["flaky"]), tmp_path / "ds", robot, [cam], Scripted(6),
-                 AutoOperator(log=None))
+    st = Station(StationConfig(cameras=["flaky"]), tmp_path / "ds", robot, [cam], Scripted(6), AutoOperator(log=None))
     (res,) = st.run(1)
     ep = Episode(res.path)
     dropped = ep.array("cameras/flaky/dropped")
@@ -207,11 +206,31 @@ def test_control_loop_counts_overruns_with_a_fake_clock() -> None:
 
 def test_sigkill_mid_episode_keeps_closed_episodes_and_salvages_the_open_one(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "robolearn.cli", "collect", "--robot", "sim", "--task", "put-in-bin",
-           "--device", "expert", "--episodes", "50", "--out", str(out), "--cameras", "wrist",
-           "--camera-width", "32", "--camera-height", "24"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "MUJOCO_GL": "egl"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "robolearn.cli",
+        "collect",
+        "--robot",
+        "sim",
+        "--task",
+        "put-in-bin",
+        "--device",
+        "expert",
+        "--episodes",
+        "50",
+        "--out",
+        str(out),
+        "--cameras",
+        "wrist",
+        "--camera-width",
+        "32",
+        "--camera-height",
+        "24",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MUJOCO_GL": "egl"}
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (out.exists() and list_episodes(out)):
@@ -234,9 +253,28 @@ def test_sigkill_mid_episode_keeps_closed_episodes_and_salvages_the_open_one(tmp
 
 def test_unattended_expert_collection_of_50_episodes(tmp_path: Path) -> None:
     out = tmp_path / "auto"
-    rc = main(["collect", "--robot", "sim", "--task", "press-button", "--device", "expert", "--episodes", "50",
-               "--out", str(out), "--cameras", "wrist", "--camera-width", "32", "--camera-height", "24",
-               "--no-station.realtime"])
+    rc = main(
+        [
+            "collect",
+            "--robot",
+            "sim",
+            "--task",
+            "press-button",
+            "--device",
+            "expert",
+            "--episodes",
+            "50",
+            "--out",
+            str(out),
+            "--cameras",
+            "wrist",
+            "--camera-width",
+            "32",
+            "--camera-height",
+            "24",
+            "--no-station.realtime",
+        ]
+    )
     assert rc == 0
     paths = list_episodes(out)
     assert len(paths) == 50
@@ -248,9 +286,24 @@ def test_unattended_expert_collection_of_50_episodes(tmp_path: Path) -> None:
 def test_robot_server_killed_mid_episode_marks_the_episode(tmp_path: Path) -> None:
     from robolearn.hardware.robots.remote import RemoteRobot
 
-    server = subprocess.Popen([sys.executable, "-m", "robolearn.cli", "robot-server", "--robot", "sim",
-                               "--task", "press-button", "--port", "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "MUJOCO_GL": "egl"})
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "robolearn.cli",
+            "robot-server",
+            "--robot",
+            "sim",
+            "--task",
+            "press-button",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+    )
     try:
         line = ""
         deadline = time.time() + 60
@@ -258,7 +311,7 @@ def test_robot_server_killed_mid_episode_marks_the_episode(tmp_path: Path) -> No
             line = server.stdout.readline()
         address = line.split(" at ")[-1].split()[0]
         robot = RemoteRobot(address, timeout_s=0.5)
-        device = Scripted(10 ** 6)
+        device = Scripted(10**6)
         real_read = device.read
 
         def read():
@@ -301,11 +354,15 @@ def test_calibration_and_opencv_camera_are_written_into_every_episode(tmp_path: 
     for i in range(200):
         writer.write(np.full((48, 64, 3), i % 255, np.uint8))
     writer.release()
-    cam = OpenCVCamera(OpenCVCameraConfig(source=str(video), name="exterior_1", width=64, height=48,
-                                          calibration=str(calib), loop_file=True))
+    cam = OpenCVCamera(
+        OpenCVCameraConfig(
+            source=str(video), name="exterior_1", width=64, height=48, calibration=str(calib), loop_file=True
+        )
+    )
     robot = SimRobot(SimRobotConfig(task="press-button"))
-    st = Station(StationConfig(cameras=["exterior_1"]), tmp_path / "ds", robot, [cam], Scripted(5),
-                 AutoOperator(log=None))
+    st = Station(
+        StationConfig(cameras=["exterior_1"]), tmp_path / "ds", robot, [cam], Scripted(5), AutoOperator(log=None)
+    )
     (res,) = st.run(1)
     spec = Episode(res.path).camera("exterior_1")
     np.testing.assert_allclose(np.asarray(spec.extrinsics), np.asarray(result.extrinsics), atol=1e-9)

@@ -50,8 +50,10 @@ def _which(env: str, *names: str) -> str | None:
 
 
 def find_chromium() -> tuple[str | None, str | None]:
-    return (_which("ROBOLEARN_CHROMIUM", "chromium", "chromium-browser", "google-chrome"),
-            _which("ROBOLEARN_CHROMEDRIVER", "chromedriver"))
+    return (
+        _which("ROBOLEARN_CHROMIUM", "chromium", "chromium-browser", "google-chrome"),
+        _which("ROBOLEARN_CHROMEDRIVER", "chromedriver"),
+    )
 
 
 def find_or_install_chromium(install: bool = True) -> tuple[str, str]:
@@ -65,21 +67,34 @@ def find_or_install_chromium(install: bool = True) -> tuple[str, str]:
         raise BrowserUnavailable(f"{', '.join(missing)} not found")
     apt = shutil.which("apt-get")
     if apt is None:
-        raise BrowserUnavailable(f"{', '.join(missing)} not found and there is no apt-get to install "
-                                 f"{' '.join(APT_PACKAGES)}; install Chromium and its chromedriver, or point "
-                                 "ROBOLEARN_CHROMIUM / ROBOLEARN_CHROMEDRIVER at them")
+        raise BrowserUnavailable(
+            f"{', '.join(missing)} not found and there is no apt-get to install "
+            f"{' '.join(APT_PACKAGES)}; install Chromium and its chromedriver, or point "
+            "ROBOLEARN_CHROMIUM / ROBOLEARN_CHROMEDRIVER at them"
+        )
     if os.geteuid() != 0:
-        raise BrowserUnavailable(f"{', '.join(missing)} not found; installing needs root: run "
-                                 f"`sudo apt-get install -y {' '.join(APT_PACKAGES)}`")
+        raise BrowserUnavailable(
+            f"{', '.join(missing)} not found; installing needs root: run "
+            f"`sudo apt-get install -y {' '.join(APT_PACKAGES)}`"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install_cmd = [apt, "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q", "--no-install-recommends",
-                   *APT_PACKAGES]
+    install_cmd = [
+        apt,
+        "-o",
+        "DPkg::Lock::Timeout=300",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        *APT_PACKAGES,
+    ]
     log = []
     deadline = time.monotonic() + INSTALL_TIMEOUT_S
     for cmd in ([apt, "-o", "DPkg::Lock::Timeout=300", "update", "-q"], install_cmd):
         try:
-            r = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                               timeout=max(30.0, deadline - time.monotonic()))
+            r = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, timeout=max(30.0, deadline - time.monotonic())
+            )
         except subprocess.TimeoutExpired:
             raise BrowserUnavailable(f"`{' '.join(cmd)}` did not finish in {INSTALL_TIMEOUT_S} s") from None
         log.append(f"$ {' '.join(cmd)} -> exit {r.returncode}\n{(r.stdout + r.stderr)[-3000:]}")
@@ -87,8 +102,9 @@ def find_or_install_chromium(install: bool = True) -> tuple[str, str]:
             raise BrowserUnavailable(f"installing {' '.join(APT_PACKAGES)} failed:\n" + "\n".join(log))
     browser, driver = find_chromium()
     if not (browser and driver):
-        raise BrowserUnavailable("apt-get installed the packages but chromium/chromedriver are still not on "
-                                 "PATH:\n" + "\n".join(log))
+        raise BrowserUnavailable(
+            "apt-get installed the packages but chromium/chromedriver are still not on PATH:\n" + "\n".join(log)
+        )
     return browser, driver
 
 
@@ -101,26 +117,44 @@ def _free_port() -> int:
 class Browser:
     """One headless Chromium session through chromedriver. Use as a context manager."""
 
-    def __init__(self, chromium: str, chromedriver: str, width: int = 1280, height: int = 1000,
-                 start_timeout_s: float = 30.0):
+    def __init__(
+        self, chromium: str, chromedriver: str, width: int = 1280, height: int = 1000, start_timeout_s: float = 30.0
+    ):
         self.port = _free_port()
         self._profile = tempfile.mkdtemp(prefix="robolearn-chromium-")
         self._log = open(Path(self._profile) / "chromedriver.log", "w+b")
-        self._proc = subprocess.Popen([chromedriver, f"--port={self.port}", "--allowed-ips=127.0.0.1"],
-                                      stdout=self._log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            [chromedriver, f"--port={self.port}", "--allowed-ips=127.0.0.1"], stdout=self._log, stderr=subprocess.STDOUT
+        )
         self.base = f"http://127.0.0.1:{self.port}"
         self.session: str | None = None
         try:
             self._wait_ready(start_timeout_s)
-            caps = {"capabilities": {"alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": {"binary": chromium, "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={self._profile}/profile", f"--window-size={width},{height}"]},
-                "timeouts": {"script": 20000, "pageLoad": 30000},
-            }}}
+            caps = {
+                "capabilities": {
+                    "alwaysMatch": {
+                        "browserName": "chrome",
+                        "goog:chromeOptions": {
+                            "binary": chromium,
+                            "args": [
+                                "--headless=new",
+                                "--no-sandbox",
+                                "--disable-gpu",
+                                "--disable-dev-shm-usage",
+                                "--no-first-run",
+                                "--no-default-browser-check",
+                                "--disable-extensions",
+                                "--disable-background-networking",
+                                "--disable-component-update",
+                                "--disable-sync",
+                                f"--user-data-dir={self._profile}/profile",
+                                f"--window-size={width},{height}",
+                            ],
+                        },
+                        "timeouts": {"script": 20000, "pageLoad": 30000},
+                    }
+                }
+            }
             self.session = self._call("POST", "/session", caps)["sessionId"]
         except BaseException:
             self.quit()
@@ -143,8 +177,9 @@ class Browser:
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
         data = json.dumps(body if body is not None else {}).encode() if method == "POST" else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 payload = json.load(r)
@@ -196,9 +231,11 @@ class Browser:
         return self.execute("return window.__errors || []") or []
 
     def watch_errors(self) -> None:
-        self.execute("window.__errors = window.__errors || [];"
-                     "window.addEventListener('error', e => window.__errors.push(String(e.message)));"
-                     "window.addEventListener('unhandledrejection', e => window.__errors.push(String(e.reason)));")
+        self.execute(
+            "window.__errors = window.__errors || [];"
+            "window.addEventListener('error', e => window.__errors.push(String(e.message)));"
+            "window.addEventListener('unhandledrejection', e => window.__errors.push(String(e.reason)));"
+        )
 
     def wait_for(self, script: str, *args: Any, timeout: float = 10.0, what: str = "") -> Any:
         """Poll `script` (a function body returning a value) until it returns something truthy."""
@@ -236,7 +273,7 @@ class Browser:
         self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -114,8 +115,7 @@ def missing_group(src: str | Path, dst: str | Path, group: str = STATE) -> Broke
     return Broken(p, f"{group}/{first}", "group deleted")
 
 
-def wrong_dtype(src: str | Path, dst: str | Path, path: str = f"{STATE}/joint_positions", dtype: str = "f4"
-                ) -> Broken:
+def wrong_dtype(src: str | Path, dst: str | Path, path: str = f"{STATE}/joint_positions", dtype: str = "f4") -> Broken:
     p = _copy(src, dst)
     with h5py.File(p, "r+") as f:
         _replace(f, path, f[path][()].astype(dtype))
@@ -156,8 +156,9 @@ def non_unit_quaternion(src: str | Path, dst: str | Path, step: int = 2) -> Brok
     return Broken(p, path, f"quaternion scaled by 1.5 at step {step}")
 
 
-def non_monotonic_timestamps(src: str | Path, dst: str | Path, path: str = "timestamp/control/step_start_ns",
-                             step: int = 4) -> Broken:
+def non_monotonic_timestamps(
+    src: str | Path, dst: str | Path, path: str = "timestamp/control/step_start_ns", step: int = 4
+) -> Broken:
     p = _copy(src, dst)
     with h5py.File(p, "r+") as f:
         f[path][step] = f[path][step - 1] - 1_000_000
@@ -186,7 +187,7 @@ def undecodable_frame(src: str | Path, dst: str | Path, step: int = 7) -> Broken
     with h5py.File(p, "r+") as f:
         path = f"cameras/{_first_camera(f)}/rgb"
         off, n = (int(x) for x in f[f"{path}/index"][step])
-        f[f"{path}/data"][off: off + n] = np.resize(np.frombuffer(b"garbage!", np.uint8), n)
+        f[f"{path}/data"][off : off + n] = np.resize(np.frombuffer(b"garbage!", np.uint8), n)
     return Broken(p, f"{path}/data", f"frame {step} overwritten with garbage")
 
 

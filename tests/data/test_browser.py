@@ -25,8 +25,9 @@ from robolearn.data.browser.server import TOKEN_HEADER
 from robolearn.data.reader import Episode
 from robolearn.data.synthetic import TASKS, SyntheticConfig, make_dataset
 
-CFG = SyntheticConfig(num_episodes=6, steps=20, size=64, cameras=("wrist", "exterior_1"), households=2,
-                      scenes_per_household=2, seed=0)
+CFG = SyntheticConfig(
+    num_episodes=6, steps=20, size=64, cameras=("wrist", "exterior_1"), households=2, scenes_per_household=2, seed=0
+)
 EP0 = "episode_000000.h5"
 
 
@@ -57,8 +58,9 @@ def rw_server(tmp_path):
 
 
 # ---- HTTP helpers -----------------------------------------------------------------------------------------
-def request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
-            ) -> tuple[int, dict[str, str], bytes]:
+def request(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) with the path sent exactly as given (no client-side normalisation)."""
     u = urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
@@ -76,8 +78,16 @@ def get_json(server, path: str, headers: dict[str, str] | None = None) -> tuple[
     return status, json.loads(body)
 
 
-def post_relabel(server, ref: str, payload, *, token: str | None = "auto", origin: str | None = "auto",
-                 ctype: str = "application/json", extra: dict[str, str] | None = None) -> tuple[int, dict]:
+def post_relabel(
+    server,
+    ref: str,
+    payload,
+    *,
+    token: str | None = "auto",
+    origin: str | None = "auto",
+    ctype: str = "application/json",
+    extra: dict[str, str] | None = None,
+) -> tuple[int, dict]:
     headers = {"Content-Type": ctype, **(extra or {})}
     if token == "auto":
         token = server.app.token
@@ -94,8 +104,12 @@ def post_relabel(server, ref: str, payload, *, token: str | None = "auto", origi
 
 def file_state(root: Path) -> tuple[int, list[str], str, bool]:
     with Episode(root / EP0) as ep:
-        return int(ep.attrs["success"]), ep.instructions(), json.dumps(ep.attrs["label_history"]), \
-            (root / "relabel.log").exists()
+        return (
+            int(ep.attrs["success"]),
+            ep.instructions(),
+            json.dumps(ep.attrs["label_history"]),
+            (root / "relabel.log").exists(),
+        )
 
 
 # ---- API over plain HTTP ----------------------------------------------------------------------------------
@@ -120,8 +134,12 @@ def test_episode_list_and_filters(server, dataset):
     day = d["episodes"][0]["start_time"][:10]
     assert count(f"date={day}") == 6 and count("date=1999-01-01") == 0
 
-    for bad, word in (("where=nosuch=1", "unknown column"), ("success=maybe", "success must be"),
-                      ("colour=red", "unknown parameter"), ("limit=x", "limit")):
+    for bad, word in (
+        ("where=nosuch=1", "unknown column"),
+        ("success=maybe", "success must be"),
+        ("colour=red", "unknown parameter"),
+        ("limit=x", "limit"),
+    ):
         st, body = get_json(server, f"/api/episodes?{bad}")
         assert st == 400 and word in body["error"], (bad, body)
 
@@ -147,9 +165,13 @@ def test_frames_are_the_stored_bytes(server, dataset):
     for (cam, t), raw in stored.items():
         st, headers, body = request(f"{server.url}api/frame/episode_000002.h5/{cam}/{t}")
         assert st == 200 and headers["content-type"] == "image/jpeg" and body == raw
-    for path, code in (("episode_000002.h5/wrist/20", 404), ("episode_000002.h5/nosuchcam/0", 404),
-                       ("episode_000002.h5/wrist/-1", 400), ("episode_000002.h5/wrist/x", 400),
-                       ("nosuch.h5/wrist/0", 404)):
+    for path, code in (
+        ("episode_000002.h5/wrist/20", 404),
+        ("episode_000002.h5/nosuchcam/0", 404),
+        ("episode_000002.h5/wrist/-1", 400),
+        ("episode_000002.h5/wrist/x", 400),
+        ("nosuch.h5/wrist/0", 404),
+    ):
         st, _, body = request(f"{server.url}api/frame/{path}")
         assert st == code and "error" in json.loads(body), path
 
@@ -157,8 +179,16 @@ def test_frames_are_the_stored_bytes(server, dataset):
 def test_path_traversal_is_refused(server, dataset):
     outside = dataset.parent / "outside.h5"  # a real episode just outside the served folder
     shutil.copy(dataset / EP0, outside)
-    refs = ["../outside.h5", "..%2Foutside.h5", "%2E%2E/outside.h5", "%2Fetc%2Fpasswd", "/etc/passwd",
-            f"sub/../../{outside.name}", "..%5Coutside.h5", str(outside).lstrip("/")]
+    refs = [
+        "../outside.h5",
+        "..%2Foutside.h5",
+        "%2E%2E/outside.h5",
+        "%2Fetc%2Fpasswd",
+        "/etc/passwd",
+        f"sub/../../{outside.name}",
+        "..%5Coutside.h5",
+        str(outside).lstrip("/"),
+    ]
     for ref in refs:
         for route in (f"api/episode/{ref}", f"api/frame/{ref}/wrist/0"):
             st, headers, body = request(server.url + route)
@@ -233,10 +263,14 @@ def test_relabel_rejects_bad_input(rw_server):
     root = rw_server.app.root
     before = file_state(root)
     cases = [
-        (b"{not json", 400, "not valid JSON"), (b"\xff\xfe", 400, "not valid JSON"),
-        ([1, 2], 400, "JSON object"), ({}, 400, "nothing to relabel"),
-        ({"success": "maybe"}, 400, "success must be"), ({"success": 2}, 400, "success must be"),
-        ({"language": ""}, 400, "non-empty"), ({"language": [1]}, 400, "language must be"),
+        (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        ([1, 2], 400, "JSON object"),
+        ({}, 400, "nothing to relabel"),
+        ({"success": "maybe"}, 400, "success must be"),
+        ({"success": 2}, 400, "success must be"),
+        ({"language": ""}, 400, "non-empty"),
+        ({"language": [1]}, 400, "language must be"),
         ({"success": True, "colour": "red"}, 400, "unknown field"),
         ({"success": False, "who": ""}, 200, None),  # empty who falls back to the default
     ]
@@ -247,8 +281,12 @@ def test_relabel_rejects_bad_input(rw_server):
     assert st == 415
     st, d = post_relabel(rw_server, "episode_999999.h5", {"success": False})
     assert st == 404
-    st, _, raw = request(f"{rw_server.url}api/relabel/{EP0}", "POST", b"x" * 70000,
-                         {"Content-Type": "application/json", TOKEN_HEADER: rw_server.app.token})
+    st, _, raw = request(
+        f"{rw_server.url}api/relabel/{EP0}",
+        "POST",
+        b"x" * 70000,
+        {"Content-Type": "application/json", TOKEN_HEADER: rw_server.app.token},
+    )
     assert st == 413
     assert file_state(root) == before
 
@@ -257,11 +295,14 @@ def test_relabel_needs_token_and_same_origin(rw_server):
     root = rw_server.app.root
     before = file_state(root)
     port = rw_server.port
-    for kw, word in (({"token": None}, "token"), ({"token": "wrong"}, "token"),
-                     ({"origin": "http://evil.example"}, "cross-origin"),
-                     ({"origin": f"http://127.0.0.1:{port + 1}"}, "cross-origin"),
-                     ({"extra": {"Sec-Fetch-Site": "cross-site"}}, "cross-site"),
-                     ({"extra": {"Host": f"evil.example:{port}"}, "origin": f"http://evil.example:{port}"}, "Host")):
+    for kw, word in (
+        ({"token": None}, "token"),
+        ({"token": "wrong"}, "token"),
+        ({"origin": "http://evil.example"}, "cross-origin"),
+        ({"origin": f"http://127.0.0.1:{port + 1}"}, "cross-origin"),
+        ({"extra": {"Sec-Fetch-Site": "cross-site"}}, "cross-site"),
+        ({"extra": {"Host": f"evil.example:{port}"}, "origin": f"http://evil.example:{port}"}, "Host"),
+    ):
         st, d = post_relabel(rw_server, EP0, {"success": False}, **kw)
         assert st == 403 and word.lower() in d["error"].lower(), (kw, d)
     assert file_state(root) == before
@@ -273,10 +314,13 @@ def test_relabel_needs_token_and_same_origin(rw_server):
 def test_serve_command(tmp_path):
     """`robolearn data serve DIR --port 0` prints the URL, serves, and stops on Ctrl-C."""
     root = make(tmp_path / "ds")
-    code = ("import sys, robolearn.data.browser; from robolearn.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.Popen([sys.executable, "-c", code, "data", "serve", str(root), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code = "import sys, robolearn.data.browser; from robolearn.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "data", "serve", str(root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url, seen = None, []
         deadline = time.monotonic() + 60
@@ -357,8 +401,9 @@ def _drive_page(b, srv, root: Path) -> None:
     # a filter narrows the table: household house_1 holds episodes 2 and 3
     b.click('#f-household option[value="house_1"]')
     b.wait_for(f"{ROWS} === 2", what="2 rows after filtering household=house_1")
-    households = b.execute("return [...document.querySelectorAll('#episodes tbody tr td:nth-child(3)')]"
-                           ".map(td => td.textContent)")
+    households = b.execute(
+        "return [...document.querySelectorAll('#episodes tbody tr td:nth-child(3)')].map(td => td.textContent)"
+    )
     assert households == ["house_1", "house_1"]
     b.click('#f-success option[value="failure"]')
     b.wait_for(f"{ROWS} === 1", what="1 row for house_1 + failure")
@@ -368,9 +413,12 @@ def _drive_page(b, srv, root: Path) -> None:
     # open an episode: both cameras show frame 0
     b.click(f'#episodes tbody tr[data-path="{EP0}"]')
     b.wait_for("return !document.querySelector('#episode-view').hidden", what="episode view")
-    b.wait_for("const imgs = [...document.querySelectorAll('#cameras img.cam')];"
-               "return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0)",
-               timeout=15, what="both camera images loaded")
+    b.wait_for(
+        "const imgs = [...document.querySelectorAll('#cameras img.cam')];"
+        "return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0)",
+        timeout=15,
+        what="both camera images loaded",
+    )
     first = b.execute(IMAGES)
     assert [i["camera"] for i in first] == ["wrist", "exterior_1"]
     assert all(i["src"].endswith("/0") for i in first), first
@@ -380,16 +428,22 @@ def _drive_page(b, srv, root: Path) -> None:
 
     # play: the step counter and both <img> sources advance together, to the last step
     b.click("#play")
-    b.wait_for("return Number(document.querySelector('#step').dataset.step) >= 3", timeout=10,
-               what="playback advancing")
+    b.wait_for(
+        "return Number(document.querySelector('#step').dataset.step) >= 3", timeout=10, what="playback advancing"
+    )
     mid = b.execute(IMAGES)
     assert all(i["src"] != f["src"] for i, f in zip(mid, first)), mid
-    b.wait_for("return document.querySelector('#step').dataset.step === '19' && "
-               "document.querySelector('#play').dataset.playing === '0'", timeout=15,
-               what="playback reaching step 19 and stopping")
-    b.wait_for("const imgs = [...document.querySelectorAll('#cameras img.cam')];"
-               "return imgs.every(i => i.getAttribute('src').endsWith('/19') && i.complete && i.naturalWidth > 0)",
-               what="both cameras showing frame 19")
+    b.wait_for(
+        "return document.querySelector('#step').dataset.step === '19' && "
+        "document.querySelector('#play').dataset.playing === '0'",
+        timeout=15,
+        what="playback reaching step 19 and stopping",
+    )
+    b.wait_for(
+        "const imgs = [...document.querySelectorAll('#cameras img.cam')];"
+        "return imgs.every(i => i.getAttribute('src').endsWith('/19') && i.complete && i.naturalWidth > 0)",
+        what="both cameras showing frame 19",
+    )
     cursor = b.execute("return Number(document.querySelector('#plots .cursor').getAttribute('x1'))")
     assert cursor == pytest.approx(1000.0)
     assert b.execute("return document.querySelector('#slider').value") == "19"
@@ -401,8 +455,11 @@ def _drive_page(b, srv, root: Path) -> None:
     b.clear("#relabel-who")
     b.type("#relabel-who", "browser-test")
     b.click("#relabel-save")
-    b.wait_for("return document.querySelector('#relabel-status').textContent.startsWith('saved')",
-               timeout=15, what="relabel saved")
+    b.wait_for(
+        "return document.querySelector('#relabel-status').textContent.startsWith('saved')",
+        timeout=15,
+        what="relabel saved",
+    )
     assert b.execute("return document.querySelector('#ep-label').dataset.success") == "failure"
     assert "wipe the table" in b.text("#ep-label")
     _shot(b, "episode.png")
@@ -424,6 +481,9 @@ def _drive_page(b, srv, root: Path) -> None:
     # back to the table: the row shows the new label
     b.click("#back")
     b.wait_for(f"{ROWS} === 6", what="table again")
-    b.wait_for(f"return document.querySelector('#episodes tbody tr[data-path=\"{EP0}\"] td:nth-child(6)')"
-               ".textContent === 'failure'", what="the table showing the new label")
+    b.wait_for(
+        f"return document.querySelector('#episodes tbody tr[data-path=\"{EP0}\"] td:nth-child(6)')"
+        ".textContent === 'failure'",
+        what="the table showing the new label",
+    )
     assert b.console_errors() == []

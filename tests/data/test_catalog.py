@@ -71,7 +71,12 @@ def test_build_reads_attributes_into_wal_catalog(indexed):
         with Episode(indexed / r.path) as ep:
             a = ep.attrs
             assert (r.uuid, r.household, r.scene_id, r.task, r.success) == (
-                a["uuid"], a["household"], a["scene_id"], a["task"], a["success"])
+                a["uuid"],
+                a["household"],
+                a["scene_id"],
+                a["task"],
+                a["success"],
+            )
             assert r.num_steps == 20 and r.complete == 1 and r.schema_version == "1.0"
             assert r.camera_names == ep.camera_names == ["wrist", "exterior_1"]
             assert r.language == ep.language[0]
@@ -149,27 +154,30 @@ def test_catalog_paths_survive_copy_and_custom_location(indexed, tmp_path):
 
 
 # ---- queries ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("filters, expected", [
-    (["household=house_1"], {2, 3}),
-    (["lab=lab_a,lab_b"], ALL),
-    (["lab=lab_b"], set()),
-    (["scene_id=scene_0,scene_3"], {0, 3, 4}),
-    (["scene_id!=scene_0"], {1, 2, 3, 5}),
-    (["scene_id!=scene_0,scene_1"], {2, 3}),
-    (["success=1"], {0, 1, 2, 4, 5}),
-    (["success=0"], {3}),
-    (["task~DRAWER"], {1}),
-    (["task~drawer,button"], {1, 3}),
-    (["task!~block"], {1, 2, 3, 5}),
-    (["num_steps>=20"], ALL),
-    (["num_steps<20"], set()),
-    (["num_steps > 19", "success=1", "household=house_0"], {0, 1, 4, 5}),
-    (["complete=true"], ALL),
-    (["cameras~exterior"], ALL),
-    (["start_time>=2000-01-01"], ALL),
-    (["task~x' OR 1=1 --"], set()),  # values are bound parameters, never SQL
-    ([], ALL),
-])
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        (["household=house_1"], {2, 3}),
+        (["lab=lab_a,lab_b"], ALL),
+        (["lab=lab_b"], set()),
+        (["scene_id=scene_0,scene_3"], {0, 3, 4}),
+        (["scene_id!=scene_0"], {1, 2, 3, 5}),
+        (["scene_id!=scene_0,scene_1"], {2, 3}),
+        (["success=1"], {0, 1, 2, 4, 5}),
+        (["success=0"], {3}),
+        (["task~DRAWER"], {1}),
+        (["task~drawer,button"], {1, 3}),
+        (["task!~block"], {1, 2, 3, 5}),
+        (["num_steps>=20"], ALL),
+        (["num_steps<20"], set()),
+        (["num_steps > 19", "success=1", "household=house_0"], {0, 1, 4, 5}),
+        (["complete=true"], ALL),
+        (["cameras~exterior"], ALL),
+        (["start_time>=2000-01-01"], ALL),
+        (["task~x' OR 1=1 --"], set()),  # values are bound parameters, never SQL
+        ([], ALL),
+    ],
+)
 def test_query_operators(indexed, filters, expected):
     assert [r.path for r in cat.query(indexed, filters)] == names(expected)
 
@@ -185,13 +193,16 @@ def test_query_sql_condition_and_limit(indexed):
     assert len(cat.query(indexed)) == 6
 
 
-@pytest.mark.parametrize("flt, message", [
-    ("building=house_1", r"unknown column 'building'.*valid columns: path, uuid, lab, household"),
-    ("household", "expected COLUMN OP VALUE"),
-    ("num_steps>=many", "column num_steps is numeric, got 'many'"),
-    ("num_steps>=1,2", "operator >= takes one value"),
-    ("scene_id;DROP=1", "expected COLUMN OP VALUE"),
-])
+@pytest.mark.parametrize(
+    "flt, message",
+    [
+        ("building=house_1", r"unknown column 'building'.*valid columns: path, uuid, lab, household"),
+        ("household", "expected COLUMN OP VALUE"),
+        ("num_steps>=many", "column num_steps is numeric, got 'many'"),
+        ("num_steps>=1,2", "operator >= takes one value"),
+        ("scene_id;DROP=1", "expected COLUMN OP VALUE"),
+    ],
+)
 def test_invalid_filters_give_clear_errors(indexed, flt, message):
     with pytest.raises(cat.CatalogError, match=message):
         cat.query(indexed, [flt])
@@ -205,10 +216,26 @@ def test_missing_catalog_is_a_clear_error(dataset_copy):
 
 
 def test_entry_from_attrs_checks_types():
-    attrs = {"format": "robolearn.episode", "schema_version": "1.0", "uuid": "u", "lab": "l", "household": "h",
-             "scene_id": "s", "operator": "o", "robot_type": "r", "task": "t", "success": 1, "num_steps": 5,
-             "control_hz": 15.0, "teleop_device": "vr", "start_time": "2024", "end_time": "2024",
-             "complete": True, "cameras": '[{"name": "wrist"}]', "language_annotations": '[{"text": "hi"}]'}
+    attrs = {
+        "format": "robolearn.episode",
+        "schema_version": "1.0",
+        "uuid": "u",
+        "lab": "l",
+        "household": "h",
+        "scene_id": "s",
+        "operator": "o",
+        "robot_type": "r",
+        "task": "t",
+        "success": 1,
+        "num_steps": 5,
+        "control_hz": 15.0,
+        "teleop_device": "vr",
+        "start_time": "2024",
+        "end_time": "2024",
+        "complete": True,
+        "cameras": '[{"name": "wrist"}]',
+        "language_annotations": '[{"text": "hi"}]',
+    }
     row = cat.Row(*cat.entry_from_attrs("a.h5", attrs, 10, 20))
     assert (row.cameras, row.language, row.complete, row.size) == ("wrist", "hi", 1, 10)
     with pytest.raises(EpisodeError, match="a.h5: attrs/num_steps: expected int, got str"):
@@ -280,8 +307,9 @@ def test_random_split_keeps_copies_of_one_episode_together(indexed):
 def test_cli_round_trip(dataset_copy, cli_main, capsys):
     root = dataset_copy
     # query builds the missing catalog first
-    assert cli_main(["data", "query", str(root), "--where", "household=house_1", "task~press",
-                     "--format", "paths"]) == 0
+    assert (
+        cli_main(["data", "query", str(root), "--where", "household=house_1", "task~press", "--format", "paths"]) == 0
+    )
     out = capsys.readouterr()
     assert out.out.split() == [str(root.absolute() / n) for n in names({3})]
     assert (root / cat.CATALOG_NAME).is_file()
@@ -292,8 +320,23 @@ def test_cli_round_trip(dataset_copy, cli_main, capsys):
     assert "added 1" in out and "unchanged 6" in out
     assert json.loads((root / "index.config.json").read_text())["values"]["root"] == str(root)
 
-    assert cli_main(["data", "query", str(root), "--where", "num_steps<10", "--format", "json",
-                     "--columns", "path", "num_steps"]) == 0
+    assert (
+        cli_main(
+            [
+                "data",
+                "query",
+                str(root),
+                "--where",
+                "num_steps<10",
+                "--format",
+                "json",
+                "--columns",
+                "path",
+                "num_steps",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == [{"path": "episode_000006.h5", "num_steps": 3}]
 
     assert cli_main(["data", "query", str(root), "--where", "success=0", "--limit", "5"]) == 0

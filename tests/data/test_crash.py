@@ -32,9 +32,17 @@ from robolearn.data import codec, schema
 from robolearn.data.schema import CameraSpec
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig
 
-CAMS = [CameraSpec("wrist", 32, 32, role="wrist", encoding="jpeg"),
-        CameraSpec("ext", 32, 32, encoding="png", intrinsics=[[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]],
-                   extrinsics=np.eye(4).tolist())]
+CAMS = [
+    CameraSpec("wrist", 32, 32, role="wrist", encoding="jpeg"),
+    CameraSpec(
+        "ext",
+        32,
+        32,
+        encoding="png",
+        intrinsics=[[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]],
+        extrinsics=np.eye(4).tolist(),
+    ),
+]
 HZ = 150.0
 MARGIN_S = 0.3  # scheduling slack on a loaded 2-core machine, on top of the flush interval
 
@@ -44,18 +52,32 @@ def step_content(e: int, t: int) -> dict:
     base = e * 1000.0 + t
     ang = 0.01 * t
     quat = [np.cos(ang), np.sin(ang), 0.0, 0.0]
-    state = {"joint_positions": base + np.arange(7) * 0.01, "joint_velocities": -base - np.arange(7),
-             "ee_position": [t * 0.001, e, 1.0], "ee_quaternion": quat, "gripper_position": (t % 10) / 10}
-    action = {"cartesian_velocity": np.full(6, ((t % 20) - 10) / 10), "cartesian_position": [t, e, 1.0, *quat],
-              "joint_position": base + 1 + np.arange(7), "joint_velocity": np.full(7, t / 100),
-              "gripper_position": float(t % 2)}
+    state = {
+        "joint_positions": base + np.arange(7) * 0.01,
+        "joint_velocities": -base - np.arange(7),
+        "ee_position": [t * 0.001, e, 1.0],
+        "ee_quaternion": quat,
+        "gripper_position": (t % 10) / 10,
+    }
+    action = {
+        "cartesian_velocity": np.full(6, ((t % 20) - 10) / 10),
+        "cartesian_position": [t, e, 1.0, *quat],
+        "joint_position": base + 1 + np.arange(7),
+        "joint_velocity": np.full(7, t / 100),
+        "gripper_position": float(t % 2),
+    }
     yy, xx = np.mgrid[0:32, 0:32]
     img = np.stack([(xx * 8 + t) % 256, (yy * 8 + e) % 256, np.full_like(xx, t % 256)], -1).astype(np.uint8)
     dropped = t % 13 == 5  # the wrist camera misses a frame now and then
     cam0 = e * 10**9 + 10**6 + t * 1000
-    return dict(state=state, action=action, images={"wrist": None if dropped else img, "ext": img[::-1].copy()},
-                camera_times={"wrist": (0, 0) if dropped else (cam0 + 1, cam0 + 2), "ext": (cam0 + 3, cam0 + 4)},
-                reward=t / 1000, language_index=0)
+    return dict(
+        state=state,
+        action=action,
+        images={"wrist": None if dropped else img, "ext": img[::-1].copy()},
+        camera_times={"wrist": (0, 0) if dropped else (cam0 + 1, cam0 + 2), "ext": (cam0 + 3, cam0 + 4)},
+        reward=t / 1000,
+        language_index=0,
+    )
 
 
 def episode_name(e: int) -> str:
@@ -66,13 +88,13 @@ def child_main(out: Path, start: int, count: int, steps: list[int], flush_s: flo
     """Record `count` episodes, episode i with steps[i % len(steps)] steps, at `hz` (0: as fast as possible).
     Prints `ready`, `open e`, `step e t on_disk`, `closing e`, `closed e`, each with
     the monotonic time in ns (same clock as the parent's)."""
+
     def say(*words: object) -> None:
         print(*words, time.monotonic_ns(), flush=True)
 
     say("ready")
     for e in range(start, start + count):
-        meta = EpisodeMeta(lab="crash", operator="child", task=f"episode {e}", language=[f"episode {e}"],
-                           control_hz=HZ)
+        meta = EpisodeMeta(lab="crash", operator="child", task=f"episode {e}", language=[f"episode {e}"], control_hz=HZ)
         cfg = WriterConfig(flush_interval_s=flush_s, min_free_mb=0)
         try:
             with EpisodeWriter(out / episode_name(e), meta, CAMS, cfg) as w:
@@ -108,15 +130,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def start_child(out: Path, start: int, count: int, steps: list[int], flush_s: float, hz: float = HZ,
-                trigger=None, preexec_fn=None) -> tuple[Run, threading.Thread]:
+def start_child(
+    out: Path, start: int, count: int, steps: list[int], flush_s: float, hz: float = HZ, trigger=None, preexec_fn=None
+) -> tuple[Run, threading.Thread]:
     """Start a recording child; a thread reads its lines, hashes each closed episode as soon as it is
     reported, and calls `trigger(run, words)` per line (it may kill the child)."""
-    cmd = [sys.executable, __file__, str(out), str(start), str(count), ",".join(map(str, steps)), str(flush_s),
-           str(hz)]
+    cmd = [sys.executable, __file__, str(out), str(start), str(count), ",".join(map(str, steps)), str(flush_s), str(hz)]
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=preexec_fn)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=preexec_fn
+    )
     run = Run(proc)
 
     def read() -> None:
@@ -156,15 +179,18 @@ def check_content(path: Path, e: int, n: int) -> None:
             want = step_content(e, t)
             for group, key in [("state", k) for k in want["state"]] + [("action", k) for k in want["action"]]:
                 prefix = schema.STATE_GROUP if group == "state" else schema.ACTION_GROUP
-                np.testing.assert_array_equal(f[f"{prefix}/{key}"][t], np.asarray(want[group][key], float),
-                                              err_msg=f"{path}: {prefix}/{key} step {t}")
+                np.testing.assert_array_equal(
+                    f[f"{prefix}/{key}"][t],
+                    np.asarray(want[group][key], float),
+                    err_msg=f"{path}: {prefix}/{key} step {t}",
+                )
             assert f["reward"][t] == np.float32(t / 1000), (path, t)
             assert bool(f["is_first"][t]) == (t == 0) and bool(f["is_last"][t]) == (t == n - 1), (path, t)
             for cam in CAMS:
                 g = schema.camera_group(cam.name)
                 img = want["images"][cam.name]
                 off, length = f[f"{g}/rgb/index"][t]
-                got = f[f"{g}/rgb/data"][off: off + length].tobytes()
+                got = f[f"{g}/rgb/data"][off : off + length].tobytes()
                 expect = b"" if img is None else codec.encode_rgb(img, cam.encoding, cam.quality)
                 assert got == expect, f"{path}: {g}/rgb frame {t} differs from what was written"
                 assert bool(f[f"{g}/dropped"][t]) == (img is None)
@@ -192,12 +218,18 @@ def kill_spot(run: Run) -> str:
     """Where the kill landed, from the last line the child printed before it."""
     before = [w for w in run.lines if int(w[-1]) <= run.kill_ns]
     last = before[-1][0] if before else "ready"
-    return {"step": "recording", "open": "recording", "closing": "closing", "closed": "between episodes",
-            "ready": "between episodes"}.get(last, last)
+    return {
+        "step": "recording",
+        "open": "recording",
+        "closing": "closing",
+        "closed": "between episodes",
+        "ready": "between episodes",
+    }.get(last, last)
 
 
 def trigger_for(mode: str, rng: random.Random, flush_s: float):
     """A per-line callback that kills the child at a chosen kind of moment (None: the parent kills at random)."""
+
     def on_line(run: Run, words: list[str]) -> None:
         if mode == "closing" and words[0] == "closing":  # inside close(): final flush, attrs, fsync, rename
             time.sleep(rng.uniform(0, 0.012))
@@ -208,6 +240,7 @@ def trigger_for(mode: str, rng: random.Random, flush_s: float):
         elif mode == "flush" and words[0] == "open":  # the first flush is due flush_s after the file opens
             time.sleep(flush_s + rng.uniform(-0.003, 0.01))
             kill(run)
+
     return None if mode == "random" else on_line
 
 
@@ -293,9 +326,11 @@ def test_sigkill_at_random_points_loses_at_most_one_flush_interval(tmp_path):
     report = validate_dataset(out)
     assert not report.errors, [str(p) for p in report.errors]
     assert len(list_episodes(out)) >= kills // 2
-    print(f"\n{kills} kills landed: {dict(spots)}; open episode: {dict(outcomes)}; "
-          f"{salvaged_steps} steps salvaged; {len(hashes)} closed episodes verified; oldest lost step added "
-          f"{worst_loss:.3f} s before its kill (flush interval {flush_s} s)")
+    print(
+        f"\n{kills} kills landed: {dict(spots)}; open episode: {dict(outcomes)}; "
+        f"{salvaged_steps} steps salvaged; {len(hashes)} closed episodes verified; oldest lost step added "
+        f"{worst_loss:.3f} s before its kill (flush interval {flush_s} s)"
+    )
 
 
 # ---- write failures ------------------------------------------------------------------------------------------

@@ -113,7 +113,9 @@ def test_relabel_success_and_language(dataset_copy):
         anns = ep.attrs["language_annotations"]
         assert anns[0]["text"] == TASKS[0] and anns[0]["source"] == "operator"
         assert [(a["text"], a["source"], a["annotator"]) for a in anns[1:]] == [
-            ("open the top drawer", "relabel", "alice"), ("pull the top drawer", "relabel", "alice")]
+            ("open the top drawer", "relabel", "alice"),
+            ("pull the top drawer", "relabel", "alice"),
+        ]
         hist = ep.attrs["label_history"]
         assert hist[0]["field"] == "success" and (hist[0]["old"], hist[0]["new"], hist[0]["who"]) == (1, 0, "alice")
         assert hist[1]["old"] == [TASKS[0]] and hist[1]["new"][0] == "open the top drawer" and hist[1]["time"]

@@ -64,10 +64,22 @@ def test_padding_masks_and_edge_values(small_dataset):
     proprio, action, ep = _reader_arrays(ds.episodes[0].path)
     with ep:
         b = ds.__getitems__([0, 1, 2, 16, 17, 19])
-        assert b["obs_pad"].tolist() == [[True, True, False], [True, False, False], [False, False, False],
-                                         [False, False, False], [False, False, False], [False, False, False]]
-        assert b["action_pad"].tolist() == [[False] * 4, [False] * 4, [False] * 4, [False] * 4,
-                                            [False, False, False, True], [False, True, True, True]]
+        assert b["obs_pad"].tolist() == [
+            [True, True, False],
+            [True, False, False],
+            [False, False, False],
+            [False, False, False],
+            [False, False, False],
+            [False, False, False],
+        ]
+        assert b["action_pad"].tolist() == [
+            [False] * 4,
+            [False] * 4,
+            [False] * 4,
+            [False] * 4,
+            [False, False, False, True],
+            [False, True, True, True],
+        ]
         # padded slots repeat the edge value
         np.testing.assert_allclose(b["proprio"][0].numpy(), proprio[[0, 0, 0]].astype(np.float32))
         np.testing.assert_allclose(b["action"][5].numpy(), action[[19, 19, 19, 19]].astype(np.float32))
@@ -82,7 +94,7 @@ def test_action_chunk_and_proprio_equal_reader_arrays(small_dataset):
     idx = rng.choice(len(ds), 24, replace=False).tolist()
     b = ds.__getitems__(idx)
     cache = {}
-    for n, i in enumerate(idx):
+    for n, _ in enumerate(idx):
         e, t = int(b["episode"][n]), int(b["step"][n])
         if e not in cache:
             p, a, ep = _reader_arrays(ds.episodes[e].path)
@@ -100,7 +112,7 @@ def test_history_frames_equal_episode_frames(small_dataset):
     ds = _ds(small_dataset, history=3, chunk=1)
     idx = [3, 20 + 10, 5 * 20 + 19]
     b = ds.__getitems__(idx)
-    for n, i in enumerate(idx):
+    for n, _ in enumerate(idx):
         e, t = int(b["episode"][n]), int(b["step"][n])
         with Episode(ds.episodes[e].path) as ep:
             for cam in ds.cameras:
@@ -116,11 +128,23 @@ def test_dropped_frames_repeat_last_present(tmp_path):
     with EpisodeWriter(path, EpisodeMeta(task="t", language=["t"]), camera_specs(cfg)) as w:
         for t in range(8):
             img = None if t in (0, 3, 4) else render(t, 8, 0, 16, np.array([90.0, 120, 150]))
-            w.add_step(state={"joint_positions": zeros7, "joint_velocities": zeros7, "ee_position": np.zeros(3),
-                              "ee_quaternion": [1, 0, 0, 0], "gripper_position": 0.0},
-                       action={"cartesian_velocity": np.full(6, t / 10), "cartesian_position": np.zeros(7),
-                               "joint_position": zeros7, "joint_velocity": zeros7, "gripper_position": 0.0},
-                       images={"wrist": img})
+            w.add_step(
+                state={
+                    "joint_positions": zeros7,
+                    "joint_velocities": zeros7,
+                    "ee_position": np.zeros(3),
+                    "ee_quaternion": [1, 0, 0, 0],
+                    "gripper_position": 0.0,
+                },
+                action={
+                    "cartesian_velocity": np.full(6, t / 10),
+                    "cartesian_position": np.zeros(7),
+                    "joint_position": zeros7,
+                    "joint_velocity": zeros7,
+                    "gripper_position": 0.0,
+                },
+                images={"wrist": img},
+            )
     ds = EpisodeDataset([path], LoaderConfig(history=3))
     b = ds.__getitems__(list(range(8)))
     with Episode(path) as ep:
@@ -152,8 +176,10 @@ def test_action_and_proprio_keys(small_dataset):
     _, _, ep = _reader_arrays(ds.episodes[0].path)
     with ep:
         b = ds.__getitems__([4])
-        np.testing.assert_array_equal(b["action"][0, 0].numpy(), np.concatenate(
-            [ep.action("joint_position")[4], [ep.action("gripper_position")[4]]]).astype(np.float32))
+        np.testing.assert_array_equal(
+            b["action"][0, 0].numpy(),
+            np.concatenate([ep.action("joint_position")[4], [ep.action("gripper_position")[4]]]).astype(np.float32),
+        )
         np.testing.assert_array_equal(b["proprio"][0, 0].numpy(), ep.state("ee_position")[4].astype(np.float32))
 
 
@@ -257,9 +283,15 @@ def _corrupt(root, kind: str):
     return good, bad
 
 
-@pytest.mark.parametrize("kind,field", [("truncated", "file"), ("not_hdf5", "file"),
-                                        ("schema_version", "attrs/schema_version"),
-                                        ("nan_action", "action/cartesian_velocity")])
+@pytest.mark.parametrize(
+    "kind,field",
+    [
+        ("truncated", "file"),
+        ("not_hdf5", "file"),
+        ("schema_version", "attrs/schema_version"),
+        ("nan_action", "action/cartesian_velocity"),
+    ],
+)
 def test_bad_episodes_raise_or_skip(dataset_copy, kind, field):
     good, bad = _corrupt(dataset_copy, kind)
     paths = good + [bad]

@@ -38,19 +38,32 @@ def run_cli(monkeypatch):
 def add(w: EpisodeWriter, t: int) -> None:
     img = np.full((32, 32, 3), t * 7 % 256, np.uint8)
     img[t % 32] = 255
-    w.add_step({"joint_positions": np.full(7, t, float), "joint_velocities": np.zeros(7), "ee_position": [t, 0, 1],
-                "ee_quaternion": [1, 0, 0, 0], "gripper_position": 0.0},
-               {"cartesian_velocity": np.zeros(6), "cartesian_position": [t, 0, 1, 1, 0, 0, 0],
-                "joint_position": np.full(7, t + 1.0), "joint_velocity": np.zeros(7), "gripper_position": 1.0},
-               images={"wrist": None if t == 3 else img, "ext": img},
-               depth={"ext": np.full((32, 32), 500 + t, np.uint16)},
-               camera_times={"wrist": (0, 0) if t == 3 else (t * 10 + 1, t * 10 + 2), "ext": (t * 10 + 1, t * 10 + 3)})
+    w.add_step(
+        {
+            "joint_positions": np.full(7, t, float),
+            "joint_velocities": np.zeros(7),
+            "ee_position": [t, 0, 1],
+            "ee_quaternion": [1, 0, 0, 0],
+            "gripper_position": 0.0,
+        },
+        {
+            "cartesian_velocity": np.zeros(6),
+            "cartesian_position": [t, 0, 1, 1, 0, 0, 0],
+            "joint_position": np.full(7, t + 1.0),
+            "joint_velocity": np.zeros(7),
+            "gripper_position": 1.0,
+        },
+        images={"wrist": None if t == 3 else img, "ext": img},
+        depth={"ext": np.full((32, 32), 500 + t, np.uint16)},
+        camera_times={"wrist": (0, 0) if t == 3 else (t * 10 + 1, t * 10 + 2), "ext": (t * 10 + 1, t * 10 + 3)},
+    )
 
 
 def crashed_partial(folder: Path, flushed: int, unflushed: int = 0, name: str = PARTIAL) -> Path:
     """What a writer killed after `flushed` flushed steps (and `unflushed` buffered ones) leaves on disk."""
-    w = EpisodeWriter(folder / "live" / "ep.h5", META, CAMS, WriterConfig(flush_interval_s=600,
-                                                                          background_flush=False, min_free_mb=0))
+    w = EpisodeWriter(
+        folder / "live" / "ep.h5", META, CAMS, WriterConfig(flush_interval_s=600, background_flush=False, min_free_mb=0)
+    )
     for t in range(flushed):
         add(w, t)
     w.flush()
@@ -146,14 +159,16 @@ def test_cuts_rows_whose_frames_are_past_the_data_or_missing(tmp_path):
         f["cameras/ext/depth/index"][8] = [f["cameras/ext/depth/data"].shape[0] - 4, 100]  # past the data
         for t in (1, 6, 7):  # bytes that never reached the disk (6, 7: the tail once cut at 8) or damage (1)
             off, n = f["cameras/wrist/rgb/index"][t]
-            f["cameras/wrist/rgb/data"][off: off + n] = 0
+            f["cameras/wrist/rgb/data"][off : off + n] = 0
     [r] = repair_dataset(tmp_path, min_age_s=0)
     assert (r.action, r.salvaged_steps, r.steps_on_disk) == ("salvaged", 6, 10)
     assert "cameras/wrist/rgb: frame of step 6" in r.reason
     # a bad frame followed by good ones is damage, not a crash tail: kept, and reported by validate
     [err] = errors(tmp_path / "ep.h5")
-    assert err.startswith(f"{tmp_path / 'ep.h5'}: cameras/wrist/rgb/data: 1 of 5 checked frames bad; first at "
-                          "step 1: cannot decode jpeg frame")
+    assert err.startswith(
+        f"{tmp_path / 'ep.h5'}: cameras/wrist/rgb/data: 1 of 5 checked frames bad; first at "
+        "step 1: cannot decode jpeg frame"
+    )
     assert r.problems == 1
 
 

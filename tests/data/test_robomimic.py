@@ -13,8 +13,7 @@ from robolearn.data.robomimic import export_robomimic
 
 def test_export_layout_and_values(small_dataset, tmp_path):
     paths = list_episodes(small_dataset)
-    out = export_robomimic(paths, tmp_path / "rm.hdf5", split={"train": paths[:4], "valid": paths[4:]},
-                           next_obs=True)
+    out = export_robomimic(paths, tmp_path / "rm.hdf5", split={"train": paths[:4], "valid": paths[4:]}, next_obs=True)
     with h5py.File(out) as f, Episode(paths[1]) as ep:
         assert sorted(f["data"].keys(), key=lambda k: int(k[5:])) == [f"demo_{i}" for i in range(len(paths))]
         assert f["data"].attrs["total"] == sum(f[f"data/demo_{i}"].attrs["num_samples"] for i in range(len(paths)))

@@ -13,8 +13,9 @@ def test_every_episode_attr_documented():
 
 
 def test_every_step_field_documented():
-    missing = [f.path for f in schema.STEP_FIELDS + schema.CAMERA_STEP_FIELDS
-               if f"`{f.path.rsplit('/', 1)[-1]}`" not in DOC]
+    missing = [
+        f.path for f in schema.STEP_FIELDS + schema.CAMERA_STEP_FIELDS if f"`{f.path.rsplit('/', 1)[-1]}`" not in DOC
+    ]
     assert not missing, f"docs/format.md lacks fields {missing}"
 
 

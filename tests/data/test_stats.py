@@ -29,8 +29,12 @@ def test_stats_match_numpy(small_dataset):
     st = compute_stats(paths, bins=bins)
     assert st["num_episodes"] == 6 and st["num_steps"] == 120
     assert "observation/robot_state/joint_positions" in st["stats"] and "action/gripper_position" in st["stats"]
-    for key in ("observation/robot_state/joint_positions", "action/cartesian_velocity",
-                "observation/robot_state/gripper_position", "observation/robot_state/ee_quaternion"):
+    for key in (
+        "observation/robot_state/joint_positions",
+        "action/cartesian_velocity",
+        "observation/robot_state/gripper_position",
+        "observation/robot_state/ee_quaternion",
+    ):
         x = _all(paths, key)
         s = st["stats"][key]
         assert s["count"] == len(x) and len(s["mean"]) == x.shape[1]
@@ -95,8 +99,10 @@ def test_cli_writes_stats_json(dataset_copy, tmp_path, capsys):
     assert st["num_episodes"] == 6 and len(st["stats"]) == 10
     assert "joint_positions" in capsys.readouterr().out
     out = tmp_path / "only.json"
-    assert main(["data", "stats", str(dataset_copy), "--out", str(out), "--keys", "cartesian_velocity",
-                 "--bins", "128"]) == 0
+    assert (
+        main(["data", "stats", str(dataset_copy), "--out", str(out), "--keys", "cartesian_velocity", "--bins", "128"])
+        == 0
+    )
     st = load_stats(out)
     assert list(st["stats"]) == ["action/cartesian_velocity"] and st["config"]["bins"] == 128
 

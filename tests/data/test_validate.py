@@ -65,8 +65,9 @@ def test_messages_say_what_was_expected_and_found(good, tmp_path):
         broken = fn(good, tmp_path / f"{name}.h5", **{**base, **kw})
         return " ".join(p.message for p in errors(validate_episode(broken.path)) if p.field == broken.field)
 
-    assert "unknown schema version '9.9'" in message("unknown_schema_version") and "['1.0']" in \
-        message("unknown_schema_version")
+    assert "unknown schema version '9.9'" in message("unknown_schema_version") and "['1.0']" in message(
+        "unknown_schema_version"
+    )
     assert "expected float64, found float32" in message("wrong_dtype")
     assert "expected 20 rows (num_steps), found 19" in message("mismatched_length")
     assert "NaN/Inf at step 3" in message("nan_action")
@@ -142,8 +143,10 @@ def test_dataset_report_and_partials(dataset_copy):
     report = validate_dataset(dataset_copy)
     assert len(report.checked) == 8
     assert report.bad_files == sorted([str(bad.path), str(junk.path)])
-    assert any(p.severity == "warning" and p.path.endswith(schema.TMP_SUFFIX) and "repair" in p.message
-               for p in report.problems)
+    assert any(
+        p.severity == "warning" and p.path.endswith(schema.TMP_SUFFIX) and "repair" in p.message
+        for p in report.problems
+    )
     assert not report.quarantined and bad.path.exists()
 
 

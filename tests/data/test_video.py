@@ -21,15 +21,20 @@ EP0 = "episode_000000.h5"
 def decode(path: Path) -> tuple[av.video.stream.VideoStream, list[np.ndarray], dict]:
     with av.open(str(path)) as c:
         s = c.streams.video[0]
-        props = {"rate": s.average_rate, "w": s.codec_context.width, "h": s.codec_context.height,
-                 "codec": s.codec_context.name, "pix_fmt": s.codec_context.pix_fmt}
+        props = {
+            "rate": s.average_rate,
+            "w": s.codec_context.width,
+            "h": s.codec_context.height,
+            "codec": s.codec_context.name,
+            "pix_fmt": s.codec_context.pix_fmt,
+        }
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     return s, frames, props
 
 
 def panel(frame: np.ndarray, x: int, side: int, size: int) -> np.ndarray:
     """The camera panel at column x, scaled back to the stored image size."""
-    return cv2.resize(frame[:side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.resize(frame[:side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
 
 
 def test_export_video_frames_size_rate_content(small_dataset, tmp_path):
@@ -52,8 +57,14 @@ def test_export_video_frames_size_rate_content(small_dataset, tmp_path):
 
 
 def test_export_video_options(small_dataset, tmp_path):
-    out = video.export_video(small_dataset / EP0, tmp_path / "one.mp4", cameras=["exterior_1"], fps=30, scale=2,
-                             plot_keys=("action", "observation/robot_state/gripper_position"))
+    out = video.export_video(
+        small_dataset / EP0,
+        tmp_path / "one.mp4",
+        cameras=["exterior_1"],
+        fps=30,
+        scale=2,
+        plot_keys=("action", "observation/robot_state/gripper_position"),
+    )
     _, frames, props = decode(out)
     assert len(frames) == 20 and props["rate"] == 30
     assert (props["w"], props["h"]) == (video.MIN_WIDTH, 64 + video.TEXT_H + video.PLOT_H)
@@ -71,13 +82,23 @@ def test_export_video_marks_dropped_frames(tmp_path):
     with EpisodeWriter(path, EpisodeMeta(task="t"), camera_specs(cfg)) as w:
         for t in range(cfg.steps):
             img = None if t == 3 else render(t, cfg.steps, 0, 32, np.array([90.0, 120, 150]))
-            w.add_step(state={"joint_positions": tr["q"][t], "joint_velocities": tr["qd"][t],
-                              "ee_position": tr["pos"][t], "ee_quaternion": tr["quat"][t],
-                              "gripper_position": tr["grip"][t]},
-                       action={"cartesian_velocity": tr["vel"][t],
-                               "cartesian_position": np.r_[tr["pos"][t], 1, 0, 0, 0], "joint_position": tr["q"][t], "joint_velocity": tr["qd"][t],
-                               "gripper_position": tr["grip"][t]},
-                       images={"wrist": img})
+            w.add_step(
+                state={
+                    "joint_positions": tr["q"][t],
+                    "joint_velocities": tr["qd"][t],
+                    "ee_position": tr["pos"][t],
+                    "ee_quaternion": tr["quat"][t],
+                    "gripper_position": tr["grip"][t],
+                },
+                action={
+                    "cartesian_velocity": tr["vel"][t],
+                    "cartesian_position": np.r_[tr["pos"][t], 1, 0, 0, 0],
+                    "joint_position": tr["q"][t],
+                    "joint_velocity": tr["qd"][t],
+                    "gripper_position": tr["grip"][t],
+                },
+                images={"wrist": img},
+            )
     _, frames, _ = decode(video.export_video(path, tmp_path / "drop.mp4"))
     assert len(frames) == 6
 

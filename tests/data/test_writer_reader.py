@@ -16,13 +16,23 @@ from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig
 
 
 def _state(t: float) -> dict:
-    return {"joint_positions": np.full(7, t), "joint_velocities": np.full(7, -t), "ee_position": [t, 0, 1],
-            "ee_quaternion": [1, 0, 0, 0], "gripper_position": t / 10}
+    return {
+        "joint_positions": np.full(7, t),
+        "joint_velocities": np.full(7, -t),
+        "ee_position": [t, 0, 1],
+        "ee_quaternion": [1, 0, 0, 0],
+        "gripper_position": t / 10,
+    }
 
 
 def _action(t: float) -> dict:
-    return {"cartesian_velocity": np.full(6, 0.1), "cartesian_position": [t, 0, 1, 1, 0, 0, 0],
-            "joint_position": np.full(7, t + 1), "joint_velocity": np.zeros(7), "gripper_position": 1.0}
+    return {
+        "cartesian_velocity": np.full(6, 0.1),
+        "cartesian_position": [t, 0, 1, 1, 0, 0, 0],
+        "joint_position": np.full(7, t + 1),
+        "joint_velocity": np.zeros(7),
+        "gripper_position": 1.0,
+    }
 
 
 def _img(t: int, h: int = 24, w: int = 32) -> np.ndarray:
@@ -30,19 +40,35 @@ def _img(t: int, h: int = 24, w: int = 32) -> np.ndarray:
     return np.stack([(xx * 8 + t) % 256, (yy * 10) % 256, np.full_like(xx, 128)], -1).astype(np.uint8)
 
 
-CAMS = [CameraSpec("wrist", 32, 24, role="wrist", intrinsics=np.eye(3).tolist(), extrinsics=np.eye(4).tolist()),
-        CameraSpec("ext", 32, 24, encoding="png", depth=True)]
-META = EpisodeMeta(lab="lab_x", household="h1", scene_id="s1", operator="ada", robot_type="sim", task="open drawer",
-                   language=["open the drawer", "pull the drawer open"], teleop_params={"gain": 0.5})
+CAMS = [
+    CameraSpec("wrist", 32, 24, role="wrist", intrinsics=np.eye(3).tolist(), extrinsics=np.eye(4).tolist()),
+    CameraSpec("ext", 32, 24, encoding="png", depth=True),
+]
+META = EpisodeMeta(
+    lab="lab_x",
+    household="h1",
+    scene_id="s1",
+    operator="ada",
+    robot_type="sim",
+    task="open drawer",
+    language=["open the drawer", "pull the drawer open"],
+    teleop_params={"gain": 0.5},
+)
 
 
 def write(path, steps=10, drop=(), cfg=None):
     with EpisodeWriter(path, META, CAMS, cfg) as w:
         for t in range(steps):
             imgs = {"wrist": None if t in drop else _img(t), "ext": _img(t)}
-            w.add_step(_state(t), _action(t), images=imgs, depth={"ext": np.full((24, 32), 1000 + t, np.uint16)},
-                       camera_times={"wrist": (t * 10 + 1, t * 10 + 2), "ext": (t * 10 + 1, t * 10 + 3)},
-                       reward=float(t == steps - 1), is_terminal=t == steps - 1)
+            w.add_step(
+                _state(t),
+                _action(t),
+                images=imgs,
+                depth={"ext": np.full((24, 32), 1000 + t, np.uint16)},
+                camera_times={"wrist": (t * 10 + 1, t * 10 + 2), "ext": (t * 10 + 1, t * 10 + 3)},
+                reward=float(t == steps - 1),
+                is_terminal=t == steps - 1,
+            )
         w.set_outcome(True)
         w.set_cadence({"achieved_hz": 14.9})
     return path
@@ -87,7 +113,7 @@ def test_frames_are_read_via_chunk_addresses_and_match_h5py(tmp_path):
         assert s._chunks is not None  # pread path active
         for t in range(6):
             off, n = s.index[t]
-            assert s.raw(t) == e._f["cameras/wrist/rgb/data"][off:off + n].tobytes()
+            assert s.raw(t) == e._f["cameras/wrist/rgb/data"][off : off + n].tobytes()
 
 
 def test_never_overwrites_and_refuses_pending_partial(tmp_path):
@@ -95,8 +121,9 @@ def test_never_overwrites_and_refuses_pending_partial(tmp_path):
     with pytest.raises(FileExistsError):
         EpisodeWriter(p, META, CAMS)
     w = EpisodeWriter(tmp_path / "b.h5", META, CAMS)
-    w.add_step(_state(0), _action(0), images={"wrist": _img(0), "ext": _img(0)},
-               depth={"ext": np.zeros((24, 32), np.uint16)})
+    w.add_step(
+        _state(0), _action(0), images={"wrist": _img(0), "ext": _img(0)}, depth={"ext": np.zeros((24, 32), np.uint16)}
+    )
     w.flush()
     # an unfinished episode is invisible to dataset listing and cannot be opened as complete
     assert list_episodes(tmp_path) == [p]
@@ -109,8 +136,12 @@ def test_never_overwrites_and_refuses_pending_partial(tmp_path):
 def test_flush_interval_puts_steps_on_disk(tmp_path):
     w = EpisodeWriter(tmp_path / "e.h5", META, CAMS, WriterConfig(flush_interval_s=0.0, background_flush=False))
     for t in range(3):
-        w.add_step(_state(t), _action(t), images={"wrist": _img(t), "ext": _img(t)},
-                   depth={"ext": np.zeros((24, 32), np.uint16)})
+        w.add_step(
+            _state(t),
+            _action(t),
+            images={"wrist": _img(t), "ext": _img(t)},
+            depth={"ext": np.zeros((24, 32), np.uint16)},
+        )
     assert w.num_steps == 3  # each step flushed immediately
     with Episode(w.tmp_path, swmr=True) as e:
         assert e.num_steps == 3 and not e.complete
@@ -121,8 +152,9 @@ def test_background_flush_when_loop_pauses(tmp_path):
     import time
 
     w = EpisodeWriter(tmp_path / "e.h5", META, CAMS, WriterConfig(flush_interval_s=0.1))
-    w.add_step(_state(0), _action(0), images={"wrist": _img(0), "ext": _img(0)},
-               depth={"ext": np.zeros((24, 32), np.uint16)})
+    w.add_step(
+        _state(0), _action(0), images={"wrist": _img(0), "ext": _img(0)}, depth={"ext": np.zeros((24, 32), np.uint16)}
+    )
     deadline = time.monotonic() + 5
     while w.num_steps == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -134,8 +166,12 @@ def test_exception_inside_with_keeps_partial(tmp_path):
     with pytest.raises(RuntimeError):
         with EpisodeWriter(tmp_path / "e.h5", META, CAMS) as w:
             for t in range(4):
-                w.add_step(_state(t), _action(t), images={"wrist": _img(t), "ext": _img(t)},
-                           depth={"ext": np.zeros((24, 32), np.uint16)})
+                w.add_step(
+                    _state(t),
+                    _action(t),
+                    images={"wrist": _img(t), "ext": _img(t)},
+                    depth={"ext": np.zeros((24, 32), np.uint16)},
+                )
             raise RuntimeError("operator loop crashed")
     assert not (tmp_path / "e.h5").exists()
     partial = tmp_path / ("e" + schema.TMP_SUFFIX)
@@ -143,17 +179,20 @@ def test_exception_inside_with_keeps_partial(tmp_path):
         assert e.num_steps == 4 and not e.complete
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({"state": {"joint_positions": np.zeros(6)}}, "joint_positions"),
-    ({"state": {"ee_quaternion": None}}, "ee_quaternion"),
-    ({"action": {"joint_velocity": np.zeros(3)}}, "joint_velocity"),
-    ({"images": {"nope": _img(0)}}, "images/nope"),
-    ({"images": {"wrist": np.zeros((10, 10, 3), np.uint8)}}, "cameras/wrist/rgb"),
-    ({"images": {"wrist": _img(0).astype(np.float32)}}, "cameras/wrist/rgb"),
-    ({"depth": {"ext": np.zeros((10, 10), np.uint16)}}, "cameras/ext/depth"),
-    ({"depth": {"ext": np.zeros((24, 32), np.float32)}}, "cameras/ext/depth"),
-    ({"depth": {"wrist": np.zeros((24, 32), np.uint16)}}, "depth/wrist"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"state": {"joint_positions": np.zeros(6)}}, "joint_positions"),
+        ({"state": {"ee_quaternion": None}}, "ee_quaternion"),
+        ({"action": {"joint_velocity": np.zeros(3)}}, "joint_velocity"),
+        ({"images": {"nope": _img(0)}}, "images/nope"),
+        ({"images": {"wrist": np.zeros((10, 10, 3), np.uint8)}}, "cameras/wrist/rgb"),
+        ({"images": {"wrist": _img(0).astype(np.float32)}}, "cameras/wrist/rgb"),
+        ({"depth": {"ext": np.zeros((10, 10), np.uint16)}}, "cameras/ext/depth"),
+        ({"depth": {"ext": np.zeros((24, 32), np.float32)}}, "cameras/ext/depth"),
+        ({"depth": {"wrist": np.zeros((24, 32), np.uint16)}}, "depth/wrist"),
+    ],
+)
 def test_bad_step_is_refused_with_field_name(tmp_path, bad, field):
     w = EpisodeWriter(tmp_path / "e.h5", META, CAMS)
     state, action = _state(0), _action(0)

@@ -25,10 +25,22 @@ def test_convert_reference_release(tmp_path, lm_dir, capsys):
     c = model.config
     src = tmp_path / "release"
     src.mkdir()
-    (src / "r-mvp-config.json").write_text(json.dumps(dict(
-        resolution=c.image_size, patch_size=c.patch_size, encoder_depth=c.encoder_depth,
-        encoder_embed_dim=c.encoder_dim, encoder_n_heads=c.encoder_heads, decoder_depth=c.decoder_depth,
-        decoder_embed_dim=c.decoder_dim, decoder_n_heads=c.decoder_heads, optimizer="adamw", base_lr=1.5e-4)))
+    (src / "r-mvp-config.json").write_text(
+        json.dumps(
+            dict(
+                resolution=c.image_size,
+                patch_size=c.patch_size,
+                encoder_depth=c.encoder_depth,
+                encoder_embed_dim=c.encoder_dim,
+                encoder_n_heads=c.encoder_heads,
+                decoder_depth=c.decoder_depth,
+                decoder_embed_dim=c.decoder_dim,
+                decoder_n_heads=c.decoder_heads,
+                optimizer="adamw",
+                base_lr=1.5e-4,
+            )
+        )
+    )
     torch.save([to_reference_state_dict(model.state_dict(), "r-mvp"), {}], src / "r-mvp.pt")
     assert convert(ConvertCommand(source=src, out=tmp_path / "ours")) == 0
     assert "voltron_compat=True" in capsys.readouterr().out

@@ -21,8 +21,8 @@ def test_sincos_2d_layout():
     p = 1 * g + 2
     w = 1.0 / 10000 ** (torch.arange(d // 4) / (d / 4))
     assert torch.allclose(pe[p, : d // 4], torch.sin(2 * w), atol=1e-6)
-    assert torch.allclose(pe[p, d // 4: d // 2], torch.cos(2 * w), atol=1e-6)
-    assert torch.allclose(pe[p, d // 2: 3 * d // 4], torch.sin(1 * w), atol=1e-6)
+    assert torch.allclose(pe[p, d // 4 : d // 2], torch.cos(2 * w), atol=1e-6)
+    assert torch.allclose(pe[p, d // 2 : 3 * d // 4], torch.sin(1 * w), atol=1e-6)
     with_cls = sincos_2d(d, g, cls_token=True)
     assert with_cls.shape == (g * g + 1, d) and torch.all(with_cls[0] == 0)
     with pytest.raises(ValueError, match="divisible by 4"):
@@ -44,8 +44,8 @@ def test_patchify_roundtrip_and_layout():
 def test_random_masking_convention_and_restore():
     m = random_masking(4, 16, 0.75)
     assert m.mask.shape == (4, 16) and m.keep_idx.shape == (4, 4)
-    assert torch.all(m.mask.sum(1) == 12)                              # 1 = removed
-    assert torch.all(m.mask.gather(1, m.keep_idx) == 0)                 # kept ones are 0
+    assert torch.all(m.mask.sum(1) == 12)  # 1 = removed
+    assert torch.all(m.mask.gather(1, m.keep_idx) == 0)  # kept ones are 0
     assert not torch.equal(m.keep_idx[0], m.keep_idx[1]) or not torch.equal(m.keep_idx[1], m.keep_idx[2])
     tokens = torch.randn(4, 16, 5)
     visible = gather_tokens(tokens, m.keep_idx)
@@ -66,7 +66,7 @@ def test_mae_loss_only_masked_patches_and_normalised_targets():
     target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
     assert float(mae_loss(target, images, m.mask, 4)) < 1e-10
     pred = target.clone()
-    pred[m.mask == 0] += 5.0                                            # errors on visible patches only
+    pred[m.mask == 0] += 5.0  # errors on visible patches only
     assert float(mae_loss(pred, images, m.mask, 4)) < 1e-10
     pred[m.mask == 1] += 1.0
     assert math.isclose(float(mae_loss(pred, images, m.mask, 4)), 1.0, rel_tol=1e-5)
@@ -86,14 +86,14 @@ def test_attention_key_mask_vs_reference_rows():
     keymask = AttentionMask.from_padding(valid, compat=False)
     out = attn(x, keymask)
     x2 = x.clone()
-    x2[0, 3:] = torch.randn(2, 8)                                         # change padded tokens only
+    x2[0, 3:] = torch.randn(2, 8)  # change padded tokens only
     out2 = attn(x2, keymask)
-    assert torch.allclose(out[0, :3], out2[0, :3], atol=1e-6)            # real rows do not see padded keys
-    assert torch.allclose(out[1], attn(x, None)[1], atol=1e-6)           # an unpadded row: plain attention
+    assert torch.allclose(out[0, :3], out2[0, :3], atol=1e-6)  # real rows do not see padded keys
+    assert torch.allclose(out[1], attn(x, None)[1], atol=1e-6)  # an unpadded row: plain attention
     compat = AttentionMask.from_padding(valid, compat=True)
     c1, c2 = attn(x, compat), attn(x2, compat)
-    assert not torch.allclose(c1[0, :3], c2[0, :3], atol=1e-4)           # reference: keys are not masked
-    v = attn.qkv(x)[..., 16:].reshape(2, 5, 2, 4).transpose(1, 2)        # padded rows = mean of all values
+    assert not torch.allclose(c1[0, :3], c2[0, :3], atol=1e-4)  # reference: keys are not masked
+    v = attn.qkv(x)[..., 16:].reshape(2, 5, 2, 4).transpose(1, 2)  # padded rows = mean of all values
     expect = attn.proj(v.mean(-2, keepdim=True).expand(2, 2, 5, 4).transpose(1, 2).reshape(2, 5, 8))
     assert torch.allclose(c1[0, 3:], expect[0, 3:], atol=1e-6)
 
@@ -117,7 +117,7 @@ def test_map_extractor_shapes_and_key_masking():
     mask[:, 5:] = 0
     x2 = x.clone()
     x2[:, 5:] = torch.randn(3, 2, 32)
-    assert torch.allclose(one(x, mask), one(x2, mask), atol=1e-6)       # padded tokens are masked keys
+    assert torch.allclose(one(x, mask), one(x2, mask), atol=1e-6)  # padded tokens are masked keys
     assert not torch.allclose(one(x), one(x2), atol=1e-4)
     x3 = x.clone()
     x3[:, 0] += 1.0

@@ -29,20 +29,64 @@ def reference_kwargs(model) -> dict:
     """The reference constructor's kwargs for a tiny model, as a released <id>-config.json would hold."""
     c = model.config
     if c.arch == "r-r3m-rn50":
-        return dict(resolution=c.image_size, fc_dim=2048, language_model="distilbert-base-uncased", hf_cache="x",
-                    language_dim=c.language_dim, reward_dim=c.reward_dim, n_negatives=3, lang_reward_weight=1.0,
-                    tcn_weight=1.0, l1_weight=1e-5, l2_weight=1e-5, optimizer="adam", lr=1e-4)
+        return dict(
+            resolution=c.image_size,
+            fc_dim=2048,
+            language_model="distilbert-base-uncased",
+            hf_cache="x",
+            language_dim=c.language_dim,
+            reward_dim=c.reward_dim,
+            n_negatives=3,
+            lang_reward_weight=1.0,
+            tcn_weight=1.0,
+            l1_weight=1e-5,
+            l2_weight=1e-5,
+            optimizer="adam",
+            lr=1e-4,
+        )
     if c.arch == "r-r3m-vit":
-        return dict(resolution=c.image_size, patch_size=c.patch_size, depth=c.encoder_depth, embed_dim=c.encoder_dim,
-                    n_heads=c.encoder_heads, language_model="distilbert-base-uncased", hf_cache="x",
-                    language_dim=c.language_dim, reward_dim=c.reward_dim, n_negatives=3, lang_reward_weight=1.0,
-                    tcn_weight=1.0, l1_weight=1e-5, l2_weight=1e-5, optimizer="adam",
-                    schedule="linear-warmup+cosine-decay", lr=1e-4, min_lr=0.0, warmup_epochs=0, max_epochs=400)
-    kw = dict(resolution=c.image_size, patch_size=c.patch_size, encoder_depth=c.encoder_depth,
-              encoder_embed_dim=c.encoder_dim, encoder_n_heads=c.encoder_heads, decoder_depth=c.decoder_depth,
-              decoder_embed_dim=c.decoder_dim, decoder_n_heads=c.decoder_heads, optimizer="adamw",
-              schedule="linear-warmup+cosine-decay", base_lr=1.5e-4, min_lr=0.0, effective_bsz=1024,
-              betas=[0.9, 0.95], weight_decay=0.05, warmup_epochs=20, max_epochs=400, mask_ratio=0.75)
+        return dict(
+            resolution=c.image_size,
+            patch_size=c.patch_size,
+            depth=c.encoder_depth,
+            embed_dim=c.encoder_dim,
+            n_heads=c.encoder_heads,
+            language_model="distilbert-base-uncased",
+            hf_cache="x",
+            language_dim=c.language_dim,
+            reward_dim=c.reward_dim,
+            n_negatives=3,
+            lang_reward_weight=1.0,
+            tcn_weight=1.0,
+            l1_weight=1e-5,
+            l2_weight=1e-5,
+            optimizer="adam",
+            schedule="linear-warmup+cosine-decay",
+            lr=1e-4,
+            min_lr=0.0,
+            warmup_epochs=0,
+            max_epochs=400,
+        )
+    kw = dict(
+        resolution=c.image_size,
+        patch_size=c.patch_size,
+        encoder_depth=c.encoder_depth,
+        encoder_embed_dim=c.encoder_dim,
+        encoder_n_heads=c.encoder_heads,
+        decoder_depth=c.decoder_depth,
+        decoder_embed_dim=c.decoder_dim,
+        decoder_n_heads=c.decoder_heads,
+        optimizer="adamw",
+        schedule="linear-warmup+cosine-decay",
+        base_lr=1.5e-4,
+        min_lr=0.0,
+        effective_bsz=1024,
+        betas=[0.9, 0.95],
+        weight_decay=0.05,
+        warmup_epochs=20,
+        max_epochs=400,
+        mask_ratio=0.75,
+    )
     if c.arch != "r-mvp":
         kw.update(language_model="distilbert-base-uncased", hf_cache="x", language_dim=c.language_dim)
     if c.arch == "v-gen":
@@ -53,7 +97,7 @@ def reference_kwargs(model) -> dict:
 def reference_state(model) -> dict:
     """Our weights under the reference's names, plus the extra keys the reference stores."""
     sd = to_reference_state_dict(model.state_dict(), model.config.arch)
-    sd["lm.embeddings.word_embeddings.weight"] = torch.zeros(3, 3)      # its frozen DistilBERT: dropped
+    sd["lm.embeddings.word_embeddings.weight"] = torch.zeros(3, 3)  # its frozen DistilBERT: dropped
     if model.config.arch.startswith(("v-", "r-mvp")):
         sd["encoder_pe"] = torch.zeros(1, 16 + (model.config.arch == "r-mvp"), model.config.encoder_dim)
     return sd
@@ -98,7 +142,7 @@ def test_reference_released_layout(tmp_path, lm_dir, name):
     (folder / f"{stem}-config.json").write_text(json.dumps(reference_kwargs(model)))
     torch.save([reference_state(model), {"state": {}, "param_groups": []}], folder / f"{stem}.pt")
     loaded, _ = load(folder, language_model=str(lm_dir))
-    assert loaded.config.arch == model.config.arch and loaded.config.voltron_compat   # reference default
+    assert loaded.config.arch == model.config.arch and loaded.config.voltron_compat  # reference default
     assert loaded.config.name == stem
     model.config.voltron_compat = True
     assert torch.allclose(features(model, x), features(loaded, x), atol=1e-6)
@@ -119,8 +163,17 @@ def test_reference_ddp_layout_without_config(tmp_path, lm_dir):
     with pytest.warns(UserWarning, match="encoder_heads, decoder_heads not in the config; guessed"):
         loaded, _ = load(path, language_model=str(lm_dir))
     c = loaded.config
-    assert (c.arch, c.image_size, c.patch_size, c.encoder_depth, c.encoder_dim, c.decoder_dim, c.vocab_size,
-            c.language_dim, c.max_lang_len) == ("v-gen", 32, 8, 2, 64, 32, 1000, 32, 20)
+    assert (
+        c.arch,
+        c.image_size,
+        c.patch_size,
+        c.encoder_depth,
+        c.encoder_dim,
+        c.decoder_dim,
+        c.vocab_size,
+        c.language_dim,
+        c.max_lang_len,
+    ) == ("v-gen", 32, 8, 2, 64, 32, 1000, 32, 20)
     x = inputs(model)
     assert torch.allclose(features(model, x), features(loaded, x), atol=1e-6)
 
@@ -181,8 +234,18 @@ def test_unknown_names_and_missing_checkpoints(tmp_path):
 
 def test_registry_and_random_weights():
     names = available_models()
-    for n in ("v-cond", "v-dual", "v-gen", "v-cond-base", "v-dual-base", "v-gen-base", "r-mvp", "r-r3m-vit",
-              "r-r3m-rn50", "v-cond-tiny"):
+    for n in (
+        "v-cond",
+        "v-dual",
+        "v-gen",
+        "v-cond-base",
+        "v-dual-base",
+        "v-gen-base",
+        "r-mvp",
+        "r-r3m-vit",
+        "r-r3m-rn50",
+        "v-cond-tiny",
+    ):
         assert n in names
     model, _ = load("v-dual-tiny", pretrained=False)
     assert model.config.arch == "v-dual" and not model.training
@@ -193,8 +256,8 @@ def test_local_cache_dir_and_preprocess(tmp_path, lm_dir):
     model, preprocess = load("r-mvp-tiny", cache_dir=tmp_path)
     image = torch.randint(0, 256, (3, 48, 64), dtype=torch.uint8)
     x = preprocess(image)
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and x.min() < 0       # ImageNet-normalised
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and x.min() < 0  # ImageNet-normalised
     assert model(x[None], mode="cls").shape == (1, 1, 64)
     _, r3m_pre = load("r-r3m-vit-tiny", pretrained=False)
     y = r3m_pre(image)
-    assert y.shape == (3, 32, 32) and y.min() >= 0 and y.max() > 1.5                # 0-255 range
+    assert y.shape == (3, 32, 32) and y.min() >= 0 and y.max() > 1.5  # 0-255 range

@@ -24,7 +24,7 @@ def models(lm_dir):
 
 
 def test_construction_is_offline_and_lazy():
-    model = build("v-cond", language_model="/nonexistent/lm")          # full ViT-S, no LM load
+    model = build("v-cond", language_model="/nonexistent/lm")  # full ViT-S, no LM load
     assert not model.language.loaded and model.config.language_dim == 768
     assert not any(k.startswith("lm") for k in model.state_dict())
     with pytest.raises(LanguageModelError, match="/nonexistent/lm"):
@@ -36,15 +36,16 @@ def test_voltron_extraction_shapes(models, name):
     model = models[name]
     n, d = model.config.n_patches, model.config.encoder_dim
     x = torch.randn(2, 3, 32, 32) if name == "v-cond-tiny" else torch.randn(2, 2, 3, 32, 32)
-    assert model(x).shape == (2, n + 20, d)                                  # null language, multimodal
+    assert model(x).shape == (2, n + 20, d)  # null language, multimodal
     assert model(x, "peel the carrot", mode="multimodal").shape == (2, n + 20, d)  # one string tiled
     assert model(x, ["a", "b"], mode="visual").shape == (2, n, d)
     feats, valid = model.extract(x, ["a cup", "push the red block left"], return_mask=True)
     assert feats.shape[:2] == valid.shape and valid[:, :n].all() and valid[0, n:].sum() < valid[1, n:].sum()
     # a missing batch axis is added; null language == [CLS]-only
     assert model(x[0]).shape == (1, n + 20, d)
-    assert torch.allclose(model(x, None), model(x, (torch.tensor([[101] + [0] * 19]),
-                                                     torch.tensor([[1] + [0] * 19]))), atol=1e-6)
+    assert torch.allclose(
+        model(x, None), model(x, (torch.tensor([[101] + [0] * 19]), torch.tensor([[1] + [0] * 19]))), atol=1e-6
+    )
     with pytest.raises(ValueError, match="captions for 2 images"):
         model(x, ["a", "b", "c"])
     with pytest.raises(ValueError, match="mode must be one of"):
@@ -80,9 +81,13 @@ def test_training_loss_finite_with_metrics(models, name):
     loss, metrics = model(batch_for(model))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in metrics.values())
-    expected = {"v-cond-tiny": {"mae_loss"}, "v-dual-tiny": {"mae_loss_0", "mae_loss_k"},
-                "v-gen-tiny": {"mae_loss", "lm_loss"}, "r-mvp-tiny": {"mae_loss"},
-                "r-r3m-vit-tiny": {"tcn_loss", "reward_loss", "l1_loss", "l2_loss"}}.get(name, {"tcn_loss"})
+    expected = {
+        "v-cond-tiny": {"mae_loss"},
+        "v-dual-tiny": {"mae_loss_0", "mae_loss_k"},
+        "v-gen-tiny": {"mae_loss", "lm_loss"},
+        "r-mvp-tiny": {"mae_loss"},
+        "r-r3m-vit-tiny": {"tcn_loss", "reward_loss", "l1_loss", "l2_loss"},
+    }.get(name, {"tcn_loss"})
     assert expected <= set(metrics)
 
 
@@ -98,7 +103,7 @@ def test_loss_decreases_on_a_fixed_batch(lm_dir, name):
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for step in range(8):
-        torch.manual_seed(step)                   # R3M's random negatives
+        torch.manual_seed(step)  # R3M's random negatives
         loss, _ = model(batch)
         losses.append(float(loss.detach()))
         opt.zero_grad()
@@ -129,7 +134,7 @@ def test_dual_models_share_one_mask_across_frames(models):
         out = images.clone()
         r, c = divmod(patch, 4)
         for f in frames:
-            out[0, f, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 3.0
+            out[0, f, :, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] += 3.0
         return out
 
     base = predictions(batch["images"])
@@ -177,11 +182,11 @@ def test_lm_cache_runs_each_caption_once(lm_dir):
     small = LanguageModel(str(lm_dir), cache_size=1)
     small.encode(ids[:2], mask[:2])
     small.encode(ids[:1], mask[:1])
-    assert small.stats["misses"] == 3                                 # LRU of one entry evicted "open"
+    assert small.stats["misses"] == 3  # LRU of one entry evicted "open"
     off = LanguageModel(str(lm_dir), cache_size=0)
     off.encode(ids, mask)
     off.encode(ids, mask)
-    assert off.stats["lm_calls"] == 2 and off.stats["misses"] == 4   # no cache: duplicates in a batch still once
+    assert off.stats["lm_calls"] == 2 and off.stats["misses"] == 4  # no cache: duplicates in a batch still once
 
 
 def test_tokenize_truncates_and_counts(lm_dir):
@@ -212,8 +217,8 @@ def test_vgen_generate_flags_route_language(models):
     batch = batch_for(model, b=2)
     batch["generate"] = torch.tensor([True, False])
     con_ids, con_mask, _, gen_ids, gen_mask, w = model.split_language(batch, 2, torch.device("cpu"))
-    assert con_mask[0].sum() == 1 and torch.equal(gen_ids[0], batch["lang_ids"][0])     # generate
-    assert torch.equal(con_ids[1], batch["lang_ids"][1]) and gen_mask[1].sum() == 1       # condition
+    assert con_mask[0].sum() == 1 and torch.equal(gen_ids[0], batch["lang_ids"][0])  # generate
+    assert torch.equal(con_ids[1], batch["lang_ids"][1]) and gen_mask[1].sum() == 1  # condition
     assert w.tolist() == [1.0, 0.0]
     _, metrics = model({**batch, "generate": torch.tensor([False, False])})
     assert float(metrics["lm_loss"]) == 0.0
@@ -264,5 +269,10 @@ def test_config_validation_and_sizes():
     small, base = config_for("v-cond"), config_for("v-gen-base")
     assert (small.encoder_depth, small.encoder_dim, small.encoder_heads, small.decoder_dim) == (12, 384, 6, 192)
     assert (base.encoder_dim, base.encoder_heads, base.decoder_depth, base.decoder_dim, base.decoder_heads) == (
-        768, 12, 8, 512, 16)
+        768,
+        12,
+        8,
+        512,
+        16,
+    )
     assert config_for("v-cond", image_size=112).n_patches == 49

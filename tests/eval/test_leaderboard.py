@@ -13,16 +13,35 @@ from robolearn.eval.metrics import summarize_run, wilson_interval, write_results
 from robolearn.eval.report import write_report
 
 
-def make_run(path: Path, encoder: str, seed: int, counts: dict[str, int], n: int = 10, train_episodes: int = 25,
-             report: bool = False) -> Path:
+def make_run(
+    path: Path,
+    encoder: str,
+    seed: int,
+    counts: dict[str, int],
+    n: int = 10,
+    train_episodes: int = 25,
+    report: bool = False,
+) -> Path:
     """One eval run folder: per task, `counts[task]` of `n` episodes succeed (the first ones)."""
     eps = []
     for task, k in counts.items():
         for i in range(n):
             video = f"videos/{task}_seed{seed}_ep{i:03d}.mp4" if i == 0 else None
-            eps.append({"task": task, "seed": seed, "episode": i, "household": i % 5, "scene": i % 4,
-                        "seen": i % 5 < 2, "success": i < k, "steps": 50, "steps_to_success": 30 if i < k else None,
-                        "return": float(i < k), "video": video})
+            eps.append(
+                {
+                    "task": task,
+                    "seed": seed,
+                    "episode": i,
+                    "household": i % 5,
+                    "scene": i % 4,
+                    "seen": i % 5 < 2,
+                    "success": i < k,
+                    "steps": 50,
+                    "steps_to_success": 30 if i < k else None,
+                    "return": float(i < k),
+                    "video": video,
+                }
+            )
     path.mkdir(parents=True)
     (path / "videos").mkdir()
     for e in eps:
@@ -30,9 +49,23 @@ def make_run(path: Path, encoder: str, seed: int, counts: dict[str, int], n: int
             (path / e["video"]).write_bytes(b"mp4")
     (path / "config.json").write_text(json.dumps({"eval": {"seeds": [seed]}, "policy": None}))
     (path / "log.txt").write_text("log\n")
-    write_results(path, summarize_run(eps, {"suite": "household", "policy": {
-        "path": f"runs/{encoder}", "name": f"{encoder} + mlp", "encoder": encoder, "head": "mlp",
-        "train_data": "demos", "train_episodes": train_episodes}}))
+    write_results(
+        path,
+        summarize_run(
+            eps,
+            {
+                "suite": "household",
+                "policy": {
+                    "path": f"runs/{encoder}",
+                    "name": f"{encoder} + mlp",
+                    "encoder": encoder,
+                    "head": "mlp",
+                    "train_data": "demos",
+                    "train_episodes": train_episodes,
+                },
+            },
+        ),
+    )
     if report:
         write_report(path)
     return path
@@ -60,8 +93,12 @@ def test_cells_pool_runs_and_seeds(runs):
     d = by["scratch-cnn", "open-drawer"]
     assert (d["episodes"], d["successes"], d["seeds"]) == (10, 5, ["0"])
     # best row first: v-cond mean (0.7 + 0.5) / 2 = 0.6 > scratch (0.3 + 0.5) / 2 = 0.4; tasks alphabetical
-    assert [(c["row"], c["task"]) for c in cells] == [("v-cond", "open-drawer"), ("v-cond", "press-button"),
-                                                      ("scratch-cnn", "open-drawer"), ("scratch-cnn", "press-button")]
+    assert [(c["row"], c["task"]) for c in cells] == [
+        ("v-cond", "open-drawer"),
+        ("v-cond", "press-button"),
+        ("scratch-cnn", "open-drawer"),
+        ("scratch-cnn", "press-button"),
+    ]
 
 
 def test_links_resolve_from_leaderboard_folder(runs, tmp_path):
@@ -85,8 +122,10 @@ def test_write_leaderboard_files(runs, tmp_path):
     paths = write_leaderboard(runs, out)
     assert [p.name for p in paths] == ["leaderboard.json", "leaderboard.md", "leaderboard.html"]
     data = json.loads(paths[0].read_text())
-    assert [(r["row"], r["rank"], round(r["mean"], 6)) for r in data["rows"]] == [("v-cond", 1, 0.6),
-                                                                                  ("scratch-cnn", 2, 0.4)]
+    assert [(r["row"], r["rank"], round(r["mean"], 6)) for r in data["rows"]] == [
+        ("v-cond", 1, 0.6),
+        ("scratch-cnn", 2, 0.4),
+    ]
     assert data["tasks"] == ["open-drawer", "press-button"] and len(data["runs"]) == 3 and data["skipped"] == []
     md, page = paths[1].read_text(), paths[2].read_text()
     assert md.index("| 1 | v-cond |") < md.index("| 2 | scratch-cnn |")

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from robolearn.collection.expert_demos import record_expert_demos
 from robolearn.eval.rollout import EvalSpec, evaluate_policy
-from robolearn.policies import load_policy
-from robolearn.policies import PolicyConfig
+from robolearn.policies import PolicyConfig, load_policy
 from robolearn.policies.train import TrainConfig, train
 
 TASK = "close-drawer"
@@ -19,16 +18,27 @@ EVAL_SCENES = [(0, 0), (0, 3), (1, 1), (3, 0), (4, 2)]  # three seen, two held o
 def test_bc_policy_beats_random_in_closed_loop(tmp_path: Path, lm_dir):
     demos = tmp_path / "demos"
     record_expert_demos(demos, TASK, TRAIN_SCENES, 5, size=64, noise=0.1)
-    run = train(TrainConfig(data=[demos], query=["success=1"], out=tmp_path / "bc",
-                            policy=PolicyConfig(encoder="v-cond-tiny", encoder_overrides={"image_size": 64},
-                                                language_model=str(lm_dir), cameras=[]), steps=1500, seed=0,
-                            feature_cache="none", progress=False))
+    run = train(
+        TrainConfig(
+            data=[demos],
+            query=["success=1"],
+            out=tmp_path / "bc",
+            policy=PolicyConfig(
+                encoder="v-cond-tiny", encoder_overrides={"image_size": 64}, language_model=str(lm_dir), cameras=[]
+            ),
+            steps=1500,
+            seed=0,
+            feature_cache="none",
+            progress=False,
+        )
+    )
     assert run.train_episodes + run.val_episodes == 40
     policy = load_policy(run.policy_dir)
     spec = EvalSpec(tasks=[TASK], episodes=20, seeds=[0], scenes=EVAL_SCENES, videos=1)
     records = evaluate_policy(policy, spec, tmp_path / "eval", progress=False)
-    floor = evaluate_policy("random", EvalSpec(tasks=[TASK], episodes=10, seeds=[0], scenes=EVAL_SCENES,
-                                               videos=0), progress=False)
+    floor = evaluate_policy(
+        "random", EvalSpec(tasks=[TASK], episodes=10, seeds=[0], scenes=EVAL_SCENES, videos=0), progress=False
+    )
     rate = sum(r["success"] for r in records) / len(records)
     random_rate = sum(r["success"] for r in floor) / len(floor)
     seen = [r for r in records if r["seen"]]

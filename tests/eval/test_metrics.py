@@ -8,22 +8,44 @@ import math
 import numpy as np
 import pytest
 
-from robolearn.eval.metrics import (ResultsError, load_results, summarize, summarize_run, validate_episode,
-                                    write_results)
+from robolearn.eval.metrics import ResultsError, load_results, summarize, summarize_run, validate_episode, write_results
 
 
-def episode(task="press-button", seed=0, i=0, success=False, household=0, scene=0, seen=True, steps=100,
-            sts=None, video=None):
-    return {"task": task, "seed": seed, "episode": i, "household": household, "scene": scene, "seen": seen,
-            "success": success, "steps": steps, "steps_to_success": sts if success else None,
-            "return": 1.0 if success else 0.0, "video": video}
+def episode(
+    task="press-button", seed=0, i=0, success=False, household=0, scene=0, seen=True, steps=100, sts=None, video=None
+):
+    return {
+        "task": task,
+        "seed": seed,
+        "episode": i,
+        "household": household,
+        "scene": scene,
+        "seen": seen,
+        "success": success,
+        "steps": steps,
+        "steps_to_success": sts if success else None,
+        "return": 1.0 if success else 0.0,
+        "video": video,
+    }
 
 
 def pattern(task, seed, successes, n=10, households=5):
     """n episodes, the first `successes` succeed; episode i in household i % 5, scene i % 4, seen when
     household < 2; successful episode i reaches success at step 20 + i."""
-    return [episode(task, seed, i, i < successes, i % households, i % 4, i % households < 2, 30 if i < successes
-                    else 100, 20 + i) for i in range(n)]
+    return [
+        episode(
+            task,
+            seed,
+            i,
+            i < successes,
+            i % households,
+            i % 4,
+            i % households < 2,
+            30 if i < successes else 100,
+            20 + i,
+        )
+        for i in range(n)
+    ]
 
 
 def test_rate_and_wilson_bounds_by_hand():
@@ -55,7 +77,7 @@ def test_seed_mean_and_std():
     assert list(s["by_seed"]) == ["0", "1", "2"]
     assert [v["success_rate"] for v in s["by_seed"].values()] == [0.2, 0.5, 0.8]
     assert s["seed_mean"] == pytest.approx(0.5)
-    assert s["seed_std"] == pytest.approx(math.sqrt((0.3 ** 2 + 0 + 0.3 ** 2) / 3))  # population std
+    assert s["seed_std"] == pytest.approx(math.sqrt((0.3**2 + 0 + 0.3**2) / 3))  # population std
     assert s["success_rate"] == 0.5 and s["episodes"] == 30
 
 
@@ -65,8 +87,12 @@ def test_seen_heldout_household_scene_split():
     assert s["heldout"]["episodes"] == 6 and s["heldout"]["successes"] == 2
     assert s["seen"]["ci95"] and s["heldout"]["ci95"]
     assert list(s["by_household"]) == ["0", "1", "2", "3", "4"]
-    assert s["by_household"]["0"] == {"episodes": 2, "successes": 1, "success_rate": 0.5,
-                                      "ci95": s["by_household"]["0"]["ci95"]}
+    assert s["by_household"]["0"] == {
+        "episodes": 2,
+        "successes": 1,
+        "success_rate": 0.5,
+        "ci95": s["by_household"]["0"]["ci95"],
+    }
     # episode i -> scene key "i%5/i%4": 10 distinct (h, s) pairs here
     assert s["by_scene"]["0/0"]["seen"] is True and s["by_scene"]["2/2"]["seen"] is False
     assert sum(v["episodes"] for v in s["by_scene"].values()) == 10
@@ -94,8 +120,17 @@ def test_missing_or_bad_field_names_episode_and_field():
     with pytest.raises(ValueError):
         summarize([])
     # optional fields default to None; numpy scalars become plain Python values
-    rec = validate_episode({"task": "t", "seed": np.int64(1), "episode": 0, "success": np.bool_(True),
-                            "steps": np.int32(5), "return": np.float32(1.5)}, 0)
+    rec = validate_episode(
+        {
+            "task": "t",
+            "seed": np.int64(1),
+            "episode": 0,
+            "success": np.bool_(True),
+            "steps": np.int32(5),
+            "return": np.float32(1.5),
+        },
+        0,
+    )
     assert rec["household"] is None and rec["video"] is None and rec["seen"] is None
     assert type(rec["seed"]) is int and rec["success"] is True and type(rec["return"]) is float
     json.dumps(rec)
@@ -103,8 +138,18 @@ def test_missing_or_bad_field_names_episode_and_field():
 
 def test_summarize_run_and_write_results(tmp_path):
     eps = pattern("press-button", 0, 3) + pattern("open-drawer", 0, 6) + pattern("press-button", 1, 5)
-    meta = {"suite": "household", "policy": {"path": "runs/bc", "name": "bc", "encoder": "v-cond", "head": "mlp",
-                                             "train_data": "demos", "train_episodes": 25}, "seconds": 3.0}
+    meta = {
+        "suite": "household",
+        "policy": {
+            "path": "runs/bc",
+            "name": "bc",
+            "encoder": "v-cond",
+            "head": "mlp",
+            "train_data": "demos",
+            "train_episodes": 25,
+        },
+        "seconds": 3.0,
+    }
     res = summarize_run(eps, meta)
     assert list(res["tasks"]) == ["press-button", "open-drawer"]
     assert res["tasks"]["press-button"]["episodes"] == 20 and res["tasks"]["press-button"]["successes"] == 8

@@ -13,18 +13,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from robot_server import sim_server_fixture  # noqa: E402 (tests/ is on sys.path)
 
-from robolearn.hardware.cameras.base import Camera, Frame
-from robolearn.hardware.devices.base import Device, DeviceCommand
-from robolearn.hardware.robots.base import Robot, RobotError
-from robolearn.hardware.robots.remote import RemoteRobot
 from robolearn.collection.station import AutoOperator
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.schema import CameraSpec
 from robolearn.data.validate import validate_dataset
 from robolearn.eval.real import NullDevice, RolloutConfig, RolloutError, Takeover, parse_robot_uri, rollout
-
-from robot_server import sim_server_fixture  # noqa: E402 (tests/ is on sys.path)
+from robolearn.hardware.cameras.base import Camera, Frame
+from robolearn.hardware.devices.base import Device, DeviceCommand
+from robolearn.hardware.robots.base import Robot, RobotError
+from robolearn.hardware.robots.remote import RemoteRobot
 
 ACTION = np.array([0.2, -0.1, 0.05, 0.0, 0.0, 0.1, 1.0], np.float32)  # the fake policy's constant action
 TWIST = np.array([0.0, 0.5, 0.0, 0.0, 0.0, -0.3])  # the scripted operator's takeover command
@@ -98,8 +97,9 @@ class ScriptedOperator(Device):
 
     name = "scripted"
 
-    def __init__(self, takeover: range = range(0), events_at: dict[int, set[str]] | None = None,
-                 sigint_at: int | None = None) -> None:
+    def __init__(
+        self, takeover: range = range(0), events_at: dict[int, set[str]] | None = None, sigint_at: int | None = None
+    ) -> None:
         self.takeover, self.events_at, self.sigint_at = takeover, events_at or {}, sigint_at
         self.n = -1
 
@@ -160,23 +160,45 @@ class SpyRobot(Robot):
 
 
 def _config(address: str, out: Path, **kw: Any) -> RolloutConfig:
-    base = dict(robot=address, policy="ckpt/fake-policy", out=out, task="press-button", episodes=1, max_steps=20,
-                realtime=False, takeover_device="none", success="none")
+    base = dict(
+        robot=address,
+        policy="ckpt/fake-policy",
+        out=out,
+        task="press-button",
+        episodes=1,
+        max_steps=20,
+        realtime=False,
+        takeover_device="none",
+        success="none",
+    )
     return RolloutConfig(**{**base, **kw})
 
 
-def _run(address: str, out: Path, policy: Any = None, device: Device | None = None, answers: list[str] | None = None,
-         robot: Robot | None = None, **kw: Any):
-    return rollout(_config(address, out, **kw), policy=policy or FakePolicy(), robot=robot,
-                   cameras=[StaticCamera("wrist")], device=device or NullDevice(),
-                   operator=AutoOperator(answers, log=None))
+def _run(
+    address: str,
+    out: Path,
+    policy: Any = None,
+    device: Device | None = None,
+    answers: list[str] | None = None,
+    robot: Robot | None = None,
+    **kw: Any,
+):
+    return rollout(
+        _config(address, out, **kw),
+        policy=policy or FakePolicy(),
+        robot=robot,
+        cameras=[StaticCamera("wrist")],
+        device=device or NullDevice(),
+        operator=AutoOperator(answers, log=None),
+    )
 
 
 # --- tests ------------------------------------------------------------------------------------------------------
 def test_two_rollouts_are_recorded_as_valid_episodes(sim_server: str, tmp_path: Path) -> None:
     policy = FakePolicy()
-    report = _run(sim_server, tmp_path / "ro", policy=policy, episodes=2, success="ask",
-                  answers=["s", "y", "s", "n"])  # start, success, start, failure
+    report = _run(
+        sim_server, tmp_path / "ro", policy=policy, episodes=2, success="ask", answers=["s", "y", "s", "n"]
+    )  # start, success, start, failure
     assert report.error == "" and report.aborted == ""
     assert [e.outcome for e in report.episodes] == ["success", "failure"]
     paths = list_episodes(tmp_path / "ro")
@@ -238,7 +260,8 @@ def test_takeover_steps_are_interventions_with_the_devices_actions(sim_server: s
 def test_takeover_rules() -> None:
     t = Takeover()
     cmd = lambda twist=0.0, gripper=0.0, enabled=True, events=(): DeviceCommand(  # noqa: E731
-        np.array([twist, 0, 0, 0, 0, 0]), gripper, enabled, set(events))
+        np.array([twist, 0, 0, 0, 0, 0]), gripper, enabled, set(events)
+    )
     assert not t.update(cmd())
     assert not t.update(cmd(twist=0.5, enabled=False))  # dead-man released: no takeover
     assert t.update(cmd(twist=0.5)) and t.action(cmd(twist=0.5), 0.7)[-1] == 0.7  # gripper kept
@@ -255,8 +278,9 @@ def test_takeover_rules() -> None:
 def test_quit_mid_episode_keeps_the_partial_episode_marked(sim_server: str, tmp_path: Path) -> None:
     robot = SpyRobot(RemoteRobot(sim_server, timeout_s=3.0))
     try:
-        report = _run(sim_server, tmp_path / "ro", robot=robot, episodes=3,
-                      device=ScriptedOperator(events_at={7: {"quit"}}))
+        report = _run(
+            sim_server, tmp_path / "ro", robot=robot, episodes=3, device=ScriptedOperator(events_at={7: {"quit"}})
+        )
     finally:
         robot.disconnect()
     assert "operator quit" in report.aborted and not report.error and len(report.episodes) == 1
@@ -306,23 +330,34 @@ def test_robot_failure_and_ctrl_c_at_the_label_prompt_keep_the_episode(sim_serve
     assert robot.calls[-1] == "stop"
     with Episode(report.episodes[0].path) as ep:
         assert ep.num_steps == 5 and "did not answer" in ep.attrs["extra"]["aborted"] and ep.attrs["success"] == -1
-    report = rollout(_config(sim_server, tmp_path / "b", success="ask", episodes=2), policy=FakePolicy(),
-                     cameras=[StaticCamera("wrist")], device=NullDevice(), operator=InterruptedOperator(log=None))
+    report = rollout(
+        _config(sim_server, tmp_path / "b", success="ask", episodes=2),
+        policy=FakePolicy(),
+        cameras=[StaticCamera("wrist")],
+        device=NullDevice(),
+        operator=InterruptedOperator(log=None),
+    )
     assert report.aborted == "SIGINT at the label prompt" and len(report.episodes) == 1
     with Episode(report.episodes[0].path) as ep:
         assert ep.num_steps == 20 and ep.complete and ep.attrs["success"] == -1
     assert validate_dataset(tmp_path / "b").ok
 
 
-@pytest.mark.parametrize("policy, match", [
-    (FakePolicy(cameras=("exterior_1", "wrist")),
-     r"needs camera\(s\) \['exterior_1'\] but this rollout has \['wrist'\]"),
-    (FakePolicy(action_dim=8), "8 values but the robot's cartesian_velocity action has 7"),
-    (FakePolicy(action=ACTION[:6]), r"shape \(6,\), but the robot's cartesian_velocity action has 7"),
-    (FakePolicy(action=np.full(7, np.nan, np.float32)), "non-finite action"),
-])
-def test_mismatched_policy_is_refused_before_the_robot_moves(sim_server: str, tmp_path: Path, policy: FakePolicy,
-                                                             match: str) -> None:
+@pytest.mark.parametrize(
+    "policy, match",
+    [
+        (
+            FakePolicy(cameras=("exterior_1", "wrist")),
+            r"needs camera\(s\) \['exterior_1'\] but this rollout has \['wrist'\]",
+        ),
+        (FakePolicy(action_dim=8), "8 values but the robot's cartesian_velocity action has 7"),
+        (FakePolicy(action=ACTION[:6]), r"shape \(6,\), but the robot's cartesian_velocity action has 7"),
+        (FakePolicy(action=np.full(7, np.nan, np.float32)), "non-finite action"),
+    ],
+)
+def test_mismatched_policy_is_refused_before_the_robot_moves(
+    sim_server: str, tmp_path: Path, policy: FakePolicy, match: str
+) -> None:
     robot = SpyRobot(RemoteRobot(sim_server, timeout_s=3.0))
     try:
         with pytest.raises(RolloutError, match=match):
@@ -335,7 +370,9 @@ def test_mismatched_policy_is_refused_before_the_robot_moves(sim_server: str, tm
 
 def test_robot_uris_and_success_auto(tmp_path: Path) -> None:
     assert parse_robot_uri("tcp://10.0.0.2:5555", token="secret-token") == (
-        "remote", {"address": "tcp://10.0.0.2:5555", "token": "secret-token"})
+        "remote",
+        {"address": "tcp://10.0.0.2:5555", "token": "secret-token"},
+    )
     assert parse_robot_uri("sim:open-drawer") == ("sim", {"task": "open-drawer"})
     assert parse_robot_uri("echoarm", options={"serial": "x"}) == ("echoarm", {"serial": "x"})
     for bad in ("udp://x:1", "echoarm:3", ""):
@@ -343,9 +380,18 @@ def test_robot_uris_and_success_auto(tmp_path: Path) -> None:
             parse_robot_uri(bad)
     # The local sim robot reports task success: --success auto labels with the detector (the constant policy
     # never presses the button, so the time limit ends it as a failure).
-    cfg = RolloutConfig(robot="sim:press-button", policy="ckpt/fake", out=tmp_path / "auto", max_steps=10,
-                        realtime=False, takeover_device="none", success="auto", unattended=True,
-                        camera_width=W, camera_height=H)
+    cfg = RolloutConfig(
+        robot="sim:press-button",
+        policy="ckpt/fake",
+        out=tmp_path / "auto",
+        max_steps=10,
+        realtime=False,
+        takeover_device="none",
+        success="auto",
+        unattended=True,
+        camera_width=W,
+        camera_height=H,
+    )
     report = rollout(cfg, policy=FakePolicy(), operator=AutoOperator(log=None))
     (ep_report,) = report.episodes
     with Episode(ep_report.path) as ep:
@@ -353,9 +399,14 @@ def test_robot_uris_and_success_auto(tmp_path: Path) -> None:
         assert ep.camera("wrist").width == W and ep.attrs["env"]["task"] == "press-button"
         assert ep.language and ep.language[0] != "press-button"  # the sim task's own instruction
     with pytest.raises(RolloutError, match="--success auto needs a robot that reports task success"):
-        rollout(_config("tcp://127.0.0.1:1", tmp_path / "x", success="auto"), policy=FakePolicy(),
-                robot=RemoteRobot("tcp://127.0.0.1:1"), cameras=[StaticCamera("wrist")], device=NullDevice(),
-                operator=AutoOperator(log=None))
+        rollout(
+            _config("tcp://127.0.0.1:1", tmp_path / "x", success="auto"),
+            policy=FakePolicy(),
+            robot=RemoteRobot("tcp://127.0.0.1:1"),
+            cameras=[StaticCamera("wrist")],
+            device=NullDevice(),
+            operator=AutoOperator(log=None),
+        )
 
 
 def test_cli_rolls_out_a_real_tiny_policy(sim_server: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -365,18 +416,44 @@ def test_cli_rolls_out_a_real_tiny_policy(sim_server: str, tmp_path: Path, capsy
     from robolearn.cli import main
     from robolearn.policies import PolicyConfig, build_policy, save_policy
 
-    ckpt = save_policy(build_policy(PolicyConfig(encoder="scratch-cnn", cameras=["wrist"], image_size=64)),
-                       tmp_path / "policy")
+    ckpt = save_policy(
+        build_policy(PolicyConfig(encoder="scratch-cnn", cameras=["wrist"], image_size=64)), tmp_path / "policy"
+    )
     video = tmp_path / "wrist.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
     for i in range(60):
         writer.write(np.full((48, 64, 3), (4 * i) % 255, np.uint8))
     writer.release()
     out = tmp_path / "ro"
-    args = ["rollout", "--robot", sim_server, "--policy", str(ckpt), "--cameras", f"wrist={video}",
-            "--camera-options", '{"loop_file": true, "fps": 60}', "--camera-width", "64", "--camera-height", "48",
-            "--max-steps", "12", "--episodes", "2", "--no-realtime", "--takeover-device", "none",
-            "--success", "none", "--unattended", "--task", "press-button", "--out", str(out)]
+    args = [
+        "rollout",
+        "--robot",
+        sim_server,
+        "--policy",
+        str(ckpt),
+        "--cameras",
+        f"wrist={video}",
+        "--camera-options",
+        '{"loop_file": true, "fps": 60}',
+        "--camera-width",
+        "64",
+        "--camera-height",
+        "48",
+        "--max-steps",
+        "12",
+        "--episodes",
+        "2",
+        "--no-realtime",
+        "--takeover-device",
+        "none",
+        "--success",
+        "none",
+        "--unattended",
+        "--task",
+        "press-button",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "2 episodes saved" in printed and "interventions: 0 of 24 steps (0.0%)" in printed

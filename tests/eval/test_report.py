@@ -18,10 +18,21 @@ def fake_episodes(task: str, seed: int, successes: int, n: int = 10, video_every
     out = []
     for i in range(n):
         ok = i < successes
-        out.append({"task": task, "seed": seed, "episode": i, "household": i % 5, "scene": i % 4, "seen": i % 5 < 2,
-                    "success": ok, "steps": 20 + i if ok else 100, "steps_to_success": 20 + i if ok else None,
-                    "return": float(ok), "video": f"videos/{task}_seed{seed}_ep{i:03d}.mp4" if i % video_every == 0
-                    else None})
+        out.append(
+            {
+                "task": task,
+                "seed": seed,
+                "episode": i,
+                "household": i % 5,
+                "scene": i % 4,
+                "seen": i % 5 < 2,
+                "success": ok,
+                "steps": 20 + i if ok else 100,
+                "steps_to_success": 20 + i if ok else None,
+                "return": float(ok),
+                "video": f"videos/{task}_seed{seed}_ep{i:03d}.mp4" if i % video_every == 0 else None,
+            }
+        )
     return out
 
 
@@ -35,9 +46,20 @@ def make_run(path: Path, name: str, encoder: str, counts: dict[tuple[str, int], 
     (path / "config.json").write_text(json.dumps({"eval": {"episodes": 10, "seeds": [0]}, "policy": {"x": 1}}))
     if log:
         (path / "log.txt").write_text("eval log\n")
-    res = summarize_run(eps, {"suite": "household", "policy": {"path": f"runs/{name}", "name": name,
-                                                               "encoder": encoder, "head": "map-mlp",
-                                                               "train_data": "demos/press", "train_episodes": 25}})
+    res = summarize_run(
+        eps,
+        {
+            "suite": "household",
+            "policy": {
+                "path": f"runs/{name}",
+                "name": name,
+                "encoder": encoder,
+                "head": "map-mlp",
+                "train_data": "demos/press",
+                "train_episodes": 25,
+            },
+        },
+    )
     write_results(path, res)
     return path
 
@@ -47,8 +69,12 @@ def refs(html_text: str, tag: str) -> list[str]:
 
 
 def test_report_files_tables_plots_videos(tmp_path):
-    run = make_run(tmp_path / "run", "v-cond + map-mlp", "v-cond",
-                   {("press-button", 0): 3, ("press-button", 1): 5, ("open-drawer", 0): 7})
+    run = make_run(
+        tmp_path / "run",
+        "v-cond + map-mlp",
+        "v-cond",
+        {("press-button", 0): 3, ("press-button", 1): 5, ("open-drawer", 0): 7},
+    )
     md_path, html_path = write_report(run)
     assert md_path == run / "report.md" and html_path == run / "report.html"
     md, page = md_path.read_text(), html_path.read_text()
@@ -78,8 +104,22 @@ def test_report_files_tables_plots_videos(tmp_path):
 
 def test_report_without_successes_or_scenes(tmp_path):
     run = tmp_path / "mw"
-    eps = [{"task": "reach", "seed": 0, "episode": i, "household": None, "scene": None, "seen": None,
-            "success": False, "steps": 50, "steps_to_success": None, "return": 0.0, "video": None} for i in range(4)]
+    eps = [
+        {
+            "task": "reach",
+            "seed": 0,
+            "episode": i,
+            "household": None,
+            "scene": None,
+            "seen": None,
+            "success": False,
+            "steps": 50,
+            "steps_to_success": None,
+            "return": 0.0,
+            "video": None,
+        }
+        for i in range(4)
+    ]
     write_results(run, summarize_run(eps, {"suite": "metaworld", "policy": {"name": "p", "encoder": "e"}}))
     _, html_path = write_report(run)
     page = html_path.read_text()
@@ -88,13 +128,16 @@ def test_report_without_successes_or_scenes(tmp_path):
     assert not (run / "plots" / "seen_heldout.png").exists()
 
 
-@pytest.mark.parametrize("corrupt, field", [
-    (lambda d: d.pop("tasks"), "'tasks'"),
-    (lambda d: d["overall"].pop("success_rate"), "'overall.success_rate'"),
-    (lambda d: d["tasks"]["press-button"].update(ci95="wide"), "'tasks.press-button.ci95'"),
-    (lambda d: d["policy"].pop("encoder"), "'policy.encoder'"),
-    (lambda d: d["episodes"][2].pop("steps"), "episode 2: missing field 'steps'"),
-])
+@pytest.mark.parametrize(
+    "corrupt, field",
+    [
+        (lambda d: d.pop("tasks"), "'tasks'"),
+        (lambda d: d["overall"].pop("success_rate"), "'overall.success_rate'"),
+        (lambda d: d["tasks"]["press-button"].update(ci95="wide"), "'tasks.press-button.ci95'"),
+        (lambda d: d["policy"].pop("encoder"), "'policy.encoder'"),
+        (lambda d: d["episodes"][2].pop("steps"), "episode 2: missing field 'steps'"),
+    ],
+)
 def test_corrupted_results_refused_naming_field(tmp_path, corrupt, field):
     run = make_run(tmp_path / "run", "p", "e", {("press-button", 0): 3})
     data = json.loads((run / "results.json").read_text())
@@ -117,12 +160,16 @@ def test_compare_report(tmp_path):
     write_report(a)  # b has no report: its link goes to results.json
     loss = tmp_path / "loss.png"
     import shutil
+
     shutil.copyfile(a / "plots" / "success_rate.png", loss)
     out = tmp_path / "demo"
-    md_path, html_path = compare_report([a, b], out, "Pretrained vs scratch",
-                                        sections=[("Pretraining", "Loss **fell**.\n\n- step 1\n- step 2"),
-                                                  ("Raw", "<p id='raw'>html kept</p>")],
-                                        images=[(loss, "pretraining loss")])
+    md_path, html_path = compare_report(
+        [a, b],
+        out,
+        "Pretrained vs scratch",
+        sections=[("Pretraining", "Loss **fell**.\n\n- step 1\n- step 2"), ("Raw", "<p id='raw'>html kept</p>")],
+        images=[(loss, "pretraining loss")],
+    )
     md, page = md_path.read_text(), html_path.read_text()
     assert "| pretrained | 0.80 [0.49, 0.94] (10) | 0.60 [0.31, 0.83] (10) | 0.70 [0.48, 0.85] (20) |" in md
     assert "| scratch | 0.20 [0.06, 0.51] (10) | - | 0.20 [0.06, 0.51] (10) |" in md
@@ -139,8 +186,9 @@ def test_compare_report(tmp_path):
 
 
 def test_markdown_subset():
-    out = markdown_to_html("# Head\ntext with `code` and [a link](x.html)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
-                           "```\n<raw>\n```")
+    out = markdown_to_html(
+        "# Head\ntext with `code` and [a link](x.html)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n```\n<raw>\n```"
+    )
     assert "<h3>Head</h3>" in out and "<code>code</code>" in out and '<a href="x.html">a link</a>' in out
     assert "<td>1</td>" in out and "<pre>&lt;raw&gt;</pre>" in out
 

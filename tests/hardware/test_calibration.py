@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from robolearn.hardware import calibration as cal
-from robolearn.hardware.calibration.board import _inv
 from robolearn.hardware.calibration import (
     BoardSpec,
     CalibrationError,
@@ -26,6 +25,7 @@ from robolearn.hardware.calibration import (
     solve_calibration,
     write_calibration,
 )
+from robolearn.hardware.calibration.board import _inv
 
 K = np.array([[520.0, 0, 319.5], [0, 520.0, 239.5], [0, 0, 1]])
 
@@ -73,8 +73,12 @@ def test_solver_bad_inputs() -> None:
     with pytest.raises(CalibrationError, match="too few views"):
         solve_calibration(views, "cam", (640, 480), board, intrinsics=K)
     views, _, board = _synthetic_views("world")
-    for kw, match in (({"mounted_on": "ceiling"}, "mounted_on"), ({"holdout": 0.95}, "holdout"),
-                      ({"distortion_model": "fisheye"}, "distortion_model"), ({"intrinsics": np.eye(4)}, "3x3")):
+    for kw, match in (
+        ({"mounted_on": "ceiling"}, "mounted_on"),
+        ({"holdout": 0.95}, "holdout"),
+        ({"distortion_model": "fisheye"}, "distortion_model"),
+        ({"intrinsics": np.eye(4)}, "3x3"),
+    ):
         with pytest.raises(ValueError, match=match):
             solve_calibration(views, "cam", (640, 480), board, **{"intrinsics": K, **kw})
     views[0].tool_pose = np.full((4, 4), np.nan)

@@ -25,8 +25,14 @@ from robolearn.hardware.devices import gamepad as gp
 from robolearn.hardware.devices import registry
 from robolearn.hardware.devices import spacemouse as sm
 from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand
-from robolearn.hardware.devices.keyboard import (DEFAULT_KEYMAP, MOTIONS, KeyboardConfig, KeyboardDevice,
-                                                   build_keymap, parse_keys)
+from robolearn.hardware.devices.keyboard import (
+    DEFAULT_KEYMAP,
+    MOTIONS,
+    KeyboardConfig,
+    KeyboardDevice,
+    build_keymap,
+    parse_keys,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -204,6 +210,7 @@ def test_terminal_restored_when_the_process_is_terminated(tty):
 
 def test_keyboard_needs_a_terminal(monkeypatch):
     import io
+
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     with pytest.raises(RuntimeError, match="needs a terminal"):
         KeyboardDevice().connect()
@@ -231,8 +238,9 @@ def test_keyboard_help_and_params(tty):
 # ------------------------------------------------------------------------------- DeviceCommand.validated
 
 
-@pytest.mark.parametrize("twist,gripper", [([np.nan, 0, 0, 0, 0, 0], 0.0), ([0, 0, np.inf, 0, 0, 0], 0.0),
-                                           ([0] * 6, np.nan)])
+@pytest.mark.parametrize(
+    "twist,gripper", [([np.nan, 0, 0, 0, 0, 0], 0.0), ([0, 0, np.inf, 0, 0, 0], 0.0), ([0] * 6, np.nan)]
+)
 def test_non_finite_device_values_are_rejected(twist, gripper):
     with pytest.raises(ValueError, match="'spacemouse' returned non-finite"):
         DeviceCommand(np.array(twist, dtype=float), gripper).validated("spacemouse")
@@ -288,8 +296,9 @@ def test_twist_mapping_deadzone_and_gain():
     drift = sm.SpaceMouseState(axes=(20, -20, 15, 25, -10, 5))  # rest drift inside the deadzone
     assert not sm.state_to_twist(drift, cfg).any()
     gains = sm.SpaceMouseConfig(linear_gain=0.5, angular_gain=0.25, deadzone=0.0)
-    np.testing.assert_allclose(sm.state_to_twist(sm.SpaceMouseState(axes=(0, -350, 0, 0, 0, -350)), gains),
-                               [0.5, 0, 0, 0, 0, 0.25])
+    np.testing.assert_allclose(
+        sm.state_to_twist(sm.SpaceMouseState(axes=(0, -350, 0, 0, 0, -350)), gains), [0.5, 0, 0, 0, 0, 0.25]
+    )
     facing = sm.SpaceMouseConfig(axis_map=["y", "x", "-z", "ry", "rx", "-rz"], deadzone=0.0)
     assert sm.state_to_twist(push, facing)[0] == -1.0
 
@@ -449,8 +458,14 @@ def test_gamepad_mapping_sticks_deadman_and_events():
     cmd = gp.map_gamepad({}, {"left_shoulder", "dpad_right", "dpad_up"}, set(), 0.0, cfg)
     np.testing.assert_allclose(cmd.twist, [0, 0, 0, 1.0, -1.0, 0])
     pressed = {"a", "b", "x", "y", "start", "back"}
-    assert gp.map_gamepad({}, pressed, pressed, 0.0, cfg).events == {"success", "failure", "discard", "home",
-                                                                     "start", "quit"}
+    assert gp.map_gamepad({}, pressed, pressed, 0.0, cfg).events == {
+        "success",
+        "failure",
+        "discard",
+        "home",
+        "start",
+        "quit",
+    }
     assert gp.map_gamepad({}, {"a"}, set(), 0.0, cfg).events == set()  # held, not newly pressed
     free = gp.GamepadConfig(deadman="", linear_gain=0.5)
     assert gp.map_gamepad({"left_y": -1.0}, set(), set(), 0.0, free).twist[0] == 0.5
@@ -467,19 +482,20 @@ def test_gamepad_deadzone_and_triggers():
 
 
 def test_gamepad_config_errors():
-    for cfg, match in [(gp.GamepadConfig(deadman="lt"), "deadman 'lt'"),
-                       (gp.GamepadConfig(events={"z": "start"}), "unknown button 'z'"),
-                       (gp.GamepadConfig(events={"a": "win"}), "unknown event 'win'"),
-                       (gp.GamepadConfig(axis_map=["left_x"] * 5), "6 entries"),
-                       (gp.GamepadConfig(axis_map=["-left_y", "tilt", "0", "0", "0", "0"]), "'tilt'")]:
+    for cfg, match in [
+        (gp.GamepadConfig(deadman="lt"), "deadman 'lt'"),
+        (gp.GamepadConfig(events={"z": "start"}), "unknown button 'z'"),
+        (gp.GamepadConfig(events={"a": "win"}), "unknown event 'win'"),
+        (gp.GamepadConfig(axis_map=["left_x"] * 5), "6 entries"),
+        (gp.GamepadConfig(axis_map=["-left_y", "tilt", "0", "0", "0", "0"]), "'tilt'"),
+    ]:
         with pytest.raises(ValueError, match=match):
             gp.GamepadDevice(cfg)
 
 
 def test_raw_joystick_layout():
     cfg = gp.GamepadConfig()
-    axes, held = gp.joystick_to_named([0.5, -1.0, -1.0, 0.0, 0.2, 1.0], [True, False, False, False, True],
-                                      (1, 1), cfg)
+    axes, held = gp.joystick_to_named([0.5, -1.0, -1.0, 0.0, 0.2, 1.0], [True, False, False, False, True], (1, 1), cfg)
     assert axes["left_x"] == 0.5 and axes["trigger_left"] == 0.0 and axes["trigger_right"] == 1.0
     assert held == {"a", "left_shoulder", "dpad_right", "dpad_up"}
 
@@ -515,14 +531,29 @@ class FakeJoystick:
 
     def init(self) -> None: ...
     def quit(self) -> None: ...
-    def get_name(self) -> str: return "Fake Pad"
-    def get_instance_id(self) -> int: return 7
-    def get_numaxes(self) -> int: return len(self.axes)
-    def get_axis(self, i: int) -> float: return self.axes[i]
-    def get_numbuttons(self) -> int: return len(self.buttons)
-    def get_button(self, i: int) -> bool: return self.buttons[i]
-    def get_numhats(self) -> int: return 1
-    def get_hat(self, i: int) -> tuple[int, int]: return self.hat
+    def get_name(self) -> str:
+        return "Fake Pad"
+
+    def get_instance_id(self) -> int:
+        return 7
+
+    def get_numaxes(self) -> int:
+        return len(self.axes)
+
+    def get_axis(self, i: int) -> float:
+        return self.axes[i]
+
+    def get_numbuttons(self) -> int:
+        return len(self.buttons)
+
+    def get_button(self, i: int) -> bool:
+        return self.buttons[i]
+
+    def get_numhats(self) -> int:
+        return 1
+
+    def get_hat(self, i: int) -> tuple[int, int]:
+        return self.hat
 
 
 class FakeController:
@@ -530,17 +561,27 @@ class FakeController:
         self.axes = [0] * 6
         self.buttons = [False] * 15
 
-    def get_axis(self, i: int) -> int: return self.axes[i]
-    def get_button(self, i: int) -> bool: return self.buttons[i]
+    def get_axis(self, i: int) -> int:
+        return self.axes[i]
+
+    def get_button(self, i: int) -> bool:
+        return self.buttons[i]
+
     def quit(self) -> None: ...
 
 
 def fake_pygame(js: FakeJoystick, queue: list) -> types.SimpleNamespace:
     ev = types.SimpleNamespace
-    return ev(JOYDEVICEREMOVED=1, JOYBUTTONDOWN=2, JOYHATMOTION=3, CONTROLLERBUTTONDOWN=4, CONTROLLERDEVICEREMOVED=5,
-              display=ev(init=lambda: None),
-              joystick=ev(init=lambda: None, get_count=lambda: 1, Joystick=lambda i: js),
-              event=ev(get=lambda: [queue.pop(0) for _ in list(queue)]))
+    return ev(
+        JOYDEVICEREMOVED=1,
+        JOYBUTTONDOWN=2,
+        JOYHATMOTION=3,
+        CONTROLLERBUTTONDOWN=4,
+        CONTROLLERDEVICEREMOVED=5,
+        display=ev(init=lambda: None),
+        joystick=ev(init=lambda: None, get_count=lambda: 1, Joystick=lambda i: js),
+        event=ev(get=lambda: [queue.pop(0) for _ in list(queue)]),
+    )
 
 
 def test_pygame_source_raw_joystick(monkeypatch):
@@ -551,8 +592,10 @@ def test_pygame_source_raw_joystick(monkeypatch):
     dev.connect()
     js.axes[1], js.axes[5] = -1.0, 1.0  # left stick up, right trigger in
     js.buttons[4] = True  # LB held: dead-man
-    queue += [types.SimpleNamespace(type=2, button=0, instance_id=7),  # A clicked and released between reads
-              types.SimpleNamespace(type=2, button=0, instance_id=8)]  # another pad: ignored
+    queue += [
+        types.SimpleNamespace(type=2, button=0, instance_id=7),  # A clicked and released between reads
+        types.SimpleNamespace(type=2, button=0, instance_id=8),
+    ]  # another pad: ignored
     cmd = dev.read()
     assert cmd.twist[0] == 1.0 and cmd.enabled and cmd.gripper == 1.0 and cmd.events == {"success"}
     js.buttons[7] = True  # Start seen only as a level change
@@ -588,8 +631,10 @@ def test_pygame_source_game_controller_api(monkeypatch):
 
 def test_gamepad_headless_reports_no_gamepad():
     pytest.importorskip("pygame")
-    code = ("from robolearn.hardware.devices.gamepad import GamepadDevice\n"
-            "try:\n    GamepadDevice().connect()\nexcept RuntimeError as e:\n    print(e)\n")
+    code = (
+        "from robolearn.hardware.devices.gamepad import GamepadDevice\n"
+        "try:\n    GamepadDevice().connect()\nexcept RuntimeError as e:\n    print(e)\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert "no gamepad found" in out.stdout, out.stdout + out.stderr
@@ -607,8 +652,9 @@ def test_gamepad_without_pygame(monkeypatch):
 def test_make_device_builtins_options_and_errors():
     kb = registry.make_device("keyboard", hold_s=1, keymap={"e": "+z"})
     assert isinstance(kb, KeyboardDevice) and kb.config.hold_s == 1.0 and kb.keymap["e"] == "+z"
-    assert isinstance(registry.make_device("spacemouse", axis_map=("x", "y", "z", "rx", "ry", "rz")),
-                      sm.SpaceMouseDevice)
+    assert isinstance(
+        registry.make_device("spacemouse", axis_map=("x", "y", "z", "rx", "ry", "rz")), sm.SpaceMouseDevice
+    )
     assert isinstance(registry.make_device("gamepad", gripper_mode="analog"), gp.GamepadDevice)
     with pytest.raises(ValueError, match="Did you mean keyboard"):
         registry.make_device("keybord")
@@ -672,6 +718,7 @@ def test_devices_list_command(capsys):
 
 def test_devices_commands_through_the_cli(capsys):
     from robolearn.cli import main
+
     assert main(["devices", "list", "--no-probe"]) == 0
     assert "keyboard" in capsys.readouterr().out
     assert main(["devices", "echo", "gamepad", "--options", '{"deadman": "z"}']) == 2
@@ -682,8 +729,10 @@ def test_devices_echo_in_a_terminal(tty):
     """`robolearn devices echo keyboard` on a pty: keys show up as commands, q quits, terminal restored."""
     master, slave = tty
     before = termios.tcgetattr(slave)
-    code = ("import sys\nfrom robolearn.hardware.commands import DevicesEchoCommand, devices_echo\n"
-            "sys.exit(devices_echo(DevicesEchoCommand(device='keyboard', seconds=20)))\n")
+    code = (
+        "import sys\nfrom robolearn.hardware.commands import DevicesEchoCommand, devices_echo\n"
+        "sys.exit(devices_echo(DevicesEchoCommand(device='keyboard', seconds=20)))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave, cwd=REPO)
     try:
         out = b""

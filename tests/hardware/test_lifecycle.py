@@ -26,6 +26,7 @@ def old_names(caught: pytest.WarningsRecorder) -> list[str]:
 def test_old_style_camera_subclass_still_works() -> None:
     calls: list[str] = []
     with pytest.warns(DeprecationWarning) as caught:
+
         class OldCamera(Camera):
             def start(self) -> None:
                 calls.append("start")
@@ -50,6 +51,7 @@ def test_old_style_camera_subclass_still_works() -> None:
 def test_old_style_device_subclass_still_works() -> None:
     calls: list[str] = []
     with pytest.warns(DeprecationWarning) as caught:
+
         class OldDevice(Device):
             def start(self) -> None:
                 super().start()  # the old base's no-op: must not recurse
@@ -72,6 +74,7 @@ def test_old_style_device_subclass_still_works() -> None:
 def test_old_style_robot_subclass_still_works() -> None:
     calls: list[str] = []
     with pytest.warns(DeprecationWarning) as caught:
+
         class OldRobot(Robot):
             def state(self):
                 return {}

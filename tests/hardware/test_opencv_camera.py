@@ -27,7 +27,7 @@ def _frame(i: int, w: int = 320, h: int = 240) -> np.ndarray:
     bw = w // BITS
     for b in range(BITS):
         if (i >> b) & 1:
-            f[: h // 2, b * bw:(b + 1) * bw, 1] = 255
+            f[: h // 2, b * bw : (b + 1) * bw, 1] = 255
     return f
 
 
@@ -122,9 +122,17 @@ def test_bad_sources_fail_at_start(tmp_path: Path) -> None:
         OpenCVCamera(OpenCVCameraConfig(source=str(junk))).connect()
 
 
-@pytest.mark.parametrize("kw, match", [({"width": 0}, "width"), ({"fps": 0}, "fps"), ({"role": "top"}, "role"),
-                                       ({"source": -1}, "source"), ({"fourcc": "MJPEG"}, "fourcc"),
-                                       ({"encoding": "bmp"}, "encoding")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"width": 0}, "width"),
+        ({"fps": 0}, "fps"),
+        ({"role": "top"}, "role"),
+        ({"source": -1}, "source"),
+        ({"fourcc": "MJPEG"}, "fourcc"),
+        ({"encoding": "bmp"}, "encoding"),
+    ],
+)
 def test_bad_config(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         OpenCVCamera(OpenCVCameraConfig(**kw)).spec()
@@ -226,8 +234,10 @@ def test_stop_ends_thread_and_is_idempotent(video: Path) -> None:
 
 
 def test_process_exits_without_stop(video: Path) -> None:
-    code = ("from robolearn.hardware.cameras.opencv import OpenCVCamera, OpenCVCameraConfig\n"
-            f"OpenCVCamera(OpenCVCameraConfig(source={str(video)!r}, loop_file=True)).connect()\nprint('ok')\n")
+    code = (
+        "from robolearn.hardware.cameras.opencv import OpenCVCamera, OpenCVCameraConfig\n"
+        f"OpenCVCamera(OpenCVCameraConfig(source={str(video)!r}, loop_file=True)).connect()\nprint('ok')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "ok" in out.stdout
 
@@ -235,11 +245,23 @@ def test_process_exits_without_stop(video: Path) -> None:
 def _calibration(camera: str, w: int = 640, h: int = 480) -> CalibrationResult:
     ext = np.eye(4)
     ext[:3, 3] = [1.0, 0.5, 0.8]
-    return CalibrationResult(camera=camera, width=w, height=h, mounted_on="world", extrinsics=ext.tolist(),
-                             intrinsics=[[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]],
-                             distortion=[0.01, -0.02, 0, 0, 0], board_pose=np.eye(4).tolist(), residual_px=0.2,
-                             holdout={"views": 5.0}, num_views=16, num_rejected=0, intrinsics_source="estimated",
-                             time="2025-01-01T00:00:00+00:00", board={})
+    return CalibrationResult(
+        camera=camera,
+        width=w,
+        height=h,
+        mounted_on="world",
+        extrinsics=ext.tolist(),
+        intrinsics=[[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]],
+        distortion=[0.01, -0.02, 0, 0, 0],
+        board_pose=np.eye(4).tolist(),
+        residual_px=0.2,
+        holdout={"views": 5.0},
+        num_views=16,
+        num_rejected=0,
+        intrinsics_source="estimated",
+        time="2025-01-01T00:00:00+00:00",
+        board={},
+    )
 
 
 def test_spec_from_calibration_file(tmp_path: Path) -> None:
@@ -284,8 +306,11 @@ def test_registry_builtins_and_plugins(video: Path, monkeypatch: pytest.MonkeyPa
         def load(self) -> object:
             return self.obj
 
-    monkeypatch.setattr(plugins, "discover", lambda group: {"dummy": EP(Dummy), "bad": EP(lambda **kw: object())}
-                        if group == plugins.CAMERAS else {})
+    monkeypatch.setattr(
+        plugins,
+        "discover",
+        lambda group: {"dummy": EP(Dummy), "bad": EP(lambda **kw: object())} if group == plugins.CAMERAS else {},
+    )
     assert isinstance(make_camera("dummy", serial="42"), Dummy)
     assert "dummy" in available_cameras()
     with pytest.raises(ValueError, match="rejected options"):
@@ -306,4 +331,3 @@ def test_registry_sim_camera() -> None:
             assert cam.read().image.shape == (48, 64, 3)
     finally:
         robot.disconnect()
-

@@ -30,8 +30,9 @@ def plugin_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     info = tmp_path / "robolearn_echo_arm-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: robolearn-echo-arm\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[robolearn.robots]\nechoarm = echo_arm:EchoArm\n"
-                                           "notarobot = echo_arm:not_a_robot\n")
+    (info / "entry_points.txt").write_text(
+        "[robolearn.robots]\nechoarm = echo_arm:EchoArm\nnotarobot = echo_arm:not_a_robot\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
     sys.modules.pop("echo_arm", None)

@@ -6,21 +6,20 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
 import zmq
+from robot_server import sim_server_fixture, start_server_process  # noqa: E402 (tests/ is on sys.path)
 
+from robolearn.data.schema import ACTION_FIELDS, STATE_FIELDS
 from robolearn.hardware.robots import protocol as P
 from robolearn.hardware.robots.base import Robot, RobotError
 from robolearn.hardware.robots.remote import RemoteRobot
 from robolearn.hardware.robots.server import TOKEN_ENV, RobotServer, ServerConfig
-from robolearn.data.schema import ACTION_FIELDS, STATE_FIELDS
-
-from robot_server import sim_server_fixture, start_server_process  # noqa: E402 (tests/ is on sys.path)
-
 
 
 class SpyRobot(Robot):
@@ -309,8 +308,9 @@ def test_wrong_token_is_refused_without_touching_the_robot() -> None:
         with raw_client(server.address) as raw:
             reply = raw.hello(token="")
             assert not reply.ok and reply.kind == "auth"
-            reply = raw.send({"cmd": "apply", "seq": 2, "session": "", "action": [0.0] * 6,
-                              "space": "cartesian_velocity"})
+            reply = raw.send(
+                {"cmd": "apply", "seq": 2, "session": "", "action": [0.0] * 6, "space": "cartesian_velocity"}
+            )
             assert not reply.ok and reply.kind == "auth"
         assert spy.calls == []
         good = RemoteRobot(server.address, token="correct-horse", timeout_s=2.0)

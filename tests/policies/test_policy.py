@@ -8,23 +8,37 @@ import numpy as np
 import pytest
 import torch
 
-from robolearn.policies import (ChunkHeadConfig, MapMlpHeadConfig, PolicyCheckpointError, PolicyConfig, build_policy,
-                                load_policy, save_policy)
+from robolearn.policies import (
+    ChunkHeadConfig,
+    MapMlpHeadConfig,
+    PolicyCheckpointError,
+    PolicyConfig,
+    build_policy,
+    load_policy,
+    save_policy,
+)
 
 
 def _obs(size: int = 32, cams=("exterior_1", "wrist"), seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {"images": {c: rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for c in cams},
-            "proprio": rng.normal(size=15).astype(np.float32), "language": "press the button"}
+    return {
+        "images": {c: rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for c in cams},
+        "proprio": rng.normal(size=15).astype(np.float32),
+        "language": "press the button",
+    }
 
 
-@pytest.mark.parametrize("encoder", ["scratch-cnn", "resnet18", "r-mvp-tiny", "v-cond-tiny", "v-dual-tiny",
-                                     "r-r3m-vit-tiny"])
+@pytest.mark.parametrize(
+    "encoder", ["scratch-cnn", "resnet18", "r-mvp-tiny", "v-cond-tiny", "v-dual-tiny", "r-r3m-vit-tiny"]
+)
 @pytest.mark.parametrize("head", ["map-mlp", "chunk"])
 def test_every_backbone_and_head_acts(encoder, head, lm_dir):
-    cfg = PolicyConfig(encoder=encoder, head=ChunkHeadConfig(chunk=4, hidden=32) if head == "chunk" else
-                       MapMlpHeadConfig(chunk=1, hidden=32),
-                       language_model=str(lm_dir), image_size=32)
+    cfg = PolicyConfig(
+        encoder=encoder,
+        head=ChunkHeadConfig(chunk=4, hidden=32) if head == "chunk" else MapMlpHeadConfig(chunk=1, hidden=32),
+        language_model=str(lm_dir),
+        image_size=32,
+    )
     policy = build_policy(cfg)
     runner = policy.runner()
     a = runner.act(_obs())
@@ -44,8 +58,9 @@ def test_unfreeze_last_blocks_trains_only_those(lm_dir):
 
 
 def test_temporal_ensembling_weights_oldest_most():
-    policy = build_policy(PolicyConfig(encoder="scratch-cnn", head=ChunkHeadConfig(chunk=3, ensemble_decay=0.5),
-                                       image_size=32))
+    policy = build_policy(
+        PolicyConfig(encoder="scratch-cnn", head=ChunkHeadConfig(chunk=3, ensemble_decay=0.5), image_size=32)
+    )
     runner = policy.runner()
     chunks = [np.full((3, 7), float(v)) for v in (1.0, 2.0, 3.0)]
     outs = [runner._ensemble(0, c) for c in chunks]
@@ -62,8 +77,11 @@ def test_batched_act_matches_per_env_act():
     policy = build_policy(PolicyConfig(encoder="scratch-cnn", image_size=32))
     obs = [_obs(seed=i) for i in range(3)]
     single = [policy.runner().act(o) for o in obs]
-    batched = {"images": {c: np.stack([o["images"][c] for o in obs]) for c in obs[0]["images"]},
-               "proprio": np.stack([o["proprio"] for o in obs]), "language": [o["language"] for o in obs]}
+    batched = {
+        "images": {c: np.stack([o["images"][c] for o in obs]) for c in obs[0]["images"]},
+        "proprio": np.stack([o["proprio"] for o in obs]),
+        "language": [o["language"] for o in obs],
+    }
     out = policy.runner(3).act(batched)
     assert out.shape == (3, 7)
     np.testing.assert_allclose(out, np.stack(single), atol=1e-5)
@@ -80,8 +98,9 @@ def test_missing_camera_and_bad_proprio_are_named():
 
 
 def test_save_load_roundtrip_gives_the_same_actions(tmp_path, lm_dir):
-    policy = build_policy(PolicyConfig(encoder="v-cond-tiny", head=ChunkHeadConfig(chunk=4, hidden=32),
-                                       language_model=str(lm_dir)))
+    policy = build_policy(
+        PolicyConfig(encoder="v-cond-tiny", head=ChunkHeadConfig(chunk=4, hidden=32), language_model=str(lm_dir))
+    )
     policy.set_normalization((np.arange(7.0), np.full(7, 2.0)), (np.zeros(15), np.ones(15)))
     save_policy(policy, tmp_path / "p", {"note": "x"})
     loaded = load_policy(tmp_path / "p")

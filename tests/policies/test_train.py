@@ -8,19 +8,35 @@ from pathlib import Path
 import pytest
 import torch
 
-from robolearn.policies import load_policy
-from robolearn.policies import ChunkHeadConfig, MapMlpHeadConfig, PolicyConfig
+from robolearn.policies import ChunkHeadConfig, MapMlpHeadConfig, PolicyConfig, load_policy
 from robolearn.policies.train import Interrupted, TrainConfig, train
 
 
-def _cfg(demos: Path, out: Path, lm_dir: Path, encoder: str = "v-cond-tiny", head: str = "map-mlp", chunk: int = 0,
-         hidden: int = 32, image_size: int = 64, **kw) -> TrainConfig:
+def _cfg(
+    demos: Path,
+    out: Path,
+    lm_dir: Path,
+    encoder: str = "v-cond-tiny",
+    head: str = "map-mlp",
+    chunk: int = 0,
+    hidden: int = 32,
+    image_size: int = 64,
+    **kw,
+) -> TrainConfig:
     head_cfg = ChunkHeadConfig(hidden=hidden) if head == "chunk" else MapMlpHeadConfig(hidden=hidden)
     if chunk:
         head_cfg.chunk = chunk
     policy = PolicyConfig(encoder=encoder, language_model=str(lm_dir), cameras=[], image_size=image_size, head=head_cfg)
-    base = dict(data=[demos], out=out, policy=policy, steps=60, batch_size=16, log_every=10,
-                feature_cache=str(out.parent / "cache"), progress=False)
+    base = dict(
+        data=[demos],
+        out=out,
+        policy=policy,
+        steps=60,
+        batch_size=16,
+        log_every=10,
+        feature_cache=str(out.parent / "cache"),
+        progress=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -42,6 +58,7 @@ def test_frozen_encoder_head_trains_with_cached_features(demos, lm_dir, tmp_path
 
     def boom(*a, **k):
         raise AssertionError("features recomputed despite the cache")
+
     monkeypatch.setattr(features, "compute_features", boom)
     train(_cfg(demos, tmp_path / "run2", lm_dir, steps=10, lr=1e-4, hidden=64))
 
@@ -59,8 +76,9 @@ def test_resume_continues_exactly(demos, lm_dir, tmp_path):
 
 
 def test_baseline_trains_end_to_end_and_chunk_head(demos, tmp_path, lm_dir):
-    r = train(_cfg(demos, tmp_path / "cnn", lm_dir, encoder="scratch-cnn", head="chunk", chunk=4, steps=30,
-                   image_size=32))
+    r = train(
+        _cfg(demos, tmp_path / "cnn", lm_dir, encoder="scratch-cnn", head="chunk", chunk=4, steps=30, image_size=32)
+    )
     p = load_policy(r.policy_dir)
     assert p.config.chunk == 4 and p.config.head.name == "chunk" and not p.config.caches_features
     assert all(x.requires_grad for x in p.backbone.parameters()) or True
@@ -70,8 +88,24 @@ def test_baseline_trains_end_to_end_and_chunk_head(demos, tmp_path, lm_dir):
 def test_train_cli_and_bad_input(demos, tmp_path, lm_dir, capsys):
     from robolearn.cli import main
 
-    rc = main(["train", "--data", str(demos), "--out", str(tmp_path / "cli"), "--policy.encoder", "scratch-cnn",
-               "--policy.image-size", "32", "--steps", "5", "--no-progress", "--query", "success=1"])
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(demos),
+            "--out",
+            str(tmp_path / "cli"),
+            "--policy.encoder",
+            "scratch-cnn",
+            "--policy.image-size",
+            "32",
+            "--steps",
+            "5",
+            "--no-progress",
+            "--query",
+            "success=1",
+        ]
+    )
     assert rc == 0 and (tmp_path / "cli" / "policy" / "model.safetensors").exists()
     assert "policy:" in capsys.readouterr().out
     assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2

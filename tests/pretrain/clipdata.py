@@ -14,12 +14,27 @@ CLIPS = [
     ("102", 12, 80, 48, "Opening a drawer", "Opening [something]", ["a drawer"]),
     ("103", 16, 48, 48, "Putting a pen into a box", "Putting [something] into [something]", ["a pen", "a box"]),
     ("104", 10, 96, 40, "Lifting a book up", "Lifting [something] up", ["a book"]),
-    ("105", 12, 56, 64, "Turning the red bottle upside down slightly towards the table while moving the cup away "
-     "from the bin on the shelf behind the door", "Turning [something] upside down", ["the red bottle"]),
+    (
+        "105",
+        12,
+        56,
+        64,
+        "Turning the red bottle upside down slightly towards the table while moving the cup away "
+        "from the bin on the shelf behind the door",
+        "Turning [something] upside down",
+        ["the red bottle"],
+    ),
     ("106", 15, 72, 48, "Closing a cabinet door", "Closing [something]", ["a cabinet door"]),
     ("201", 12, 64, 48, "Pulling a box towards the camera", "Pulling [something] towards the camera", ["a box"]),
-    ("202", 11, 48, 40, "Dropping a block onto a table", "Dropping [something] onto [something]",
-     ["a block", "a table"]),
+    (
+        "202",
+        11,
+        48,
+        40,
+        "Dropping a block onto a table",
+        "Dropping [something] onto [something]",
+        ["a block", "a table"],
+    ),
     ("203", 13, 80, 48, "Moving a cup up", "Moving [something] up", ["a cup"]),
 ]
 TRAIN_IDS = ["101", "102", "103", "104", "105", "106"]
@@ -40,7 +55,7 @@ def write_webm(path: Path, n_frames: int, width: int, height: int, fps: int = 12
         for t in range(n_frames):
             img = (base + 30 * np.sin(xx / 7 + t / 3)[..., None]).clip(0, 255).astype(np.uint8)
             x0 = int((width - 12) * t / max(n_frames - 1, 1))
-            img[height // 3: height // 3 + 12, x0: x0 + 12] = (230, 30, 30)
+            img[height // 3 : height // 3 + 12, x0 : x0 + 12] = (230, 30, 30)
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in s.encode():

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-SIZE = 32          # frames are SIZE x SIZE = the model's image size (no resize)
-OBJ = 16           # side of the object's box in pixels
+SIZE = 32  # frames are SIZE x SIZE = the model's image size (no resize)
+OBJ = 16  # side of the object's box in pixels
 CAMERA = "exterior_1"
 NAMES = ("box", "frame", "plus", "cross")
 
@@ -62,7 +62,7 @@ def render_clip(rng: np.random.Generator, label: int, n_frames: int) -> np.ndarr
     for t in range(n_frames):
         img = np.repeat(rng.uniform(0, 255, (SIZE, SIZE, 1)), 3, axis=2)
         y, x = np.rint(p0 + (p1 - p0) * t / max(n_frames - 1, 1)).astype(int)
-        img[y: y + OBJ, x: x + OBJ][mask] = colour
+        img[y : y + OBJ, x : x + OBJ][mask] = colour
         out[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return out
 
@@ -74,8 +74,9 @@ def make_clips(n_clips: int, n_frames: int, seed: int) -> tuple[np.ndarray, np.n
     return np.stack([render_clip(rng, int(c), n_frames) for c in labels]), labels
 
 
-def write_episodes(root: Path, frames: np.ndarray, labels: np.ndarray, clips_per_episode: int = 8,
-                   tag: str = "") -> Path:
+def write_episodes(
+    root: Path, frames: np.ndarray, labels: np.ndarray, clips_per_episode: int = 8, tag: str = ""
+) -> Path:
     """The clips as robolearn episodes (camera CAMERA, PNG frames): `clips_per_episode` clips back to back per
     episode, each its own instruction run (instruction k = "move the <shape>" of clip k), so each is one
     pretraining clip. Few files: the episode source keeps at most 32 open and reopening one per frame read would
@@ -91,25 +92,41 @@ def write_episodes(root: Path, frames: np.ndarray, labels: np.ndarray, clips_per
     wcfg = WriterConfig(background_flush=False, min_free_mb=0.0)
     rng = np.random.default_rng(0)
     for e, first in enumerate(range(0, len(frames), clips_per_episode)):
-        clips, clip_labels = frames[first: first + clips_per_episode], labels[first: first + clips_per_episode]
+        clips, clip_labels = frames[first : first + clips_per_episode], labels[first : first + clips_per_episode]
         tasks = [f"move the {NAMES[int(c)]}" for c in clip_labels]
-        meta = EpisodeMeta(lab="lab_a", scene_id=f"scene_{e}", task=tasks[0], language=tasks,
-                           robot_type="robolearn-arm7-sim",
-                           uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"robolearn-probe-test/{tag}/{e}")))
+        meta = EpisodeMeta(
+            lab="lab_a",
+            scene_id=f"scene_{e}",
+            task=tasks[0],
+            language=tasks,
+            robot_type="robolearn-arm7-sim",
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"robolearn-probe-test/{tag}/{e}")),
+        )
         steps = sum(len(c) for c in clips)
         tr = episode_steps(steps, rng)
         with EpisodeWriter(root / f"episode_{e:06d}.h5", meta, cams, wcfg) as w:
             t = 0
             for k, clip in enumerate(clips):
                 for img in clip:
-                    w.add_step(state={"joint_positions": tr["q"][t], "joint_velocities": tr["qd"][t],
-                                      "ee_position": tr["pos"][t], "ee_quaternion": tr["quat"][t],
-                                      "gripper_position": tr["grip"][t]},
-                               action={"cartesian_velocity": tr["vel"][t],
-                                       "cartesian_position": np.concatenate([tr["pos"][t], tr["quat"][t]]),
-                                       "joint_position": tr["q"][t], "joint_velocity": tr["qd"][t],
-                                       "gripper_position": tr["grip"][t]},
-                               images={CAMERA: img}, is_terminal=t == steps - 1, language_index=k)
+                    w.add_step(
+                        state={
+                            "joint_positions": tr["q"][t],
+                            "joint_velocities": tr["qd"][t],
+                            "ee_position": tr["pos"][t],
+                            "ee_quaternion": tr["quat"][t],
+                            "gripper_position": tr["grip"][t],
+                        },
+                        action={
+                            "cartesian_velocity": tr["vel"][t],
+                            "cartesian_position": np.concatenate([tr["pos"][t], tr["quat"][t]]),
+                            "joint_position": tr["q"][t],
+                            "joint_velocity": tr["qd"][t],
+                            "gripper_position": tr["grip"][t],
+                        },
+                        images={CAMERA: img},
+                        is_terminal=t == steps - 1,
+                        language_index=k,
+                    )
                     t += 1
             w.set_outcome(True)
     return root
@@ -117,11 +134,11 @@ def write_episodes(root: Path, frames: np.ndarray, labels: np.ndarray, clips_per
 
 @dataclass
 class ProbeSetup:
-    model: str = "r-mvp-tiny"      # at its tiny size: 32 x 32 images, 8 x 8 patches, 2 blocks of width 64
-    train_clips: int = 128         # pretraining clips = the probe's training clips
-    test_clips: int = 256          # held-out clips (another generator seed) the probe is scored on
+    model: str = "r-mvp-tiny"  # at its tiny size: 32 x 32 images, 8 x 8 patches, 2 blocks of width 64
+    train_clips: int = 128  # pretraining clips = the probe's training clips
+    test_clips: int = 256  # held-out clips (another generator seed) the probe is scored on
     frames: int = 6
-    epochs: int = 17               # about 300 optimizer steps of 32 examples
+    epochs: int = 17  # about 300 optimizer steps of 32 examples
     batch: int = 32
     lr: float = 4e-3
     probe_steps: int = 1000
@@ -131,13 +148,13 @@ class ProbeSetup:
 
 @dataclass
 class ProbeResult:
-    pretrained: float              # held-out accuracy of the probe on the pretrained encoder
-    random: float                  # the same probe on the random-init encoder
-    pretrained_train: float        # the probes' accuracy on their training frames
+    pretrained: float  # held-out accuracy of the probe on the pretrained encoder
+    random: float  # the same probe on the random-init encoder
+    pretrained_train: float  # the probes' accuracy on their training frames
     random_train: float
-    losses: list[float]            # pretraining loss at each logged step
+    losses: list[float]  # pretraining loss at each logged step
     checkpoint: Path
-    seconds: dict[str, float]      # wall time per phase
+    seconds: dict[str, float]  # wall time per phase
 
 
 def probe_accuracy(encoder, x_train, y_train, x_test, y_test, setup: ProbeSetup, seed: int) -> tuple[float, float]:
@@ -166,6 +183,7 @@ def probe_accuracy(encoder, x_train, y_train, x_test, y_test, setup: ProbeSetup,
         loss.backward()
         opt.step()
     with torch.no_grad():
+
         def acc(f: torch.Tensor, y: torch.Tensor) -> float:
             return float((head(pool(f)).argmax(-1) == y).float().mean())
 
@@ -196,12 +214,44 @@ def pretrain_and_probe(work: Path, seed: int, setup: ProbeSetup | None = None) -
     write_episodes(work / "episodes", frames, labels, tag=str(seed))
     lap("data")
     run = work / "run"
-    assert main(["pretrain", "--model", s.model, "--episodes", str(work / "episodes"), "--language-model", str(lm),
-                 "--run-dir", str(run), "--image-size", str(SIZE), "--train.seed", str(seed),
-                 "--train.effective-batch", str(s.batch), "--train.device-batch", str(s.batch),
-                 "--train.max-epochs", str(s.epochs), "--train.warmup-epochs", "1", "--train.lr", str(s.lr),
-                 "--train.num-workers", "0", "--train.checkpoint-every", "0", "--train.log-every", "5",
-                 "--no-train.progress", "--no-validate"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--model",
+                s.model,
+                "--episodes",
+                str(work / "episodes"),
+                "--language-model",
+                str(lm),
+                "--run-dir",
+                str(run),
+                "--image-size",
+                str(SIZE),
+                "--train.seed",
+                str(seed),
+                "--train.effective-batch",
+                str(s.batch),
+                "--train.device-batch",
+                str(s.batch),
+                "--train.max-epochs",
+                str(s.epochs),
+                "--train.warmup-epochs",
+                "1",
+                "--train.lr",
+                str(s.lr),
+                "--train.num-workers",
+                "0",
+                "--train.checkpoint-every",
+                "0",
+                "--train.log-every",
+                "5",
+                "--no-train.progress",
+                "--no-validate",
+            ]
+        )
+        == 0
+    )
     lap("pretrain")
     ckpt = latest_checkpoint(run)
     losses = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]

@@ -6,8 +6,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from robolearn.pretrain.datasets import (IMAGENET_MEAN, IMAGENET_STD, GenStateOKDataset, QuintetDataset,
-                                         StateDataset, StateLanguageDataset, StateOKDataset, dataset_for)
+from robolearn.pretrain.datasets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    GenStateOKDataset,
+    QuintetDataset,
+    StateDataset,
+    StateLanguageDataset,
+    StateOKDataset,
+    dataset_for,
+)
 from robolearn.pretrain.episodes_source import EpisodeSource
 from robolearn.pretrain.shards import ShardSource
 

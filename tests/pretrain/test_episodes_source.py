@@ -46,22 +46,41 @@ def test_camera_choice_and_errors(episodes_root, lm_dir, tmp_path):
 
 def test_instruction_runs_become_separate_clips(tmp_path, lm_dir):
     cfg = SyntheticConfig(steps=16, size=24, cameras=("wrist",))
-    meta = EpisodeMeta(lab="lab_a", household="h", scene_id="s", operator="op", robot_type="sim", control_hz=15.0,
-                       action_space="cartesian_velocity", teleop_device="expert", task="tidy up",
-                       language=["open the drawer", "put the cup in the drawer", "wave"])
+    meta = EpisodeMeta(
+        lab="lab_a",
+        household="h",
+        scene_id="s",
+        operator="op",
+        robot_type="sim",
+        control_hz=15.0,
+        action_space="cartesian_velocity",
+        teleop_device="expert",
+        task="tidy up",
+        language=["open the drawer", "put the cup in the drawer", "wave"],
+    )
     rng = np.random.default_rng(0)
     tr = episode_steps(16, rng)
     active = [0] * 7 + [1] * 6 + [2] * 3  # the last run (3 steps) is too short for a quintet
     with EpisodeWriter(tmp_path / "ep.h5", meta, camera_specs(cfg)) as w:
         for t in range(16):
-            w.add_step(state={"joint_positions": tr["q"][t], "joint_velocities": tr["qd"][t],
-                              "ee_position": tr["pos"][t], "ee_quaternion": tr["quat"][t],
-                              "gripper_position": tr["grip"][t]},
-                       action={"cartesian_velocity": tr["vel"][t], "cartesian_position": np.r_[tr["pos"][t],
-                                                                                               tr["quat"][t]],
-                               "joint_position": tr["q"][t], "joint_velocity": tr["qd"][t],
-                               "gripper_position": tr["grip"][t]},
-                       images={"wrist": render(t, 16, 0, 24, np.array([90.0, 120, 150]))}, language_index=active[t])
+            w.add_step(
+                state={
+                    "joint_positions": tr["q"][t],
+                    "joint_velocities": tr["qd"][t],
+                    "ee_position": tr["pos"][t],
+                    "ee_quaternion": tr["quat"][t],
+                    "gripper_position": tr["grip"][t],
+                },
+                action={
+                    "cartesian_velocity": tr["vel"][t],
+                    "cartesian_position": np.r_[tr["pos"][t], tr["quat"][t]],
+                    "joint_position": tr["q"][t],
+                    "joint_velocity": tr["qd"][t],
+                    "gripper_position": tr["grip"][t],
+                },
+                images={"wrist": render(t, 16, 0, 24, np.array([90.0, 120, 150]))},
+                language_index=active[t],
+            )
     src = EpisodeSource(tmp_path, tokenizer=str(lm_dir))
     assert src.table.captions == ["open the drawer", "put the cup in the drawer"]
     assert [(c.start, c.stop) for c in src.clips] == [(0, 7), (7, 13)] and src.skipped == 1
@@ -97,8 +116,7 @@ def test_copied_episode_is_a_clear_error(episodes_root, lm_dir, tmp_path):
 
 def test_export_episodes_into_shards(episodes_root, lm_dir, tmp_path):
     out = tmp_path / "exported"
-    rep = prepare_episodes(episodes_root, out, camera="exterior_1", tokenizer=str(lm_dir), size=32,
-                           frames_per_shard=20)
+    rep = prepare_episodes(episodes_root, out, camera="exterior_1", tokenizer=str(lm_dir), size=32, frames_per_shard=20)
     assert rep["clips_in_index"] == 4 and rep["failed"] == [] and len(rep["this_run"]["new_shards"]) == 2
     src = ShardSource(out)
     assert src.table.name == "episodes" and src.table.captions == [TASKS[i] for i in range(4)]
@@ -107,8 +125,12 @@ def test_export_episodes_into_shards(episodes_root, lm_dir, tmp_path):
         want = scaled_center_crop(ep.frame("exterior_1", 5), 32)  # 40x40 scaled to 32x32
     assert frame.shape == (32, 32, 3)
     assert np.abs(frame.astype(int) - want.astype(int)).mean() < 6  # JPEG error only
-    assert prepare_episodes(episodes_root, out, camera="exterior_1", tokenizer=str(lm_dir), size=32,
-                            frames_per_shard=20)["this_run"]["to_do"] == 0  # resumable like SSv2
+    assert (
+        prepare_episodes(episodes_root, out, camera="exterior_1", tokenizer=str(lm_dir), size=32, frames_per_shard=20)[
+            "this_run"
+        ]["to_do"]
+        == 0
+    )  # resumable like SSv2
 
 
 def test_cli_prepare_episodes(episodes_root, lm_dir, tmp_path):
@@ -116,8 +138,27 @@ def test_cli_prepare_episodes(episodes_root, lm_dir, tmp_path):
     from robolearn.cli import main
 
     out = tmp_path / "cli"
-    assert main(["pretrain", "prepare", "--source", "episodes", "--episodes", str(episodes_root), "--camera",
-                 "wrist", "--out", str(out), "--tokenizer", str(lm_dir), "--size", "32"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "prepare",
+                "--source",
+                "episodes",
+                "--episodes",
+                str(episodes_root),
+                "--camera",
+                "wrist",
+                "--out",
+                str(out),
+                "--tokenizer",
+                str(lm_dir),
+                "--size",
+                "32",
+            ]
+        )
+        == 0
+    )
     assert len(ShardSource(Path(out))) == 4
     assert main(["pretrain", "prepare", "--source", "episodes", "--out", str(out)]) == 2
 

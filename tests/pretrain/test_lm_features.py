@@ -13,8 +13,9 @@ from robolearn.pretrain.lm_features import FeatureStore, build_feature_store
 from robolearn.pretrain.shards import ShardSource
 
 
-def test_store_matches_the_language_model_and_skips_it_in_training(prepared: Path, lm_dir: Path,
-                                                                    tmp_path: Path) -> None:
+def test_store_matches_the_language_model_and_skips_it_in_training(
+    prepared: Path, lm_dir: Path, tmp_path: Path
+) -> None:
     source = ShardSource(prepared)
     lm = LanguageModel(str(lm_dir))
     store = build_feature_store([source.table], lm, tmp_path / "feats", progress=False)

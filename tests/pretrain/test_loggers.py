@@ -53,7 +53,7 @@ def test_wandb_logs_every_metrics_line_and_a_resumed_run_continues_it(tmp_path: 
     assert steps == list(range(1, first.steps + 1))
     jsonl = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert [d["loss"] for d, _ in fake.logged if "loss" in d] == [x["loss"] for x in jsonl]
-    _fit(tmp_path, max_epochs=2, wandb_project="robolearn-test")          # resumes: same wandb run id
+    _fit(tmp_path, max_epochs=2, wandb_project="robolearn-test")  # resumes: same wandb run id
     assert fake.inits[1]["id"] == fake.inits[0]["id"] == (tmp_path / "wandb_id.txt").read_text().strip()
     assert [s for d, s in fake.logged if "loss" in d][len(steps)] == first.steps + 1
 
@@ -77,12 +77,17 @@ def test_tensorboard_gets_the_scalars(tmp_path: Path, monkeypatch) -> None:
     assert scalars[-1][0] == "closed"
 
 
-@pytest.mark.parametrize("module,option,hint", [("wandb", {"wandb_project": "p"}, "pip install wandb"),
-                                                ("torch.utils.tensorboard", {"tensorboard": True},
-                                                 "pip install tensorboard")])
-def test_a_missing_backend_fails_before_training(tmp_path: Path, monkeypatch, module: str, option: dict,
-                                                 hint: str) -> None:
-    monkeypatch.setitem(sys.modules, module, None)        # import raises ImportError
+@pytest.mark.parametrize(
+    "module,option,hint",
+    [
+        ("wandb", {"wandb_project": "p"}, "pip install wandb"),
+        ("torch.utils.tensorboard", {"tensorboard": True}, "pip install tensorboard"),
+    ],
+)
+def test_a_missing_backend_fails_before_training(
+    tmp_path: Path, monkeypatch, module: str, option: dict, hint: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
     with pytest.raises(ImportError, match=hint):
         _fit(tmp_path, **option)
     assert complete_checkpoints(tmp_path) == [] and not (tmp_path / "metrics.jsonl").exists()

@@ -10,11 +10,10 @@ import h5py
 import numpy as np
 import pytest
 import simplejpeg
+from clipdata import CLIPS, CROP, LONG_CAPTION_ID, TRAIN_IDS, VAL_IDS, run_prepare, write_webm
 
 from robolearn.pretrain.shards import INDEX_NAME, PrepareError, ShardSource, read_shard_tables
 from robolearn.pretrain.ssv2 import read_labels, scaled_center_crop
-
-from clipdata import CLIPS, CROP, LONG_CAPTION_ID, TRAIN_IDS, VAL_IDS, run_prepare, write_webm
 
 N_FRAMES = {c[0]: c[1] for c in CLIPS}
 
@@ -231,8 +230,13 @@ def test_empty_or_missing_source_errors(ssv2_copy, lm_dir, tmp_path):
     with pytest.raises(PrepareError, match="empty source: no labelled clips"):
         prepare_ssv2(ssv2_copy / "videos", ssv2_copy / "train.json", None, tmp_path / "o3", tokenizer=str(lm_dir))
     with pytest.raises(PrepareError, match="cannot load tokenizer"):
-        prepare_ssv2(ssv2_copy / "videos", ssv2_copy / "train.json", None, tmp_path / "o4",
-                     tokenizer=str(tmp_path / "no-such-tokenizer"))
+        prepare_ssv2(
+            ssv2_copy / "videos",
+            ssv2_copy / "train.json",
+            None,
+            tmp_path / "o4",
+            tokenizer=str(tmp_path / "no-such-tokenizer"),
+        )
 
 
 def test_missing_videos_are_reported_not_fatal(ssv2_copy, lm_dir, tmp_path):
@@ -263,10 +267,32 @@ def test_cli_prepare(ssv2_raw, lm_dir, tmp_path, capsys):
     from robolearn.cli import main
 
     out = tmp_path / "cli"
-    args = ["pretrain", "prepare", "--source", "ssv2", "--videos", str(ssv2_raw / "videos"), "--labels",
-            str(ssv2_raw / "train.json"), "--validation", str(ssv2_raw / "validation.json"), "--out", str(out),
-            "--tokenizer", str(lm_dir), "--size", str(CROP), "--val-clips", "1", "--limit", "3",
-            "--max-lang-len", "8", "--frames-per-shard", "1000"]
+    args = [
+        "pretrain",
+        "prepare",
+        "--source",
+        "ssv2",
+        "--videos",
+        str(ssv2_raw / "videos"),
+        "--labels",
+        str(ssv2_raw / "train.json"),
+        "--validation",
+        str(ssv2_raw / "validation.json"),
+        "--out",
+        str(out),
+        "--tokenizer",
+        str(lm_dir),
+        "--size",
+        str(CROP),
+        "--val-clips",
+        "1",
+        "--limit",
+        "3",
+        "--max-lang-len",
+        "8",
+        "--frames-per-shard",
+        "1000",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr()
     assert "4 clips" in printed.out and "(3 train, 1 val)" in printed.out
@@ -281,6 +307,6 @@ def test_jpeg_store_is_plain_bytes(prepared):
     p = shard_files(prepared)[0]
     with h5py.File(p, "r") as f:
         off, n = f["frames/index"][0]
-        buf = f["frames/data"][off: off + n].tobytes()
+        buf = f["frames/data"][off : off + n].tobytes()
         assert f["clips/first"][0] == 0
     assert simplejpeg.decode_jpeg(buf).shape == (CROP, CROP, 3)

@@ -12,19 +12,49 @@ import torch
 from robolearn.cli import main
 from robolearn.pretrain.checkpoint import latest_checkpoint
 
-TINY = ["--image-size", "32", "--train.effective-batch", "4", "--train.device-batch", "2",
-        "--train.num-workers", "0", "--no-train.progress", "--train.log-every", "1", "--train.warmup-epochs", "0.5",
-        "--train.lr", "1e-3"]
+TINY = [
+    "--image-size",
+    "32",
+    "--train.effective-batch",
+    "4",
+    "--train.device-batch",
+    "2",
+    "--train.num-workers",
+    "0",
+    "--no-train.progress",
+    "--train.log-every",
+    "1",
+    "--train.warmup-epochs",
+    "0.5",
+    "--train.lr",
+    "1e-3",
+]
 
 
-def test_pretrain_command_trains_checkpoints_and_loads(prepared: Path, episodes_root: Path, lm_dir: Path,
-                                                       tmp_path: Path) -> None:
+def test_pretrain_command_trains_checkpoints_and_loads(
+    prepared: Path, episodes_root: Path, lm_dir: Path, tmp_path: Path
+) -> None:
     from robolearn.encoders import load
 
     run = tmp_path / "run"
-    rc = main(["pretrain", "--model", "v-cond-tiny", "--data", f"{prepared}:0.7", "--episodes",
-               f"{episodes_root}:0.3", "--language-model", str(lm_dir), "--run-dir", str(run),
-               "--train.max-epochs", "2", *TINY])
+    rc = main(
+        [
+            "pretrain",
+            "--model",
+            "v-cond-tiny",
+            "--data",
+            f"{prepared}:0.7",
+            "--episodes",
+            f"{episodes_root}:0.3",
+            "--language-model",
+            str(lm_dir),
+            "--run-dir",
+            str(run),
+            "--train.max-epochs",
+            "2",
+            *TINY,
+        ]
+    )
     assert rc == 0
     ckpt = latest_checkpoint(run)
     assert ckpt is not None and (ckpt / "config.json").exists()
@@ -35,9 +65,27 @@ def test_pretrain_command_trains_checkpoints_and_loads(prepared: Path, episodes_
     assert feats.shape[0] == 2 and torch.isfinite(feats).all()
     assert (run / "pretrain.config.json").exists()
     # Running the same command again resumes (nothing left to do: max_epochs reached) instead of restarting.
-    assert main(["pretrain", "--model", "v-cond-tiny", "--data", f"{prepared}:0.7", "--episodes",
-                 f"{episodes_root}:0.3", "--language-model", str(lm_dir), "--run-dir", str(run),
-                 "--train.max-epochs", "2", *TINY]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--model",
+                "v-cond-tiny",
+                "--data",
+                f"{prepared}:0.7",
+                "--episodes",
+                f"{episodes_root}:0.3",
+                "--language-model",
+                str(lm_dir),
+                "--run-dir",
+                str(run),
+                "--train.max-epochs",
+                "2",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert latest_checkpoint(run) == ckpt
 
 
@@ -47,13 +95,27 @@ def test_pretrain_needs_data(tmp_path: Path, lm_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("model", ["v-dual-tiny", "v-gen-tiny", "r-mvp-tiny", "r-r3m-vit-tiny", "r-r3m-rn50-tiny"])
-def test_every_variant_trains_checkpoints_resumes_and_extracts(model: str, prepared: Path, lm_dir: Path,
-                                                                tmp_path: Path) -> None:
+def test_every_variant_trains_checkpoints_resumes_and_extracts(
+    model: str, prepared: Path, lm_dir: Path, tmp_path: Path
+) -> None:
     from robolearn.encoders import load
 
     run = tmp_path / "run"
-    args = ["pretrain", "--model", model, "--data", str(prepared), "--language-model", str(lm_dir), "--run-dir",
-            str(run), "--train.max-epochs", "3", "--no-validate", *TINY]
+    args = [
+        "pretrain",
+        "--model",
+        model,
+        "--data",
+        str(prepared),
+        "--language-model",
+        str(lm_dir),
+        "--run-dir",
+        str(run),
+        "--train.max-epochs",
+        "3",
+        "--no-validate",
+        *TINY,
+    ]
     assert main([*args, "--train.max-steps", "2"]) == 0  # stops early, like a killed run
     assert latest_checkpoint(run).name == "step-00000002"
     assert main(args) == 0  # resumes and finishes
@@ -75,9 +137,28 @@ def test_torchrun_two_processes_with_the_real_command(prepared: Path, lm_dir: Pa
     import sys
 
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-           "robolearn.pretrain", "--model", "v-cond-tiny", "--data", str(prepared), "--language-model", str(lm_dir),
-           "--run-dir", str(run), "--train.max-epochs", "2", "--train.compile", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "robolearn.pretrain",
+        "--model",
+        "v-cond-tiny",
+        "--data",
+        str(prepared),
+        "--language-model",
+        str(lm_dir),
+        "--run-dir",
+        str(run),
+        "--train.max-epochs",
+        "2",
+        "--train.compile",
+        *TINY,
+    ]
     # Compiled under DDP (eager DDP: tests/pretrain/test_trainer.py); each run compiles from an empty cache.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -93,8 +174,26 @@ def test_compiled_training_matches_eager_and_checkpoints_load(prepared: Path, lm
 
     def run(name: str, *extra: str) -> list[float]:
         out = tmp_path / name
-        assert main(["pretrain", "--model", "v-cond-tiny", "--data", str(prepared), "--language-model",
-                     str(lm_dir), "--run-dir", str(out), "--train.max-steps", "4", *TINY, *extra]) == 0
+        assert (
+            main(
+                [
+                    "pretrain",
+                    "--model",
+                    "v-cond-tiny",
+                    "--data",
+                    str(prepared),
+                    "--language-model",
+                    str(lm_dir),
+                    "--run-dir",
+                    str(out),
+                    "--train.max-steps",
+                    "4",
+                    *TINY,
+                    *extra,
+                ]
+            )
+            == 0
+        )
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         return [x["loss"] for x in lines if "loss" in x]
 

@@ -37,13 +37,16 @@ def test_map_probe_on_pretrained_encoder_beats_random_init_on_held_out_clips(tmp
         r = pretrain_and_probe(tmp_path, seed=SEED, setup=ProbeSetup())
     finally:
         torch.set_num_threads(threads)
-    print(f"held-out accuracy: pretrained {r.pretrained:.3f}, random init {r.random:.3f} (training frames "
-          f"{r.pretrained_train:.3f} / {r.random_train:.3f}); MAE loss {r.losses[0]:.3f} -> {r.losses[-1]:.3f}; "
-          f"seconds {r.seconds}")
+    print(
+        f"held-out accuracy: pretrained {r.pretrained:.3f}, random init {r.random:.3f} (training frames "
+        f"{r.pretrained_train:.3f} / {r.random_train:.3f}); MAE loss {r.losses[0]:.3f} -> {r.losses[-1]:.3f}; "
+        f"seconds {r.seconds}"
+    )
     # The real pipeline ran: a trained checkpoint, and the MAE loss went down.
     assert r.checkpoint.name != "step-00000000" and (r.checkpoint / "model.safetensors").exists()
     assert r.losses[-1] < r.losses[0] - 0.2
     assert r.pretrained > 2 / N_CLASSES  # far above chance (1 / N_CLASSES)
     assert r.pretrained >= r.random + MARGIN, (
         f"held-out accuracy of the probe: pretrained {r.pretrained:.3f}, random init {r.random:.3f}; pretraining "
-        f"should help by at least {MARGIN}")
+        f"should help by at least {MARGIN}"
+    )

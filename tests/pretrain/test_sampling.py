@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robolearn.pretrain.sampling import (FORMATS, FRAMES_PER_EXAMPLE, ClipTable, clip_keys, expand, mixture_counts,
-                                         plan_epoch, quintets)
+from robolearn.pretrain.sampling import (
+    FORMATS,
+    FRAMES_PER_EXAMPLE,
+    ClipTable,
+    clip_keys,
+    expand,
+    mixture_counts,
+    plan_epoch,
+    quintets,
+)
 
 
 def table(name: str, n_frames: list[int], val: int = 0, max_len: int = 6) -> ClipTable:
@@ -15,8 +23,15 @@ def table(name: str, n_frames: list[int], val: int = 0, max_len: int = 6) -> Cli
     ids[:, 0], ids[:, 1] = 101, np.arange(n) + 200
     mask = (ids > 0).astype(np.int64)
     split = np.array([1] * val + [0] * (n - val))
-    return ClipTable(name, [f"{name}-{i}" for i in range(n)], [f"caption {i}" for i in range(n)], np.array(n_frames),
-                     split, ids, mask)
+    return ClipTable(
+        name,
+        [f"{name}-{i}" for i in range(n)],
+        [f"caption {i}" for i in range(n)],
+        np.array(n_frames),
+        split,
+        ids,
+        mask,
+    )
 
 
 def test_quintets_respect_bounds_for_every_length():
@@ -110,7 +125,7 @@ def test_mixture_weights_are_respected():
     p = plan_epoch([a, b], "state+language", seed=5, epoch=0, weights=[0.7, 0.3], epoch_size=2000)
     assert len(p) == 2000 and p.counts == {0: 1400, 1: 600}
     # interleaved, not blocked: every window of 200 examples is close to 70/30
-    share = np.array([(p.source[i: i + 200] == 1).mean() for i in range(0, 2000, 200)])
+    share = np.array([(p.source[i : i + 200] == 1).mean() for i in range(0, 2000, 200)])
     assert np.abs(share - 0.3).max() < 0.12
     # the small source is cycled (each of its 200 examples used 3 times), the big one subsampled
     b_rows = np.stack([p.clip[p.source == 1], p.frames[p.source == 1, 0]], 1)

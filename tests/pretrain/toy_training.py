@@ -40,8 +40,19 @@ class ToyData(torch.utils.data.Dataset):
 
 
 def config(**kw) -> TrainConfig:
-    base = dict(max_epochs=4, warmup_epochs=0.5, lr=1e-2, effective_batch=16, device_batch=8, num_workers=0,
-                seed=3, checkpoint_every=3, log_every=1, progress=False, weight_decay=0.0)
+    base = dict(
+        max_epochs=4,
+        warmup_epochs=0.5,
+        lr=1e-2,
+        effective_batch=16,
+        device_batch=8,
+        num_workers=0,
+        seed=3,
+        checkpoint_every=3,
+        log_every=1,
+        progress=False,
+        weight_decay=0.0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 

@@ -30,7 +30,6 @@ import sys
 import threading
 import traceback
 from collections import OrderedDict
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -62,8 +61,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 IMAGE_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
 SUCCESS_VALUES = {"1": 1, "success": 1, "true": 1, "0": 0, "failure": 0, "false": 0, "-1": -1, "unknown": -1}
 
@@ -126,8 +127,9 @@ class BrowserApp:
                 col = "scene_id" if name == "scene" else name
                 if col == "success":
                     if value.strip().lower() not in SUCCESS_VALUES:
-                        raise ApiError(400, f"success must be one of success, failure, unknown (or 1, 0, -1), "
-                                       f"got {value!r}")
+                        raise ApiError(
+                            400, f"success must be one of success, failure, unknown (or 1, 0, -1), got {value!r}"
+                        )
                     value = str(SUCCESS_VALUES[value.strip().lower()])
                 filters.append(f"{col}={_escape_filter_value(value)}")
         filters += [w for w in params.get("where", []) if w.strip()]
@@ -143,8 +145,12 @@ class BrowserApp:
         facets = {c: sorted({getattr(r, c) for r in every}) for c in FACET_COLUMNS}
         errs = self.last_report.errors if self.last_report else []
         return {
-            "root": str(self.root), "total": len(every), "count": len(rows), "truncated": len(rows) > limit,
-            "filters": filters, "facets": facets,
+            "root": str(self.root),
+            "total": len(every),
+            "count": len(rows),
+            "truncated": len(rows) > limit,
+            "filters": filters,
+            "facets": facets,
             "episodes": [_row_json(r) for r in rows[:limit]],
             "unreadable": [{"path": p, "field": f, "message": m} for p, f, m in errs[:100]],
             "unreadable_count": len(errs),
@@ -157,13 +163,14 @@ class BrowserApp:
         if UUID_RE.match(ref) and ref in self._by_uuid:
             hits = self._by_uuid[ref]
             if len(hits) > 1:
-                raise ApiError(409, f"uuid {ref} is used by {len(hits)} files ({', '.join(r.path for r in hits)}); "
-                               "open one by path")
+                raise ApiError(
+                    409,
+                    f"uuid {ref} is used by {len(hits)} files ({', '.join(r.path for r in hits)}); open one by path",
+                )
             return hits[0]
         p = PurePosixPath(ref)
         if p.is_absolute() or ".." in p.parts or "\\" in ref or ref.startswith("~"):
-            raise ApiError(403, f"{ref!r}: refused, outside the dataset folder (give a uuid or a path relative "
-                           "to it)")
+            raise ApiError(403, f"{ref!r}: refused, outside the dataset folder (give a uuid or a path relative to it)")
         row = self._by_path.get(str(p))
         if row is None:
             raise ApiError(404, f"no episode {ref!r} in the catalog of {self.root} (new file? rescan)")
@@ -182,11 +189,18 @@ class BrowserApp:
         try:
             info = episode_info(path)
             out: dict[str, Any] = {
-                "path": row.path, "uuid": info["uuid"], "num_steps": info["num_steps"],
-                "control_hz": info["metadata"]["control_hz"], "duration_s": info["duration_s"],
-                "metadata": info["metadata"], "instructions": info["instructions"], "language": info["language"],
-                "label_history": info["label_history"], "cameras": info["cameras"],
-                "camera_names": [c["name"] for c in info["cameras"]], "file_bytes": info["file_bytes"],
+                "path": row.path,
+                "uuid": info["uuid"],
+                "num_steps": info["num_steps"],
+                "control_hz": info["metadata"]["control_hz"],
+                "duration_s": info["duration_s"],
+                "metadata": info["metadata"],
+                "instructions": info["instructions"],
+                "language": info["language"],
+                "label_history": info["label_history"],
+                "cameras": info["cameras"],
+                "camera_names": [c["name"] for c in info["cameras"]],
+                "file_bytes": info["file_bytes"],
             }
             if lowdim:
                 with Episode(path) as ep:
@@ -248,8 +262,7 @@ class BrowserApp:
         success = _success_from_body(body)
         language = _language_from_body(body)
         if success is None and language is None:
-            raise ApiError(400, "nothing to relabel: give success (true, false or null for unknown) and/or "
-                           "language")
+            raise ApiError(400, "nothing to relabel: give success (true, false or null for unknown) and/or language")
         who = body.get("who") or self.who or f"browser:{relabel.current_user()}"
         if not isinstance(who, str) or len(who) > 200 or not who.strip():
             raise ApiError(400, "who must be a short non-empty string")
@@ -258,8 +271,9 @@ class BrowserApp:
             path = self.path_of(row)
             try:
                 # log=False: the line goes to <root>/relabel.log below, not next to each file
-                results = relabel.relabel([path], success=success, language=language, who=who.strip(),
-                                          source="browser", log=False)
+                results = relabel.relabel(
+                    [path], success=success, language=language, who=who.strip(), source="browser", log=False
+                )
             except ValueError as e:
                 raise ApiError(400, " ".join(str(e).split())) from None
             except (EpisodeError, OSError) as e:
@@ -351,12 +365,16 @@ def _lowdim_json(ep: Episode) -> dict[str, Any]:
                 a = np.asarray(ep.array(f.path), dtype=np.float64)[idx]
             except EpisodeError:  # a field this file lacks (validate reports it): no plot for it
                 continue
-            out[f.path[len(prefix) + 1:]] = a.reshape(len(idx), -1).tolist()
+            out[f.path[len(prefix) + 1 :]] = a.reshape(len(idx), -1).tolist()
         return out
 
-    return {"t": idx.tolist(), "stride": stride, "action_space": ep.attrs.get("action_space"),
-            "state": part(schema.STATE_FIELDS, schema.STATE_GROUP),
-            "action": part(schema.ACTION_FIELDS, schema.ACTION_GROUP)}
+    return {
+        "t": idx.tolist(),
+        "stride": stride,
+        "action_space": ep.attrs.get("action_space"),
+        "state": part(schema.STATE_FIELDS, schema.STATE_GROUP),
+        "action": part(schema.ACTION_FIELDS, schema.ACTION_GROUP),
+    }
 
 
 def _finite(v: Any) -> Any:
@@ -375,7 +393,7 @@ def _finite(v: Any) -> Any:
 # ---- HTTP side ----------------------------------------------------------------------------------------------
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a player fetches many small frames
-    server: "BrowserServer"
+    server: BrowserServer
     server_version = "robolearn-browser"
     sys_version = ""
 
@@ -443,8 +461,12 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         if segs in ([""], ["index.html"]):
             html = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace(TOKEN_PLACEHOLDER, app.token)
-            self._send(200, html.encode(), "text/html; charset=utf-8",
-                       {"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP})
+            self._send(
+                200,
+                html.encode(),
+                "text/html; charset=utf-8",
+                {"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP},
+            )
         elif len(segs) == 2 and segs[0] == "static":
             if segs[1] not in STATIC_FILES:
                 raise ApiError(404, f"no static file {segs[1]!r}")
@@ -479,8 +501,9 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         token = self.headers.get(TOKEN_HEADER, "")
         if not hmac.compare_digest(token.encode(), app.token.encode()):
-            raise ApiError(403, f"missing or wrong {TOKEN_HEADER} header: changes are accepted from this "
-                           "server's own page only")
+            raise ApiError(
+                403, f"missing or wrong {TOKEN_HEADER} header: changes are accepted from this server's own page only"
+            )
         host = (self.headers.get("Host") or "").strip().lower()
         origin = self.headers.get("Origin")
         if origin is not None and origin.strip().lower() != f"http://{host}":
@@ -524,7 +547,7 @@ class BrowserServer(ThreadingHTTPServer):
         self.url = f"http://{_bracket(shown)}:{self.port}/"
         self.allowed_hosts = _allowed_hosts(host, self.port)
 
-    def start(self) -> "BrowserServer":
+    def start(self) -> BrowserServer:
         self.thread = threading.Thread(target=self.serve_forever, name=f"robolearn-browser:{self.port}", daemon=True)
         self.thread.start()
         return self
@@ -548,15 +571,17 @@ def _allowed_hosts(host: str, port: int) -> set[str] | None:
     return {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]", _bracket(host).lower())}
 
 
-def make_server(root: str | Path, host: str = "127.0.0.1", port: int = 8765, verbose: bool = False,
-                who: str | None = None) -> BrowserServer:
+def make_server(
+    root: str | Path, host: str = "127.0.0.1", port: int = 8765, verbose: bool = False, who: str | None = None
+) -> BrowserServer:
     """Index `root` (catalog.update) and bind the server; not yet serving (call `.start()` or
     `.serve_forever()`)."""
     return BrowserServer(BrowserApp(root, who=who), host, port, verbose=verbose)
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
-          who: str | None = None) -> BrowserServer:
+def serve(
+    root: str | Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False, who: str | None = None
+) -> BrowserServer:
     """Start the browser for dataset folder `root` in a background thread and return the server: open
     `server.url`; `server.stop()` ends it. Port 0 picks a free port."""
     return make_server(root, host, port, verbose=verbose, who=who).start()

@@ -23,17 +23,70 @@ Modules: `table` (columns, `Row`, the SQLite tables, opening), `entries` (one ro
 from __future__ import annotations
 
 from robolearn.data.catalog.entries import entry_from_attrs, read_entry
-from robolearn.data.catalog.filters import (OPERATORS, build_where, check_column, errors, parse_filter, query,
-                                            select_paths)
-from robolearn.data.catalog.index import (COMMIT_EVERY, IndexReport, bulk_load, ensure_catalog, scan, update,
-                                          write_entries)
+from robolearn.data.catalog.filters import (
+    OPERATORS,
+    build_where,
+    check_column,
+    errors,
+    parse_filter,
+    query,
+    select_paths,
+)
+from robolearn.data.catalog.index import (
+    COMMIT_EVERY,
+    IndexReport,
+    bulk_load,
+    ensure_catalog,
+    scan,
+    update,
+    write_entries,
+)
 from robolearn.data.catalog.splits import SPLIT_GROUPS, SPLITS_DIR, SplitResult, read_split, split
-from robolearn.data.catalog.table import (ATTR_COLUMNS, CATALOG_NAME, CATALOG_VERSION, COLUMNS, INDEXED_COLUMNS,
-                                          TABLE_COLUMNS, CatalogError, Row, catalog_root, default_catalog,
-                                          open_catalog)
+from robolearn.data.catalog.table import (
+    ATTR_COLUMNS,
+    CATALOG_NAME,
+    CATALOG_VERSION,
+    COLUMNS,
+    INDEXED_COLUMNS,
+    TABLE_COLUMNS,
+    CatalogError,
+    Row,
+    catalog_root,
+    default_catalog,
+    open_catalog,
+)
 
-__all__ = ["ATTR_COLUMNS", "CATALOG_NAME", "CATALOG_VERSION", "COLUMNS", "COMMIT_EVERY", "INDEXED_COLUMNS", "OPERATORS",
-           "SPLITS_DIR", "SPLIT_GROUPS", "TABLE_COLUMNS", "CatalogError", "IndexReport", "Row", "SplitResult",
-           "build_where", "bulk_load", "catalog_root", "check_column", "default_catalog", "ensure_catalog",
-           "entry_from_attrs", "errors", "open_catalog", "parse_filter", "query", "read_entry", "read_split", "scan",
-           "select_paths", "split", "update", "write_entries"]
+__all__ = [
+    "ATTR_COLUMNS",
+    "CATALOG_NAME",
+    "CATALOG_VERSION",
+    "COLUMNS",
+    "COMMIT_EVERY",
+    "INDEXED_COLUMNS",
+    "OPERATORS",
+    "SPLITS_DIR",
+    "SPLIT_GROUPS",
+    "TABLE_COLUMNS",
+    "CatalogError",
+    "IndexReport",
+    "Row",
+    "SplitResult",
+    "build_where",
+    "bulk_load",
+    "catalog_root",
+    "check_column",
+    "default_catalog",
+    "ensure_catalog",
+    "entry_from_attrs",
+    "errors",
+    "open_catalog",
+    "parse_filter",
+    "query",
+    "read_entry",
+    "read_split",
+    "scan",
+    "select_paths",
+    "split",
+    "update",
+    "write_entries",
+]

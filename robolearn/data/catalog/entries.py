@@ -30,29 +30,37 @@ def _plain(v: Any) -> Any:
 
 def _coerce(value: Any, typ: type, path: str | Path, name: str) -> Any:
     v = _plain(value)
-    ok = {str: isinstance(v, str),
-          int: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
-          float: isinstance(v, (int, float)) and not isinstance(v, bool),
-          bool: isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))}[typ]
+    ok = {
+        str: isinstance(v, str),
+        int: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
+        float: isinstance(v, (int, float)) and not isinstance(v, bool),
+        bool: isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)),
+    }[typ]
     if not ok:
         raise EpisodeError(path, f"attrs/{name}", f"expected {typ.__name__}, got {type(v).__name__} {v!r:.60}")
     return int(v) if typ is bool else typ(v)
 
 
-def entry_from_attrs(rel: str, attrs: dict[str, Any], size: int, mtime_ns: int,
-                     source: str | Path | None = None) -> tuple:
+def entry_from_attrs(
+    rel: str, attrs: dict[str, Any], size: int, mtime_ns: int, source: str | Path | None = None
+) -> tuple:
     """Catalog row (a tuple in COLUMNS order) from an episode's root attributes, as read from the file.
     Checks format, schema version, presence and types; raises EpisodeError naming `source` and the field."""
     src = source if source is not None else rel
     fmt = _plain(attrs.get("format"))
     if fmt != schema.FORMAT_NAME:
-        raise EpisodeError(src, "attrs/format", f"expected {schema.FORMAT_NAME!r}, got {fmt!r} (not a robolearn "
-                           "episode?)")
+        raise EpisodeError(
+            src, "attrs/format", f"expected {schema.FORMAT_NAME!r}, got {fmt!r} (not a robolearn episode?)"
+        )
     version = _plain(attrs.get("schema_version"))
     if version not in schema.SUPPORTED_VERSIONS:
-        raise SchemaVersionError(src, "attrs/schema_version", f"unknown schema version {version!r}; this robolearn "
-                                 f"reads {list(schema.SUPPORTED_VERSIONS)} (newer file? upgrade robolearn; older? "
-                                 "`robolearn data migrate`)")
+        raise SchemaVersionError(
+            src,
+            "attrs/schema_version",
+            f"unknown schema version {version!r}; this robolearn "
+            f"reads {list(schema.SUPPORTED_VERSIONS)} (newer file? upgrade robolearn; older? "
+            "`robolearn data migrate`)",
+        )
     values: list[Any] = [rel]
     for name in ATTR_COLUMNS:
         if name not in attrs:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import gc
 import re
 import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from robolearn.data.catalog.index import ensure_catalog
 from robolearn.data.catalog.table import COLUMNS, CatalogError, Row, _open_read, _resolve
@@ -51,8 +52,10 @@ def parse_filter(flt: str) -> tuple[str, list[Any]]:
     (case-insensitive substring; TEXT1,TEXT2 matches any), COLUMN!~TEXT (contains none)."""
     m = _FILTER_RE.match(flt)
     if not m:
-        raise CatalogError(f"cannot parse filter {flt!r}: expected COLUMN OP VALUE with OP one of "
-                           f"{' '.join(OPERATORS)} (e.g. household=house_1, num_steps>=30, task~drawer)")
+        raise CatalogError(
+            f"cannot parse filter {flt!r}: expected COLUMN OP VALUE with OP one of "
+            f"{' '.join(OPERATORS)} (e.g. household=house_1, num_steps>=30, task~drawer)"
+        )
     col, op, text = check_column(m.group(1), f"filter {flt!r}"), m.group(2), m.group(3)
     op = "=" if op == "==" else op
     values = _split_values(text)
@@ -96,8 +99,14 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _select(catalog: Path, cols: Sequence[str], filters: Sequence[str] | None, sql: str | None,
-            limit: int | None, make: Callable[[tuple], Any] | None = None) -> list[Any]:
+def _select(
+    catalog: Path,
+    cols: Sequence[str],
+    filters: Sequence[str] | None,
+    sql: str | None,
+    limit: int | None,
+    make: Callable[[tuple], Any] | None = None,
+) -> list[Any]:
     where, params = build_where(filters, sql)
     q = f"SELECT {', '.join(cols)} FROM episodes{where} ORDER BY path"
     if limit is not None:
@@ -116,8 +125,9 @@ def _select(catalog: Path, cols: Sequence[str], filters: Sequence[str] | None, s
         conn.close()
 
 
-def query(catalog_path: str | Path, filters: Sequence[str] | None = None, sql: str | None = None,
-          limit: int | None = None) -> list[Row]:
+def query(
+    catalog_path: str | Path, filters: Sequence[str] | None = None, sql: str | None = None, limit: int | None = None
+) -> list[Row]:
     """Catalog rows matching every filter (and the optional SQL condition), sorted by path.
 
     `catalog_path` is a catalog file or a dataset folder (then `<folder>/catalog.sqlite`, used as it is;
@@ -126,8 +136,12 @@ def query(catalog_path: str | Path, filters: Sequence[str] | None = None, sql: s
     return _select(cat, tuple(COLUMNS), filters, sql, limit, Row._make)
 
 
-def select_paths(root_or_catalog: str | Path, filters: Sequence[str] | None = None, sql: str | None = None,
-                 update_catalog: bool = True) -> list[Path]:
+def select_paths(
+    root_or_catalog: str | Path,
+    filters: Sequence[str] | None = None,
+    sql: str | None = None,
+    update_catalog: bool = True,
+) -> list[Path]:
     """Absolute paths of the matching episodes, sorted. Given a dataset folder, its catalog is built or
     refreshed first (unless update_catalog=False)."""
     cat, root, _ = ensure_catalog(root_or_catalog, refresh=update_catalog)

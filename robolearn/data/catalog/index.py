@@ -8,14 +8,23 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from robolearn.data import schema
 from robolearn.data.catalog.entries import read_entry
-from robolearn.data.catalog.table import (COLUMNS, _create_indexes, _drop_indexes, _resolve, _transaction, _utc_now,
-                                          catalog_root, default_catalog, open_catalog)
+from robolearn.data.catalog.table import (
+    COLUMNS,
+    _create_indexes,
+    _drop_indexes,
+    _resolve,
+    _transaction,
+    _utc_now,
+    catalog_root,
+    default_catalog,
+    open_catalog,
+)
 from robolearn.data.errors import EpisodeError
 
 QUARANTINE_DIR = "_quarantine"  # skipped, as by reader.list_episodes
@@ -44,13 +53,16 @@ class IndexReport:
         return bool(self.added or self.updated or self.removed or self.new_errors)
 
     def summary(self) -> str:
-        return (f"{self.total} episodes indexed: added {self.added}, updated {self.updated}, removed "
-                f"{self.removed}, unchanged {self.unchanged}, errors {len(self.errors)}, unfinished "
-                f"{len(self.unfinished)} ({self.seconds:.2f} s)")
+        return (
+            f"{self.total} episodes indexed: added {self.added}, updated {self.updated}, removed "
+            f"{self.removed}, unchanged {self.unchanged}, errors {len(self.errors)}, unfinished "
+            f"{len(self.unfinished)} ({self.seconds:.2f} s)"
+        )
 
 
-def ensure_catalog(root_or_catalog: str | Path, catalog: str | Path | None = None, refresh: bool = True
-                   ) -> tuple[Path, Path, IndexReport | None]:
+def ensure_catalog(
+    root_or_catalog: str | Path, catalog: str | Path | None = None, refresh: bool = True
+) -> tuple[Path, Path, IndexReport | None]:
     """(catalog, root, report): given a dataset folder, build or refresh its catalog (a no-op re-index only
     stats the files); given a catalog file, use it as it is."""
     cat, root = _resolve(root_or_catalog, catalog)
@@ -118,8 +130,12 @@ def bulk_load(catalog: str | Path, root: str | Path, rows: Sequence[tuple]) -> N
 
 
 # ---- incremental update ----------------------------------------------------------------------------------
-def update(root: str | Path, catalog: str | Path | None = None, rebuild: bool = False,
-           progress: Callable[[int, int], None] | None = None) -> IndexReport:
+def update(
+    root: str | Path,
+    catalog: str | Path | None = None,
+    rebuild: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> IndexReport:
     """Bring the catalog of `root` up to date: read new and changed files (by size and mtime_ns), drop rows
     of files that disappeared, record unreadable files in `errors` and `.partial` files in `unfinished`.
     Never raises for a bad episode file."""
@@ -149,7 +165,7 @@ def update(root: str | Path, catalog: str | Path | None = None, rebuild: bool = 
             with _transaction(conn):
                 _drop_indexes(conn)  # one index build at the end is much faster than per-row upkeep
         for start in range(0, len(todo), COMMIT_EVERY):
-            batch = todo[start:start + COMMIT_EVERY]
+            batch = todo[start : start + COMMIT_EVERY]
             _index_batch(conn, root, batch, on_disk, known, report)
             if progress:
                 progress(start + len(batch), len(todo))
@@ -160,15 +176,22 @@ def update(root: str | Path, catalog: str | Path | None = None, rebuild: bool = 
         report.unfinished = sorted(partial)
         report.total = conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
         report.duplicate_uuids = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT uuid FROM episodes GROUP BY uuid HAVING COUNT(*) > 1)").fetchone()[0]
+            "SELECT COUNT(*) FROM (SELECT uuid FROM episodes GROUP BY uuid HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
     finally:
         conn.close()
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _index_batch(conn: sqlite3.Connection, root: Path, batch: list[str], on_disk: dict[str, tuple[int, int]],
-                 known: dict[str, tuple[int, int]], report: IndexReport) -> None:
+def _index_batch(
+    conn: sqlite3.Connection,
+    root: Path,
+    batch: list[str],
+    on_disk: dict[str, tuple[int, int]],
+    known: dict[str, tuple[int, int]],
+    report: IndexReport,
+) -> None:
     rows, errs, vanished = [], [], []
     for rel in batch:
         path = root / rel

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from robolearn.data.catalog.filters import _select
 from robolearn.data.catalog.index import ensure_catalog
@@ -38,8 +39,9 @@ def _group_column(by: str) -> str | None:
         return SPLIT_GROUPS[by]
     if by in COLUMNS:
         return by
-    raise CatalogError(f"cannot split by {by!r}: use one of {', '.join(SPLIT_GROUPS)} or a catalog column "
-                       f"({', '.join(COLUMNS)})")
+    raise CatalogError(
+        f"cannot split by {by!r}: use one of {', '.join(SPLIT_GROUPS)} or a catalog column ({', '.join(COLUMNS)})"
+    )
 
 
 def _group_key(by: str, row: tuple) -> str:
@@ -47,9 +49,17 @@ def _group_key(by: str, row: tuple) -> str:
     return f"{row[2]}/{row[1]}" if by == "scene" else str(row[1])
 
 
-def split(catalog: str | Path, by: str = "scene", holdout: Sequence[str] | None = None,
-          val_fraction: float = 0.1, seed: int = 0, filters: Sequence[str] | None = None,
-          name: str | None = None, overwrite: bool = False, update_catalog: bool = True) -> SplitResult:
+def split(
+    catalog: str | Path,
+    by: str = "scene",
+    holdout: Sequence[str] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    filters: Sequence[str] | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    update_catalog: bool = True,
+) -> SplitResult:
     """Train/val split of the (filtered) episodes, written to `<root>/splits/<name>/{train,val}.txt` and
     `split.json`.
 
@@ -72,8 +82,7 @@ def split(catalog: str | Path, by: str = "scene", holdout: Sequence[str] | None 
         groups: dict[str, list[str]] = {}
         for r in rows:
             groups.setdefault(_group_key(by, r), []).append(r[0])
-        val_set = (_holdout_groups(groups, holdout, by) if holdout
-                   else _draw_groups(groups, val_fraction, seed))
+        val_set = _holdout_groups(groups, holdout, by) if holdout else _draw_groups(groups, val_fraction, seed)
         train_groups = sorted(g for g in groups if g not in val_set)
         val_groups = sorted(val_set)
         train = sorted(p for g in train_groups for p in groups[g])
@@ -81,8 +90,14 @@ def split(catalog: str | Path, by: str = "scene", holdout: Sequence[str] | None 
     name = name or _split_name(by, holdout, val_fraction, seed)
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
         raise CatalogError(f"split name {name!r}: use letters, digits and _ . + - only")
-    config = {"by": by, "group_column": col, "holdout": list(holdout or []),
-              "val_fraction": None if holdout else val_fraction, "seed": seed, "filters": list(filters or [])}
+    config = {
+        "by": by,
+        "group_column": col,
+        "holdout": list(holdout or []),
+        "val_fraction": None if holdout else val_fraction,
+        "seed": seed,
+        "filters": list(filters or []),
+    }
     result = SplitResult(name, root / SPLITS_DIR / name, train, val, train_groups, val_groups, config)
     _write_split(result, overwrite)
     return result
@@ -114,8 +129,10 @@ def _holdout_groups(groups: dict[str, list[str]], holdout: Sequence[str], by: st
     for h in holdout:
         hit = {g for g in groups if g == h or (by == "scene" and g.split("/", 1)[1] == h)}
         if not hit:
-            raise CatalogError(f"holdout {by} {h!r} matches no episode; {by} groups: "
-                               f"{', '.join(sorted(groups)[:50])}{' ...' if len(groups) > 50 else ''}")
+            raise CatalogError(
+                f"holdout {by} {h!r} matches no episode; {by} groups: "
+                f"{', '.join(sorted(groups)[:50])}{' ...' if len(groups) > 50 else ''}"
+            )
         chosen |= hit
     if len(chosen) == len(groups):
         raise CatalogError(f"holding out {list(holdout)} leaves no {by} for training")
@@ -156,9 +173,13 @@ def _write_split(res: SplitResult, overwrite: bool) -> None:
         if (old[0].read_text(), old[1].read_text()) != (train_txt, val_txt):
             raise CatalogError(f"{res.folder}: a different split with this name exists; pass --name or --overwrite")
     res.folder.mkdir(parents=True, exist_ok=True)
-    info = {"name": res.name, "created": _utc_now(), "config": res.config,
-            "counts": {"train": len(res.train), "val": len(res.val)},
-            "groups": {"train": res.train_groups, "val": res.val_groups}}
+    info = {
+        "name": res.name,
+        "created": _utc_now(),
+        "config": res.config,
+        "counts": {"train": len(res.train), "val": len(res.val)},
+        "groups": {"train": res.train_groups, "val": res.val_groups},
+    }
     write_text_atomic(res.folder / "train.txt", train_txt)
     write_text_atomic(res.folder / "val.txt", val_txt)
     write_text_atomic(res.folder / "split.json", json.dumps(info, indent=2) + "\n")

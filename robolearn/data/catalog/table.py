@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from robolearn.data import schema
 
@@ -20,19 +21,30 @@ CATALOG_VERSION = "1"  # bump when the table layout changes: older catalogs are 
 # ---- columns ------------------------------------------------------------------------------------------
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER"}
 # Episode attributes copied into the catalog (types from schema.EPISODE_ATTRS).
-ATTR_COLUMNS: tuple[str, ...] = schema.CATALOG_ATTRS + tuple(
-    a for a in ("end_time",) if a not in schema.CATALOG_ATTRS)
+ATTR_COLUMNS: tuple[str, ...] = schema.CATALOG_ATTRS + tuple(a for a in ("end_time",) if a not in schema.CATALOG_ATTRS)
 # name -> (SQL type, doc) for every catalog column, in table order.
 COLUMNS: dict[str, tuple[str, str]] = {
     "path": ("TEXT", "episode file, relative to the dataset root (POSIX separators)"),
     **{a: (_SQL_TYPES[schema.EPISODE_ATTRS[a][0]], schema.EPISODE_ATTRS[a][2]) for a in ATTR_COLUMNS},
     "cameras": ("TEXT", "camera names, comma-separated, from the `cameras` attribute"),
-    "language": ("TEXT", "text of the first language annotation (\"\" if none)"),
+    "language": ("TEXT", 'text of the first language annotation ("" if none)'),
     "size": ("INTEGER", "file size [bytes]"),
     "mtime_ns": ("INTEGER", "file modification time [ns since the epoch]"),
 }
-INDEXED_COLUMNS = ("uuid", "lab", "household", "scene_id", "operator", "robot_type", "task", "success",
-                   "num_steps", "teleop_device", "start_time", "complete")
+INDEXED_COLUMNS = (
+    "uuid",
+    "lab",
+    "household",
+    "scene_id",
+    "operator",
+    "robot_type",
+    "task",
+    "success",
+    "num_steps",
+    "teleop_device",
+    "start_time",
+    "complete",
+)
 # Attributes read from each file: the catalog attributes plus what derived columns need.
 READ_ATTRS = ("format",) + ATTR_COLUMNS + ("cameras", "language_annotations")
 TABLE_COLUMNS = ("path", "lab", "household", "scene_id", "task", "success", "num_steps")  # CLI table default
@@ -104,10 +116,14 @@ def _create_tables(conn: sqlite3.Connection) -> None:
     cols = ", ".join(f"{n} {t} NOT NULL" + (" UNIQUE" if n == "path" else "") for n, (t, _) in COLUMNS.items())
     conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute(f"CREATE TABLE IF NOT EXISTS episodes ({cols})")
-    conn.execute("CREATE TABLE IF NOT EXISTS errors (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-                 "mtime_ns INTEGER NOT NULL, field TEXT NOT NULL, message TEXT NOT NULL, seen TEXT NOT NULL)")
-    conn.execute("CREATE TABLE IF NOT EXISTS unfinished (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-                 "mtime_ns INTEGER NOT NULL)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS errors (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+        "mtime_ns INTEGER NOT NULL, field TEXT NOT NULL, message TEXT NOT NULL, seen TEXT NOT NULL)"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS unfinished (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+        "mtime_ns INTEGER NOT NULL)"
+    )
     _create_indexes(conn)
 
 
@@ -139,20 +155,24 @@ def open_catalog(catalog: str | Path, root: str | Path, rebuild: bool = False) -
         conn.execute("PRAGMA synchronous = NORMAL")
         meta = _meta(conn)
     except sqlite3.DatabaseError as e:
-        raise CatalogError(f"{catalog}: not a usable SQLite catalog ({e}); delete it or pass another --catalog"
-                           ) from None
+        raise CatalogError(
+            f"{catalog}: not a usable SQLite catalog ({e}); delete it or pass another --catalog"
+        ) from None
     root_rel = os.path.relpath(root.absolute(), catalog.parent.absolute())
     if meta and not rebuild and meta.get("root") != root_rel:
         conn.close()
-        raise CatalogError(f"{catalog}: catalog belongs to dataset root {meta.get('root')!r} (relative to the "
-                           f"catalog), not {str(root)!r}; use --rebuild or another --catalog")
+        raise CatalogError(
+            f"{catalog}: catalog belongs to dataset root {meta.get('root')!r} (relative to the "
+            f"catalog), not {str(root)!r}; use --rebuild or another --catalog"
+        )
     with _transaction(conn):
         if rebuild or (meta and meta.get("catalog_version") != CATALOG_VERSION):
             for t in ("episodes", "errors", "unfinished", "meta"):
                 conn.execute(f"DROP TABLE IF EXISTS {t}")
         _create_tables(conn)
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('catalog_version', ?), ('root', ?)",
-                     (CATALOG_VERSION, root_rel))
+        conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('catalog_version', ?), ('root', ?)", (CATALOG_VERSION, root_rel)
+        )
     return conn
 
 
@@ -186,4 +206,4 @@ def _resolve(root_or_catalog: str | Path, catalog: str | Path | None = None) -> 
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -4,8 +4,9 @@ and the per-dimension `Normalizer` built from a stats dict (robolearn.data.stats
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

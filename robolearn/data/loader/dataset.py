@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import simplejpeg
@@ -29,14 +30,20 @@ class EpisodeDataset(Dataset):
     """Samples (episode, step) of a list of episode files; the sample layout is in the robolearn.data.loader
     docstring."""
 
-    def __init__(self, paths: Iterable[str | Path], config: LoaderConfig | None = None,
-                 stats: dict[str, Any] | str | Path | None = None):
+    def __init__(
+        self,
+        paths: Iterable[str | Path],
+        config: LoaderConfig | None = None,
+        stats: dict[str, Any] | str | Path | None = None,
+    ):
         self.config = cfg = config or LoaderConfig()
         paths = [Path(p) for p in paths]
         if not paths:
             raise ValueError("EpisodeDataset needs at least one episode path")
-        self.proprio_keys = [_resolve(k, schema.STATE_GROUP, schema.STATE_FIELDS)
-                             for k in (cfg.proprio_keys or [f.path for f in schema.STATE_FIELDS])]
+        self.proprio_keys = [
+            _resolve(k, schema.STATE_GROUP, schema.STATE_FIELDS)
+            for k in (cfg.proprio_keys or [f.path for f in schema.STATE_FIELDS])
+        ]
         for k in cfg.action_keys or ():
             _resolve(k, schema.ACTION_GROUP, schema.ACTION_FIELDS)  # config errors fail before any file is read
         self.skipped: list[Problem] = []
@@ -49,8 +56,9 @@ class EpisodeDataset(Dataset):
         self._check_episodes()
         self._raise_if_bad()
         if not self.episodes:
-            raise ValueError(f"no usable episodes among {len(paths)} paths; skipped: "
-                             f"{[str(p) for p in self.skipped][:3]}")
+            raise ValueError(
+                f"no usable episodes among {len(paths)} paths; skipped: {[str(p) for p in self.skipped][:3]}"
+            )
         if stats is None and cfg.stats_path:
             stats = cfg.stats_path
         if isinstance(stats, (str, Path)):
@@ -63,8 +71,13 @@ class EpisodeDataset(Dataset):
         self._state: _WorkerState | None = None
 
     @classmethod
-    def from_root(cls, root: str | Path, filters: list[str] | None = None, config: LoaderConfig | None = None,
-                  stats: dict[str, Any] | str | Path | None = None) -> "EpisodeDataset":
+    def from_root(
+        cls,
+        root: str | Path,
+        filters: list[str] | None = None,
+        config: LoaderConfig | None = None,
+        stats: dict[str, Any] | str | Path | None = None,
+    ) -> EpisodeDataset:
         """The episodes under `root`, optionally narrowed by catalog filters (robolearn.data.catalog). With
         normalisation on and no stats given, `<root>/stats.json` is used."""
         if filters:
@@ -96,8 +109,13 @@ class EpisodeDataset(Dataset):
         if self.skipped and not self.config.skip_bad:
             first, n = self.skipped[0], len(self.skipped)
             more = f" (and {n - 1} more bad episodes)" if n > 1 else ""
-            raise EpisodeError(first.path, first.field, first.message + more + "; LoaderConfig(skip_bad=True) "
-                               "skips bad episodes and lists them in dataset.skipped", problems=list(self.skipped))
+            raise EpisodeError(
+                first.path,
+                first.field,
+                first.message + more + "; LoaderConfig(skip_bad=True) "
+                "skips bad episodes and lists them in dataset.skipped",
+                problems=list(self.skipped),
+            )
         for p in self.skipped:
             log.warning("skipping bad episode %s", p)
 
@@ -113,9 +131,15 @@ class EpisodeDataset(Dataset):
                     if e.action_space == first:
                         keep.append(e)
                     else:
-                        self._bad(EpisodeError(e.path, "attrs/action_space", f"commanded {e.action_space!r} but the "
-                                               f"dataset's first episode commanded {first!r}; set "
-                                               "LoaderConfig.action_keys to choose the action form explicitly"))
+                        self._bad(
+                            EpisodeError(
+                                e.path,
+                                "attrs/action_space",
+                                f"commanded {e.action_space!r} but the "
+                                f"dataset's first episode commanded {first!r}; set "
+                                "LoaderConfig.action_keys to choose the action form explicitly",
+                            )
+                        )
                 self.episodes = keep
         return [_resolve(k, schema.ACTION_GROUP, schema.ACTION_FIELDS) for k in keys]
 
@@ -124,12 +148,20 @@ class EpisodeDataset(Dataset):
         for e in self.episodes:
             for c in self.cameras:
                 if c not in e.cameras:
-                    self._bad(EpisodeError(e.path, schema.camera_group(c), f"camera missing; cameras in file: "
-                                           f"{list(e.cameras)}"))
+                    self._bad(
+                        EpisodeError(
+                            e.path, schema.camera_group(c), f"camera missing; cameras in file: {list(e.cameras)}"
+                        )
+                    )
                     break
                 if e.cameras[c] != self.image_sizes[c]:
-                    self._bad(EpisodeError(e.path, f"attrs/cameras/{c}", f"image size {e.cameras[c]} (H, W), "
-                                           f"expected {tuple(self.image_sizes[c])}"))
+                    self._bad(
+                        EpisodeError(
+                            e.path,
+                            f"attrs/cameras/{c}",
+                            f"image size {e.cameras[c]} (H, W), expected {tuple(self.image_sizes[c])}",
+                        )
+                    )
                     break
             else:
                 keep.append(e)
@@ -169,9 +201,12 @@ class EpisodeDataset(Dataset):
 
     def cache_info(self) -> dict[str, int]:
         st = self._state
-        return {"episodes": len(st.episodes) if st else 0, "open": len(st.open) if st else 0,
-                "frames": len(st.frames) if st else 0,
-                "buffers": len(st.pool.slots) if st and st.pool else 0}
+        return {
+            "episodes": len(st.episodes) if st else 0,
+            "open": len(st.open) if st else 0,
+            "frames": len(st.frames) if st else 0,
+            "buffers": len(st.pool.slots) if st and st.pool else 0,
+        }
 
     # ---- reading ---------------------------------------------------------------------------------
     def _load(self, i: int) -> _EpisodeData:
@@ -179,6 +214,7 @@ class EpisodeDataset(Dataset):
         n = info.num_steps
         f = open_h5(info.path)
         try:
+
             def cat(keys: list[str]) -> np.ndarray:
                 return np.concatenate([np.asarray(f[k][:n], np.float64).reshape(n, -1) for k in keys], axis=1)
 
@@ -211,8 +247,9 @@ class EpisodeDataset(Dataset):
             info = self.episodes[i]
             f = open_h5(info.path)
             try:
-                ed.streams = [ByteStream(f[f"{schema.camera_group(c)}/rgb"], info.path, info.num_steps)
-                              for c in self.cameras]
+                ed.streams = [
+                    ByteStream(f[f"{schema.camera_group(c)}/rgb"], info.path, info.num_steps) for c in self.cameras
+                ]
             except Exception:
                 f.close()
                 raise
@@ -256,9 +293,11 @@ class EpisodeDataset(Dataset):
                     raise ValueError(f"decoded frame is {img.shape}")
         except (ValueError, OSError) as e:
             out, _, stream, i, _, src = job
-            raise EpisodeError(self.episodes[i].path, f"{stream.name}[{src}]",
-                               f"cannot decode {stream.encoding} frame of the expected shape {out.shape}: {e}"
-                               ) from None
+            raise EpisodeError(
+                self.episodes[i].path,
+                f"{stream.name}[{src}]",
+                f"cannot decode {stream.encoding} frame of the expected shape {out.shape}: {e}",
+            ) from None
 
     def __len__(self) -> int:
         return int(self._ep.size)
@@ -347,11 +386,16 @@ class EpisodeDataset(Dataset):
         if layout is None:
             k, h = self.config.history, self.config.chunk
             layout = st.layouts[b] = _Layout(
-                [(f"images/{c}", (b, k, *self.image_sizes[c], 3), torch.uint8) for c in self.cameras] + [
+                [(f"images/{c}", (b, k, *self.image_sizes[c], 3), torch.uint8) for c in self.cameras]
+                + [
                     ("proprio", (b, k, self.proprio_norm.shift.size), torch.float32),
                     ("action", (b, h, self.action_norm.shift.size), torch.float32),
-                    ("obs_pad", (b, k), torch.bool), ("action_pad", (b, h), torch.bool),
-                    ("episode", (b,), torch.int64), ("step", (b,), torch.int64)])
+                    ("obs_pad", (b, k), torch.bool),
+                    ("action_pad", (b, h), torch.bool),
+                    ("episode", (b,), torch.int64),
+                    ("step", (b,), torch.int64),
+                ]
+            )
         if not (self.config.shared_memory and get_worker_info() is not None):
             return layout.views(torch.UntypedStorage(layout.nbytes)), None
         if self.config.buffer_pool == 0 or not pooled:
@@ -387,7 +431,14 @@ class EpisodeDataset(Dataset):
     @property
     def meta(self) -> dict[str, Any]:
         """What a policy needs to know about the tensors."""
-        return {"cameras": {c: list(self.image_sizes[c]) for c in self.cameras}, "history": self.config.history,
-                "chunk": self.config.chunk, "proprio_keys": self.proprio_keys, "action_keys": self.action_keys,
-                "proprio_dim": int(self.proprio_norm.shift.size), "action_dim": int(self.action_norm.shift.size),
-                "episodes": len(self.episodes), "samples": len(self)}
+        return {
+            "cameras": {c: list(self.image_sizes[c]) for c in self.cameras},
+            "history": self.config.history,
+            "chunk": self.config.chunk,
+            "proprio_keys": self.proprio_keys,
+            "action_keys": self.action_keys,
+            "proprio_dim": int(self.proprio_norm.shift.size),
+            "action_dim": int(self.action_norm.shift.size),
+            "episodes": len(self.episodes),
+            "samples": len(self),
+        }

@@ -80,8 +80,12 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
                 x = f[key][:n]
                 bad = ~np.isfinite(x.reshape(n, -1)).all(axis=1)
                 if bad.any():
-                    raise EpisodeError(path, key, f"non-finite values (NaN/Inf) at {int(bad.sum())} steps, first "
-                                       f"at step {int(np.flatnonzero(bad)[0])}; expected finite numbers")
+                    raise EpisodeError(
+                        path,
+                        key,
+                        f"non-finite values (NaN/Inf) at {int(bad.sum())} steps, first "
+                        f"at step {int(np.flatnonzero(bad)[0])}; expected finite numbers",
+                    )
         return info
     except EpisodeError:
         raise
@@ -95,8 +99,9 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
 class _EpisodeData:
     """One episode's low-dim arrays (normalised) and frame streams, as a worker holds them."""
 
-    def __init__(self, proprio: np.ndarray, action: np.ndarray, lang: np.ndarray, instructions: list[str],
-                 src: list[np.ndarray]):
+    def __init__(
+        self, proprio: np.ndarray, action: np.ndarray, lang: np.ndarray, instructions: list[str], src: list[np.ndarray]
+    ):
         self.proprio, self.action, self.lang, self.instructions, self.src = proprio, action, lang, instructions, src
         self.streams: list[ByteStream] | None = None
         self.h5: h5py.File | None = None  # kept open only when a stream cannot be read with pread

@@ -57,7 +57,7 @@ class _Layout:
             out[name] = t.permute(0, 1, 4, 2, 3) if name.startswith("images/") else t
         return out
 
-    def views(self, storage: torch.UntypedStorage) -> "_Buffers":
+    def views(self, storage: torch.UntypedStorage) -> _Buffers:
         return _Buffers(self, storage)
 
 
@@ -67,8 +67,10 @@ class _Buffers:
     def __init__(self, layout: _Layout, storage: torch.UntypedStorage):
         self.layout, self.storage = layout, storage
         self.out = layout.tensors(storage)
-        self.arrays = {name: (t.permute(0, 1, 3, 4, 2) if name.startswith("images/") else t).numpy()
-                       for name, t in self.out.items()}
+        self.arrays = {
+            name: (t.permute(0, 1, 3, 4, 2) if name.startswith("images/") else t).numpy()
+            for name, t in self.out.items()
+        }
 
 
 class _BufferPool:
@@ -79,7 +81,8 @@ class _BufferPool:
         self.max_slots = max_slots
         # [0, n): buffer in use; [n, 2n): main process has mapped buffer i; [2n]: main process has the flags
         self.flags = torch.empty(0, dtype=torch.int32).set_(
-            torch.UntypedStorage._new_shared(4 * (2 * max_slots + 1)), 0, (2 * max_slots + 1,))
+            torch.UntypedStorage._new_shared(4 * (2 * max_slots + 1)), 0, (2 * max_slots + 1,)
+        )
         self.flags.zero_()
         self._flags = self.flags.numpy()
         # per buffer: its size, its storage, and its views by batch size
@@ -105,8 +108,11 @@ class _BufferPool:
         """What the main process needs to rebuild a batch in buffer `slot`."""
         n = self.max_slots
         flags = None if self._flags[2 * n] else self.flags
-        storage = None if self._flags[n + slot] else torch.empty(0, dtype=torch.uint8).set_(
-            self.slots[slot][1], 0, (self.slots[slot][0],))
+        storage = (
+            None
+            if self._flags[n + slot]
+            else torch.empty(0, dtype=torch.uint8).set_(self.slots[slot][1], 0, (self.slots[slot][0],))
+        )
         return self.id, n, slot, flags, storage, bufs.layout.fields, bufs.layout.offsets
 
 

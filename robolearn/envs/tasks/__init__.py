@@ -10,8 +10,9 @@ from robolearn.envs.tasks.cabinet import OpenCabinet
 from robolearn.envs.tasks.drawer import CloseDrawer, OpenDrawer
 from robolearn.envs.tasks.pick_place import PutInBin, PutOnShelf, StackBlocks
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (PressButton, OpenDrawer, CloseDrawer, OpenCabinet, PutInBin,
-                                                     StackBlocks, PutOnShelf)}
+TASKS: dict[str, type[Task]] = {
+    t.name: t for t in (PressButton, OpenDrawer, CloseDrawer, OpenCabinet, PutInBin, StackBlocks, PutOnShelf)
+}
 
 
 def get_task(name: str) -> type[Task]:
@@ -20,8 +21,9 @@ def get_task(name: str) -> type[Task]:
         return TASKS[name]
     close = difflib.get_close_matches(str(name), TASKS, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown household task {name!r}.{hint} Available: {', '.join(sorted(TASKS))} "
-                     "(also `robolearn envs list`)")
+    raise ValueError(
+        f"unknown household task {name!r}.{hint} Available: {', '.join(sorted(TASKS))} (also `robolearn envs list`)"
+    )
 
 
 __all__ = ["TASKS", "Task", "TaskSim", "Waypoint", "get_task", "top_down_quat"]

@@ -104,8 +104,9 @@ class Task(ABC):
 
 # ---------------------------------------------------------------------- building helpers
 def add_box(body: mujoco.MjsBody, name: str, size, pos, rgba, **kw) -> mujoco.MjsGeom:
-    return body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(size), pos=list(pos),
-                         rgba=list(rgba), **kw)
+    return body.add_geom(
+        name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(size), pos=list(pos), rgba=list(rgba), **kw
+    )
 
 
 def add_free_object(spec: mujoco.MjSpec, name: str, shape: str, size, rgba, mass: float = 0.08) -> None:
@@ -113,8 +114,16 @@ def add_free_object(spec: mujoco.MjSpec, name: str, shape: str, size, rgba, mass
     body = spec.worldbody.add_body(name=name, pos=[0.0, 0.0, 1.0])
     body.add_freejoint(name=f"{name}_free")
     gtype = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER}[shape]
-    body.add_geom(name=name, type=gtype, size=list(size), rgba=list(rgba), mass=mass, condim=4,
-                  friction=[1.2, 0.02, 0.002], solref=[0.01, 1.0])
+    body.add_geom(
+        name=name,
+        type=gtype,
+        size=list(size),
+        rgba=list(rgba),
+        mass=mass,
+        condim=4,
+        friction=[1.2, 0.02, 0.002],
+        solref=[0.01, 1.0],
+    )
 
 
 def colour(rng: np.random.Generator, lo: float = 0.15, hi: float = 0.95) -> list[float]:
@@ -124,9 +133,9 @@ def colour(rng: np.random.Generator, lo: float = 0.15, hi: float = 0.95) -> list
 def set_free_pose(model: mujoco.MjModel, data: mujoco.MjData, body: str, pos, yaw: float = 0.0) -> None:
     jnt = model.body(body).jntadr[0]
     adr, vadr = model.jnt_qposadr[jnt], model.jnt_dofadr[jnt]
-    data.qpos[adr:adr + 3] = pos
-    data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
-    data.qvel[vadr:vadr + 6] = 0.0
+    data.qpos[adr : adr + 3] = pos
+    data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+    data.qvel[vadr : vadr + 6] = 0.0
 
 
 def body_yaw(data: mujoco.MjData, body_id: int) -> float:

@@ -14,8 +14,13 @@ PRESSED = 0.75 * TRAVEL
 
 class PressButton(Task):
     name = "press-button"
-    instructions = ("press the button", "push the button down", "press the red button",
-                    "push down on the button on the table", "hit the button")
+    instructions = (
+        "press the button",
+        "push the button down",
+        "press the red button",
+        "push down on the button on the table",
+        "hit the button",
+    )
     max_steps = 120
 
     def build(self, spec: mujoco.MjSpec, scene: SceneParams) -> None:
@@ -23,10 +28,23 @@ class PressButton(Task):
         base = spec.worldbody.add_body(name="button_base", pos=[0.45, 0.0, scene.table_z])
         add_box(base, "button_housing", (0.045, 0.045, 0.015), (0, 0, 0.015), colour(rng, 0.1, 0.5))
         cap = base.add_body(name="button_cap", pos=[0, 0, 0.03])
-        cap.add_joint(name="button", type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[0, 0, 1], range=[-TRAVEL, 0],
-                      stiffness=150.0, damping=3.0, springref=0.0)
-        cap.add_geom(name="button_cap", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.028, 0.008],
-                     pos=[0, 0, 0.008], rgba=[0.85, 0.1, 0.1, 1], mass=0.02)
+        cap.add_joint(
+            name="button",
+            type=mujoco.mjtJoint.mjJNT_SLIDE,
+            axis=[0, 0, 1],
+            range=[-TRAVEL, 0],
+            stiffness=150.0,
+            damping=3.0,
+            springref=0.0,
+        )
+        cap.add_geom(
+            name="button_cap",
+            type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+            size=[0.028, 0.008],
+            pos=[0, 0, 0.008],
+            rgba=[0.85, 0.1, 0.1, 1],
+            mass=0.02,
+        )
         spec.add_exclude(bodyname1="button_base", bodyname2="button_cap")  # the cap sinks into its housing
 
     def bind(self, model: mujoco.MjModel) -> None:
@@ -53,7 +71,9 @@ class PressButton(Task):
 
     def plan(self, sim) -> list[Waypoint]:
         top = sim.body_pos(self._cap) + [0, 0, 0.016]
-        return [Waypoint(top + [0, 0, 0.08], 1.0, label="approach", tol=0.015),
-                Waypoint(top + [0, 0, 0.02], 1.0, tol=0.006),
-                Waypoint(top - [0, 0, 0.02], 1.0, tol=0.004, settle=3, label="press"),
-                Waypoint(top + [0, 0, 0.08], 1.0, label="retreat")]
+        return [
+            Waypoint(top + [0, 0, 0.08], 1.0, label="approach", tol=0.015),
+            Waypoint(top + [0, 0, 0.02], 1.0, tol=0.006),
+            Waypoint(top - [0, 0, 0.02], 1.0, tol=0.004, settle=3, label="press"),
+            Waypoint(top + [0, 0, 0.08], 1.0, label="retreat"),
+        ]

@@ -17,8 +17,13 @@ OPENED = 0.9  # rad (~52 deg)
 
 class OpenCabinet(Task):
     name = "open-cabinet"
-    instructions = ("open the cabinet door", "open the cabinet", "swing the cabinet door open",
-                    "pull the cabinet door open", "open the door of the cabinet")
+    instructions = (
+        "open the cabinet door",
+        "open the cabinet",
+        "swing the cabinet door open",
+        "pull the cabinet door open",
+        "open the door of the cabinet",
+    )
     max_steps = 200
 
     def build(self, spec: mujoco.MjSpec, scene: SceneParams) -> None:
@@ -30,25 +35,52 @@ class OpenCabinet(Task):
         cab = spec.worldbody.add_body(name="cabinet", pos=[0.5, 0.0, scene.table_z])
         cy = -s * WIDTH / 2
         half_w, half_h, side_x = WIDTH / 2, HEIGHT / 2, DEPTH / 2
-        for name, size, pos in (("bottom", (side_x, half_w + 0.01, 0.005), (side_x, cy, 0.005)),
-                                ("top", (side_x, half_w + 0.01, 0.005), (side_x, cy, HEIGHT + 0.015)),
-                                ("side_a", (side_x, 0.005, half_h + 0.005), (side_x, cy + half_w + 0.005, half_h + 0.01)),
-                                ("side_b", (side_x, 0.005, half_h + 0.005), (side_x, cy - half_w - 0.005, half_h + 0.01)),
-                                ("back", (0.005, half_w, half_h + 0.005), (DEPTH - 0.005, cy, half_h + 0.01))):
+        for name, size, pos in (
+            ("bottom", (side_x, half_w + 0.01, 0.005), (side_x, cy, 0.005)),
+            ("top", (side_x, half_w + 0.01, 0.005), (side_x, cy, HEIGHT + 0.015)),
+            ("side_a", (side_x, 0.005, half_h + 0.005), (side_x, cy + half_w + 0.005, half_h + 0.01)),
+            ("side_b", (side_x, 0.005, half_h + 0.005), (side_x, cy - half_w - 0.005, half_h + 0.01)),
+            ("back", (0.005, half_w, half_h + 0.005), (DEPTH - 0.005, cy, half_h + 0.01)),
+        ):
             add_box(cab, f"cabinet_{name}", size, pos, body_rgba)
         door = cab.add_body(name="cabinet_door", pos=[-0.001, 0.0, 0.0])
-        door.add_joint(name="cabinet_door", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 0, -s], range=[0, 1.7],
-                       damping=0.15, armature=0.01)
+        door.add_joint(
+            name="cabinet_door",
+            type=mujoco.mjtJoint.mjJNT_HINGE,
+            axis=[0, 0, -s],
+            range=[0, 1.7],
+            damping=0.15,
+            armature=0.01,
+        )
         free_y = -s * (WIDTH - 0.03)
-        add_box(door, "cabinet_door_panel", (0.006, WIDTH / 2 - 0.002, HEIGHT / 2), (-0.006, cy, HEIGHT / 2 + 0.01),
-                door_rgba, mass=0.2)
+        add_box(
+            door,
+            "cabinet_door_panel",
+            (0.006, WIDTH / 2 - 0.002, HEIGHT / 2),
+            (-0.006, cy, HEIGHT / 2 + 0.01),
+            door_rgba,
+            mass=0.2,
+        )
         post = (HANDLE_OUT - 0.012) / 2
         for i, dy in enumerate((-0.025, 0.025)):
-            add_box(door, f"cabinet_handle_post{i}", (post, 0.005, 0.005), (-0.012 - post, free_y + dy, HANDLE_Z),
-                    (0.7, 0.7, 0.72, 1), mass=0.01)
-        door.add_geom(name="cabinet_handle", type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=[0.008, 0, 0],
-                      fromto=[-HANDLE_OUT, free_y - 0.035, HANDLE_Z, -HANDLE_OUT, free_y + 0.035, HANDLE_Z],
-                      rgba=[0.75, 0.75, 0.78, 1], mass=0.02, friction=[1.5, 0.02, 0.002], condim=4)
+            add_box(
+                door,
+                f"cabinet_handle_post{i}",
+                (post, 0.005, 0.005),
+                (-0.012 - post, free_y + dy, HANDLE_Z),
+                (0.7, 0.7, 0.72, 1),
+                mass=0.01,
+            )
+        door.add_geom(
+            name="cabinet_handle",
+            type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+            size=[0.008, 0, 0],
+            fromto=[-HANDLE_OUT, free_y - 0.035, HANDLE_Z, -HANDLE_OUT, free_y + 0.035, HANDLE_Z],
+            rgba=[0.75, 0.75, 0.78, 1],
+            mass=0.02,
+            friction=[1.5, 0.02, 0.002],
+            condim=4,
+        )
         spec.add_exclude(bodyname1="cabinet", bodyname2="cabinet_door")
 
     def bind(self, model: mujoco.MjModel) -> None:
@@ -84,10 +116,12 @@ class OpenCabinet(Task):
         angle0 = self.angle(sim)
         grip = self.handle_pos(sim) + [0, 0, -0.008]
         yaw0 = np.pi / 2 - s * angle0  # fingers close across the bar, perpendicular to the door
-        plan = [Waypoint(grip + [0, 0, 0.1], 0.5, yaw0, tol=0.015, label="approach"),
-                Waypoint(grip + [0, 0, 0.04], 0.5, yaw0, tol=0.004),
-                Waypoint(grip, 0.5, yaw0, tol=0.005),
-                Waypoint(grip, 1.0, yaw0, tol=0.01, settle=8)]
+        plan = [
+            Waypoint(grip + [0, 0, 0.1], 0.5, yaw0, tol=0.015, label="approach"),
+            Waypoint(grip + [0, 0, 0.04], 0.5, yaw0, tol=0.004),
+            Waypoint(grip, 0.5, yaw0, tol=0.005),
+            Waypoint(grip, 1.0, yaw0, tol=0.01, settle=8),
+        ]
         # Follow the handle's arc around the hinge, turning the wrist with the door.
         for target in np.arange(angle0 + 0.15, 1.25, 0.15):
             turn = target - angle0
@@ -96,6 +130,8 @@ class OpenCabinet(Task):
             xy = hinge[:2] + [c * rel[0] - si * rel[1], si * rel[0] + c * rel[1]]
             plan.append(Waypoint(np.array([xy[0], xy[1], grip[2]]), 1.0, yaw0 - s * turn, tol=0.015))
         last = plan[-1]
-        plan += [Waypoint(last.pos, 0.0, last.yaw, tol=0.03, settle=6),
-                 Waypoint(last.pos + [0, 0, 0.1], 0.0, last.yaw, label="retreat")]
+        plan += [
+            Waypoint(last.pos, 0.0, last.yaw, tol=0.03, settle=6),
+            Waypoint(last.pos + [0, 0, 0.1], 0.0, last.yaw, label="retreat"),
+        ]
         return plan

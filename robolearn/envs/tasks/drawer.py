@@ -19,29 +19,48 @@ def build_drawer_unit(spec: mujoco.MjSpec, scene: SceneParams) -> None:
     rng = np.random.default_rng([scene.household, scene.scene, scene.seed, 21])
     body_rgba, front_rgba = colour(rng, 0.3, 0.9), colour(rng, 0.2, 0.9)
     unit = spec.worldbody.add_body(name="drawer_unit", pos=[0.5, 0.0, scene.table_z])
-    for name, size, pos in (("bottom", (0.11, 0.12, 0.005), (0.11, 0, 0.005)),
-                            ("top", (0.11, 0.12, 0.005), (0.11, 0, 0.105)),
-                            ("side_l", (0.11, 0.005, 0.05), (0.11, 0.115, 0.055)),
-                            ("side_r", (0.11, 0.005, 0.05), (0.11, -0.115, 0.055)),
-                            ("back", (0.005, 0.12, 0.05), (0.215, 0, 0.055))):
+    for name, size, pos in (
+        ("bottom", (0.11, 0.12, 0.005), (0.11, 0, 0.005)),
+        ("top", (0.11, 0.12, 0.005), (0.11, 0, 0.105)),
+        ("side_l", (0.11, 0.005, 0.05), (0.11, 0.115, 0.055)),
+        ("side_r", (0.11, 0.005, 0.05), (0.11, -0.115, 0.055)),
+        ("back", (0.005, 0.12, 0.05), (0.215, 0, 0.055)),
+    ):
         add_box(unit, f"drawer_unit_{name}", size, pos, body_rgba)
     drawer = unit.add_body(name="drawer", pos=[0, 0, 0])
-    drawer.add_joint(name="drawer", type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[-1, 0, 0], range=[0, TRAVEL],
-                     damping=8.0, armature=0.05)
+    drawer.add_joint(
+        name="drawer", type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[-1, 0, 0], range=[0, TRAVEL], damping=8.0, armature=0.05
+    )
     for name, size, pos, rgba in (
-            ("panel", (0.006, 0.108, 0.042), (-0.006, 0, 0.055), front_rgba),
-            ("floor", (0.1, 0.1, 0.004), (0.1, 0, 0.016), body_rgba),
-            ("wall_l", (0.1, 0.004, 0.025), (0.1, 0.1, 0.04), body_rgba),
-            ("wall_r", (0.1, 0.004, 0.025), (0.1, -0.1, 0.04), body_rgba),
-            ("wall_b", (0.004, 0.1, 0.025), (0.196, 0, 0.04), body_rgba),
-            ("post_l", ((HANDLE_OUT - 0.012) / 2, 0.005, 0.005), (-0.012 - (HANDLE_OUT - 0.012) / 2, 0.045, HANDLE_Z),
-             (0.7, 0.7, 0.72, 1)),
-            ("post_r", ((HANDLE_OUT - 0.012) / 2, 0.005, 0.005), (-0.012 - (HANDLE_OUT - 0.012) / 2, -0.045, HANDLE_Z),
-             (0.7, 0.7, 0.72, 1))):
+        ("panel", (0.006, 0.108, 0.042), (-0.006, 0, 0.055), front_rgba),
+        ("floor", (0.1, 0.1, 0.004), (0.1, 0, 0.016), body_rgba),
+        ("wall_l", (0.1, 0.004, 0.025), (0.1, 0.1, 0.04), body_rgba),
+        ("wall_r", (0.1, 0.004, 0.025), (0.1, -0.1, 0.04), body_rgba),
+        ("wall_b", (0.004, 0.1, 0.025), (0.196, 0, 0.04), body_rgba),
+        (
+            "post_l",
+            ((HANDLE_OUT - 0.012) / 2, 0.005, 0.005),
+            (-0.012 - (HANDLE_OUT - 0.012) / 2, 0.045, HANDLE_Z),
+            (0.7, 0.7, 0.72, 1),
+        ),
+        (
+            "post_r",
+            ((HANDLE_OUT - 0.012) / 2, 0.005, 0.005),
+            (-0.012 - (HANDLE_OUT - 0.012) / 2, -0.045, HANDLE_Z),
+            (0.7, 0.7, 0.72, 1),
+        ),
+    ):
         add_box(drawer, f"drawer_{name}", size, pos, rgba, mass=0.05)
-    drawer.add_geom(name="drawer_handle", type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=[0.008, 0, 0],
-                    fromto=[-HANDLE_OUT, -0.055, HANDLE_Z, -HANDLE_OUT, 0.055, HANDLE_Z], rgba=[0.75, 0.75, 0.78, 1],
-                    mass=0.05, friction=[1.5, 0.02, 0.002], condim=4)
+    drawer.add_geom(
+        name="drawer_handle",
+        type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+        size=[0.008, 0, 0],
+        fromto=[-HANDLE_OUT, -0.055, HANDLE_Z, -HANDLE_OUT, 0.055, HANDLE_Z],
+        rgba=[0.75, 0.75, 0.78, 1],
+        mass=0.05,
+        friction=[1.5, 0.02, 0.002],
+        condim=4,
+    )
     spec.add_exclude(bodyname1="drawer_unit", bodyname2="drawer")
 
 
@@ -73,8 +92,13 @@ class _DrawerTask(Task):
 
 class OpenDrawer(_DrawerTask):
     name = "open-drawer"
-    instructions = ("open the drawer", "pull the drawer open", "pull out the drawer",
-                    "open the drawer on the table", "slide the drawer open")
+    instructions = (
+        "open the drawer",
+        "pull the drawer open",
+        "pull out the drawer",
+        "open the drawer on the table",
+        "slide the drawer open",
+    )
 
     def reset(self, sim, rng: np.random.Generator) -> None:
         self._place(sim, rng, rng.uniform(0.0, 0.02))
@@ -91,19 +115,26 @@ class OpenDrawer(_DrawerTask):
         grip = h + [0, 0, -0.008]  # pads (8 mm above the tool point) centred on the bar
         pull = TRAVEL - self.opening(sim) - 0.015
         yaw = np.pi / 2  # fingers close along x, around the bar
-        return [Waypoint(grip + [0, 0, 0.1], 0.5, yaw, tol=0.015, label="approach"),
-                Waypoint(grip + [0, 0, 0.04], 0.5, yaw, tol=0.004),
-                Waypoint(grip, 0.5, yaw, tol=0.005),
-                Waypoint(grip, 1.0, yaw, tol=0.01, settle=8),
-                Waypoint(grip - [pull, 0, 0], 1.0, yaw, tol=0.01),
-                Waypoint(grip - [pull, 0, 0], 0.0, yaw, tol=0.02, settle=6),
-                Waypoint(grip - [pull, 0, -0.1], 0.0, yaw, label="retreat")]
+        return [
+            Waypoint(grip + [0, 0, 0.1], 0.5, yaw, tol=0.015, label="approach"),
+            Waypoint(grip + [0, 0, 0.04], 0.5, yaw, tol=0.004),
+            Waypoint(grip, 0.5, yaw, tol=0.005),
+            Waypoint(grip, 1.0, yaw, tol=0.01, settle=8),
+            Waypoint(grip - [pull, 0, 0], 1.0, yaw, tol=0.01),
+            Waypoint(grip - [pull, 0, 0], 0.0, yaw, tol=0.02, settle=6),
+            Waypoint(grip - [pull, 0, -0.1], 0.0, yaw, label="retreat"),
+        ]
 
 
 class CloseDrawer(_DrawerTask):
     name = "close-drawer"
-    instructions = ("close the drawer", "push the drawer closed", "shut the drawer",
-                    "push the drawer back in", "close the open drawer")
+    instructions = (
+        "close the drawer",
+        "push the drawer closed",
+        "shut the drawer",
+        "push the drawer back in",
+        "close the open drawer",
+    )
 
     def reset(self, sim, rng: np.random.Generator) -> None:
         self._place(sim, rng, rng.uniform(0.1, TRAVEL - 0.01))
@@ -123,7 +154,9 @@ class CloseDrawer(_DrawerTask):
         side = 0.085 if h[1] < 0.1 else -0.085
         start = np.array([face_x - 0.035, h[1] + side, h[2] - 0.035])
         end = start + [self.opening(sim) + 0.025, 0, 0]
-        return [Waypoint(start + [0, 0, 0.1], 1.0, tol=0.015, label="approach"),
-                Waypoint(start, 1.0, tol=0.008),
-                Waypoint(end, 1.0, tol=0.01),
-                Waypoint(end - [0.05, 0, -0.08], 1.0, label="retreat")]
+        return [
+            Waypoint(start + [0, 0, 0.1], 1.0, tol=0.015, label="approach"),
+            Waypoint(start, 1.0, tol=0.008),
+            Waypoint(end, 1.0, tol=0.01),
+            Waypoint(end - [0.05, 0, -0.08], 1.0, label="retreat"),
+        ]

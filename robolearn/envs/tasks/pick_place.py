@@ -6,8 +6,16 @@ import mujoco
 import numpy as np
 
 from robolearn.envs.scenes import SceneParams
-from robolearn.envs.tasks.base import (Task, Waypoint, add_box, add_free_object, body_yaw, colour, grasp_yaw,
-                                       set_free_pose)
+from robolearn.envs.tasks.base import (
+    Task,
+    Waypoint,
+    add_box,
+    add_free_object,
+    body_yaw,
+    colour,
+    grasp_yaw,
+    set_free_pose,
+)
 
 PAD_ABOVE_TOOL = 0.008  # finger pads are centred this far above the tool point
 
@@ -21,15 +29,17 @@ def pick_and_place(obj_pos: np.ndarray, obj_yaw: float, place: np.ndarray, carry
     grip = obj_pos - [0, 0, PAD_ABOVE_TOOL]
     release = place - [0, 0, PAD_ABOVE_TOOL]
     up = max(carry_z, grip[2] + 0.1)
-    return [Waypoint(np.array([grip[0], grip[1], up]), 0.0, yaw, tol=0.015, label="approach"),
-            Waypoint(grip + [0, 0, 0.03], 0.0, yaw, tol=0.008),
-            Waypoint(grip, 0.0, yaw, tol=0.005),
-            Waypoint(grip, 1.0, yaw, tol=0.02, settle=7),
-            Waypoint(np.array([grip[0], grip[1], up]), 1.0, yaw, tol=0.02, label="lift"),
-            Waypoint(np.array([release[0], release[1], up]), 1.0, yaw, tol=0.015, label="transport"),
-            Waypoint(release, 1.0, yaw, tol=0.008),
-            Waypoint(release, 0.0, yaw, tol=0.03, settle=6),
-            Waypoint(release + [0, 0, 0.1], 0.0, yaw, label="retreat")]
+    return [
+        Waypoint(np.array([grip[0], grip[1], up]), 0.0, yaw, tol=0.015, label="approach"),
+        Waypoint(grip + [0, 0, 0.03], 0.0, yaw, tol=0.008),
+        Waypoint(grip, 0.0, yaw, tol=0.005),
+        Waypoint(grip, 1.0, yaw, tol=0.02, settle=7),
+        Waypoint(np.array([grip[0], grip[1], up]), 1.0, yaw, tol=0.02, label="lift"),
+        Waypoint(np.array([release[0], release[1], up]), 1.0, yaw, tol=0.015, label="transport"),
+        Waypoint(release, 1.0, yaw, tol=0.008),
+        Waypoint(release, 0.0, yaw, tol=0.03, settle=6),
+        Waypoint(release + [0, 0, 0.1], 0.0, yaw, label="retreat"),
+    ]
 
 
 def _released(sim, body: int) -> bool:
@@ -44,9 +54,13 @@ def _lin_progress(sim, obj: int, goal: np.ndarray, grasped: bool) -> float:
 
 class PutInBin(Task):
     name = "put-in-bin"
-    instructions = ("put the block in the bin", "place the block into the container",
-                    "pick up the block and drop it in the bin", "move the cube into the box",
-                    "put the cube in the basket")
+    instructions = (
+        "put the block in the bin",
+        "place the block into the container",
+        "pick up the block and drop it in the bin",
+        "move the cube into the box",
+        "put the cube in the basket",
+    )
     max_steps = 200
     HALF = 0.022  # cube half size
     BIN = (0.075, 0.075, 0.06)  # inner half x, half y, wall height
@@ -59,10 +73,12 @@ class PutInBin(Task):
         rgba = colour(rng, 0.1, 0.8)
         b = spec.worldbody.add_body(name="bin", pos=[0.45, 0.15, scene.table_z])
         add_box(b, "bin_floor", (bx + t, by + t, t / 2), (0, 0, t / 2), rgba)
-        for name, size, pos in (("l", (bx + t, t / 2, h / 2), (0, by + t / 2, h / 2)),
-                                ("r", (bx + t, t / 2, h / 2), (0, -by - t / 2, h / 2)),
-                                ("f", (t / 2, by, h / 2), (-bx - t / 2, 0, h / 2)),
-                                ("b", (t / 2, by, h / 2), (bx + t / 2, 0, h / 2))):
+        for name, size, pos in (
+            ("l", (bx + t, t / 2, h / 2), (0, by + t / 2, h / 2)),
+            ("r", (bx + t, t / 2, h / 2), (0, -by - t / 2, h / 2)),
+            ("f", (t / 2, by, h / 2), (-bx - t / 2, 0, h / 2)),
+            ("b", (t / 2, by, h / 2), (bx + t / 2, 0, h / 2)),
+        ):
             add_box(b, f"bin_wall_{name}", size, pos, rgba)
 
     def bind(self, model: mujoco.MjModel) -> None:
@@ -94,15 +110,20 @@ class PutInBin(Task):
     def plan(self, sim) -> list[Waypoint]:
         bin_pos = sim.data.xpos[self._bin]
         place = bin_pos + [0, 0, self.BIN[2] + self.HALF + 0.02]  # release just above the rim
-        return pick_and_place(sim.body_pos(self._cube), body_yaw(sim.data, self._cube), place,
-                              sim.table_z + self.BIN[2] + 0.12)
+        return pick_and_place(
+            sim.body_pos(self._cube), body_yaw(sim.data, self._cube), place, sim.table_z + self.BIN[2] + 0.12
+        )
 
 
 class StackBlocks(Task):
     name = "stack-blocks"
-    instructions = ("stack the red block on the green block", "put the red cube on top of the green cube",
-                    "place the red block onto the green one", "stack the blocks, red on green",
-                    "pick up the red block and put it on the green block")
+    instructions = (
+        "stack the red block on the green block",
+        "put the red cube on top of the green cube",
+        "place the red block onto the green one",
+        "stack the blocks, red on green",
+        "pick up the red block and put it on the green block",
+    )
     max_steps = 200
     TOP, BOTTOM = 0.02, 0.026  # half sizes
 
@@ -121,13 +142,14 @@ class StackBlocks(Task):
             if np.linalg.norm(a - b) > 0.1:
                 break
         set_free_pose(sim.model, sim.data, "block_red", [*a, sim.table_z + self.TOP], rng.uniform(-np.pi, np.pi))
-        set_free_pose(sim.model, sim.data, "block_green", [*b, sim.table_z + self.BOTTOM],
-                      rng.uniform(-np.pi, np.pi))
+        set_free_pose(sim.model, sim.data, "block_green", [*b, sim.table_z + self.BOTTOM], rng.uniform(-np.pi, np.pi))
 
     def success(self, sim) -> bool:
         top, bottom = sim.body_pos(self._top), sim.body_pos(self._bottom)
-        stacked = (np.linalg.norm(top[:2] - bottom[:2]) < self.BOTTOM
-                   and abs(top[2] - bottom[2] - self.TOP - self.BOTTOM) < 0.008)
+        stacked = (
+            np.linalg.norm(top[:2] - bottom[:2]) < self.BOTTOM
+            and abs(top[2] - bottom[2] - self.TOP - self.BOTTOM) < 0.008
+        )
         return bool(stacked and _released(sim, self._top))
 
     def progress(self, sim) -> float:
@@ -141,15 +163,18 @@ class StackBlocks(Task):
     def plan(self, sim) -> list[Waypoint]:
         bottom = sim.body_pos(self._bottom)
         place = bottom + [0, 0, self.BOTTOM + self.TOP + 0.006]
-        return pick_and_place(sim.body_pos(self._top), body_yaw(sim.data, self._top), place,
-                              sim.table_z + 0.15)
+        return pick_and_place(sim.body_pos(self._top), body_yaw(sim.data, self._top), place, sim.table_z + 0.15)
 
 
 class PutOnShelf(Task):
     name = "put-on-shelf"
-    instructions = ("put the can on the shelf", "place the can on the shelf",
-                    "move the can onto the shelf", "pick up the can and put it on the shelf",
-                    "lift the can onto the shelf")
+    instructions = (
+        "put the can on the shelf",
+        "place the can on the shelf",
+        "move the can onto the shelf",
+        "pick up the can and put it on the shelf",
+        "lift the can onto the shelf",
+    )
     max_steps = 200
     RADIUS, HALF_H = 0.022, 0.035
     BOARD = (0.07, 0.11, 0.008)  # half sizes of the shelf board
@@ -163,8 +188,13 @@ class PutOnShelf(Task):
         rgba = colour(rng, 0.2, 0.8)
         add_box(s, "shelf_board", (bx, by, bt), (0, 0, self.BOARD_Z - bt), rgba)
         for i, (sx, sy) in enumerate(((1, 1), (1, -1), (-1, 1), (-1, -1))):
-            add_box(s, f"shelf_post{i}", (0.008, 0.008, (self.BOARD_Z - 2 * bt) / 2),
-                    (sx * (bx - 0.008), sy * (by - 0.008), (self.BOARD_Z - 2 * bt) / 2), rgba)
+            add_box(
+                s,
+                f"shelf_post{i}",
+                (0.008, 0.008, (self.BOARD_Z - 2 * bt) / 2),
+                (sx * (bx - 0.008), sy * (by - 0.008), (self.BOARD_Z - 2 * bt) / 2),
+                rgba,
+            )
 
     def bind(self, model: mujoco.MjModel) -> None:
         self._can = model.body("can").id
@@ -179,8 +209,7 @@ class PutOnShelf(Task):
     def success(self, sim) -> bool:
         p, s = sim.body_pos(self._can), sim.data.xpos[self._shelf]
         bx, by, _ = self.BOARD
-        on = (abs(p[0] - s[0]) < bx and abs(p[1] - s[1]) < by
-              and abs(p[2] - (s[2] + self.BOARD_Z + self.HALF_H)) < 0.01)
+        on = abs(p[0] - s[0]) < bx and abs(p[1] - s[1]) < by and abs(p[2] - (s[2] + self.BOARD_Z + self.HALF_H)) < 0.01
         return bool(on and _released(sim, self._can))
 
     def progress(self, sim) -> float:

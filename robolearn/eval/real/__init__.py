@@ -36,13 +36,32 @@ camera delivers frames, and one policy step on the live observation gives a fini
 
 from __future__ import annotations
 
-from robolearn.eval.real.build import (build_cameras, build_device, build_robot, load_policy_from, parse_robot_uri,
-                                      policy_config_dict)
-from robolearn.eval.real.rollout import rollout
+from robolearn.eval.real.build import (
+    build_cameras,
+    build_device,
+    build_robot,
+    load_policy_from,
+    parse_robot_uri,
+    policy_config_dict,
+)
 from robolearn.eval.real.config import RolloutConfig, RolloutEpisode, RolloutError, RolloutReport
+from robolearn.eval.real.rollout import rollout
 from robolearn.eval.real.session import RolloutSession
 from robolearn.eval.real.takeover import NullDevice, Takeover
 
-__all__ = ["NullDevice", "RolloutConfig", "RolloutEpisode", "RolloutError", "RolloutReport", "RolloutSession",
-           "Takeover", "build_cameras", "build_device", "build_robot", "load_policy_from", "parse_robot_uri",
-           "policy_config_dict", "rollout"]
+__all__ = [
+    "NullDevice",
+    "RolloutConfig",
+    "RolloutEpisode",
+    "RolloutError",
+    "RolloutReport",
+    "RolloutSession",
+    "Takeover",
+    "build_cameras",
+    "build_device",
+    "build_robot",
+    "load_policy_from",
+    "parse_robot_uri",
+    "policy_config_dict",
+    "rollout",
+]

@@ -7,11 +7,11 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from robolearn.eval.real.config import RolloutConfig, RolloutError
+from robolearn.eval.real.takeover import NullDevice
 from robolearn.hardware.cameras.base import Camera
 from robolearn.hardware.devices.base import Device
 from robolearn.hardware.robots.base import Robot
-from robolearn.eval.real.config import RolloutConfig, RolloutError
-from robolearn.eval.real.takeover import NullDevice
 
 
 def _jsonable(value: Any) -> Any:
@@ -43,8 +43,7 @@ def parse_robot_uri(uri: str, token: str = "", options: dict[str, Any] | None = 
     if name == "sim" and arg:
         options.setdefault("task", arg)
     elif arg:
-        raise RolloutError(f"--robot {uri!r}: only sim takes an argument (sim:TASK); plugins take "
-                           "--robot-options JSON")
+        raise RolloutError(f"--robot {uri!r}: only sim takes an argument (sim:TASK); plugins take --robot-options JSON")
     if name == "remote" and token:
         options.setdefault("token", token)
     return name, options
@@ -81,9 +80,11 @@ def build_cameras(cfg: RolloutConfig, robot: Robot, policy: Any) -> list[Camera]
     is_sim = hasattr(robot, "sim") and hasattr(robot, "env")
     if not specs:
         if not is_sim:
-            raise RolloutError(f"give --cameras NAME=SOURCE for the policy's cameras {list(policy.config.cameras)} "
-                               "(e.g. --cameras exterior_1=0 wrist=2: OpenCV device index, /dev/videoN, file or "
-                               "URL); the robot server serves no cameras")
+            raise RolloutError(
+                f"give --cameras NAME=SOURCE for the policy's cameras {list(policy.config.cameras)} "
+                "(e.g. --cameras exterior_1=0 wrist=2: OpenCV device index, /dev/videoN, file or "
+                "URL); the robot server serves no cameras"
+            )
         specs = list(policy.config.cameras)
     width, height = _default_frame_size(cfg, policy)
     cams: list[Camera] = []
@@ -94,13 +95,24 @@ def build_cameras(cfg: RolloutConfig, robot: Robot, policy: Any) -> list[Camera]
             raise RolloutError(f"--cameras {spec!r}: expected NAME=SOURCE or NAME")
         try:
             if sep:
-                cams.append(make_camera("opencv", source=source, name=name, width=width, height=height,
-                                        calibration=cfg.calibration, **cfg.camera_options))
+                cams.append(
+                    make_camera(
+                        "opencv",
+                        source=source,
+                        name=name,
+                        width=width,
+                        height=height,
+                        calibration=cfg.calibration,
+                        **cfg.camera_options,
+                    )
+                )
             elif is_sim:
                 cams.append(make_camera("sim", robot=robot, camera=name, width=width, height=height))
             else:
-                raise RolloutError(f"--cameras {spec!r}: camera {name!r} needs a source (NAME=SOURCE: device index, "
-                                   "/dev/videoN, file or URL); bare names are sim scene cameras")
+                raise RolloutError(
+                    f"--cameras {spec!r}: camera {name!r} needs a source (NAME=SOURCE: device index, "
+                    "/dev/videoN, file or URL); bare names are sim scene cameras"
+                )
         except (TypeError, ValueError) as e:
             if isinstance(e, RolloutError):
                 raise
@@ -132,5 +144,10 @@ def load_policy_from(cfg: RolloutConfig) -> tuple[Any, dict[str, Any]]:
     policy = load_policy(cfg.policy, device=cfg.policy_device)  # PolicyCheckpointError (a ValueError) if bad
     doc = read_policy_config(cfg.policy)
     path = resolve_policy_dir(cfg.policy).resolve()
-    return policy, {"path": str(path), "config": policy_config_dict(policy), "meta": _jsonable(doc.get("meta", {})),
-                    "format_version": doc.get("version"), "robolearn_version": doc.get("robolearn_version")}
+    return policy, {
+        "path": str(path),
+        "config": policy_config_dict(policy),
+        "meta": _jsonable(doc.get("meta", {})),
+        "format_version": doc.get("version"),
+        "robolearn_version": doc.get("robolearn_version"),
+    }

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from robolearn.hardware.cameras.base import Camera
-from robolearn.hardware.devices.base import Device
-from robolearn.hardware.robots.base import Robot
 from robolearn.collection.station import AutoOperator, Operator, TerminalOperator
 from robolearn.data.writer import WriterConfig
 from robolearn.eval.real.build import build_cameras, build_device, build_robot, load_policy_from, policy_config_dict
 from robolearn.eval.real.config import RolloutConfig, RolloutReport
 from robolearn.eval.real.session import RolloutSession
+from robolearn.hardware.cameras.base import Camera
+from robolearn.hardware.devices.base import Device
+from robolearn.hardware.robots.base import Robot
 
 
-def rollout(config: RolloutConfig, *, policy: Any = None, robot: Robot | None = None,
-            cameras: list[Camera] | None = None, device: Device | None = None, operator: Operator | None = None,
-            writer_config: WriterConfig | None = None) -> RolloutReport:
+def rollout(
+    config: RolloutConfig,
+    *,
+    policy: Any = None,
+    robot: Robot | None = None,
+    cameras: list[Camera] | None = None,
+    device: Device | None = None,
+    operator: Operator | None = None,
+    writer_config: WriterConfig | None = None,
+) -> RolloutReport:
     """Run the rollouts `config` describes. Any part given here replaces the one the config would build (a
     policy object with `.config` and `.runner()`, a Robot, Cameras, a takeover Device, an Operator).
 

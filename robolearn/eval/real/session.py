@@ -29,8 +29,9 @@ TAKEOVER_SPACE = "cartesian_velocity"  # what a takeover device commands
 DEFAULT_PROPRIO = ("joint_positions", "ee_position", "ee_quaternion", "gripper_position")
 SUCCESS_MODES = ("ask", "auto", "none")
 STATE_SIZES = {f.path.rsplit("/", 1)[-1]: int(np.prod(f.shape)) if f.shape else 1 for f in schema.STATE_FIELDS}
-ACTION_SIZES = {f.path.rsplit("/", 1)[-1]: int(np.prod(f.shape)) for f in schema.ACTION_FIELDS
-                if "gripper" not in f.path}
+ACTION_SIZES = {
+    f.path.rsplit("/", 1)[-1]: int(np.prod(f.shape)) for f in schema.ACTION_FIELDS if "gripper" not in f.path
+}
 
 
 # ---------------------------------------------------------------------------------------------------- session
@@ -38,9 +39,17 @@ class RolloutSession:
     """One rollout session: pre-flight checks, then episodes until `config.episodes` are saved, the operator
     quits or something fails. The caller owns the robot (closed by `rollout()` when it built it)."""
 
-    def __init__(self, config: RolloutConfig, policy: Any, robot: Robot, cameras: list[Camera], device: Device,
-                 operator: Operator, policy_info: dict[str, Any] | None = None,
-                 writer_config: WriterConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: RolloutConfig,
+        policy: Any,
+        robot: Robot,
+        cameras: list[Camera],
+        device: Device,
+        operator: Operator,
+        policy_info: dict[str, Any] | None = None,
+        writer_config: WriterConfig | None = None,
+    ) -> None:
         if config.success not in SUCCESS_MODES:
             raise RolloutError(f"--success must be one of {SUCCESS_MODES}, got {config.success!r}")
         if config.unattended and config.success == "ask":
@@ -48,16 +57,19 @@ class RolloutSession:
         if config.episodes < 1:
             raise RolloutError(f"--episodes must be >= 1, got {config.episodes}")
         if config.max_steps < 0 or not config.max_seconds > 0:
-            raise RolloutError(f"--max-steps must be >= 0 and --max-seconds > 0, got {config.max_steps}, "
-                               f"{config.max_seconds}")
+            raise RolloutError(
+                f"--max-steps must be >= 0 and --max-seconds > 0, got {config.max_steps}, {config.max_seconds}"
+            )
         self.config = config
         self.policy = policy
         self.robot = robot
         self.cameras = list(cameras)
         self.device = device
         self.operator = operator
-        self.policy_info = policy_info or {"path": config.policy or type(policy).__name__,
-                                           "config": policy_config_dict(policy)}
+        self.policy_info = policy_info or {
+            "path": config.policy or type(policy).__name__,
+            "config": policy_config_dict(policy),
+        }
         self.writer_config = writer_config or WriterConfig()
         self.out = Path(config.out)
         self.recorder = EpisodeRecorder(self.out, self.writer_config)
@@ -82,9 +94,11 @@ class RolloutSession:
         names = [c.name for c in self.cameras]
         missing = [c for c in self.policy.config.cameras if c not in names]
         if missing:
-            raise RolloutError(f"the policy needs camera(s) {missing} but this rollout has {names}; name the "
-                               f"cameras like the policy's training data (--cameras NAME=SOURCE, e.g. "
-                               f"{missing[0]}=0)")
+            raise RolloutError(
+                f"the policy needs camera(s) {missing} but this rollout has {names}; name the "
+                f"cameras like the policy's training data (--cameras NAME=SOURCE, e.g. "
+                f"{missing[0]}=0)"
+            )
         if self.action_space not in ACTION_SIZES:
             raise RolloutError(f"the policy's action space {self.action_space!r} is none of {tuple(ACTION_SIZES)}")
         unknown = [k for k in self.proprio_keys if k not in STATE_SIZES]
@@ -95,8 +109,10 @@ class RolloutSession:
         if want is not None and int(want) not in (0, have):
             raise RolloutError(f"the policy expects {want} proprio values but its keys {self.proprio_keys} give {have}")
         if self.config.success == "auto" and not callable(getattr(self.robot, "task_success", None)):
-            raise RolloutError(f"--success auto needs a robot that reports task success (the local sim robot, "
-                               f"--robot sim:TASK); {self.robot.name!r} does not: use --success ask")
+            raise RolloutError(
+                f"--success auto needs a robot that reports task success (the local sim robot, "
+                f"--robot sim:TASK); {self.robot.name!r} does not: use --success ask"
+            )
 
     def expected_action_dim(self) -> int:
         return ACTION_SIZES[self.action_space] + 1
@@ -105,18 +121,24 @@ class RolloutSession:
         """After connect (the robot's spaces and rate are known then)."""
         spaces = list(getattr(self.robot, "action_spaces", ()))
         if self.action_space not in spaces:
-            raise RolloutError(f"the policy commands {self.action_space!r} actions but robot "
-                               f"{self.robot.info().get('robot_type', self.robot.name)!r} takes {spaces}")
+            raise RolloutError(
+                f"the policy commands {self.action_space!r} actions but robot "
+                f"{self.robot.info().get('robot_type', self.robot.name)!r} takes {spaces}"
+            )
         dim = getattr(self.policy.config, "action_dim", None)
         if dim is not None and int(dim) != self.expected_action_dim():
-            raise RolloutError(f"the policy's action has {dim} values but the robot's {self.action_space} action "
-                               f"has {self.expected_action_dim()} ({ACTION_SIZES[self.action_space]} + gripper)")
+            raise RolloutError(
+                f"the policy's action has {dim} values but the robot's {self.action_space} action "
+                f"has {self.expected_action_dim()} ({ACTION_SIZES[self.action_space]} + gripper)"
+            )
         hz = float(self.config.control_hz or self.robot.control_hz)
         if not hz > 0:
             raise RolloutError(f"control rate must be > 0 Hz, got {hz}")
         if self.config.control_hz and abs(self.config.control_hz - float(self.robot.control_hz)) > 1e-6:
-            self.operator.say(f"warning: running at {self.config.control_hz:g} Hz but the robot's control rate is "
-                              f"{float(self.robot.control_hz):g} Hz")
+            self.operator.say(
+                f"warning: running at {self.config.control_hz:g} Hz but the robot's control rate is "
+                f"{float(self.robot.control_hz):g} Hz"
+            )
         self.control_hz = hz
         sleep = time.sleep if self.config.realtime else (lambda s: None)
         self.loop = ControlLoop(hz, sleep=sleep)
@@ -133,9 +155,11 @@ class RolloutSession:
                     self._last[name] = frame.image
                     del waiting[name]
             if waiting and time.monotonic() > deadline:
-                raise RolloutError(f"camera(s) {sorted(waiting)} delivered no frame within "
-                                   f"{self.config.camera_timeout_s:g} s; check the sources (`robolearn collect` "
-                                   "with the same --cameras shows them)")
+                raise RolloutError(
+                    f"camera(s) {sorted(waiting)} delivered no frame within "
+                    f"{self.config.camera_timeout_s:g} s; check the sources (`robolearn collect` "
+                    "with the same --cameras shows them)"
+                )
             if waiting:
                 time.sleep(0.01)
 
@@ -148,8 +172,11 @@ class RolloutSession:
     def observation(self, frames: dict[str, Frame], state: dict[str, np.ndarray], language: str) -> dict[str, Any]:
         self.remember(frames)
         proprio = np.concatenate([np.asarray(state[k], dtype=np.float64).reshape(-1) for k in self.proprio_keys])
-        return {"images": {c: self._last[c] for c in self.policy.config.cameras}, "proprio": proprio.astype(np.float32),
-                "language": language}
+        return {
+            "images": {c: self._last[c] for c in self.policy.config.cameras},
+            "proprio": proprio.astype(np.float32),
+            "language": language,
+        }
 
     def policy_action(self, obs: dict[str, Any]) -> np.ndarray:
         try:
@@ -158,9 +185,11 @@ class RolloutSession:
             raise RolloutError(f"the policy failed on this robot's observation: {type(e).__name__}: {e}") from None
         a = np.asarray(a, dtype=np.float64)
         if a.shape != (self.expected_action_dim(),):
-            raise RolloutError(f"the policy returned an action of shape {tuple(np.shape(a))}, but the robot's "
-                               f"{self.action_space} action has {self.expected_action_dim()} values "
-                               f"({ACTION_SIZES[self.action_space]} + gripper)")
+            raise RolloutError(
+                f"the policy returned an action of shape {tuple(np.shape(a))}, but the robot's "
+                f"{self.action_space} action has {self.expected_action_dim()} values "
+                f"({ACTION_SIZES[self.action_space]} + gripper)"
+            )
         if not np.all(np.isfinite(a)):
             raise RolloutError(f"the policy returned a non-finite action {a.tolist()}; nothing was sent")
         return a
@@ -190,8 +219,10 @@ class RolloutSession:
         doc = self._folder_doc()
         if path.exists() or existing:
             if not self.config.resume:
-                raise FileExistsError(f"{self.out}: rollouts are already recorded here; pass --resume to add "
-                                      "episodes (same policy, rate and cameras) or choose another --out")
+                raise FileExistsError(
+                    f"{self.out}: rollouts are already recorded here; pass --resume to add "
+                    "episodes (same policy, rate and cameras) or choose another --out"
+                )
             if path.exists():
                 try:
                     old = json.loads(path.read_text())
@@ -199,17 +230,26 @@ class RolloutSession:
                     raise RolloutError(f"{path}: unreadable ({e}); fix or remove it") from None
                 for key in ("policy_path", "control_hz", "cameras", "action_space"):
                     if key in old and old[key] != doc[key]:
-                        raise RolloutError(f"{path}: {key} is {old[key]!r} in this folder but {doc[key]!r} now; "
-                                           "resume with the same setting or record into a new folder")
+                        raise RolloutError(
+                            f"{path}: {key} is {old[key]!r} in this folder but {doc[key]!r} now; "
+                            "resume with the same setting or record into a new folder"
+                        )
         (self.out / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(doc, indent=1))
         return len(existing)
 
     def _folder_doc(self) -> dict[str, Any]:
-        return {"policy_path": self.policy_info["path"], "policy": self.policy_info, "robot": self.config.robot,
-                "robot_info": _jsonable(self.robot.info()), "control_hz": self.control_hz,
-                "cameras": [c.name for c in self.cameras], "action_space": self.action_space,
-                "takeover_device": self.device.name, "config": _jsonable(asdict(self.config))}
+        return {
+            "policy_path": self.policy_info["path"],
+            "policy": self.policy_info,
+            "robot": self.config.robot,
+            "robot_info": _jsonable(self.robot.info()),
+            "control_hz": self.control_hz,
+            "cameras": [c.name for c in self.cameras],
+            "action_space": self.action_space,
+            "takeover_device": self.device.name,
+            "config": _jsonable(asdict(self.config)),
+        }
 
     # ------------------------------------------------------------------ session
     def language(self) -> str:
@@ -227,25 +267,33 @@ class RolloutSession:
             action = self.preflight()
             rep.dry_run_action = action.tolist()
             rep.target_hz = self.control_hz
-            self.operator.say(f"pre-flight ok: cameras {[c.name for c in self.cameras]}, {self.action_space} at "
-                              f"{self.control_hz:g} Hz; the policy's first action would be "
-                              f"{np.round(action, 3).tolist()}")
+            self.operator.say(
+                f"pre-flight ok: cameras {[c.name for c in self.cameras]}, {self.action_space} at "
+                f"{self.control_hz:g} Hz; the policy's first action would be "
+                f"{np.round(action, 3).tolist()}"
+            )
             if cfg.dry_run:
                 return rep
             already = self.prepare_folder()
             help_text = getattr(self.device, "help_text", None)
             if callable(help_text):
                 self.operator.say(help_text())
-            self.operator.say(f"rolling out {self.policy_info['path']} into {self.out} ({already} episodes already "
-                              "there); takeover: move the device (or 'pause' to latch), quit/Ctrl-C aborts")
+            self.operator.say(
+                f"rolling out {self.policy_info['path']} into {self.out} ({already} episodes already "
+                "there); takeover: move the device (or 'pause' to latch), quit/Ctrl-C aborts"
+            )
             index = already
             while self._saved < cfg.episodes:
                 ep = self.episode(index)
                 rep.episodes.append(ep)
                 index += 1
-                self.operator.say(f"episode {index - 1}: {ep.outcome}, {ep.steps} steps, "
-                                  f"{ep.intervention_steps} intervention steps"
-                                  + (f" -> {ep.path.name}" if ep.path else "") + "; " + format_report(ep.cadence))
+                self.operator.say(
+                    f"episode {index - 1}: {ep.outcome}, {ep.steps} steps, "
+                    f"{ep.intervention_steps} intervention steps"
+                    + (f" -> {ep.path.name}" if ep.path else "")
+                    + "; "
+                    + format_report(ep.cadence)
+                )
                 if ep.path is not None:
                     self._saved += 1
                     catalog.update(self.out)
@@ -353,10 +401,16 @@ class RolloutSession:
                     ended, success, label_source = "success", True, "detector"
                 times = dict(loop.times)
                 times["step_end"] = time.monotonic_ns()
-                writer.add_step(state=state, action=forms, images={n: f.image for n, f in frames.items()},
-                                camera_times={n: (f.capture_ns, f.receive_ns) for n, f in frames.items()},
-                                control_times=times, is_terminal=success, reward=1.0 if success else 0.0,
-                                intervention=operator_drives)
+                writer.add_step(
+                    state=state,
+                    action=forms,
+                    images={n: f.image for n, f in frames.items()},
+                    camera_times={n: (f.capture_ns, f.receive_ns) for n, f in frames.items()},
+                    control_times=times,
+                    is_terminal=success,
+                    reward=1.0 if success else 0.0,
+                    intervention=operator_drives,
+                )
                 done = loop.end()
                 self._work.append((done["step_end"] - done["step_start"]) / 1e6)
                 ep.steps += 1
@@ -385,8 +439,9 @@ class RolloutSession:
         ep.cadence = loop.report()
         self._book_timing()
         writer.set_cadence(ep.cadence)
-        writer.update_extra(dropped_frames=ep.dropped_frames, intervention_steps=ep.intervention_steps,
-                            takeovers=ep.takeovers)
+        writer.update_extra(
+            dropped_frames=ep.dropped_frames, intervention_steps=ep.intervention_steps, takeovers=ep.takeovers
+        )
         try:
             return self._label(ep, ended, label_source)
         except KeyboardInterrupt as e:  # Ctrl-C at the label prompt: keep the episode, unlabelled
@@ -429,12 +484,19 @@ class RolloutSession:
         self._book_timing()
         ep.outcome = "aborted"
         try:
-            ep.path = self.recorder.abort(why, ep.cadence, dropped_frames=ep.dropped_frames,
-                                          intervention_steps=ep.intervention_steps, takeovers=ep.takeovers)
+            ep.path = self.recorder.abort(
+                why,
+                ep.cadence,
+                dropped_frames=ep.dropped_frames,
+                intervention_steps=ep.intervention_steps,
+                takeovers=ep.takeovers,
+            )
         except Exception as e:  # noqa: BLE001 (a failing disk: the .partial file stays for `data repair`)
             self.operator.say(f"could not close the aborted episode ({e}); run `robolearn data repair {self.out}`")
-        self.operator.say(f"episode aborted after {ep.steps} steps ({why}); robot stopped; recorded steps kept in "
-                          f"{ep.path if ep.path else '(nothing recorded)'}")
+        self.operator.say(
+            f"episode aborted after {ep.steps} steps ({why}); robot stopped; recorded steps kept in "
+            f"{ep.path if ep.path else '(nothing recorded)'}"
+        )
 
     def _book_timing(self) -> None:
         loop = self.loop
@@ -447,14 +509,37 @@ class RolloutSession:
         cfg, info = self.config, self.robot.info()
         takeover_params = getattr(self.device, "params", lambda: {})()
         return EpisodeMeta(
-            lab=cfg.lab, household=cfg.household, scene_id=cfg.scene, operator=cfg.operator,
-            robot_type=str(info.get("robot_type", self.robot.name)), robot_serial=str(info.get("robot_serial", "")),
-            control_hz=self.control_hz, action_space=self.action_space, teleop_device="policy",
-            teleop_params=_jsonable({"policy": self.policy_info["path"], "takeover_device": self.device.name,
-                                     "takeover_params": takeover_params, "takeover_action_space": TAKEOVER_SPACE}),
-            task=self.task, language=[language] if language else [],
-            language_source="operator" if cfg.instruction else "task", env=_jsonable(info.get("env")),
-            extra={"rollout": {"policy": self.policy_info, "robot": cfg.robot, "takeover_device": self.device.name,
-                               "takeover_action_space": TAKEOVER_SPACE, "success_mode": cfg.success,
-                               "realtime": cfg.realtime, "max_steps": cfg.max_steps,
-                               "proprio_keys": self.proprio_keys}})
+            lab=cfg.lab,
+            household=cfg.household,
+            scene_id=cfg.scene,
+            operator=cfg.operator,
+            robot_type=str(info.get("robot_type", self.robot.name)),
+            robot_serial=str(info.get("robot_serial", "")),
+            control_hz=self.control_hz,
+            action_space=self.action_space,
+            teleop_device="policy",
+            teleop_params=_jsonable(
+                {
+                    "policy": self.policy_info["path"],
+                    "takeover_device": self.device.name,
+                    "takeover_params": takeover_params,
+                    "takeover_action_space": TAKEOVER_SPACE,
+                }
+            ),
+            task=self.task,
+            language=[language] if language else [],
+            language_source="operator" if cfg.instruction else "task",
+            env=_jsonable(info.get("env")),
+            extra={
+                "rollout": {
+                    "policy": self.policy_info,
+                    "robot": cfg.robot,
+                    "takeover_device": self.device.name,
+                    "takeover_action_space": TAKEOVER_SPACE,
+                    "success_mode": cfg.success,
+                    "realtime": cfg.realtime,
+                    "max_steps": cfg.max_steps,
+                    "proprio_keys": self.proprio_keys,
+                }
+            },
+        )

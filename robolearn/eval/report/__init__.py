@@ -11,13 +11,51 @@ from __future__ import annotations
 
 from robolearn.eval.metrics import ResultsError
 from robolearn.eval.report.compare import compare_report
-from robolearn.eval.report.document import (Block, Cell, Link, Raw, details, fmt_rate, fmt_seeds, fmt_steps, h,
-                                            image, markdown_to_html, para, raw, rel_link, render_html, render_md,
-                                            table)
+from robolearn.eval.report.document import (
+    Block,
+    Cell,
+    Link,
+    Raw,
+    details,
+    fmt_rate,
+    fmt_seeds,
+    fmt_steps,
+    h,
+    image,
+    markdown_to_html,
+    para,
+    raw,
+    rel_link,
+    render_html,
+    render_md,
+    table,
+)
 from robolearn.eval.report.plots import PLOTS_DIR, grouped_bars, plot_steps_histogram, plot_success_rates
 from robolearn.eval.report.run import write_report
 
-__all__ = ["write_report", "compare_report", "fmt_rate", "fmt_seeds", "fmt_steps", "markdown_to_html",
-           "ResultsError", "Block", "Cell", "Link", "Raw", "h", "para", "table", "image", "details", "raw",
-           "render_md", "render_html", "rel_link", "PLOTS_DIR", "plot_success_rates", "grouped_bars",
-           "plot_steps_histogram"]
+__all__ = [
+    "write_report",
+    "compare_report",
+    "fmt_rate",
+    "fmt_seeds",
+    "fmt_steps",
+    "markdown_to_html",
+    "ResultsError",
+    "Block",
+    "Cell",
+    "Link",
+    "Raw",
+    "h",
+    "para",
+    "table",
+    "image",
+    "details",
+    "raw",
+    "render_md",
+    "render_html",
+    "rel_link",
+    "PLOTS_DIR",
+    "plot_success_rates",
+    "grouped_bars",
+    "plot_steps_histogram",
+]

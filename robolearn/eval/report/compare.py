@@ -6,16 +6,28 @@ intervals, a grouped bar plot, extra free-form sections and figures (copied into
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 
 from robolearn.eval.metrics import RESULTS_FILE, load_results
-from robolearn.eval.report.document import (Block, Cell, Link, fmt_rate, h, image, markdown_to_html, para, raw,
-                                            rel_link, render_html, render_md, table)
+from robolearn.eval.report.document import (
+    Block,
+    Cell,
+    Link,
+    fmt_rate,
+    h,
+    image,
+    markdown_to_html,
+    para,
+    raw,
+    rel_link,
+    render_html,
+    render_md,
+    table,
+)
 from robolearn.eval.report.plots import PLOTS_DIR, grouped_bars
 
-
-ImageSpec = Union[str, Path, tuple]
+ImageSpec = str | Path | tuple
 
 
 def _place_image(src: ImageSpec, out_dir: Path) -> tuple[str, str]:
@@ -34,9 +46,14 @@ def _place_image(src: ImageSpec, out_dir: Path) -> tuple[str, str]:
     return rel_link(dest, out_dir), caption or path.stem.replace("_", " ")
 
 
-def compare_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: str = "Comparison",
-                   labels: Sequence[str] | None = None, sections: Sequence[tuple[str, str]] = (),
-                   images: Sequence[ImageSpec] = ()) -> tuple[Path, Path]:
+def compare_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    title: str = "Comparison",
+    labels: Sequence[str] | None = None,
+    sections: Sequence[tuple[str, str]] = (),
+    images: Sequence[ImageSpec] = (),
+) -> tuple[Path, Path]:
     """Several eval runs side by side: OUT/compare.md + OUT/compare.html + OUT/plots/compare.png.
 
     `labels`: one name per run (default: the policy's name). `sections`: extra (title, body) sections, body in
@@ -51,8 +68,9 @@ def compare_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: s
     runs = [(Path(d), load_results(Path(d) / RESULTS_FILE)) for d in run_dirs]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / PLOTS_DIR).mkdir(exist_ok=True)
-    names = list(labels) if labels else [r["policy"].get("name") or r["policy"].get("encoder") or d.name
-                                         for d, r in runs]
+    names = (
+        list(labels) if labels else [r["policy"].get("name") or r["policy"].get("encoder") or d.name for d, r in runs]
+    )
     if not labels and len(set(names)) < len(names):
         names = [f"{n} ({d.name})" for n, (d, _) in zip(names, runs)]
     tasks: list[str] = []
@@ -60,25 +78,42 @@ def compare_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: s
         tasks += [t for t in r["tasks"] if t not in tasks]
 
     blocks: list[Block] = [h(1, title)]
-    blocks.append(para(f"{len(runs)} evaluation runs on {len(tasks)} task{'s' if len(tasks) != 1 else ''}. "
-                       "Cells: success rate [Wilson 95% interval] (episodes). Seen = scenes the policy was "
-                       "trained in; held-out = scenes it never saw."))
+    blocks.append(
+        para(
+            f"{len(runs)} evaluation runs on {len(tasks)} task{'s' if len(tasks) != 1 else ''}. "
+            "Cells: success rate [Wilson 95% interval] (episodes). Seen = scenes the policy was "
+            "trained in; held-out = scenes it never saw."
+        )
+    )
     blocks.append(h(2, "Runs"))
     rows = []
     for n, (d, r) in zip(names, runs):
         rep = d / "report.html"
         p = r["policy"]
-        rows.append([Link(n, rel_link(rep if rep.is_file() else d / RESULTS_FILE, out_dir)), p.get("encoder") or "-",
-                     p.get("head") or "-", p.get("train_data") or "-",
-                     "-" if p.get("train_episodes") is None else p["train_episodes"], r.get("suite", "-"),
-                     r["overall"]["episodes"]])
-    blocks.append(table(["run", "encoder", "head", "trained on", "train episodes", "suite", "eval episodes"], rows,
-                        numeric_from=4))
+        rows.append(
+            [
+                Link(n, rel_link(rep if rep.is_file() else d / RESULTS_FILE, out_dir)),
+                p.get("encoder") or "-",
+                p.get("head") or "-",
+                p.get("train_data") or "-",
+                "-" if p.get("train_episodes") is None else p["train_episodes"],
+                r.get("suite", "-"),
+                r["overall"]["episodes"],
+            ]
+        )
+    blocks.append(
+        table(
+            ["run", "encoder", "head", "trained on", "train episodes", "suite", "eval episodes"], rows, numeric_from=4
+        )
+    )
 
     blocks.append(h(2, "Success rate by task"))
     any_split = any(r["overall"].get("seen") or r["overall"].get("heldout") for _, r in runs)
-    header = ["run", *tasks] + (["overall"] if len(tasks) > 1 else []) + (
-        ["seen scenes", "held-out scenes"] if any_split else [])
+    header = (
+        ["run", *tasks]
+        + (["overall"] if len(tasks) > 1 else [])
+        + (["seen scenes", "held-out scenes"] if any_split else [])
+    )
     rows = []
     for n, (_, r) in zip(names, runs):
         row: list[Cell] = [n]
@@ -93,8 +128,11 @@ def compare_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: s
                 row.append(f"{fmt_rate(s)} ({s['episodes']})" if s else "-")
         rows.append(row)
     blocks.append(table(header, rows))
-    groups = list(tasks) + (["overall"] if len(tasks) > 1 else []) + (["seen scenes", "held-out scenes"]
-                                                                        if any_split else [])
+    groups = (
+        list(tasks)
+        + (["overall"] if len(tasks) > 1 else [])
+        + (["seen scenes", "held-out scenes"] if any_split else [])
+    )
     series = []
     for n, (_, r) in zip(names, runs):
         sums = [r["tasks"].get(t) for t in tasks]
@@ -104,8 +142,13 @@ def compare_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: s
             sums += [r["overall"].get("seen"), r["overall"].get("heldout")]
         series.append((n, sums))
     grouped_bars(groups, series, out_dir / PLOTS_DIR / "compare.png")
-    blocks.append(image(f"{PLOTS_DIR}/compare.png", "success rate per run and task",
-                        "Success rate per task (and seen vs held-out scenes) per run, Wilson 95% error bars."))
+    blocks.append(
+        image(
+            f"{PLOTS_DIR}/compare.png",
+            "success rate per run and task",
+            "Success rate per task (and seen vs held-out scenes) per run, Wilson 95% error bars.",
+        )
+    )
 
     for sec_title, body in sections:
         blocks.append(h(2, sec_title))

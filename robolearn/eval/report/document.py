@@ -9,9 +9,10 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any
 
 # ----------------------------------------------------------------------------------------------- documents
 # A tiny document model rendered both as Markdown and as HTML, so the two files always say the same.
@@ -32,7 +33,7 @@ class Raw:
     html: str
 
 
-Cell = Union[str, Link, Raw, list]
+Cell = str | Link | Raw | list
 
 
 @dataclass
@@ -95,8 +96,7 @@ def render_md(blocks: Iterable[Block]) -> str:
             out.append(_cell_md(b.args[0]))
         elif b.kind == "table":
             header, rows, _ = b.args
-            lines = ["| " + " | ".join(_cell_md(x) for x in header) + " |",
-                     "|" + "|".join("---" for _ in header) + "|"]
+            lines = ["| " + " | ".join(_cell_md(x) for x in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
             lines += ["| " + " | ".join(_cell_md(x) for x in r) + " |" for r in rows]
             out.append("\n".join(lines))
         elif b.kind == "img":
@@ -104,8 +104,9 @@ def render_md(blocks: Iterable[Block]) -> str:
             out.append(f"![{alt}]({src.replace(' ', '%20')})" + (f"\n\n*{cap}*" if cap else ""))
         elif b.kind == "details":
             summary, text, lang = b.args
-            out.append(f"<details><summary>{html.escape(summary)}</summary>\n\n```{lang}\n{text.rstrip()}\n```\n\n"
-                       "</details>")
+            out.append(
+                f"<details><summary>{html.escape(summary)}</summary>\n\n```{lang}\n{text.rstrip()}\n```\n\n</details>"
+            )
         elif b.kind == "raw":
             out.append(b.args[0])
     return "\n\n".join(out).rstrip() + "\n"
@@ -132,9 +133,12 @@ code{background:#f2f4f8;padding:0 .2em}
 
 
 def render_html(blocks: Iterable[Block], title: str) -> str:
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+    ]
     for b in blocks:
         if b.kind.startswith("h"):
             level = int(b.kind[1])
@@ -146,9 +150,14 @@ def render_html(blocks: Iterable[Block], title: str) -> str:
             header, rows, numeric_from = b.args
             t = ["<table><thead><tr>" + "".join(f"<th>{_cell_html(x)}</th>" for x in header) + "</tr></thead><tbody>"]
             for r in rows:
-                t.append("<tr>" + "".join(
-                    f'<td{" class=num" if i >= numeric_from and numeric_from >= 0 else ""}>{_cell_html(x)}</td>'
-                    for i, x in enumerate(r)) + "</tr>")
+                t.append(
+                    "<tr>"
+                    + "".join(
+                        f"<td{' class=num' if i >= numeric_from and numeric_from >= 0 else ''}>{_cell_html(x)}</td>"
+                        for i, x in enumerate(r)
+                    )
+                    + "</tr>"
+                )
             t.append("</tbody></table>")
             out.append("\n".join(t))
         elif b.kind == "img":
@@ -221,4 +230,3 @@ def fmt_seeds(s: dict[str, Any]) -> str:
 def rel_link(target: Path, start: Path) -> str:
     """`target` relative to the folder `start`, as a POSIX path for an href (both resolved first)."""
     return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
-

@@ -36,8 +36,13 @@ def plot_success_rates(results: dict[str, Any], path: Path) -> Path:
         sums.append(results["overall"])
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 2), 3.6), dpi=100)
     x = range(len(names))
-    ax.bar(x, [s["success_rate"] for s in sums], yerr=_yerr(sums), capsize=4,
-           color=["#4c72b0"] * len(results["tasks"]) + (["#55a868"] if len(names) > len(results["tasks"]) else []))
+    ax.bar(
+        x,
+        [s["success_rate"] for s in sums],
+        yerr=_yerr(sums),
+        capsize=4,
+        color=["#4c72b0"] * len(results["tasks"]) + (["#55a868"] if len(names) > len(results["tasks"]) else []),
+    )
     ax.set_xticks(list(x), names, rotation=20 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate (95% Wilson CI)")
@@ -48,8 +53,12 @@ def plot_success_rates(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def grouped_bars(groups: list[str], series: list[tuple[str, list[dict[str, Any] | None]]], path: Path,
-                 ylabel: str = "success rate (95% Wilson CI)") -> Path:
+def grouped_bars(
+    groups: list[str],
+    series: list[tuple[str, list[dict[str, Any] | None]]],
+    path: Path,
+    ylabel: str = "success rate (95% Wilson CI)",
+) -> Path:
     """Grouped bar plot: one group per `groups` entry, one bar per series (label, summary per group; None:
     no bar), error bars from each summary's ci95."""
     plt = _plt()
@@ -62,10 +71,17 @@ def grouped_bars(groups: list[str], series: list[tuple[str, list[dict[str, Any] 
         if not keep:
             ax.bar([], [], label=label)
             continue
-        ax.bar([x for x, _ in keep], [s["success_rate"] for _, s in keep], width * 0.95,
-               yerr=_yerr([s for _, s in keep]), capsize=3, label=label)
-    ax.set_xticks(range(len(groups)), groups, rotation=20 if len(groups) > 3 else 0,
-                  ha="right" if len(groups) > 3 else "center")
+        ax.bar(
+            [x for x, _ in keep],
+            [s["success_rate"] for _, s in keep],
+            width * 0.95,
+            yerr=_yerr([s for _, s in keep]),
+            capsize=3,
+            label=label,
+        )
+    ax.set_xticks(
+        range(len(groups)), groups, rotation=20 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center"
+    )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
@@ -88,8 +104,9 @@ def plot_steps_histogram(results: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
     allv = [v for vs in per_task.values() for v in vs]
     bins = min(20, max(5, len(set(allv))))
-    ax.hist(list(per_task.values()), bins=bins, range=(min(allv) - 0.5, max(allv) + 0.5),
-            label=list(per_task), stacked=True)
+    ax.hist(
+        list(per_task.values()), bins=bins, range=(min(allv) - 0.5, max(allv) + 0.5), label=list(per_task), stacked=True
+    )
     ax.set_xlabel("steps to success")
     ax.set_ylabel("successful episodes")
     from matplotlib.ticker import MaxNLocator

@@ -27,16 +27,60 @@ Modules: `board` (the board, detection, pose helpers), `solver` (views -> Calibr
 
 from __future__ import annotations
 
-from robolearn.hardware.calibration.board import (BoardSpec, CalibrationError, Detection, detect_board, pose_error,
-                                                  to_matrix, to_pos_quat)
-from robolearn.hardware.calibration.driver import (CALIBRATION_FILE, FORMAT, FORMAT_VERSION, calibrate_camera,
-                                                   read_calibration, robot_callables, sample_poses, write_calibration)
+from robolearn.hardware.calibration.board import (
+    BoardSpec,
+    CalibrationError,
+    Detection,
+    detect_board,
+    pose_error,
+    to_matrix,
+    to_pos_quat,
+)
+from robolearn.hardware.calibration.driver import (
+    CALIBRATION_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    calibrate_camera,
+    read_calibration,
+    robot_callables,
+    sample_poses,
+    write_calibration,
+)
 from robolearn.hardware.calibration.sim import SimBoardRig, add_board, calibrate_sim
-from robolearn.hardware.calibration.solver import (DISTORTION_MODELS, CalibrationResult, View, board_pose,
-                                                   estimate_intrinsics, solve_ax_yb, solve_calibration)
+from robolearn.hardware.calibration.solver import (
+    DISTORTION_MODELS,
+    CalibrationResult,
+    View,
+    board_pose,
+    estimate_intrinsics,
+    solve_ax_yb,
+    solve_calibration,
+)
 
-__all__ = ["CALIBRATION_FILE", "DISTORTION_MODELS", "FORMAT", "FORMAT_VERSION", "BoardSpec", "CalibrationError",
-           "CalibrationResult", "Detection", "SimBoardRig", "View", "add_board", "board_pose", "calibrate_camera",
-           "calibrate_sim", "detect_board", "estimate_intrinsics", "pose_error", "read_calibration",
-           "robot_callables", "sample_poses", "solve_ax_yb", "solve_calibration", "to_matrix", "to_pos_quat",
-           "write_calibration"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "DISTORTION_MODELS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "BoardSpec",
+    "CalibrationError",
+    "CalibrationResult",
+    "Detection",
+    "SimBoardRig",
+    "View",
+    "add_board",
+    "board_pose",
+    "calibrate_camera",
+    "calibrate_sim",
+    "detect_board",
+    "estimate_intrinsics",
+    "pose_error",
+    "read_calibration",
+    "robot_callables",
+    "sample_poses",
+    "solve_ax_yb",
+    "solve_calibration",
+    "to_matrix",
+    "to_pos_quat",
+    "write_calibration",
+]

@@ -34,8 +34,10 @@ class BoardSpec:
         if not 0 < self.marker_m < self.square_m:
             raise ValueError(f"board marker size must be in (0, square size {self.square_m}), got {self.marker_m}")
         if not hasattr(cv2.aruco, self.dictionary):
-            raise ValueError(f"unknown ArUco dictionary {self.dictionary!r}; expected a cv2.aruco.DICT_* name, "
-                             f"e.g. DICT_4X4_50, DICT_5X5_100")
+            raise ValueError(
+                f"unknown ArUco dictionary {self.dictionary!r}; expected a cv2.aruco.DICT_* name, "
+                f"e.g. DICT_4X4_50, DICT_5X5_100"
+            )
 
     @property
     def size_m(self) -> tuple[float, float]:
@@ -48,8 +50,9 @@ class BoardSpec:
     def image(self, px_per_square: int = 160) -> np.ndarray:
         """The board as a grayscale image without margin (for printing or a sim texture): row 0 is the board's
         y = 0 edge, column 0 its x = 0 edge (OpenCV's board object frame)."""
-        return self.board().generateImage((self.squares_x * px_per_square, self.squares_y * px_per_square),
-                                          marginSize=0, borderBits=1)
+        return self.board().generateImage(
+            (self.squares_x * px_per_square, self.squares_y * px_per_square), marginSize=0, borderBits=1
+        )
 
 
 @dataclass
@@ -126,4 +129,3 @@ def pose_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     d = _inv(a) @ b
     angle = np.degrees(np.arccos(np.clip((np.trace(d[:3, :3]) - 1) / 2, -1.0, 1.0)))
     return float(np.linalg.norm(a[:3, 3] - b[:3, 3])), float(angle)
-

@@ -13,8 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from robolearn.hardware.calibration.board import (BoardSpec, CalibrationError, _inv, detect_board, to_matrix,
-                                                  to_pos_quat)
+from robolearn.hardware.calibration.board import BoardSpec, CalibrationError, _inv, detect_board, to_matrix, to_pos_quat
 from robolearn.hardware.calibration.solver import CalibrationResult, View, solve_calibration
 from robolearn.utils import write_text_atomic
 
@@ -24,10 +23,18 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------------------- driver
-def calibrate_camera(move_to: Callable[[np.ndarray], None], tool_pose: Callable[[], np.ndarray],
-                     grab: Callable[[], np.ndarray], poses: Sequence[np.ndarray], camera: str,
-                     board: BoardSpec | None = None, mounted_on: str = "world", min_corners: int = 6,
-                     progress: Callable[[str], None] | None = None, **solve: Any) -> CalibrationResult:
+def calibrate_camera(
+    move_to: Callable[[np.ndarray], None],
+    tool_pose: Callable[[], np.ndarray],
+    grab: Callable[[], np.ndarray],
+    poses: Sequence[np.ndarray],
+    camera: str,
+    board: BoardSpec | None = None,
+    mounted_on: str = "world",
+    min_corners: int = 6,
+    progress: Callable[[str], None] | None = None,
+    **solve: Any,
+) -> CalibrationResult:
     """Move through `poses` (4x4 T_base_tool targets), record (tool pose, image) at each, and solve.
 
     move_to(pose) must return once the robot has settled (the image and the tool pose must describe the same
@@ -56,9 +63,14 @@ def calibrate_camera(move_to: Callable[[np.ndarray], None], tool_pose: Callable[
     return solve_calibration(views, camera, size, board, mounted_on, num_rejected=rejected, **solve)
 
 
-def robot_callables(robot: Any, camera: Any, realtime: bool = True, settle_velocity: float = 0.01,
-                    max_move_s: float = 15.0, frame_timeout_s: float = 2.0
-                    ) -> tuple[Callable[[np.ndarray], None], Callable[[], np.ndarray], Callable[[], np.ndarray]]:
+def robot_callables(
+    robot: Any,
+    camera: Any,
+    realtime: bool = True,
+    settle_velocity: float = 0.01,
+    max_move_s: float = 15.0,
+    frame_timeout_s: float = 2.0,
+) -> tuple[Callable[[np.ndarray], None], Callable[[], np.ndarray], Callable[[], np.ndarray]]:
     """move_to / tool_pose / grab for calibrate_camera from a connected robolearn Robot and a connected Camera.
 
     move_to streams cartesian_position targets at the robot's control rate (paced in real time unless
@@ -94,14 +106,21 @@ def robot_callables(robot: Any, camera: Any, realtime: bool = True, settle_veloc
             if not frame.dropped and frame.capture_ns >= settled_ns[0]:
                 return frame.image
             time.sleep(0.005)
-        raise CalibrationError(f"camera {getattr(camera, 'name', '?')!r} gave no frame within {frame_timeout_s} s "
-                               f"after the robot settled")
+        raise CalibrationError(
+            f"camera {getattr(camera, 'name', '?')!r} gave no frame within {frame_timeout_s} s after the robot settled"
+        )
 
     return move_to, tool_pose, grab
 
 
-def sample_poses(center: np.ndarray, n: int, seed: int = 0, translation_m: float = 0.15,
-                 rotation_deg: float = 40.0, pivot: Sequence[float] = (0.0, 0.0, 0.0)) -> list[np.ndarray]:
+def sample_poses(
+    center: np.ndarray,
+    n: int,
+    seed: int = 0,
+    translation_m: float = 0.15,
+    rotation_deg: float = 40.0,
+    pivot: Sequence[float] = (0.0, 0.0, 0.0),
+) -> list[np.ndarray]:
     """`n` tool poses around `center` (4x4 T_base_tool, e.g. a pose jogged to where the camera sees the board):
     positions within +-translation_m per axis, rotations up to rotation_deg about random axes through `pivot`
     (a point in the tool frame, e.g. the board centre, so the board stays in view)."""
@@ -154,4 +173,3 @@ def read_calibration(path: str | Path, camera: str) -> CalibrationResult:
     if camera not in cams:
         raise CalibrationError(f"{path} has no calibration for camera {camera!r}; it has {sorted(cams)}")
     return CalibrationResult.from_dict(cams[camera])
-

@@ -20,8 +20,13 @@ _BOARD_IN_HAND_CENTRE = (0.03, 0.0, 0.2)
 _BOARD_THICKNESS = 0.004
 
 
-def add_board(spec: mujoco.MjSpec, board: BoardSpec, parent: str = "arm7_hand",
-              pose: np.ndarray | None = None, px_per_square: int = 160) -> None:
+def add_board(
+    spec: mujoco.MjSpec,
+    board: BoardSpec,
+    parent: str = "arm7_hand",
+    pose: np.ndarray | None = None,
+    px_per_square: int = 160,
+) -> None:
     """Add a ChArUco board body (a thin textured mesh; no collisions, 10 g) to `spec` under body `parent`.
     `pose` is the 4x4 board-frame pose in the parent (default: held in the gripper, facing the hand's +x)."""
     w, h = board.size_m
@@ -32,8 +37,9 @@ def add_board(spec: mujoco.MjSpec, board: BoardSpec, parent: str = "arm7_hand",
         pose[:3, 3] = np.asarray(_BOARD_IN_HAND_CENTRE) - rot @ [w / 2, h / 2, 0.0]
     gray = board.image(px_per_square)
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
-    tex = spec.add_texture(name="charuco_tex", type=mujoco.mjtTexture.mjTEXTURE_2D, width=rgb.shape[1],
-                           height=rgb.shape[0], nchannel=3)
+    tex = spec.add_texture(
+        name="charuco_tex", type=mujoco.mjtTexture.mjTEXTURE_2D, width=rgb.shape[1], height=rgb.shape[0], nchannel=3
+    )
     tex.data = rgb.tobytes()
     mat = spec.add_material(name="charuco_mat", specular=0.0, emission=0.6)
     mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
@@ -41,8 +47,15 @@ def add_board(spec: mujoco.MjSpec, board: BoardSpec, parent: str = "arm7_hand",
     spec.add_mesh(name="charuco_mesh", uservert=verts, userface=faces, usertexcoord=uv)
     _, quat = to_pos_quat(pose)
     body = spec.body(parent).add_body(name="charuco_board", pos=pose[:3, 3].tolist(), quat=quat.tolist())
-    body.add_geom(name="charuco_board", type=mujoco.mjtGeom.mjGEOM_MESH, meshname="charuco_mesh",
-                  material="charuco_mat", contype=0, conaffinity=0, mass=0.01)
+    body.add_geom(
+        name="charuco_board",
+        type=mujoco.mjtGeom.mjGEOM_MESH,
+        meshname="charuco_mesh",
+        material="charuco_mat",
+        contype=0,
+        conaffinity=0,
+        mass=0.01,
+    )
 
 
 def _board_mesh(w: float, h: float, t: float) -> tuple[list[float], list[float], list[int]]:
@@ -65,16 +78,22 @@ def _board_mesh(w: float, h: float, t: float) -> tuple[list[float], list[float],
     quad([[0, h, 0], [0, h, t], [w, h, t], [w, h, 0]], zero)
     quad([[0, 0, 0], [0, 0, t], [0, h, t], [0, h, 0]], zero)
     quad([[w, 0, 0], [w, h, 0], [w, h, t], [w, 0, t]], zero)
-    return ([float(v) for r in verts for v in r], [float(v) for r in uv for v in r],
-            [int(v) for r in faces for v in r])
+    return ([float(v) for r in verts for v in r], [float(v) for r in uv for v in r], [int(v) for r in faces for v in r])
 
 
 class SimBoardRig:
     """A household scene whose sim arm holds a ChArUco board, with `move_to` / `tool_pose` / `grab` for
     calibrate_camera and the ground truth (`true_extrinsics`, `intrinsics`) to check the result against."""
 
-    def __init__(self, camera: str = "exterior_1", board: BoardSpec | None = None, household: int = 0,
-                 scene: int = 0, width: int = 640, height: int = 480) -> None:
+    def __init__(
+        self,
+        camera: str = "exterior_1",
+        board: BoardSpec | None = None,
+        household: int = 0,
+        scene: int = 0,
+        width: int = 640,
+        height: int = 480,
+    ) -> None:
         from robolearn.envs.robot import SimArm
         from robolearn.envs.scenes import EXTERIOR_CAMERAS, RenderQuality, build_scene, scene_params
 
@@ -82,8 +101,10 @@ class SimBoardRig:
             raise ValueError(f"sim calibration supports the exterior cameras {EXTERIOR_CAMERAS}, got {camera!r}")
         self.camera, self.board = camera, board or BoardSpec()
         self.width, self.height = int(width), int(height)
-        spec = build_scene(scene_params(household, scene),
-                           RenderQuality(max_width=max(640, self.width), max_height=max(480, self.height)))
+        spec = build_scene(
+            scene_params(household, scene),
+            RenderQuality(max_width=max(640, self.width), max_height=max(480, self.height)),
+        )
         add_board(spec, self.board)
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
@@ -167,23 +188,44 @@ class SimBoardRig:
             self._renderer = None
 
 
-def calibrate_sim(camera: str = "exterior_1", views: int = 16, seed: int = 0, household: int = 0, scene: int = 0,
-                  width: int = 640, height: int = 480, board: BoardSpec | None = None,
-                  use_true_intrinsics: bool = False, progress: Callable[[str], None] | None = None,
-                  **solve: Any) -> tuple[CalibrationResult, dict]:
+def calibrate_sim(
+    camera: str = "exterior_1",
+    views: int = 16,
+    seed: int = 0,
+    household: int = 0,
+    scene: int = 0,
+    width: int = 640,
+    height: int = 480,
+    board: BoardSpec | None = None,
+    use_true_intrinsics: bool = False,
+    progress: Callable[[str], None] | None = None,
+    **solve: Any,
+) -> tuple[CalibrationResult, dict]:
     """The whole procedure on the sim arm; returns the result and its error against the ground truth."""
     rig = SimBoardRig(camera, board, household, scene, width, height)
     try:
         poses = sample_poses(rig.start_pose(), views, seed=seed, pivot=rig.board_centre_in_tool())
         k = rig.intrinsics() if use_true_intrinsics else None
-        result = calibrate_camera(rig.move_to, rig.tool_pose, rig.grab, poses, camera, rig.board,
-                                  intrinsics=k, seed=seed, progress=progress, **solve)
+        result = calibrate_camera(
+            rig.move_to,
+            rig.tool_pose,
+            rig.grab,
+            poses,
+            camera,
+            rig.board,
+            intrinsics=k,
+            seed=seed,
+            progress=progress,
+            **solve,
+        )
         dt, dr = pose_error(result.extrinsics_matrix, rig.true_extrinsics())
         k_true = rig.intrinsics()
-        truth = {"extrinsics_error_mm": 1000 * dt, "extrinsics_error_deg": dr,
-                 "focal_error_pct": 100 * float(np.asarray(result.intrinsics)[0, 0] / k_true[0, 0] - 1),
-                 "true_extrinsics": rig.true_extrinsics().tolist()}
+        truth = {
+            "extrinsics_error_mm": 1000 * dt,
+            "extrinsics_error_deg": dr,
+            "focal_error_pct": 100 * float(np.asarray(result.intrinsics)[0, 0] / k_true[0, 0] - 1),
+            "true_extrinsics": rig.true_extrinsics().tolist(),
+        }
         return result, truth
     finally:
         rig.close()
-

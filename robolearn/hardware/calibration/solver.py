@@ -12,8 +12,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from robolearn.hardware.calibration.board import (BoardSpec, CalibrationError, Detection, _inv, _project_so3, _rt,
-                                                  pose_error)
+from robolearn.hardware.calibration.board import (
+    BoardSpec,
+    CalibrationError,
+    Detection,
+    _inv,
+    _project_so3,
+    _rt,
+    pose_error,
+)
 
 
 # ---------------------------------------------------------------------------------------------- solver
@@ -69,8 +76,9 @@ def _predicted(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return _inv(x) @ a @ y
 
 
-def _residuals(views_a: list[np.ndarray], dets: list[Detection], x: np.ndarray, y: np.ndarray, k: np.ndarray,
-               dist: np.ndarray) -> np.ndarray:
+def _residuals(
+    views_a: list[np.ndarray], dets: list[Detection], x: np.ndarray, y: np.ndarray, k: np.ndarray, dist: np.ndarray
+) -> np.ndarray:
     out = []
     for a, det in zip(views_a, dets):
         t = _predicted(a, x, y)
@@ -84,8 +92,9 @@ def _residuals(views_a: list[np.ndarray], dets: list[Detection], x: np.ndarray, 
 DISTORTION_MODELS: dict[str, tuple[int, ...]] = {"none": (), "k1k2": (0, 1), "k1k2p1p2": (0, 1, 2, 3)}
 
 
-def _unpack(p: np.ndarray, x0: np.ndarray, y0: np.ndarray, k0: np.ndarray, d0: np.ndarray,
-            free_dist: tuple[int, ...] | None):
+def _unpack(
+    p: np.ndarray, x0: np.ndarray, y0: np.ndarray, k0: np.ndarray, d0: np.ndarray, free_dist: tuple[int, ...] | None
+):
     x, y = x0.copy(), y0.copy()
     x[:3, :3] = cv2.Rodrigues(p[0:3])[0] @ x0[:3, :3]
     x[:3, 3] = x0[:3, 3] + p[3:6]
@@ -99,8 +108,16 @@ def _unpack(p: np.ndarray, x0: np.ndarray, y0: np.ndarray, k0: np.ndarray, d0: n
     return x, y, k, dist
 
 
-def _refine(views_a: list[np.ndarray], dets: list[Detection], x: np.ndarray, y: np.ndarray, k: np.ndarray,
-            dist: np.ndarray, free_dist: tuple[int, ...] | None, iterations: int = 30) -> _Fit:
+def _refine(
+    views_a: list[np.ndarray],
+    dets: list[Detection],
+    x: np.ndarray,
+    y: np.ndarray,
+    k: np.ndarray,
+    dist: np.ndarray,
+    free_dist: tuple[int, ...] | None,
+    iterations: int = 30,
+) -> _Fit:
     """Levenberg-Marquardt on the reprojection error of every corner of every view (numeric Jacobian) over
     X and Y, plus fx fy cx cy and the `free_dist` distortion terms unless free_dist is None."""
     n_intr = 0 if free_dist is None else 4 + len(free_dist)
@@ -136,8 +153,15 @@ def _refine(views_a: list[np.ndarray], dets: list[Detection], x: np.ndarray, y: 
     return _Fit(xf, yf, kf, df, float(np.sqrt(cost / (r.size / 2))))
 
 
-def _fit(views: list[View], mounted_on: str, size: tuple[int, int], k: np.ndarray | None,
-         dist: np.ndarray | None, refine_intrinsics: bool | None, distortion_model: str) -> _Fit:
+def _fit(
+    views: list[View],
+    mounted_on: str,
+    size: tuple[int, int],
+    k: np.ndarray | None,
+    dist: np.ndarray | None,
+    refine_intrinsics: bool | None,
+    distortion_model: str,
+) -> _Fit:
     dets = [v.detection for v in views]
     if k is None:
         k, dist = estimate_intrinsics(dets, size, distortion_model)
@@ -164,8 +188,9 @@ def _dist5(dist: Sequence[float] | None) -> np.ndarray:
     return d
 
 
-def estimate_intrinsics(dets: Sequence[Detection], size: tuple[int, int],
-                        distortion_model: str = "k1k2") -> tuple[np.ndarray, np.ndarray]:
+def estimate_intrinsics(
+    dets: Sequence[Detection], size: tuple[int, int], distortion_model: str = "k1k2"
+) -> tuple[np.ndarray, np.ndarray]:
     """K and distortion (k1 k2 p1 p2 k3; the terms outside `distortion_model` fixed at 0) from board views
     by cv2.calibrateCamera."""
     if distortion_model not in DISTORTION_MODELS:
@@ -221,16 +246,32 @@ class CalibrationResult:
 
     def summary(self) -> dict[str, Any]:
         """What an episode's CameraSpec.calibration records."""
-        return {"method": self.method, "time": self.time, "residual_px": self.residual_px,
-                "samples": self.num_views, "holdout": self.holdout, "intrinsics_source": self.intrinsics_source}
+        return {
+            "method": self.method,
+            "time": self.time,
+            "residual_px": self.residual_px,
+            "samples": self.num_views,
+            "holdout": self.holdout,
+            "intrinsics_source": self.intrinsics_source,
+        }
 
 
-def solve_calibration(views: Sequence[View], camera: str, size: tuple[int, int], board: BoardSpec,
-                      mounted_on: str = "world", intrinsics: np.ndarray | None = None,
-                      distortion: Sequence[float] | None = None, refine_intrinsics: bool | None = None,
-                      distortion_model: str = "k1k2",
-                      holdout: float = 0.3, min_views: int = 8, max_view_px: float = 3.0, num_rejected: int = 0,
-                      seed: int = 0) -> CalibrationResult:
+def solve_calibration(
+    views: Sequence[View],
+    camera: str,
+    size: tuple[int, int],
+    board: BoardSpec,
+    mounted_on: str = "world",
+    intrinsics: np.ndarray | None = None,
+    distortion: Sequence[float] | None = None,
+    refine_intrinsics: bool | None = None,
+    distortion_model: str = "k1k2",
+    holdout: float = 0.3,
+    min_views: int = 8,
+    max_view_px: float = 3.0,
+    num_rejected: int = 0,
+    seed: int = 0,
+) -> CalibrationResult:
     """Calibrate from recorded views (see the module docstring). Raises CalibrationError when too few usable
     views remain. `intrinsics` None: estimated (and refined jointly); given: kept fixed unless
     `refine_intrinsics` (then fx fy cx cy and the `distortion_model` terms are refined with the poses)."""
@@ -249,8 +290,11 @@ def solve_calibration(views: Sequence[View], camera: str, size: tuple[int, int],
         raise ValueError(f"intrinsics must be 3x3, got {k0.shape}")
     _need(len(views), min_views, "views with a detected board")
     # Drop views whose own PnP fit is poor (blur, a partly hidden board): they would bias the solve.
-    k_check, d_check = (k0, _dist5(distortion)) if k0 is not None \
+    k_check, d_check = (
+        (k0, _dist5(distortion))
+        if k0 is not None
         else estimate_intrinsics([v.detection for v in views], size, distortion_model)
+    )
     good = [v for v in views if board_pose(v.detection, k_check, d_check)[1] <= max_view_px]
     num_rejected += len(views) - len(good)
     _need(len(good), min_views, f"views with a PnP residual <= {max_view_px} px")
@@ -268,12 +312,23 @@ def solve_calibration(views: Sequence[View], camera: str, size: tuple[int, int],
     source = "estimated" if k0 is None else ("given+refined" if refine_intrinsics else "given")
     convention = "T_base_camera;cam_axes=opencv" if mounted_on == "world" else "T_tool_camera;cam_axes=opencv"
     return CalibrationResult(
-        camera=camera, width=int(size[0]), height=int(size[1]), mounted_on=mounted_on,
-        extrinsics=final.x.tolist(), intrinsics=final.k.tolist(), distortion=final.dist.tolist(),
-        board_pose=final.y.tolist(), residual_px=final.rms_px, holdout=hold_stats, num_views=len(good),
-        num_rejected=num_rejected, intrinsics_source=source,
-        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), board=asdict(board),
-        extrinsics_convention=convention)
+        camera=camera,
+        width=int(size[0]),
+        height=int(size[1]),
+        mounted_on=mounted_on,
+        extrinsics=final.x.tolist(),
+        intrinsics=final.k.tolist(),
+        distortion=final.dist.tolist(),
+        board_pose=final.y.tolist(),
+        residual_px=final.rms_px,
+        holdout=hold_stats,
+        num_views=len(good),
+        num_rejected=num_rejected,
+        intrinsics_source=source,
+        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        board=asdict(board),
+        extrinsics_convention=convention,
+    )
 
 
 def _check_motion(tool_poses: list[np.ndarray], min_deg: float = 2.0) -> None:
@@ -286,14 +341,18 @@ def _check_motion(tool_poses: list[np.ndarray], min_deg: float = 2.0) -> None:
             axes.append(rvec / np.linalg.norm(rvec))
     sv = np.linalg.svd(np.array(axes), compute_uv=False) if len(axes) >= 2 else np.zeros(2)
     if sv[1] < 0.1 * max(sv[0], 1e-12):
-        raise CalibrationError(f"the robot motion is degenerate: the tool must rotate (more than {min_deg} deg) "
-                               "about at least two different axes between views; vary the orientation")
+        raise CalibrationError(
+            f"the robot motion is degenerate: the tool must rotate (more than {min_deg} deg) "
+            "about at least two different axes between views; vary the orientation"
+        )
 
 
 def _need(have: int, need: int, what: str) -> None:
     if have < need:
-        raise CalibrationError(f"too few {what}: {have}, need at least {need}. Make sure the whole board is "
-                               f"visible and sharp in the camera at each pose, or add poses")
+        raise CalibrationError(
+            f"too few {what}: {have}, need at least {need}. Make sure the whole board is "
+            f"visible and sharp in the camera at each pose, or add poses"
+        )
 
 
 def _holdout_errors(fit: _Fit, held: list[View], mounted_on: str) -> dict[str, float]:
@@ -306,7 +365,10 @@ def _holdout_errors(fit: _Fit, held: list[View], mounted_on: str) -> dict[str, f
         trans.append(dt)
         rot.append(dr)
     r = _residuals(a, [v.detection for v in held], fit.x, fit.y, fit.k, fit.dist)
-    return {"translation_mm_mean": 1000 * float(np.mean(trans)), "translation_mm_max": 1000 * float(np.max(trans)),
-            "rotation_deg_mean": float(np.mean(rot)), "rotation_deg_max": float(np.max(rot)),
-            "reprojection_px": float(np.sqrt(np.mean(r ** 2) * 2))}
-
+    return {
+        "translation_mm_mean": 1000 * float(np.mean(trans)),
+        "translation_mm_max": 1000 * float(np.max(trans)),
+        "rotation_deg_mean": float(np.mean(rot)),
+        "rotation_deg_max": float(np.max(rot)),
+        "reprojection_px": float(np.sqrt(np.mean(r**2) * 2)),
+    }

@@ -23,7 +23,7 @@ class Frame:
     depth: np.ndarray | None = None  # (H, W) uint16 mm, when the camera has depth
 
     @classmethod
-    def missing(cls) -> "Frame":
+    def missing(cls) -> Frame:
         now = time.monotonic_ns()
         return cls(None, now, now, dropped=True)
 

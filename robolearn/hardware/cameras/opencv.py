@@ -35,9 +35,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from robolearn.hardware.cameras.base import Camera, Frame
 from robolearn.config import opt
 from robolearn.data.schema import IMAGE_ENCODINGS, CameraSpec
+from robolearn.hardware.cameras.base import Camera, Frame
 
 ROLES = ("exterior", "wrist", "fixed")
 _RUNNING: weakref.WeakSet[OpenCVCamera] = weakref.WeakSet()
@@ -75,13 +75,17 @@ class OpenCVCameraConfig:
         if isinstance(self.source, str) and self.source.strip().isdigit():
             self.source = int(self.source)
         if self.source == "" or (isinstance(self.source, int) and self.source < 0):
-            raise ValueError(f"camera {self.name!r}: source must be a device index >= 0, a path or a URL, "
-                             f"got {self.source!r}")
+            raise ValueError(
+                f"camera {self.name!r}: source must be a device index >= 0, a path or a URL, got {self.source!r}"
+            )
         for label, value in (("width", self.width), ("height", self.height)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"camera {self.name!r}: {label} must be a positive integer, got {value!r}")
-        for label, value in (("fps", self.fps), ("reconnect_s", self.reconnect_s),
-                             ("open_timeout_s", self.open_timeout_s)):
+        for label, value in (
+            ("fps", self.fps),
+            ("reconnect_s", self.reconnect_s),
+            ("open_timeout_s", self.open_timeout_s),
+        ):
             if not value > 0:
                 raise ValueError(f"camera {self.name!r}: {label} must be > 0, got {value!r}")
         if self.role not in ROLES:
@@ -119,8 +123,11 @@ class OpenCVCamera(Camera):
     """See the module docstring. `open_capture(config)` may be replaced (tests, custom backends): it returns an
     object with isOpened(), read() -> (ok, BGR image), get(prop), set(prop, value) and release()."""
 
-    def __init__(self, config: OpenCVCameraConfig | None = None,
-                 open_capture: Callable[[OpenCVCameraConfig], Any] = _open_capture) -> None:
+    def __init__(
+        self,
+        config: OpenCVCameraConfig | None = None,
+        open_capture: Callable[[OpenCVCameraConfig], Any] = _open_capture,
+    ) -> None:
         self.config = config or OpenCVCameraConfig()
         self.name = self.config.name
         self._open_capture = open_capture
@@ -131,8 +138,15 @@ class OpenCVCamera(Camera):
         self._thread: threading.Thread | None = None
         self._latest: tuple[int, np.ndarray, int, int] | None = None  # (seq, image, capture_ns, receive_ns)
         self._returned = 0
-        self._counts = dict(frames_grabbed=0, frames_returned=0, dropped_reads=0, reconnect_attempts=0,
-                            reconnects=0, failures=0, loops=0)
+        self._counts = dict(
+            frames_grabbed=0,
+            frames_returned=0,
+            dropped_reads=0,
+            reconnect_attempts=0,
+            reconnects=0,
+            failures=0,
+            loops=0,
+        )
         self._state = dict(connected=False, ended=False, last_error="", source_size=None)
 
     # ------------------------------------------------------------------ Camera API
@@ -147,8 +161,9 @@ class OpenCVCamera(Camera):
         self._stop = threading.Event()  # per run: a thread left over from a timed-out start never restarts
         self._opened = threading.Event()
         self._state.update(connected=False, ended=False, last_error="")
-        self._thread = threading.Thread(target=self._run, args=(self._stop, self._opened), name=f"camera-{c.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop, self._opened), name=f"camera-{c.name}", daemon=True
+        )
         self._thread.start()
         _RUNNING.add(self)
         if not self._opened.wait(c.open_timeout_s):
@@ -158,8 +173,9 @@ class OpenCVCamera(Camera):
             raise CameraError(f"camera {c.name!r}: source {c.source!r} did not open within {c.open_timeout_s} s")
         if not self._state["connected"]:
             self.disconnect()
-            raise CameraError(f"camera {c.name!r}: could not open source {c.source!r} "
-                              f"({self._state['last_error'] or self._hint()})")
+            raise CameraError(
+                f"camera {c.name!r}: could not open source {c.source!r} ({self._state['last_error'] or self._hint()})"
+            )
 
     def read(self) -> Frame:
         with self._lock:
@@ -187,11 +203,23 @@ class OpenCVCamera(Camera):
         c, cal = self.config, self._calibration
         kw: dict[str, Any] = {}
         if cal is not None:
-            kw = dict(intrinsics=_scaled_k(cal.intrinsics, (cal.width, cal.height), (c.width, c.height)),
-                      distortion=list(cal.distortion), extrinsics=cal.extrinsics, mounted_on=cal.mounted_on,
-                      calibration={**cal.summary(), "file": c.calibration, "size": [cal.width, cal.height]})
-        return CameraSpec(name=c.name, width=c.width, height=c.height, role=c.role, encoding=c.encoding,
-                          quality=c.quality, serial=f"opencv:{c.source}", **kw)
+            kw = dict(
+                intrinsics=_scaled_k(cal.intrinsics, (cal.width, cal.height), (c.width, c.height)),
+                distortion=list(cal.distortion),
+                extrinsics=cal.extrinsics,
+                mounted_on=cal.mounted_on,
+                calibration={**cal.summary(), "file": c.calibration, "size": [cal.width, cal.height]},
+            )
+        return CameraSpec(
+            name=c.name,
+            width=c.width,
+            height=c.height,
+            role=c.role,
+            encoding=c.encoding,
+            quality=c.quality,
+            serial=f"opencv:{c.source}",
+            **kw,
+        )
 
     def stats(self) -> dict[str, Any]:
         """Counters and state: frames_grabbed, frames_returned, dropped_reads, reconnect_attempts, reconnects

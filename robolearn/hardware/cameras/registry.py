@@ -47,4 +47,3 @@ def make_camera(kind: str, **options: Any) -> Camera:
     """A new (not connected) camera of `kind` built with `options`. ValueError for an unknown kind (with
     suggestions) or options it does not take; TypeError when a plugin does not build a Camera."""
     return plugins.build(plugins.CAMERAS, kind, BUILTIN, options, Camera, "camera")
-

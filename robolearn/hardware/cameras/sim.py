@@ -12,16 +12,17 @@ import time
 import mujoco
 import numpy as np
 
-from robolearn.hardware.cameras.base import Camera, Frame
 from robolearn.data.schema import CameraSpec
 from robolearn.envs.interface import new_renderer
+from robolearn.hardware.cameras.base import Camera, Frame
 
 MJ_TO_CV = np.diag([1.0, -1.0, -1.0])  # MuJoCo camera axes (x right, y up, z back) -> OpenCV
 
 
 class SimCamera(Camera):
-    def __init__(self, robot, camera: str, width: int = 320, height: int = 180, encoding: str = "jpeg",
-                 quality: int = 90) -> None:
+    def __init__(
+        self, robot, camera: str, width: int = 320, height: int = 180, encoding: str = "jpeg", quality: int = 90
+    ) -> None:
         self.robot = robot
         self.name = camera
         self.width, self.height = int(width), int(height)
@@ -35,8 +36,10 @@ class SimCamera(Camera):
         try:
             model.camera(self.name)
         except KeyError:
-            raise ValueError(f"sim camera {self.name!r} not in the scene; cameras: "
-                             f"{[model.camera(i).name for i in range(model.ncam)]}") from None
+            raise ValueError(
+                f"sim camera {self.name!r} not in the scene; cameras: "
+                f"{[model.camera(i).name for i in range(model.ncam)]}"
+            ) from None
 
     def read(self) -> Frame:
         sim = self.robot.sim
@@ -86,7 +89,17 @@ class SimCamera(Camera):
     def spec(self) -> CameraSpec:
         pose, frame = self.true_pose()
         role = "wrist" if frame == "tool" else "exterior"
-        return CameraSpec(name=self.name, width=self.width, height=self.height, role=role, encoding=self.encoding,
-                          quality=self.quality, intrinsics=self.intrinsics().tolist(), distortion=[0.0] * 5,
-                          extrinsics=pose.tolist(), mounted_on="tool" if frame == "tool" else "world",
-                          serial=f"sim:{self.name}", calibration={"method": "sim_ground_truth"})
+        return CameraSpec(
+            name=self.name,
+            width=self.width,
+            height=self.height,
+            role=role,
+            encoding=self.encoding,
+            quality=self.quality,
+            intrinsics=self.intrinsics().tolist(),
+            distortion=[0.0] * 5,
+            extrinsics=pose.tolist(),
+            mounted_on="tool" if frame == "tool" else "world",
+            serial=f"sim:{self.name}",
+            calibration={"method": "sim_ground_truth"},
+        )

@@ -27,19 +27,21 @@ class DeviceCommand:
     enabled: bool = True  # dead-man / hold-to-move: False means "hold still"
     events: set[str] = field(default_factory=set)
 
-    def validated(self, device: str) -> "DeviceCommand":
+    def validated(self, device: str) -> DeviceCommand:
         """A copy with values checked: NaN/inf raise ValueError naming the device; ranges are clipped."""
         twist = np.asarray(self.twist, dtype=np.float64).reshape(-1)
         if twist.shape != (6,):
             raise ValueError(f"device {device!r} returned a twist of shape {twist.shape}, expected (6,)")
         if not np.all(np.isfinite(twist)) or not np.isfinite(self.gripper):
-            raise ValueError(f"device {device!r} returned non-finite values: twist={twist.tolist()}, "
-                             f"gripper={self.gripper}")
+            raise ValueError(
+                f"device {device!r} returned non-finite values: twist={twist.tolist()}, gripper={self.gripper}"
+            )
         unknown = self.events - set(EVENTS)
         if unknown:
             raise ValueError(f"device {device!r} emitted unknown events {sorted(unknown)}; expected {EVENTS}")
-        return DeviceCommand(np.clip(twist, -1.0, 1.0), float(np.clip(self.gripper, 0.0, 1.0)), bool(self.enabled),
-                             set(self.events))
+        return DeviceCommand(
+            np.clip(twist, -1.0, 1.0), float(np.clip(self.gripper, 0.0, 1.0)), bool(self.enabled), set(self.events)
+        )
 
 
 @dataclass

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robolearn.hardware.devices.base import Device, DeviceCommand
 from robolearn.config import opt
 from robolearn.envs.experts import ExpertConfig, ScriptedExpert
+from robolearn.hardware.devices.base import Device, DeviceCommand
 
 
 @dataclass

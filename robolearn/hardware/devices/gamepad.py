@@ -22,16 +22,31 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from robolearn.hardware.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
-                                              apply_deadzone)
+from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError, apply_deadzone
 
-BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "left_stick", "right_stick", "left_shoulder",
-           "right_shoulder", "dpad_up", "dpad_down", "dpad_left", "dpad_right")  # SDL game-controller order
+BUTTONS = (
+    "a",
+    "b",
+    "x",
+    "y",
+    "back",
+    "guide",
+    "start",
+    "left_stick",
+    "right_stick",
+    "left_shoulder",
+    "right_shoulder",
+    "dpad_up",
+    "dpad_down",
+    "dpad_left",
+    "dpad_right",
+)  # SDL game-controller order
 AXES = ("left_x", "left_y", "right_x", "right_y", "trigger_left", "trigger_right")  # SDL game-controller order
 TWIST_SOURCES = (*AXES[:4], "dpad_x", "dpad_y")
 _AXIS_SPEC = re.compile(r"^([+-]?)(\w+)$")
@@ -43,18 +58,47 @@ class GamepadConfig(DeviceConfig):
 
     deadzone: float = 0.12  # sticks rest a little off centre
     index: int = 0  # which pad, when several are plugged in
-    axis_map: list[str] = field(default_factory=lambda: ["-left_y", "-left_x", "-right_y", "dpad_x", "dpad_y",
-                                                         "-right_x"])
+    axis_map: list[str] = field(
+        default_factory=lambda: ["-left_y", "-left_x", "-right_y", "dpad_x", "dpad_y", "-right_x"]
+    )
     deadman: str = "left_shoulder"
     gripper_mode: Literal["latch", "analog"] = "latch"
     trigger_threshold: float = 0.6  # above a raw trigger's 0.5 before it was first touched
-    events: dict[str, str] = field(default_factory=lambda: {
-        "a": "success", "b": "failure", "x": "discard", "y": "home", "start": "start", "back": "quit"})
-    joystick_axes: dict[str, int] = field(default_factory=lambda: {
-        "left_x": 0, "left_y": 1, "trigger_left": 2, "right_x": 3, "right_y": 4, "trigger_right": 5})
-    joystick_buttons: dict[str, int] = field(default_factory=lambda: {
-        "a": 0, "b": 1, "x": 2, "y": 3, "left_shoulder": 4, "right_shoulder": 5, "back": 6, "start": 7,
-        "guide": 8, "left_stick": 9, "right_stick": 10})
+    events: dict[str, str] = field(
+        default_factory=lambda: {
+            "a": "success",
+            "b": "failure",
+            "x": "discard",
+            "y": "home",
+            "start": "start",
+            "back": "quit",
+        }
+    )
+    joystick_axes: dict[str, int] = field(
+        default_factory=lambda: {
+            "left_x": 0,
+            "left_y": 1,
+            "trigger_left": 2,
+            "right_x": 3,
+            "right_y": 4,
+            "trigger_right": 5,
+        }
+    )
+    joystick_buttons: dict[str, int] = field(
+        default_factory=lambda: {
+            "a": 0,
+            "b": 1,
+            "x": 2,
+            "y": 3,
+            "left_shoulder": 4,
+            "right_shoulder": 5,
+            "back": 6,
+            "start": 7,
+            "guide": 8,
+            "left_stick": 9,
+            "right_stick": 10,
+        }
+    )
 
 
 def check_config(config: GamepadConfig) -> list[tuple[str, float]]:
@@ -69,8 +113,10 @@ def check_config(config: GamepadConfig) -> list[tuple[str, float]]:
         elif m and m.group(2) in TWIST_SOURCES:
             parsed.append((m.group(2), -1.0 if m.group(1) == "-" else 1.0))
         else:
-            raise ValueError(f"gamepad axis_map entry {spec!r}: expected an optionally signed axis "
-                             f"({', '.join(TWIST_SOURCES)}) or '0'")
+            raise ValueError(
+                f"gamepad axis_map entry {spec!r}: expected an optionally signed axis "
+                f"({', '.join(TWIST_SOURCES)}) or '0'"
+            )
     if config.deadman and config.deadman not in BUTTONS:
         raise ValueError(f"gamepad deadman {config.deadman!r}: expected a button ({', '.join(BUTTONS)}) or ''")
     for button, event in config.events.items():
@@ -83,8 +129,13 @@ def check_config(config: GamepadConfig) -> list[tuple[str, float]]:
     return parsed
 
 
-def map_gamepad(axes: Mapping[str, float], held: set[str] | frozenset[str], pressed: set[str] | frozenset[str],
-                gripper: float, config: GamepadConfig) -> DeviceCommand:
+def map_gamepad(
+    axes: Mapping[str, float],
+    held: set[str] | frozenset[str],
+    pressed: set[str] | frozenset[str],
+    gripper: float,
+    config: GamepadConfig,
+) -> DeviceCommand:
     """The command for one reading: `axes` by name (missing ones read 0), `held` buttons down now, `pressed`
     buttons that went down since the last reading, `gripper` the previous gripper value (for latching)."""
     sources = {name: float(axes.get(name, 0.0)) for name in AXES[:4]}
@@ -108,8 +159,9 @@ def map_gamepad(axes: Mapping[str, float], held: set[str] | frozenset[str], pres
     return DeviceCommand(np.clip(twist, -1.0, 1.0), float(np.clip(gripper, 0.0, 1.0)), enabled, events)
 
 
-def joystick_to_named(axis_values: list[float], button_values: list[bool], hat: tuple[int, int],
-                      config: GamepadConfig) -> tuple[dict[str, float], set[str]]:
+def joystick_to_named(
+    axis_values: list[float], button_values: list[bool], hat: tuple[int, int], config: GamepadConfig
+) -> tuple[dict[str, float], set[str]]:
     """Raw joystick readings (pygame's Joystick: axes in [-1, 1], triggers resting at -1; hat (x, y) with y
     up +) -> (axes by name, held buttons by name) using the config's index maps."""
     axes: dict[str, float] = {}
@@ -119,8 +171,9 @@ def joystick_to_named(axis_values: list[float], button_values: list[bool], hat: 
             axes[name] = (v + 1.0) / 2.0 if name.startswith("trigger") else v
     held = {name for name, i in config.joystick_buttons.items() if 0 <= i < len(button_values) and button_values[i]}
     hx, hy = hat
-    held |= {n for n, on in (("dpad_left", hx < 0), ("dpad_right", hx > 0), ("dpad_up", hy > 0),
-                             ("dpad_down", hy < 0)) if on}
+    held |= {
+        n for n, on in (("dpad_left", hx < 0), ("dpad_right", hx > 0), ("dpad_up", hy > 0), ("dpad_down", hy < 0)) if on
+    }
     return axes, held
 
 
@@ -153,13 +206,16 @@ class PygameSource:
         pg.joystick.init()
         count = pg.joystick.get_count()
         if count == 0:
-            raise DeviceError("no gamepad found: SDL sees no joystick (is it plugged in and paired? Without "
-                               "root, your user needs read access to /dev/input/event*: the 'input' group)")
+            raise DeviceError(
+                "no gamepad found: SDL sees no joystick (is it plugged in and paired? Without "
+                "root, your user needs read access to /dev/input/event*: the 'input' group)"
+            )
         if not 0 <= config.index < count:
             raise DeviceError(f"gamepad index {config.index} out of range: {count} pad(s) found")
         self.controller = None
         try:
             from pygame._sdl2 import controller  # noqa: PLC0415
+
             controller.init()
             if controller.is_controller(config.index):
                 self.controller = controller.Controller(config.index)
@@ -198,9 +254,12 @@ class PygameSource:
             axes = {n: self.controller.get_axis(i) / 32767.0 for i, n in enumerate(AXES)}
             return axes, {n for i, n in enumerate(BUTTONS) if self.controller.get_button(i)}
         js = self.joystick
-        return joystick_to_named([js.get_axis(i) for i in range(js.get_numaxes())],
-                                 [bool(js.get_button(i)) for i in range(js.get_numbuttons())],
-                                 js.get_hat(0) if js.get_numhats() else (0, 0), self.config)
+        return joystick_to_named(
+            [js.get_axis(i) for i in range(js.get_numaxes())],
+            [bool(js.get_button(i)) for i in range(js.get_numbuttons())],
+            js.get_hat(0) if js.get_numhats() else (0, 0),
+            self.config,
+        )
 
     def close(self) -> None:
         try:

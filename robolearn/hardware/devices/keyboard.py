@@ -28,8 +28,8 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -39,23 +39,64 @@ log = logging.getLogger(__name__)
 
 # Motion actions: name -> (twist index, sign).
 MOTIONS: dict[str, tuple[int, float]] = {
-    "+x": (0, 1.0), "-x": (0, -1.0), "+y": (1, 1.0), "-y": (1, -1.0), "+z": (2, 1.0), "-z": (2, -1.0),
-    "+wx": (3, 1.0), "-wx": (3, -1.0), "+wy": (4, 1.0), "-wy": (4, -1.0), "+wz": (5, 1.0), "-wz": (5, -1.0),
+    "+x": (0, 1.0),
+    "-x": (0, -1.0),
+    "+y": (1, 1.0),
+    "-y": (1, -1.0),
+    "+z": (2, 1.0),
+    "-z": (2, -1.0),
+    "+wx": (3, 1.0),
+    "-wx": (3, -1.0),
+    "+wy": (4, 1.0),
+    "-wy": (4, -1.0),
+    "+wz": (5, 1.0),
+    "-wz": (5, -1.0),
 }
 ACTIONS = (*MOTIONS, "gripper", *EVENTS)
-LABELS = {"+x": "forward (+x)", "-x": "back (-x)", "+y": "left (+y)", "-y": "right (-y)", "+z": "up (+z)",
-          "-z": "down (-z)", "+wx": "roll + (wx)", "-wx": "roll - (wx)", "+wy": "pitch + (wy)",
-          "-wy": "pitch - (wy)", "+wz": "yaw left (+wz)", "-wz": "yaw right (-wz)", "gripper": "toggle gripper",
-          "discard": "discard (re-record)"}
+LABELS = {
+    "+x": "forward (+x)",
+    "-x": "back (-x)",
+    "+y": "left (+y)",
+    "-y": "right (-y)",
+    "+z": "up (+z)",
+    "-z": "down (-z)",
+    "+wx": "roll + (wx)",
+    "-wx": "roll - (wx)",
+    "+wy": "pitch + (wy)",
+    "-wy": "pitch - (wy)",
+    "+wz": "yaw left (+wz)",
+    "-wz": "yaw right (-wz)",
+    "gripper": "toggle gripper",
+    "discard": "discard (re-record)",
+}
 
 ESC, CTRL_C = "\x1b", "\x03"
 ESC_WAIT_S = 0.02
 
 DEFAULT_KEYMAP: dict[str, str] = {
-    "w": "+x", "s": "-x", "a": "+y", "d": "-y", "r": "+z", "f": "-z",
-    "u": "+wx", "o": "-wx", "i": "+wy", "k": "-wy", "j": "+wz", "l": "-wz",
-    " ": "gripper", "\r": "start", "\n": "start", "y": "success", "n": "failure", "x": "discard",
-    "h": "home", "p": "pause", "q": "quit", ESC: "quit", CTRL_C: "quit",
+    "w": "+x",
+    "s": "-x",
+    "a": "+y",
+    "d": "-y",
+    "r": "+z",
+    "f": "-z",
+    "u": "+wx",
+    "o": "-wx",
+    "i": "+wy",
+    "k": "-wy",
+    "j": "+wz",
+    "l": "-wz",
+    " ": "gripper",
+    "\r": "start",
+    "\n": "start",
+    "y": "success",
+    "n": "failure",
+    "x": "discard",
+    "h": "home",
+    "p": "pause",
+    "q": "quit",
+    ESC: "quit",
+    CTRL_C: "quit",
 }
 
 KEY_NAMES = {" ": "space", "\r": "Enter", "\n": "Enter", ESC: "Esc", CTRL_C: "Ctrl+C"}
@@ -84,8 +125,9 @@ def build_keymap(overrides: dict[str, str] | None) -> dict[str, str]:
             keymap.pop(key.lower(), None)
             continue
         if action not in ACTIONS:
-            raise ValueError(f"keyboard keymap: unknown action {action!r} for key {key!r}; expected one of "
-                             f"{', '.join(ACTIONS)}")
+            raise ValueError(
+                f"keyboard keymap: unknown action {action!r} for key {key!r}; expected one of {', '.join(ACTIONS)}"
+            )
         keymap[key.lower() if key.isalpha() else key] = action
     return keymap
 
@@ -114,8 +156,13 @@ class KeyboardDevice(Device):
     name = "keyboard"
     config_cls = KeyboardConfig
 
-    def __init__(self, config: KeyboardConfig | None = None, *, fd: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: KeyboardConfig | None = None,
+        *,
+        fd: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config or KeyboardConfig()
         if self.config.hold_s <= 0:
             raise ValueError(f"keyboard hold_s must be > 0 seconds, got {self.config.hold_s}")
@@ -138,8 +185,10 @@ class KeyboardDevice(Device):
             return
         if self._fd is None:
             if not sys.stdin or not sys.stdin.isatty():
-                raise DeviceError("keyboard device needs a terminal: stdin is not a tty (run in a terminal or "
-                                   "over `ssh -t`, or choose another device: spacemouse, gamepad)")
+                raise DeviceError(
+                    "keyboard device needs a terminal: stdin is not a tty (run in a terminal or "
+                    "over `ssh -t`, or choose another device: spacemouse, gamepad)"
+                )
             self._fd = sys.stdin.fileno()
         if os.isatty(self._fd):
             self._saved = termios.tcgetattr(self._fd)
@@ -179,8 +228,11 @@ class KeyboardDevice(Device):
             self._saved = None
         atexit.unregister(self._restore)
         handler, self._sigterm_handler = self._sigterm_handler, None
-        if handler is not None and threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGTERM) is handler:
+        if (
+            handler is not None
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is handler
+        ):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def disconnect(self) -> None:

@@ -19,8 +19,11 @@ from robolearn.hardware.devices.gamepad import GamepadDevice
 from robolearn.hardware.devices.keyboard import KeyboardDevice
 from robolearn.hardware.devices.spacemouse import SpaceMouseDevice
 
-BUILTIN: dict[str, type[Device]] = {"keyboard": KeyboardDevice, "spacemouse": SpaceMouseDevice,
-                                    "gamepad": GamepadDevice}
+BUILTIN: dict[str, type[Device]] = {
+    "keyboard": KeyboardDevice,
+    "spacemouse": SpaceMouseDevice,
+    "gamepad": GamepadDevice,
+}
 
 
 def build_config(cls: type, options: dict[str, Any], device: str) -> Any:
@@ -55,8 +58,10 @@ def make_device(name: str, **options: Any) -> Device:
         parts = [p.strip() for p in name.split("+")]
         unknown = sorted(set(options) - set(parts))
         if unknown or not all(parts):
-            raise ValueError(f"combined device {name!r}: options go per device ({', '.join(parts)}=dict), "
-                             f"got {unknown or 'an empty name'}")
+            raise ValueError(
+                f"combined device {name!r}: options go per device ({', '.join(parts)}=dict), "
+                f"got {unknown or 'an empty name'}"
+            )
         return CombinedDevice([make_device(p, **(options.get(p) or {})) for p in parts])
     cls = plugins.load(plugins.DEVICES, name, builtin=BUILTIN)
     config_cls = getattr(cls, "config_cls", None)
@@ -65,8 +70,9 @@ def make_device(name: str, **options: Any) -> Device:
     else:
         device = cls(**options)
     if not isinstance(device, Device):
-        raise TypeError(f"device plugin {name!r} made a {type(device).__name__}, expected a "
-                        f"robolearn.hardware.devices.base.Device")
+        raise TypeError(
+            f"device plugin {name!r} made a {type(device).__name__}, expected a robolearn.hardware.devices.base.Device"
+        )
     return device
 
 
@@ -107,8 +113,9 @@ class CombinedDevice(Device):
             self._last[i] = c.gripper
         twist = np.clip(np.sum([np.asarray(c.twist, dtype=np.float64) for c in cmds], axis=0), -1.0, 1.0)
         enabled = all(c.enabled for c in cmds)
-        return DeviceCommand(twist if enabled else np.zeros(6), self._gripper, enabled,
-                             set().union(*(c.events for c in cmds)))
+        return DeviceCommand(
+            twist if enabled else np.zeros(6), self._gripper, enabled, set().union(*(c.events for c in cmds))
+        )
 
     def disconnect(self) -> None:
         errors: list[BaseException] = []

@@ -25,27 +25,37 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from robolearn.hardware.devices.base import (EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError,
-                                              apply_deadzone)
+from robolearn.hardware.devices.base import EVENTS, Device, DeviceCommand, DeviceConfig, DeviceError, apply_deadzone
 
 log = logging.getLogger(__name__)
 
 VENDOR_IDS = (0x046D, 0x256F)  # Logitech (older 3Dconnexion devices), 3Dconnexion
 PRODUCTS: dict[tuple[int, int], str] = {
-    (0x046D, 0xC603): "SpaceMouse Plus XT", (0x046D, 0xC605): "CADMan", (0x046D, 0xC606): "SpaceMouse Classic",
-    (0x046D, 0xC621): "SpaceBall 5000", (0x046D, 0xC623): "SpaceTraveler", (0x046D, 0xC625): "SpacePilot",
-    (0x046D, 0xC626): "SpaceNavigator", (0x046D, 0xC627): "SpaceExplorer",
-    (0x046D, 0xC628): "SpaceNavigator for Notebooks", (0x046D, 0xC629): "SpacePilot Pro",
+    (0x046D, 0xC603): "SpaceMouse Plus XT",
+    (0x046D, 0xC605): "CADMan",
+    (0x046D, 0xC606): "SpaceMouse Classic",
+    (0x046D, 0xC621): "SpaceBall 5000",
+    (0x046D, 0xC623): "SpaceTraveler",
+    (0x046D, 0xC625): "SpacePilot",
+    (0x046D, 0xC626): "SpaceNavigator",
+    (0x046D, 0xC627): "SpaceExplorer",
+    (0x046D, 0xC628): "SpaceNavigator for Notebooks",
+    (0x046D, 0xC629): "SpacePilot Pro",
     (0x046D, 0xC62B): "SpaceMouse Pro",
-    (0x256F, 0xC62E): "SpaceMouse Wireless (cable)", (0x256F, 0xC62F): "SpaceMouse Wireless (receiver)",
-    (0x256F, 0xC631): "SpaceMouse Pro Wireless (cable)", (0x256F, 0xC632): "SpaceMouse Pro Wireless (receiver)",
-    (0x256F, 0xC633): "SpaceMouse Enterprise", (0x256F, 0xC635): "SpaceMouse Compact",
-    (0x256F, 0xC636): "SpaceMouse Module", (0x256F, 0xC652): "3Dconnexion Universal Receiver",
+    (0x256F, 0xC62E): "SpaceMouse Wireless (cable)",
+    (0x256F, 0xC62F): "SpaceMouse Wireless (receiver)",
+    (0x256F, 0xC631): "SpaceMouse Pro Wireless (cable)",
+    (0x256F, 0xC632): "SpaceMouse Pro Wireless (receiver)",
+    (0x256F, 0xC633): "SpaceMouse Enterprise",
+    (0x256F, 0xC635): "SpaceMouse Compact",
+    (0x256F, 0xC636): "SpaceMouse Module",
+    (0x256F, 0xC652): "3Dconnexion Universal Receiver",
 }
 AXES = ("x", "y", "z", "rx", "ry", "rz")
 BUTTON_ACTIONS = ("gripper", "hold", *EVENTS)
@@ -94,8 +104,10 @@ def parse_axis_map(axis_map: list[str] | tuple[str, ...]) -> list[tuple[int, flo
             continue
         m = _AXIS_SPEC.match(spec)
         if not m:
-            raise ValueError(f"SpaceMouse axis_map entry {spec!r}: expected an optionally signed device axis "
-                             f"({', '.join(AXES)}) or '0'")
+            raise ValueError(
+                f"SpaceMouse axis_map entry {spec!r}: expected an optionally signed device axis "
+                f"({', '.join(AXES)}) or '0'"
+            )
         out.append((AXES.index(m.group(2)), -1.0 if m.group(1) == "-" else 1.0))
     used = [i for (i, s) in out if s]
     if len(used) != len(set(used)):
@@ -132,12 +144,14 @@ def parse_buttons(buttons: dict[Any, str]) -> dict[int, str]:
         try:
             index = int(bit)
         except (TypeError, ValueError):
-            raise ValueError(f"SpaceMouse buttons: key {bit!r} must be a button bit number (0 left, 1 right)")
+            raise ValueError(f"SpaceMouse buttons: key {bit!r} must be a button bit number (0 left, 1 right)") from None
         if not 0 <= index < 64:
             raise ValueError(f"SpaceMouse buttons: bit {index} out of range 0..63")
         if action not in BUTTON_ACTIONS:
-            raise ValueError(f"SpaceMouse buttons: unknown action {action!r} for bit {index}; expected one of "
-                             f"{', '.join(BUTTON_ACTIONS)}")
+            raise ValueError(
+                f"SpaceMouse buttons: unknown action {action!r} for bit {index}; expected one of "
+                f"{', '.join(BUTTON_ACTIONS)}"
+            )
         out[index] = action
     return out
 
@@ -148,8 +162,10 @@ def import_hid() -> Any:
     except ImportError as e:
         raise DeviceError("the SpaceMouse device needs hidapi: pip install hidapi") from e
     if not hasattr(hid, "device") or not hasattr(hid, "enumerate"):
-        raise DeviceError("the installed `hid` module is not hidapi's (another package named hid?): "
-                           "pip uninstall hid && pip install hidapi")
+        raise DeviceError(
+            "the installed `hid` module is not hidapi's (another package named hid?): "
+            "pip uninstall hid && pip install hidapi"
+        )
     return hid
 
 
@@ -167,19 +183,24 @@ def open_spacemouse(path: str = "") -> Any:
     if path:
         devices = [d for d in devices if _path_str(d.get("path")) == path]
         if not devices:
-            raise DeviceError(f"no SpaceMouse at {path!r}; found: "
-                               f"{[_path_str(d.get('path')) for d in find_spacemice(hid)] or 'none'}")
+            raise DeviceError(
+                f"no SpaceMouse at {path!r}; found: {[_path_str(d.get('path')) for d in find_spacemice(hid)] or 'none'}"
+            )
     if not devices:
-        raise DeviceError("no SpaceMouse found (3Dconnexion vendor ids 0x046d/0x256f): is it plugged in? "
-                           "Without root, install the udev rule from docs/devices.md and replug it")
+        raise DeviceError(
+            "no SpaceMouse found (3Dconnexion vendor ids 0x046d/0x256f): is it plugged in? "
+            "Without root, install the udev rule from docs/devices.md and replug it"
+        )
     info = devices[0]
     handle = hid.device()
     try:
         handle.open_path(info["path"])
-    except (OSError, IOError) as e:
-        raise DeviceError(f"could not open {PRODUCTS[(info['vendor_id'], info['product_id'])]} at "
-                           f"{_path_str(info['path'])}: {e}. Permission denied? Install the udev rule from "
-                           f"docs/devices.md and replug the device") from e
+    except OSError as e:
+        raise DeviceError(
+            f"could not open {PRODUCTS[(info['vendor_id'], info['product_id'])]} at "
+            f"{_path_str(info['path'])}: {e}. Permission denied? Install the udev rule from "
+            f"docs/devices.md and replug the device"
+        ) from e
     handle.set_nonblocking(1)
     return handle
 
@@ -195,8 +216,9 @@ class SpaceMouseDevice(Device):
     name = "spacemouse"
     config_cls = SpaceMouseConfig
 
-    def __init__(self, config: SpaceMouseConfig | None = None, *, handle: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, config: SpaceMouseConfig | None = None, *, handle: Any = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.config = config or SpaceMouseConfig()
         parse_axis_map(self.config.axis_map)  # fail at construction on a bad config
         self._buttons = parse_buttons(self.config.buttons)
@@ -246,8 +268,9 @@ class SpaceMouseDevice(Device):
             except ValueError as e:
                 self._bad_reports += 1
                 if self._bad_reports in (1, 10, 100, 1000):
-                    log.warning("spacemouse: ignored malformed report %s (%s; %d so far)", data.hex(), e,
-                                self._bad_reports)
+                    log.warning(
+                        "spacemouse: ignored malformed report %s (%s; %d so far)", data.hex(), e, self._bad_reports
+                    )
                 return
             self._pressed |= new.buttons & ~self._state.buttons
             self._state = new
@@ -258,8 +281,9 @@ class SpaceMouseDevice(Device):
             self.connect()
         with self._lock:
             if self._error is not None:
-                raise DeviceError(f"SpaceMouse stopped responding ({self._error!r}): unplugged? "
-                                   f"Replug it and restart") from self._error
+                raise DeviceError(
+                    f"SpaceMouse stopped responding ({self._error!r}): unplugged? Replug it and restart"
+                ) from self._error
             state, pressed, self._pressed = self._state, self._pressed, 0
             last = self._last_report
         twist = state_to_twist(state, self.config)

@@ -27,8 +27,7 @@ class Robot(Connectable, ABC):
 
     name: str = "robot"
     control_hz: float = 15.0
-    action_spaces: tuple[str, ...] = ("cartesian_velocity", "cartesian_position", "joint_position",
-                                      "joint_velocity")
+    action_spaces: tuple[str, ...] = ("cartesian_velocity", "cartesian_position", "joint_position", "joint_velocity")
     _RENAMED = {"close": "disconnect"}
 
     def connect(self) -> None:
@@ -61,5 +60,9 @@ class Robot(Connectable, ABC):
 
     def info(self) -> dict[str, Any]:
         """Static description recorded with every episode (type, serial, rate, spaces)."""
-        return {"robot_type": self.name, "robot_serial": "", "control_hz": self.control_hz,
-                "action_spaces": list(self.action_spaces)}
+        return {
+            "robot_type": self.name,
+            "robot_serial": "",
+            "control_hz": self.control_hz,
+            "action_spaces": list(self.action_spaces),
+        }

@@ -90,9 +90,17 @@ def unpack(payload: bytes, max_bytes: int) -> Any:
     if len(payload) > max_bytes:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True,
-                               max_str_len=max_bytes, max_bin_len=max_bytes, max_array_len=max_bytes,
-                               max_map_len=max_bytes, max_ext_len=0)
+        return msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
+            max_array_len=max_bytes,
+            max_map_len=max_bytes,
+            max_ext_len=0,
+        )
     except Exception as e:  # msgpack raises several types (ValueError, ExtraData, FormatError, StackError ...)
         raise ProtocolError(f"malformed message: not a msgpack document ({type(e).__name__}: {e})") from None
 
@@ -156,8 +164,9 @@ def check_action(action: list[Any], space: str) -> np.ndarray:
         raise ValueError(f"unknown action space {space!r}; expected one of {tuple(ACTION_DIMS)}")
     n = ACTION_DIMS[space]
     if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in action):
-        raise ValueError(f"action for {space!r} must be a flat list of {n} (+1 gripper) numbers, got "
-                         f"{str(action)[:200]}")
+        raise ValueError(
+            f"action for {space!r} must be a flat list of {n} (+1 gripper) numbers, got {str(action)[:200]}"
+        )
     if len(action) not in (n, n + 1):
         raise ValueError(f"action for {space!r} must have {n} values (+1 optional gripper), got {len(action)}")
     a = np.asarray(action, dtype=np.float64)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from robolearn.config import opt
 from robolearn.hardware import plugins
 from robolearn.hardware.robots.base import Robot
-from robolearn.config import opt
 
 
 def _make_sim(**options: Any) -> Robot:
@@ -47,7 +48,6 @@ def make_robot(name: str, **options: Any) -> Robot:
     """A new (not yet connected) robot called `name`, built with `options`. ValueError for an unknown name
     (with suggestions) or options the robot does not take; TypeError when a plugin does not build a Robot."""
     return plugins.build(plugins.ROBOTS, name, BUILTIN, options, Robot, "robot")
-
 
 
 def _for(robot: str, default: Any, help: str) -> Any:

@@ -62,8 +62,14 @@ class _Link:
 class RemoteRobot(Robot):
     name = "remote"
 
-    def __init__(self, address: str = "tcp://127.0.0.1:5555", token: str | None = None, timeout_s: float = 1.0,
-                 home_timeout_s: float = 30.0, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str = "tcp://127.0.0.1:5555",
+        token: str | None = None,
+        timeout_s: float = 1.0,
+        home_timeout_s: float = 30.0,
+        client_id: str | None = None,
+    ) -> None:
         if not address.startswith("tcp://"):
             raise ValueError(f"robot server address must look like tcp://HOST:PORT, got {address!r}")
         for what, t in (("timeout_s", timeout_s), ("home_timeout_s", home_timeout_s)):
@@ -104,8 +110,9 @@ class RemoteRobot(Robot):
         self._teardown()
         self._ctx = zmq.Context()
         self._failure, self._session = "", ""
-        reply = self._request("hello", self.timeout_s, token=self.token, protocol=P.PROTOCOL_VERSION,
-                              client=self.client_id)
+        reply = self._request(
+            "hello", self.timeout_s, token=self.token, protocol=P.PROTOCOL_VERSION, client=self.client_id
+        )
         try:
             self._session = str(reply["session"])
             self._info = dict(reply["info"])
@@ -118,8 +125,9 @@ class RemoteRobot(Robot):
             self._fail(f"robot server at {self.address} sent a malformed hello reply ({e})")
             raise RobotError(self._failure) from None
         self._hb_stop.clear()
-        self._hb_thread = threading.Thread(target=self._heartbeat_loop, args=(self._new_socket(),),
-                                           name="remote-robot-heartbeat", daemon=True)
+        self._hb_thread = threading.Thread(
+            target=self._heartbeat_loop, args=(self._new_socket(),), name="remote-robot-heartbeat", daemon=True
+        )
         self._hb_thread.start()
 
     def disconnect(self) -> None:
@@ -147,7 +155,7 @@ class RemoteRobot(Robot):
                 self._ctx.destroy(linger=0)
                 self._ctx = None
 
-    def _new_socket(self) -> "_Link":
+    def _new_socket(self) -> _Link:
         s = self._ctx.socket(zmq.REQ)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SNDTIMEO, int(self.timeout_s * 1000))
@@ -178,8 +186,7 @@ class RemoteRobot(Robot):
             seq = self._seq
             self._in_flight = True
             try:
-                payload = self._exchange(self._sock, P.encode_request(cmd, seq, self._session, **args),
-                                         cmd, timeout_s)
+                payload = self._exchange(self._sock, P.encode_request(cmd, seq, self._session, **args), cmd, timeout_s)
             except RobotError:
                 self._sock.close()  # a REQ socket that missed its reply cannot send again
                 self._sock = None
@@ -189,7 +196,7 @@ class RemoteRobot(Robot):
                 self._last_sent = time.monotonic()
         return self._result(payload, cmd, seq)
 
-    def _exchange(self, link: "_Link", request: bytes, cmd: str, timeout_s: float) -> bytes:
+    def _exchange(self, link: _Link, request: bytes, cmd: str, timeout_s: float) -> bytes:
         """Send and wait for the reply; fails at once if the connection drops or is refused meanwhile."""
         deadline = time.monotonic() + timeout_s
         try:
@@ -203,14 +210,18 @@ class RemoteRobot(Robot):
                 if link.sock in ready:
                     return link.sock.recv()
                 if link.monitor in ready and link.drain_events():
-                    self._fail(f"robot server at {self.address} closed or refused the connection while "
-                               f"answering {cmd} (is `robolearn robot-server` running there?)")
+                    self._fail(
+                        f"robot server at {self.address} closed or refused the connection while "
+                        f"answering {cmd} (is `robolearn robot-server` running there?)"
+                    )
                     raise RobotError(self._failure)
         except zmq.ZMQError as e:
             self._fail(f"robot server at {self.address}: {cmd} failed ({e})")
             raise RobotError(self._failure) from None
-        self._fail(f"robot server at {self.address} did not answer {cmd} within {timeout_s:g} s (is "
-                   f"`robolearn robot-server` running there and reachable?)")
+        self._fail(
+            f"robot server at {self.address} did not answer {cmd} within {timeout_s:g} s (is "
+            f"`robolearn robot-server` running there and reachable?)"
+        )
         raise RobotError(self._failure)
 
     def _result(self, payload: bytes, cmd: str, seq: int) -> Any:
@@ -235,7 +246,7 @@ class RemoteRobot(Robot):
         self._check_link()
         return self._request(cmd, timeout_s or self.timeout_s, **args)
 
-    def _heartbeat_loop(self, sock: "_Link") -> None:
+    def _heartbeat_loop(self, sock: _Link) -> None:
         # >= 2.5 beats per control period, and >= 5 per server watchdog timeout (if configured shorter)
         period = min(1.0 / (HEARTBEAT_RATE * self.control_hz), self.heartbeat_timeout_s / 5)
         seq = 0
@@ -247,8 +258,9 @@ class RemoteRobot(Robot):
                     continue  # a request in flight or just answered already shows we are alive
                 seq += 1
                 try:
-                    payload = self._exchange(sock, P.encode_request("heartbeat", seq, self._session), "heartbeat",
-                                             self.timeout_s)
+                    payload = self._exchange(
+                        sock, P.encode_request("heartbeat", seq, self._session), "heartbeat", self.timeout_s
+                    )
                     self._result(payload, "heartbeat", seq)
                 except (RobotError, ValueError):
                     return  # _fail() recorded why; the next call raises it

@@ -32,9 +32,9 @@ from typing import Any
 import zmq
 
 from robolearn import __version__
+from robolearn.config import opt
 from robolearn.hardware.robots import protocol as P
 from robolearn.hardware.robots.base import Robot, RobotError
-from robolearn.config import opt
 from robolearn.utils import is_loopback
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,7 @@ class ServerConfig:
     port: int = opt(5555, help="TCP port (0: pick a free one)")
     token: str = opt("", help=f"shared secret clients must present (default: ${TOKEN_ENV})")
     max_message_bytes: int = opt(P.DEFAULT_MAX_MESSAGE_BYTES, help="largest request accepted, in bytes")
-    heartbeat_timeout_s: float = opt(0.0, help="stop the robot after this much client silence "
-                                               "(0: two control periods)")
+    heartbeat_timeout_s: float = opt(0.0, help="stop the robot after this much client silence (0: two control periods)")
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -65,8 +64,10 @@ class ServerConfig:
         if not self.heartbeat_timeout_s >= 0:
             raise ValueError(f"heartbeat_timeout_s must be >= 0, got {self.heartbeat_timeout_s}")
         if not is_loopback(self.bind) and not self.token:
-            raise ValueError(f"refusing to serve the robot on {self.bind!r} without a token: pass --token (or set "
-                             f"${TOKEN_ENV}) so that only clients with it can move the robot, or bind 127.0.0.1")
+            raise ValueError(
+                f"refusing to serve the robot on {self.bind!r} without a token: pass --token (or set "
+                f"${TOKEN_ENV}) so that only clients with it can move the robot, or bind 127.0.0.1"
+            )
         if self.token and len(self.token) < MIN_TOKEN_CHARS:
             raise ValueError(f"token must be at least {MIN_TOKEN_CHARS} characters, got {len(self.token)}")
 
@@ -125,8 +126,13 @@ class RobotServer:
             raise RobotError(f"robot server cannot listen on {self.config.endpoint()}: {e}") from None
         self._ctx, self._sock = ctx, sock
         self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        log.info("serving %s at %s (heartbeat timeout %.3f s, token %s)", self.robot.name, self.address,
-                 self.heartbeat_timeout_s, "required" if self.config.token else "not required")
+        log.info(
+            "serving %s at %s (heartbeat timeout %.3f s, token %s)",
+            self.robot.name,
+            self.address,
+            self.heartbeat_timeout_s,
+            "required" if self.config.token else "not required",
+        )
         return self.address
 
     def serve_forever(self) -> None:
@@ -142,7 +148,7 @@ class RobotServer:
             self._serving = False
             self._close()
 
-    def serve_in_thread(self) -> "RobotServer":
+    def serve_in_thread(self) -> RobotServer:
         self.start()
         self._thread = threading.Thread(target=self.serve_forever, name="robot-server", daemon=True)
         self._thread.start()
@@ -157,7 +163,7 @@ class RobotServer:
         if not self._serving:
             self._close()
 
-    def __enter__(self) -> "RobotServer":
+    def __enter__(self) -> RobotServer:
         self.start()
         return self
 
@@ -201,8 +207,9 @@ class RobotServer:
         if silent > self.heartbeat_timeout_s:
             s.stopped_for_silence = True
             self.silence_stops += 1
-            log.warning("client %s silent for %.3f s (> %.3f s): stopping the robot", s.client, silent,
-                        self.heartbeat_timeout_s)
+            log.warning(
+                "client %s silent for %.3f s (> %.3f s): stopping the robot", s.client, silent, self.heartbeat_timeout_s
+            )
             self._safe_stop("heartbeat watchdog")
 
     def _safe_stop(self, why: str) -> None:
@@ -238,33 +245,46 @@ class RobotServer:
     def _hello(self, req: P.Request) -> dict[str, Any]:
         a = req.args
         if self.config.token and not hmac.compare_digest(a["token"].encode(), self.config.token.encode()):
-            log.warning("refused hello from client %r: wrong token", a["client"][:P.MAX_ID_CHARS])
-            raise P.ProtocolError("wrong token: this robot server requires the shared token it was started with",
-                                  "auth")
+            log.warning("refused hello from client %r: wrong token", a["client"][: P.MAX_ID_CHARS])
+            raise P.ProtocolError(
+                "wrong token: this robot server requires the shared token it was started with", "auth"
+            )
         if a["protocol"] != P.PROTOCOL_VERSION:
-            raise P.ProtocolError(f"client speaks robot protocol {a['protocol']}, this server speaks "
-                                  f"{P.PROTOCOL_VERSION}; install matching robolearn versions")
+            raise P.ProtocolError(
+                f"client speaks robot protocol {a['protocol']}, this server speaks "
+                f"{P.PROTOCOL_VERSION}; install matching robolearn versions"
+            )
         client = a["client"]
         if not client or len(client) > P.MAX_ID_CHARS:
             raise P.ProtocolError(f"client id must be 1..{P.MAX_ID_CHARS} characters")
         now = time.monotonic()
         s = self._session
         if s is not None and s.client != client and now - s.last_seen <= self.heartbeat_timeout_s:
-            raise P.ProtocolError(f"robot is in use by client {s.client!r} (heard {now - s.last_seen:.3f} s ago); it "
-                                  f"can be taken over once that client is silent for {self.heartbeat_timeout_s:.3f} s",
-                                  "busy")
+            raise P.ProtocolError(
+                f"robot is in use by client {s.client!r} (heard {now - s.last_seen:.3f} s ago); it "
+                f"can be taken over once that client is silent for {self.heartbeat_timeout_s:.3f} s",
+                "busy",
+            )
         if s is not None and s.client != client:
             log.warning("client %r takes over the robot from silent client %r", client, s.client)
         self._session = _Session(secrets.token_hex(16), client, time.monotonic())
         log.info("client %r connected", client)
-        return {"session": self._session.id, "protocol": P.PROTOCOL_VERSION, "info": self.robot.info(),
-                "heartbeat_timeout_s": self.heartbeat_timeout_s, "server": f"robolearn {__version__}"}
+        return {
+            "session": self._session.id,
+            "protocol": P.PROTOCOL_VERSION,
+            "info": self.robot.info(),
+            "heartbeat_timeout_s": self.heartbeat_timeout_s,
+            "server": f"robolearn {__version__}",
+        }
 
     def _authorise(self, req: P.Request) -> _Session:
         s = self._session
         if s is None or not hmac.compare_digest(req.session.encode(), s.id.encode()):
-            raise P.ProtocolError(f"{req.cmd}: unknown or expired session; send hello first (another client may "
-                                  f"have taken over, or the server restarted)", "auth")
+            raise P.ProtocolError(
+                f"{req.cmd}: unknown or expired session; send hello first (another client may "
+                f"have taken over, or the server restarted)",
+                "auth",
+            )
         s.last_seen = time.monotonic()
         s.stopped_for_silence = False
         return s
@@ -277,8 +297,10 @@ class RobotServer:
             return self.robot.state()
         if req.cmd == "apply":
             if a["space"] not in self.robot.action_spaces:
-                raise ValueError(f"robot {self.robot.name!r} does not take {a['space']!r} actions; it takes "
-                                 f"{list(self.robot.action_spaces)}")
+                raise ValueError(
+                    f"robot {self.robot.name!r} does not take {a['space']!r} actions; it takes "
+                    f"{list(self.robot.action_spaces)}"
+                )
             return self.robot.apply(P.check_action(a["action"], a["space"]), a["space"])
         if req.cmd == "home":
             P.check_home(float(a["noise"]), a["seed"])

@@ -10,10 +10,10 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from robolearn.hardware.robots.base import Robot, RobotError
 from robolearn.config import opt
 from robolearn.envs.household import HouseholdEnv
 from robolearn.envs.robot import ACTION_DIMS
+from robolearn.hardware.robots.base import Robot, RobotError
 
 
 @dataclass
@@ -32,8 +32,15 @@ class SimRobot(Robot):
         self.config = config or SimRobotConfig()
         c = self.config
         self.control_hz = c.control_hz
-        self.env = HouseholdEnv(task=c.task, household=c.household, scene=c.scene, scene_seed=c.scene_seed,
-                                cameras=(), control_hz=c.control_hz, terminate_on_success=False)
+        self.env = HouseholdEnv(
+            task=c.task,
+            household=c.household,
+            scene=c.scene,
+            scene_seed=c.scene_seed,
+            cameras=(),
+            control_hz=c.control_hz,
+            terminate_on_success=False,
+        )
         self._episode_seed = 0
         self._connected = False
         self._closed = False
@@ -91,6 +98,16 @@ class SimRobot(Robot):
 
     def info(self) -> dict[str, Any]:
         c = self.config
-        return {**super().info(), "robot_type": "robolearn_sim_arm7", "robot_serial": "sim",
-                "env": {"suite": "household", "task": c.task, "household": c.household, "scene": c.scene,
-                        "scene_seed": c.scene_seed, "mujoco_version": mujoco.__version__}}
+        return {
+            **super().info(),
+            "robot_type": "robolearn_sim_arm7",
+            "robot_serial": "sim",
+            "env": {
+                "suite": "household",
+                "task": c.task,
+                "household": c.household,
+                "scene": c.scene,
+                "scene_seed": c.scene_seed,
+                "mujoco_version": mujoco.__version__,
+            },
+        }

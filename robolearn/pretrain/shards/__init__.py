@@ -31,15 +31,58 @@ Modules: `layout` (names, formats, a finished shard's tables), `write` (decoding
 (tokenising, index.h5, report.json), `read` (ShardSource). Their public names are importable from here.
 """
 
-from robolearn.pretrain.shards.index import (ClipRecord, IndexStats, Tokenized, finish_prepare, load_tokenizer, tokenize,
-                                             write_index, write_report)
-from robolearn.pretrain.shards.layout import (INDEX_FORMAT, INDEX_NAME, REPORT_NAME, SHARD_FORMAT, SHARD_RE, VERSION,
-                                              PrepareError, ShardContents, read_shard_tables, scan_output, shard_name)
+from robolearn.pretrain.shards.index import (
+    ClipRecord,
+    IndexStats,
+    Tokenized,
+    finish_prepare,
+    load_tokenizer,
+    tokenize,
+    write_index,
+    write_report,
+)
+from robolearn.pretrain.shards.layout import (
+    INDEX_FORMAT,
+    INDEX_NAME,
+    REPORT_NAME,
+    SHARD_FORMAT,
+    SHARD_RE,
+    VERSION,
+    PrepareError,
+    ShardContents,
+    read_shard_tables,
+    scan_output,
+    shard_name,
+)
 from robolearn.pretrain.shards.read import ShardSource
-from robolearn.pretrain.shards.write import (DIED, LOCK_NAME, ClipResult, ClipTask, WriteStats, output_lock,
-                                             write_shards)
+from robolearn.pretrain.shards.write import DIED, LOCK_NAME, ClipResult, ClipTask, WriteStats, output_lock, write_shards
 
-__all__ = ["DIED", "INDEX_FORMAT", "INDEX_NAME", "LOCK_NAME", "REPORT_NAME", "SHARD_FORMAT", "SHARD_RE", "VERSION",
-           "ClipRecord", "ClipResult", "ClipTask", "IndexStats", "PrepareError", "ShardContents", "ShardSource",
-           "Tokenized", "WriteStats", "finish_prepare", "load_tokenizer", "output_lock", "read_shard_tables",
-           "scan_output", "shard_name", "tokenize", "write_index", "write_report", "write_shards"]
+__all__ = [
+    "DIED",
+    "INDEX_FORMAT",
+    "INDEX_NAME",
+    "LOCK_NAME",
+    "REPORT_NAME",
+    "SHARD_FORMAT",
+    "SHARD_RE",
+    "VERSION",
+    "ClipRecord",
+    "ClipResult",
+    "ClipTask",
+    "IndexStats",
+    "PrepareError",
+    "ShardContents",
+    "ShardSource",
+    "Tokenized",
+    "WriteStats",
+    "finish_prepare",
+    "load_tokenizer",
+    "output_lock",
+    "read_shard_tables",
+    "scan_output",
+    "shard_name",
+    "tokenize",
+    "write_index",
+    "write_report",
+    "write_shards",
+]

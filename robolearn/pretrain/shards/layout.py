@@ -54,15 +54,29 @@ def read_shard_tables(path: Path) -> ShardContents:
     """The tables of a finished shard; ValueError if it is not a complete shard."""
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
-                     for k, v in f.attrs.items()}
+            attrs = {
+                k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
+                for k, v in f.attrs.items()
+            }
             if attrs.get("format") != SHARD_FORMAT or not attrs.get("complete"):
                 raise ValueError(f"{path}: not a complete {SHARD_FORMAT} file (attrs {attrs})")
             c = f["clips"]
-            failed = {i: (s, e) for i, s, e in zip(_str_list(f["failed/id"]), _str_list(f["failed/split"]),
-                                                  _str_list(f["failed/error"]))}
-            return ShardContents(path.name, attrs, _str_list(c["id"]), _str_list(c["split"]), c["first"][()],
-                                 c["n_frames"][()], c["fps"][()], failed)
+            failed = {
+                i: (s, e)
+                for i, s, e in zip(
+                    _str_list(f["failed/id"]), _str_list(f["failed/split"]), _str_list(f["failed/error"])
+                )
+            }
+            return ShardContents(
+                path.name,
+                attrs,
+                _str_list(c["id"]),
+                _str_list(c["split"]),
+                c["first"][()],
+                c["n_frames"][()],
+                c["fps"][()],
+                failed,
+            )
     except (OSError, KeyError) as e:
         raise ValueError(f"{path}: unreadable shard ({e})") from None
 
@@ -87,7 +101,9 @@ def scan_output(out: Path, expect: dict[str, Any] | None = None) -> tuple[list[S
             continue
         for k, v in (expect or {}).items():
             if v is not None and sc.attrs.get(k) != v:
-                raise PrepareError(f"{p}: was prepared with {k}={sc.attrs.get(k)!r}, this run asks for {v!r}; use "
-                                   f"the same setting to resume, or a new --out folder")
+                raise PrepareError(
+                    f"{p}: was prepared with {k}={sc.attrs.get(k)!r}, this run asks for {v!r}; use "
+                    f"the same setting to resume, or a new --out folder"
+                )
         shards.append(sc)
     return shards, removed

@@ -6,8 +6,9 @@ DataLoader workers).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -50,22 +51,32 @@ class ShardSource:
         self.folder = Path(folder)
         path = self.folder / INDEX_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no pretraining index here; run `robolearn pretrain prepare --out "
-                                    f"{self.folder} ...` first")
+            raise FileNotFoundError(
+                f"{path}: no pretraining index here; run `robolearn pretrain prepare --out {self.folder} ...` first"
+            )
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != INDEX_FORMAT:
                 raise ValueError(f"{path}: attrs/format is {f.attrs.get('format')!r}, expected {INDEX_FORMAT!r}")
-            self.attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
-                          for k, v in f.attrs.items()}
+            self.attrs = {
+                k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
+                for k, v in f.attrs.items()
+            }
             self.shards = _str_list(f["shards"])
             g = f["clips"]
             self.shard = g["shard"][()]
             self.first = g["first"][()]
             self.templates = _str_list(g["template"])
-            self.table = ClipTable(name or str(self.attrs.get("source", "ssv2")), _str_list(g["id"]),
-                                   _str_list(g["caption"]), g["n_frames"][()], g["split"][()], g["input_ids"][()],
-                                   g["attention_mask"][()], self.attrs.get("cls_token_id", 101),
-                                   self.attrs.get("pad_token_id", 0))
+            self.table = ClipTable(
+                name or str(self.attrs.get("source", "ssv2")),
+                _str_list(g["id"]),
+                _str_list(g["caption"]),
+                g["n_frames"][()],
+                g["split"][()],
+                g["input_ids"][()],
+                g["attention_mask"][()],
+                self.attrs.get("cls_token_id", 101),
+                self.attrs.get("pad_token_id", 0),
+            )
         self.size = self.attrs.get("size")
         self.max_open = max_open
         self._pid = -1

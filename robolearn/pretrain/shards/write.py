@@ -10,17 +10,26 @@ import multiprocessing as mp
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
 
-from robolearn.pretrain.shards.layout import _STR, SHARD_FORMAT, SHARD_RE, VERSION, PrepareError, scan_output, shard_name
+from robolearn.pretrain.shards.layout import (
+    _STR,
+    SHARD_FORMAT,
+    SHARD_RE,
+    VERSION,
+    PrepareError,
+    scan_output,
+    shard_name,
+)
 
 
 @dataclass(frozen=True)
@@ -81,11 +90,11 @@ def _write_shard(path: Path, clips: list[ClipResult], failures: list[ClipResult]
             held += len(b)
             if held >= 32 << 20:
                 buf = np.frombuffer(b"".join(block), np.uint8)
-                data[pos: pos + buf.size] = buf
+                data[pos : pos + buf.size] = buf
                 pos, block, held = pos + buf.size, [], 0
         if block:
             buf = np.frombuffer(b"".join(block), np.uint8)
-            data[pos: pos + buf.size] = buf
+            data[pos : pos + buf.size] = buf
         f.create_dataset("frames/index", data=index)
         f.create_dataset("clips/id", data=np.array([c.id for c in clips], dtype=_STR), dtype=_STR)
         f.create_dataset("clips/split", data=np.array([c.split for c in clips], dtype=_STR), dtype=_STR)
@@ -93,8 +102,11 @@ def _write_shard(path: Path, clips: list[ClipResult], failures: list[ClipResult]
         f.create_dataset("clips/n_frames", data=n_frames)
         f.create_dataset("clips/fps", data=np.array([c.fps for c in clips], np.float64))
         f.create_dataset("clips/source_hw", data=np.array([c.source_hw for c in clips], np.int64).reshape(-1, 2))
-        for key, vals in (("id", [c.id for c in failures]), ("split", [c.split for c in failures]),
-                          ("error", [c.error or "" for c in failures])):
+        for key, vals in (
+            ("id", [c.id for c in failures]),
+            ("split", [c.split for c in failures]),
+            ("error", [c.error or "" for c in failures]),
+        ):
             f.create_dataset(f"failed/{key}", data=np.array(vals, dtype=_STR), dtype=_STR)
         f.attrs["complete"] = True
         f.flush()
@@ -120,8 +132,9 @@ def output_lock(out: str | Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise PrepareError(f"{out}: another prepare run (pid {holder}) is writing this folder; wait for it "
-                               "or use another --out") from None
+            raise PrepareError(
+                f"{out}: another prepare run (pid {holder}) is writing this folder; wait for it or use another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield out
@@ -144,17 +157,20 @@ def _alone(task: ClipTask, worker: Callable[[ClipTask], ClipResult], ctx: Any) -
         try:
             ex.submit(_ping).result()
         except BrokenProcessPool:
-            raise PrepareError("decoding worker processes die before doing any work (with the 'spawn' start "
-                               "method a script calling prepare must guard its code with `if __name__ == "
-                               "'__main__':`); nothing was recorded for the clips in flight") from None
+            raise PrepareError(
+                "decoding worker processes die before doing any work (with the 'spawn' start "
+                "method a script calling prepare must guard its code with `if __name__ == "
+                "'__main__':`); nothing was recorded for the clips in flight"
+            ) from None
         try:
             return ex.submit(worker, task).result()
         except BrokenProcessPool:
             return ClipResult(task.id, task.split, error=DIED)
 
 
-def _results(tasks: Sequence[ClipTask], worker: Callable[[ClipTask], ClipResult], workers: int,
-             start_method: str | None) -> Iterator[ClipResult]:
+def _results(
+    tasks: Sequence[ClipTask], worker: Callable[[ClipTask], ClipResult], workers: int, start_method: str | None
+) -> Iterator[ClipResult]:
     """Results in task order. With workers > 0: a process pool with a bounded window of tasks in flight (memory
     stays bounded when one clip is slow); if a worker process dies, the tasks in flight are redone one process
     each, so only the clip that kills its process is marked failed, and the pool is restarted."""
@@ -186,11 +202,19 @@ def _results(tasks: Sequence[ClipTask], worker: Callable[[ClipTask], ClipResult]
         ex.shutdown(wait=True, cancel_futures=True)
 
 
-def write_shards(out: str | Path, tasks: Sequence[ClipTask], worker: Callable[[ClipTask], ClipResult],
-                 attrs: dict[str, Any], workers: int = 0, frames_per_shard: int = 8192, retry_failed: bool = False,
-                 start_method: str | None = "spawn", check_attrs: Sequence[str] = ("size", "encoding", "source"),
-                 on_shard: Callable[[str, WriteStats], None] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> WriteStats:
+def write_shards(
+    out: str | Path,
+    tasks: Sequence[ClipTask],
+    worker: Callable[[ClipTask], ClipResult],
+    attrs: dict[str, Any],
+    workers: int = 0,
+    frames_per_shard: int = 8192,
+    retry_failed: bool = False,
+    start_method: str | None = "spawn",
+    check_attrs: Sequence[str] = ("size", "encoding", "source"),
+    on_shard: Callable[[str, WriteStats], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> WriteStats:
     """Decode `tasks` with `worker` (a picklable top-level function; `workers` processes, 0 = in this process)
     into new shards of about `frames_per_shard` frames, skipping clips already in finished shards.
 
@@ -207,8 +231,7 @@ def write_shards(out: str | Path, tasks: Sequence[ClipTask], worker: Callable[[C
         if not retry_failed:
             done.update(sc.failed)
     todo = [t for t in tasks if t.id not in done]
-    stats = WriteStats(total=len(tasks), done_before=len(tasks) - len(todo), decoded=len(todo),
-                       removed_partial=removed)
+    stats = WriteStats(total=len(tasks), done_before=len(tasks) - len(todo), decoded=len(todo), removed_partial=removed)
     next_i = max((int(SHARD_RE.match(s.name).group(1)) + 1 for s in shards), default=0)  # type: ignore[union-attr]
     clips: list[ClipResult] = []
     failures: list[ClipResult] = []
