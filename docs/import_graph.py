@@ -24,7 +24,7 @@ FLOORS: list[list[str]] = [
     ["data", "envs", "encoders"],
     ["hardware", "policies", "pretrain"],
     ["collection", "eval"],
-    ["workflows", "cli"],
+    ["workflows", "suite", "cli"],
 ]
 
 

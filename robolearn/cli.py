@@ -20,6 +20,7 @@ STAGES = (
     "policies",
     "eval",
     "workflows",
+    "suite",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable
 

@@ -31,6 +31,7 @@ FLOORS = {
     "collection": 3,
     "eval": 3,
     "workflows": 4,
+    "suite": 4,
     "cli": 4,
 }
 ROOT_FLOOR = 0  # robolearn/__init__.py: the version, nothing else

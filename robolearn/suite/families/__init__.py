@@ -1,0 +1,1 @@
+"""The built-in scenarios; importing this package registers them (robolearn.suite.scenario.register)."""
