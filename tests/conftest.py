@@ -41,3 +41,15 @@ def copy_tree(tmp_path: Path) -> Callable[[Path, str], Path]:
         return Path(shutil.copytree(src, tmp_path / name))
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """(chromium, chromedriver) paths, installing Debian's packages on a fresh machine (tests/browser_driver.py)."""
+    from browser_driver import BrowserUnavailable, find_or_install_chromium
+
+    try:
+        return find_or_install_chromium()
+    except BrowserUnavailable as e:
+        reason = str(e)
+    pytest.fail(f"headless Chromium is needed for the browser tests and could not be set up: {reason}", pytrace=False)

@@ -1,5 +1,5 @@
 """`robolearn data serve`: the dataset browser's JSON API over plain HTTP (urllib), and the page itself driven
-in headless Chromium (tests/data/browser_driver.py; installs Debian's chromium + chromium-driver when they are
+in headless Chromium (tests/browser_driver.py; installs Debian's chromium + chromium-driver when they are
 missing, and FAILS with the reason when that is impossible)."""
 
 from __future__ import annotations
@@ -350,17 +350,6 @@ def test_serve_refuses_missing_folder(tmp_path):
 
 
 # ---- the page in headless Chromium ------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def chromium() -> tuple[str, str]:
-    from browser_driver import BrowserUnavailable, find_or_install_chromium
-
-    try:
-        return find_or_install_chromium()
-    except BrowserUnavailable as e:
-        reason = str(e)
-    pytest.fail(f"headless Chromium is needed for the browser test and could not be set up: {reason}", pytrace=False)
-
-
 ROWS = "return document.querySelectorAll('#episodes tbody tr').length"
 IMAGES = """return [...document.querySelectorAll('#cameras img.cam')].map(i => ({
   camera: i.dataset.camera, src: i.getAttribute('src'), complete: i.complete, w: i.naturalWidth}))"""
