@@ -6,7 +6,7 @@ in the reply); every command except `hello` also carries `session` (str, returne
     hello      token: str, protocol: int, client: str   -> {session, protocol, info, heartbeat_timeout_s, server}
     state                                               -> {joint_positions: [7 floats], ..., gripper_position: float}
     apply      action: [floats], space: str             -> {cartesian_velocity: [6], ..., gripper_position: float}
-    home       noise: float >= 0, seed: int | nil       -> nil
+    home       noise: float in [0, 1], seed: int | nil  -> nil
     stop                                                -> nil
     heartbeat                                           -> nil
     close                                               -> nil   (stops the robot, ends the session)
