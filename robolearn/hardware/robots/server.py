@@ -22,8 +22,8 @@ Safety:
 - A refused request from the session's client (bad action, garbage on its connection, a driver error) stops
   the robot as well: a client that sends nonsense mid-episode gets a held robot, not its last velocity.
 - Every bad request gets an error reply; nothing a client sends can stop the server. Limits: a request over
-  `max_message_bytes` gets an error reply; a frame over 16x that is refused by ZeroMQ (ZMQ_MAXMSGSIZE) while
-  its size header arrives, before it is buffered, and the peer is dropped without a reply. ZeroMQ caps each
+  `max_message_bytes` gets an error reply; a frame over 16x is refused by ZeroMQ (ZMQ_MAXMSGSIZE) when
+  its size header arrives, before it is buffered, and its peer is dropped without a reply. ZeroMQ caps each
   frame, not the number of frames of one multipart message, so a local peer can still make the server buffer
   many frames (requests with more than one payload frame are refused once read).
 """
