@@ -11,11 +11,21 @@ Safety:
   `hello` before the robot is touched. The token travels in clear text: expose the server only on a
   trusted network (or tunnel it, e.g. `ssh -L`).
 - One client holds the robot at a time (a session from `hello`); another client may take over only once the
-  holder has been silent longer than the heartbeat timeout (by then the robot is stopped).
+  holder has been silent for `takeover_after_s` (default max(1 s, 5 heartbeat timeouts); by then the robot is
+  stopped). Longer than the watchdog on purpose: a flood that delays the holder's requests for a moment gets
+  the robot stopped, not handed to the flooder.
 - Heartbeat watchdog: when the session's client sends nothing (no request, no heartbeat) for longer than
   `heartbeat_timeout_s` (default two control periods, 2 / control_hz) the server calls `robot.stop()`, once
   per silence, and logs it.
-- Every bad request gets an error reply; nothing a client sends can stop the server.
+- Vanished client: a socket monitor reports each closed TCP connection; when one of the session's connections
+  (known by the source fd of its requests) closes without `close`, the robot is stopped at once.
+- A refused request from the session's client (bad action, garbage on its connection, a driver error) stops
+  the robot as well: a client that sends nonsense mid-episode gets a held robot, not its last velocity.
+- Every bad request gets an error reply; nothing a client sends can stop the server. Limits: a request over
+  `max_message_bytes` gets an error reply; a frame over 16x is refused by ZeroMQ (ZMQ_MAXMSGSIZE) when
+  its size header arrives, before it is buffered, and its peer is dropped without a reply. ZeroMQ caps each
+  frame, not the number of frames of one multipart message, so a local peer can still make the server buffer
+  many frames (requests with more than one payload frame are refused once read).
 """
 
 from __future__ import annotations
@@ -26,10 +36,11 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from robolearn import __version__
 from robolearn.config import opt
@@ -50,7 +61,10 @@ class ServerConfig:
     port: int = opt(5555, help="TCP port (0: pick a free one)")
     token: str = opt("", help=f"shared secret clients must present (default: ${TOKEN_ENV})")
     max_message_bytes: int = opt(P.DEFAULT_MAX_MESSAGE_BYTES, help="largest request accepted, in bytes")
-    heartbeat_timeout_s: float = opt(0.0, help="stop the robot after this much client silence (0: two control periods)")
+    heartbeat_timeout_s: float = opt(0.0, help="stop the robot after this much client silence "
+                                               "(0: two control periods)")
+    takeover_after_s: float = opt(0.0, help="let another client take the robot after this much silence of the "
+                                            "holder (0: max(1 s, 5 heartbeat timeouts))")
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -63,6 +77,8 @@ class ServerConfig:
             raise ValueError(f"max_message_bytes must be in 1 KiB..16 MiB, got {self.max_message_bytes}")
         if not self.heartbeat_timeout_s >= 0:
             raise ValueError(f"heartbeat_timeout_s must be >= 0, got {self.heartbeat_timeout_s}")
+        if not self.takeover_after_s >= 0:
+            raise ValueError(f"takeover_after_s must be >= 0, got {self.takeover_after_s}")
         if not is_loopback(self.bind) and not self.token:
             raise ValueError(
                 f"refusing to serve the robot on {self.bind!r} without a token: pass --token (or set "
@@ -82,6 +98,7 @@ class _Session:
     client: str
     last_seen: float
     stopped_for_silence: bool = False
+    fds: set[int] = field(default_factory=set)  # source fds of the client's connections (ZMQ_SRCFD)
 
 
 class RobotServer:
@@ -95,14 +112,20 @@ class RobotServer:
         if not hz > 0:
             raise ValueError(f"robot {robot.name!r} has control_hz {hz}; expected > 0")
         self.heartbeat_timeout_s = self.config.heartbeat_timeout_s or 2.0 / hz
+        self.takeover_after_s = max(self.config.takeover_after_s or max(1.0, 5 * self.heartbeat_timeout_s),
+                                    self.heartbeat_timeout_s)
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._poller: zmq.Poller | None = None
         self._session: _Session | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._serving = False
         self.address = ""
         self.silence_stops = 0  # how many times the watchdog stopped the robot
+        self.disconnect_stops = 0  # ... a session connection closed without `close`
+        self.error_stops = 0  # ... the session's client sent a request that was refused
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -125,6 +148,10 @@ class RobotServer:
             ctx.term()
             raise RobotError(f"robot server cannot listen on {self.config.endpoint()}: {e}") from None
         self._ctx, self._sock = ctx, sock
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info(
             "serving %s at %s (heartbeat timeout %.3f s, token %s)",
@@ -174,9 +201,14 @@ class RobotServer:
         if self._sock is None:
             return
         self._safe_stop("server shutting down")
+        try:
+            self._sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self._monitor.close(linger=0)
         self._sock.close(linger=0)
         self._ctx.term()
-        self._sock = self._ctx = None
+        self._sock = self._ctx = self._monitor = self._poller = None
         self._session = None
         log.info("robot server at %s closed", self.address)
 
@@ -186,18 +218,47 @@ class RobotServer:
         s = self._session
         if s is not None and not s.stopped_for_silence:
             wait = max(0.0, min(wait, s.last_seen + self.heartbeat_timeout_s - time.monotonic()) + 1e-3)
-        if self._sock.poll(int(wait * 1000) + 1, zmq.POLLIN):
+        ready = dict(self._poller.poll(int(wait * 1000) + 1))
+        if self._monitor in ready:
+            self._drain_monitor()
+        if self._sock in ready:
             try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 frames = []
             if len(frames) >= 2:  # [identity, (empty delimiter,) payload]
-                reply = self.handle(frames[-1])
-                try:
-                    self._sock.send_multipart([*frames[:-1], reply], zmq.NOBLOCK)
-                except zmq.ZMQError as e:  # the peer went away or is not reading: nothing to do
-                    log.debug("reply dropped: %s", e)
+                self._reply(frames)
         self._check_watchdog()
+
+    def _reply(self, frames: list[zmq.Frame]) -> None:
+        delimited = len(frames) >= 3 and not frames[1].bytes
+        envelope = [frames[0].bytes, b""] if delimited else [frames[0].bytes]
+        fd = _source_fd(frames[-1])
+        if len(frames) != len(envelope) + 1:
+            message = (f"malformed message: expected one payload frame after the envelope, got "
+                       f"{len(frames) - len(envelope)}; use a REQ socket, or DEALER with an empty delimiter frame")
+            self._hold_after_error(None, fd, message)
+            reply = P.error_reply(-1, "protocol", message)
+        else:
+            reply = self.handle(frames[-1].bytes, fd)
+        try:
+            self._sock.send_multipart([*envelope, reply], zmq.NOBLOCK)
+        except zmq.ZMQError as e:  # the peer went away or is not reading: nothing to do
+            log.debug("reply dropped: %s", e)
+
+    def _drain_monitor(self) -> None:
+        while self._monitor.poll(0):
+            try:
+                event = recv_monitor_message(self._monitor)
+            except (zmq.ZMQError, ValueError, IndexError):
+                continue
+            s, fd = self._session, int(event.get("value", -1))
+            if event["event"] == zmq.EVENT_DISCONNECTED and s is not None and fd in s.fds:
+                s.fds.discard(fd)
+                self.disconnect_stops += 1
+                s.stopped_for_silence = True  # already stopped for this silence
+                log.warning("client %s closed a connection without `close`: stopping the robot", s.client)
+                self._safe_stop("client connection closed")
 
     def _check_watchdog(self) -> None:
         s = self._session
@@ -219,36 +280,51 @@ class RobotServer:
             log.error("robot.stop() failed (%s): %s: %s", why, type(e).__name__, e)
 
     # --- requests ------------------------------------------------------------------------------------------
-    def handle(self, payload: bytes) -> bytes:
-        """One request's reply bytes; never raises."""
+    def handle(self, payload: bytes, fd: int = -1) -> bytes:
+        """One request's reply bytes (`fd`: the source fd of the connection it came on, -1 if unknown); never
+        raises. A refused request from the session's client stops the robot."""
         seq = -1
+        session: _Session | None = None
         try:
             req = P.decode_request(payload, self.config.max_message_bytes)
             seq = req.seq
             if req.cmd == "hello":
-                return P.ok_reply(seq, self._hello(req))
-            session = self._authorise(req)
+                return P.ok_reply(seq, self._hello(req, fd))
+            session = self._authorise(req, fd)
             try:
                 return P.ok_reply(seq, self._dispatch(req))
             finally:
                 session.last_seen = time.monotonic()  # the client waited for us, it was not silent
         except P.ProtocolError as e:
-            return P.error_reply(seq, e.kind, str(e))
+            kind, message = e.kind, str(e)
         except ValueError as e:
-            return P.error_reply(seq, "value", str(e))
+            kind, message = "value", str(e)
         except RobotError as e:
-            return P.error_reply(seq, "robot", str(e))
+            kind, message = "robot", str(e)
         except Exception as e:  # a driver bug: report it, keep serving
             log.exception("internal error handling a request")
-            return P.error_reply(seq, "internal", f"{type(e).__name__}: {e}")
+            kind, message = "internal", f"{type(e).__name__}: {e}"
+        self._hold_after_error(session, fd, message)
+        return P.error_reply(seq, kind, message)
 
-    def _hello(self, req: P.Request) -> dict[str, Any]:
+    def _hold_after_error(self, session: _Session | None, fd: int, message: str) -> None:
+        """Stop the robot when the refused request came from the session's client (by session or connection)."""
+        s = self._session
+        if s is None or not (session is s or (fd >= 0 and fd in s.fds)):
+            return
+        self.error_stops += 1
+        log.warning("refused a request from client %s mid-session (%s): stopping the robot", s.client,
+                    message[:200])
+        self._safe_stop("refused request")
+
+    def _hello(self, req: P.Request, fd: int = -1) -> dict[str, Any]:
         a = req.args
         if self.config.token and not hmac.compare_digest(a["token"].encode(), self.config.token.encode()):
-            log.warning("refused hello from client %r: wrong token", a["client"][: P.MAX_ID_CHARS])
-            raise P.ProtocolError(
-                "wrong token: this robot server requires the shared token it was started with", "auth"
-            )
+            log.warning("refused hello from client %r: %s token", a["client"][:P.MAX_ID_CHARS],
+                        "wrong" if a["token"] else "no")
+            what = "wrong token" if a["token"] else "missing token (empty)"
+            raise P.ProtocolError(f"{what}: this robot server requires the shared token it was started with "
+                                  f"(client: --token or ${TOKEN_ENV})", "auth")
         if a["protocol"] != P.PROTOCOL_VERSION:
             raise P.ProtocolError(
                 f"client speaks robot protocol {a['protocol']}, this server speaks "
@@ -259,15 +335,13 @@ class RobotServer:
             raise P.ProtocolError(f"client id must be 1..{P.MAX_ID_CHARS} characters")
         now = time.monotonic()
         s = self._session
-        if s is not None and s.client != client and now - s.last_seen <= self.heartbeat_timeout_s:
-            raise P.ProtocolError(
-                f"robot is in use by client {s.client!r} (heard {now - s.last_seen:.3f} s ago); it "
-                f"can be taken over once that client is silent for {self.heartbeat_timeout_s:.3f} s",
-                "busy",
-            )
+        if s is not None and s.client != client and now - s.last_seen <= self.takeover_after_s:
+            raise P.ProtocolError(f"robot is in use by client {s.client!r} (heard {now - s.last_seen:.3f} s ago); it "
+                                  f"can be taken over once that client is silent for {self.takeover_after_s:.3f} s",
+                                  "busy")
         if s is not None and s.client != client:
             log.warning("client %r takes over the robot from silent client %r", client, s.client)
-        self._session = _Session(secrets.token_hex(16), client, time.monotonic())
+        self._session = _Session(secrets.token_hex(16), client, time.monotonic(), fds={fd} if fd >= 0 else set())
         log.info("client %r connected", client)
         return {
             "session": self._session.id,
@@ -277,7 +351,7 @@ class RobotServer:
             "server": f"robolearn {__version__}",
         }
 
-    def _authorise(self, req: P.Request) -> _Session:
+    def _authorise(self, req: P.Request, fd: int = -1) -> _Session:
         s = self._session
         if s is None or not hmac.compare_digest(req.session.encode(), s.id.encode()):
             raise P.ProtocolError(
@@ -287,6 +361,8 @@ class RobotServer:
             )
         s.last_seen = time.monotonic()
         s.stopped_for_silence = False
+        if fd >= 0:
+            s.fds.add(fd)
         return s
 
     def _dispatch(self, req: P.Request) -> Any:
@@ -315,3 +391,11 @@ class RobotServer:
             self.robot.stop()
             return None
         raise P.ProtocolError(f"unknown command {req.cmd!r}")  # unreachable: decode_request checks
+
+
+def _source_fd(frame: zmq.Frame) -> int:
+    """The fd of the TCP connection a frame arrived on (ZMQ_SRCFD), -1 when libzmq does not say."""
+    try:
+        return int(frame.get(zmq.SRCFD))
+    except (zmq.ZMQError, AttributeError, TypeError, ValueError):
+        return -1
