@@ -40,8 +40,9 @@ class RobotServerCommand(RobotSelection, ServerConfig):
 def robot_server(cfg: RobotServerCommand) -> int:
     """Serve a robot to a remote station over ZeroMQ (127.0.0.1 unless given a token)."""
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server_cfg = ServerConfig(cfg.bind, cfg.port, cfg.token, cfg.max_message_bytes, cfg.heartbeat_timeout_s,
-                              cfg.takeover_after_s)
+    server_cfg = ServerConfig(
+        cfg.bind, cfg.port, cfg.token, cfg.max_message_bytes, cfg.heartbeat_timeout_s, cfg.takeover_after_s
+    )
     try:
         robot = make_robot_from(cfg)
     except (ValueError, TypeError) as e:

@@ -19,20 +19,20 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
 import zmq
+from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)
 
+from robolearn.data.schema import ACTION_FIELDS, STATE_FIELDS
 from robolearn.hardware.robots import protocol as P
 from robolearn.hardware.robots.base import Robot
 from robolearn.hardware.robots.server import RobotServer, ServerConfig
 from robolearn.hardware.robots.sim import SimRobot
-from robolearn.data.schema import ACTION_FIELDS, STATE_FIELDS
-
-from robot_server import start_server_process  # noqa: E402 (tests/ is on sys.path)
 
 MAX_ERROR_CHARS = 600  # an error message says what was wrong in a line or two, never echoes the payload
 
@@ -178,8 +178,9 @@ def sim_served() -> Iterator[tuple[RobotServer, RecordingSim]]:
 
 
 @pytest.fixture()
-def served(sim_served: tuple[RobotServer, RecordingSim], caplog: pytest.LogCaptureFixture
-           ) -> Iterator[tuple[RobotServer, RecordingSim]]:
+def served(
+    sim_served: tuple[RobotServer, RecordingSim], caplog: pytest.LogCaptureFixture
+) -> Iterator[tuple[RobotServer, RecordingSim]]:
     """The module's sim server; after the test it still serves, and it logged no traceback."""
     server, _ = sim_served
     with caplog.at_level(logging.WARNING, logger="robolearn.hardware.robots.server"):
@@ -224,9 +225,11 @@ def test_random_bytes_on_the_tcp_port_do_not_disturb_the_server(served: tuple[Ro
 
 def test_truncated_and_padded_msgpack_get_protocol_errors(served: tuple[RobotServer, RecordingSim]) -> None:
     server, robot = served
-    valid = [P.encode_request("hello", 1, token="t" * 8, protocol=1, client="x"),
-             P.encode_request("apply", 2, "s" * 32, action=[0.1] * 7, space="cartesian_velocity"),
-             P.encode_request("home", 3, "s" * 32, noise=0.1, seed=4)]
+    valid = [
+        P.encode_request("hello", 1, token="t" * 8, protocol=1, client="x"),
+        P.encode_request("apply", 2, "s" * 32, action=[0.1] * 7, space="cartesian_velocity"),
+        P.encode_request("home", 3, "s" * 32, noise=0.1, seed=4),
+    ]
     with client(server.address) as c:
         for payload in valid:
             for n in range(len(payload)):
@@ -258,8 +261,10 @@ WRONG_SHAPES: list[tuple[Any, str]] = [
     ({"cmd": "hello", "seq": 1, "token": "", "protocol": 1, "client": ""}, "client id must be 1..128 characters"),
     ({"cmd": "hello", "seq": 1, "token": "", "protocol": 1, "client": "x" * 200}, "client id must be 1..128"),
     ({"cmd": "hello", "seq": 1, "token": "", "protocol": 1, "client": ["x"]}, "'client' must be str, got list"),
-    ({"cmd": "apply", "seq": 1, "session": "", "action": {"x": 1}, "space": "joint_position"},
-     "field 'action' must be list, got dict"),
+    (
+        {"cmd": "apply", "seq": 1, "session": "", "action": {"x": 1}, "space": "joint_position"},
+        "field 'action' must be list, got dict",
+    ),
     ({"cmd": "apply", "seq": 1, "session": "", "action": [0.0] * 7}, "apply: missing field 'space' (str)"),
     ({"cmd": "home", "seq": 1, "session": "", "noise": 0.0, "seed": "7"}, "'seed' must be int or nil, got str"),
     ({"cmd": "state", "seq": 1, "session": 5}, "'session' must be a string, got int"),
@@ -290,8 +295,9 @@ def test_depth_bombs_get_errors(served: tuple[RobotServer, RecordingSim]) -> Non
         head = msgpack.packb({"cmd": "apply", "seq": 9, "session": c.session, "space": "cartesian_velocity"})
         bomb = bytes([head[0] + 1]) + head[1:] + msgpack.packb("action") + nested_list(1000)  # one more field
         stops = len(robot.stops)
-        assert_error(c.ask_bytes(bomb), ("value",), "must be a flat list of 6 (+1 gripper) numbers",
-                     "value 0 is a list")
+        assert_error(
+            c.ask_bytes(bomb), ("value",), "must be a flat list of 6 (+1 gripper) numbers", "value 0 is a list"
+        )
         assert len(robot.stops) == stops + 1  # the session's client sent nonsense: the robot holds
         assert c.ask("close").ok
 
@@ -357,10 +363,15 @@ def test_bad_home_arguments_are_refused(served: tuple[RobotServer, RecordingSim]
     server, robot = served
     with holder(server.address) as c:
         homes = robot.homes
-        for noise, seed, expected in [(float("nan"), None, "noise must be a finite number >= 0 and <= 1 rad"),
-                                      (float("inf"), None, "noise"), (-0.1, None, "noise"), (1.5, None, "noise"),
-                                      (1e9, 3, "noise"), (0.0, -1, "seed must be nil or an integer in [0, 2**63 - 1]"),
-                                      (0.0, 2**64 - 1, "seed must be nil")]:
+        for noise, seed, expected in [
+            (float("nan"), None, "noise must be a finite number >= 0 and <= 1 rad"),
+            (float("inf"), None, "noise"),
+            (-0.1, None, "noise"),
+            (1.5, None, "noise"),
+            (1e9, 3, "noise"),
+            (0.0, -1, "seed must be nil or an integer in [0, 2**63 - 1]"),
+            (0.0, 2**64 - 1, "seed must be nil"),
+        ]:
             assert_error(c.ask("home", noise=noise, seed=seed), ("value",), expected)
         assert robot.homes == homes
         assert c.ask("home", noise=0.0, seed=2**63 - 1).ok
@@ -382,8 +393,11 @@ def test_message_size_limits(served: tuple[RobotServer, RecordingSim]) -> None:
     limit = server.config.max_message_bytes
     with client(server.address) as c:
         assert_error(c.ask_bytes(padded_stop(limit)), ("protocol",), "unexpected field(s) ['pad']")  # decoded
-        assert_error(c.ask_bytes(padded_stop(limit + 1)), ("protocol",),
-                     f"message of {limit + 1} bytes exceeds the limit of {limit} bytes")
+        assert_error(
+            c.ask_bytes(padded_stop(limit + 1)),
+            ("protocol",),
+            f"message of {limit + 1} bytes exceeds the limit of {limit} bytes",
+        )
         assert_error(c.ask_bytes(b"\x00" * (4 * limit)), ("protocol",), "exceeds the limit")
     with client(server.address) as c:  # over ZMQ_MAXMSGSIZE (16x): ZeroMQ drops the connection, no reply
         c.send_bytes(b"\x00" * (16 * limit + 1))
@@ -439,9 +453,12 @@ def test_request_floods_from_several_clients_are_all_answered() -> None:
     spy = Spy()  # its own server: the default takeover delay (1 s), which a flood must not outlast
     server = RobotServer(spy, ServerConfig(port=0)).serve_in_thread()
     per_client, n_clients = 1000, 4
-    junk = [b"\xc1", msgpack.packb({"cmd": "state", "seq": 1, "session": "guess"}),
-            msgpack.packb({"cmd": "dance", "seq": 1}),
-            msgpack.packb({"cmd": "hello", "seq": 1, "token": "", "protocol": 1, "client": "flooder"})]
+    junk = [
+        b"\xc1",
+        msgpack.packb({"cmd": "state", "seq": 1, "session": "guess"}),
+        msgpack.packb({"cmd": "dance", "seq": 1}),
+        msgpack.packb({"cmd": "hello", "seq": 1, "token": "", "protocol": 1, "client": "flooder"}),
+    ]
     answered = [0] * n_clients
     kinds: set[str] = set()
 
@@ -480,7 +497,8 @@ def test_request_floods_from_several_clients_are_all_answered() -> None:
 
 # --- vanishing clients and garbage mid-episode --------------------------------------------------------------------
 def test_client_vanishing_mid_episode_gets_the_robot_held_within_a_control_period(
-        served: tuple[RobotServer, RecordingSim]) -> None:
+    served: tuple[RobotServer, RecordingSim],
+) -> None:
     server, robot = served
     period = 1.0 / robot.control_hz
     for _ in range(3):
@@ -515,8 +533,9 @@ while True:
 
 def test_killed_remote_robot_process_gets_the_robot_held(served: tuple[RobotServer, RecordingSim]) -> None:
     server, robot = served
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, server.address], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CLIENT, server.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         for _ in range(3):
             assert proc.stdout.readline().strip() == "applied", proc.stderr.read() if proc.poll() else ""
@@ -536,8 +555,13 @@ def test_killed_remote_robot_process_gets_the_robot_held(served: tuple[RobotServ
 def test_garbage_from_the_holder_mid_episode_holds_the_robot(served: tuple[RobotServer, RecordingSim]) -> None:
     server, robot = served
     rng = np.random.default_rng(2)
-    garbage = [b"\xc1", rng.bytes(50), msgpack.packb([0.5] * 6), msgpack.packb({"cmd": "apply", "seq": 1}),
-               msgpack.packb({"cmd": "fly", "seq": 1, "session": ""})]
+    garbage = [
+        b"\xc1",
+        rng.bytes(50),
+        msgpack.packb([0.5] * 6),
+        msgpack.packb({"cmd": "apply", "seq": 1}),
+        msgpack.packb({"cmd": "fly", "seq": 1, "session": ""}),
+    ]
     with holder(server.address) as c:
         for payload in garbage:
             assert c.ask("apply", action=[0.5, 0, 0, 0, 0, 0], space="cartesian_velocity").ok
@@ -561,14 +585,27 @@ def test_missing_and_wrong_tokens_never_touch_the_robot() -> None:
         with client(server.address) as c:
             hello = {"cmd": "hello", "seq": 1, "protocol": P.PROTOCOL_VERSION, "client": "x"}
             assert_error(c.ask_bytes(msgpack.packb(hello)), ("protocol",), "missing field 'token'")
-            for token, expected in [("", "missing token (empty)"), ("wrong-horse", "wrong token"),
-                                    ("Correct-horse", "wrong token"), ("correct-horse\x00", "wrong token"),
-                                    ("correct-hors", "wrong token"), ("x" * 10_000, "wrong token")]:
+            for token, expected in [
+                ("", "missing token (empty)"),
+                ("wrong-horse", "wrong token"),
+                ("Correct-horse", "wrong token"),
+                ("correct-horse\x00", "wrong token"),
+                ("correct-hors", "wrong token"),
+                ("x" * 10_000, "wrong token"),
+            ]:
                 assert_error(c.hello(token=token), ("auth",), expected, "requires the shared token")
-            assert_error(c.ask_bytes(msgpack.packb({**hello, "token": b"correct-horse"})), ("protocol",),
-                         "'token' must be str, got bytes")
-            for cmd, fields in [("state", {}), ("apply", {"action": [0.0] * 6, "space": "cartesian_velocity"}),
-                                ("stop", {}), ("close", {}), ("home", {"noise": 0.0, "seed": None})]:
+            assert_error(
+                c.ask_bytes(msgpack.packb({**hello, "token": b"correct-horse"})),
+                ("protocol",),
+                "'token' must be str, got bytes",
+            )
+            for cmd, fields in [
+                ("state", {}),
+                ("apply", {"action": [0.0] * 6, "space": "cartesian_velocity"}),
+                ("stop", {}),
+                ("close", {}),
+                ("home", {"noise": 0.0, "seed": None}),
+            ]:
                 for session in ("", "0" * 32, "guess"):
                     c.session = session
                     assert_error(c.ask(cmd, **fields), ("auth",), "unknown or expired session; send hello first")
@@ -579,13 +616,18 @@ def test_missing_and_wrong_tokens_never_touch_the_robot() -> None:
 
 
 def test_second_client_cannot_take_or_stop_the_robot_while_the_first_holds_it(
-        served: tuple[RobotServer, RecordingSim]) -> None:
+    served: tuple[RobotServer, RecordingSim],
+) -> None:
     server, robot = served
     with holder(server.address, "operator-a") as a, client(server.address) as b:
         assert a.ask("apply", action=[0.5, 0, 0, 0, 0, 0], space="cartesian_velocity").ok
         stops = len(robot.stops)
-        assert_error(b.hello("operator-b"), ("busy",), "robot is in use by client 'operator-a'",
-                     "can be taken over once that client is silent for")
+        assert_error(
+            b.hello("operator-b"),
+            ("busy",),
+            "robot is in use by client 'operator-a'",
+            "can be taken over once that client is silent for",
+        )
         for cmd in ("stop", "close", "state"):
             b.session = "0" * 32
             assert_error(b.ask(cmd), ("auth",), "unknown or expired session")

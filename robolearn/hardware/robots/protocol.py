@@ -44,8 +44,12 @@ MAX_SEED = 2**63 - 1
 # its limits (cartesian_velocity to [-1, 1], joints to their ranges and speed limit); beyond it the sender has
 # the units or the scale wrong. cartesian_position: xyz [m], then a wxyz quaternion whose norm must lie in
 # QUAT_NORM_RANGE (the robot normalises it).
-ACTION_BOUNDS: dict[str, float] = {"cartesian_velocity": 2.0, "cartesian_position": 5.0, "joint_position": 2 * math.pi,
-                                   "joint_velocity": 10.0}
+ACTION_BOUNDS: dict[str, float] = {
+    "cartesian_velocity": 2.0,
+    "cartesian_position": 5.0,
+    "joint_position": 2 * math.pi,
+    "joint_velocity": 10.0,
+}
 QUAT_NORM_RANGE = (0.1, 2.0)
 GRIPPER_RANGE = (-1.0, 2.0)  # the robot clips to 0 (open) .. 1 (closed)
 
@@ -116,8 +120,10 @@ def unpack(payload: bytes, max_bytes: int) -> Any:
         )
     except Exception as e:  # msgpack raises several types (ValueError, ExtraData, FormatError, StackError ...)
         if isinstance(e, msgpack.StackError):
-            raise ProtocolError(f"malformed message: nested deeper than {MAX_DEPTH} levels; a request is a flat map "
-                                f"of scalars and one flat list") from None
+            raise ProtocolError(
+                f"malformed message: nested deeper than {MAX_DEPTH} levels; a request is a flat map "
+                f"of scalars and one flat list"
+            ) from None
         raise ProtocolError(f"malformed message: not a msgpack document ({type(e).__name__}: {e})") from None
 
 
@@ -187,8 +193,10 @@ def check_action(action: list[Any], space: str) -> np.ndarray:
     n = ACTION_DIMS[space]
     for i, v in enumerate(action):
         if not isinstance(v, _NUMBER) or isinstance(v, bool):
-            raise ValueError(f"action for {space!r} must be a flat list of {n} (+1 gripper) numbers; value {i} is "
-                             f"a {type(v).__name__}: {_brief(v)}")
+            raise ValueError(
+                f"action for {space!r} must be a flat list of {n} (+1 gripper) numbers; value {i} is "
+                f"a {type(v).__name__}: {_brief(v)}"
+            )
     if len(action) not in (n, n + 1):
         raise ValueError(f"action for {space!r} must have {n} values (+1 optional gripper), got {len(action)}")
     a = np.asarray(action, dtype=np.float64)
@@ -197,19 +205,29 @@ def check_action(action: list[Any], space: str) -> np.ndarray:
     bound = ACTION_BOUNDS[space]
     arm = a[:3] if space == "cartesian_position" else a[:n]
     if np.any(np.abs(arm) > bound):
-        unit = {"cartesian_velocity": " (normalised, the robot clips to [-1, 1])", "cartesian_position": " m",
-                "joint_position": " rad", "joint_velocity": " rad/s"}[space]
-        raise ValueError(f"action for {space!r} is out of range: |value| must be <= {bound:g}{unit}, got "
-                         f"{arm.tolist()}; refused, not applied")
+        unit = {
+            "cartesian_velocity": " (normalised, the robot clips to [-1, 1])",
+            "cartesian_position": " m",
+            "joint_position": " rad",
+            "joint_velocity": " rad/s",
+        }[space]
+        raise ValueError(
+            f"action for {space!r} is out of range: |value| must be <= {bound:g}{unit}, got "
+            f"{arm.tolist()}; refused, not applied"
+        )
     if space == "cartesian_position":
         norm = float(np.linalg.norm(a[3:7]))
         lo, hi = QUAT_NORM_RANGE
         if not lo <= norm <= hi:
-            raise ValueError(f"action for 'cartesian_position': quaternion (wxyz, values 3..6) must have a norm in "
-                             f"[{lo:g}, {hi:g}] (it is normalised), got norm {norm:g}; refused, not applied")
+            raise ValueError(
+                f"action for 'cartesian_position': quaternion (wxyz, values 3..6) must have a norm in "
+                f"[{lo:g}, {hi:g}] (it is normalised), got norm {norm:g}; refused, not applied"
+            )
     if a.shape[0] == n + 1 and not GRIPPER_RANGE[0] <= a[n] <= GRIPPER_RANGE[1]:
-        raise ValueError(f"action for {space!r}: gripper value (last) must be in [{GRIPPER_RANGE[0]:g}, "
-                         f"{GRIPPER_RANGE[1]:g}] (0 open .. 1 closed, clipped), got {a[n]:g}; refused, not applied")
+        raise ValueError(
+            f"action for {space!r}: gripper value (last) must be in [{GRIPPER_RANGE[0]:g}, "
+            f"{GRIPPER_RANGE[1]:g}] (0 open .. 1 closed, clipped), got {a[n]:g}; refused, not applied"
+        )
     return a
 
 

@@ -61,10 +61,12 @@ class ServerConfig:
     port: int = opt(5555, help="TCP port (0: pick a free one)")
     token: str = opt("", help=f"shared secret clients must present (default: ${TOKEN_ENV})")
     max_message_bytes: int = opt(P.DEFAULT_MAX_MESSAGE_BYTES, help="largest request accepted, in bytes")
-    heartbeat_timeout_s: float = opt(0.0, help="stop the robot after this much client silence "
-                                               "(0: two control periods)")
-    takeover_after_s: float = opt(0.0, help="let another client take the robot after this much silence of the "
-                                            "holder (0: max(1 s, 5 heartbeat timeouts))")
+    heartbeat_timeout_s: float = opt(0.0, help="stop the robot after this much client silence (0: two control periods)")
+    takeover_after_s: float = opt(
+        0.0,
+        help="let another client take the robot after this much silence of the "
+        "holder (0: max(1 s, 5 heartbeat timeouts))",
+    )
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -112,8 +114,9 @@ class RobotServer:
         if not hz > 0:
             raise ValueError(f"robot {robot.name!r} has control_hz {hz}; expected > 0")
         self.heartbeat_timeout_s = self.config.heartbeat_timeout_s or 2.0 / hz
-        self.takeover_after_s = max(self.config.takeover_after_s or max(1.0, 5 * self.heartbeat_timeout_s),
-                                    self.heartbeat_timeout_s)
+        self.takeover_after_s = max(
+            self.config.takeover_after_s or max(1.0, 5 * self.heartbeat_timeout_s), self.heartbeat_timeout_s
+        )
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
@@ -235,8 +238,10 @@ class RobotServer:
         envelope = [frames[0].bytes, b""] if delimited else [frames[0].bytes]
         fd = _source_fd(frames[-1])
         if len(frames) != len(envelope) + 1:
-            message = (f"malformed message: expected one payload frame after the envelope, got "
-                       f"{len(frames) - len(envelope)}; use a REQ socket, or DEALER with an empty delimiter frame")
+            message = (
+                f"malformed message: expected one payload frame after the envelope, got "
+                f"{len(frames) - len(envelope)}; use a REQ socket, or DEALER with an empty delimiter frame"
+            )
             self._hold_after_error(None, fd, message)
             reply = P.error_reply(-1, "protocol", message)
         else:
@@ -313,18 +318,21 @@ class RobotServer:
         if s is None or not (session is s or (fd >= 0 and fd in s.fds)):
             return
         self.error_stops += 1
-        log.warning("refused a request from client %s mid-session (%s): stopping the robot", s.client,
-                    message[:200])
+        log.warning("refused a request from client %s mid-session (%s): stopping the robot", s.client, message[:200])
         self._safe_stop("refused request")
 
     def _hello(self, req: P.Request, fd: int = -1) -> dict[str, Any]:
         a = req.args
         if self.config.token and not hmac.compare_digest(a["token"].encode(), self.config.token.encode()):
-            log.warning("refused hello from client %r: %s token", a["client"][:P.MAX_ID_CHARS],
-                        "wrong" if a["token"] else "no")
+            log.warning(
+                "refused hello from client %r: %s token", a["client"][: P.MAX_ID_CHARS], "wrong" if a["token"] else "no"
+            )
             what = "wrong token" if a["token"] else "missing token (empty)"
-            raise P.ProtocolError(f"{what}: this robot server requires the shared token it was started with "
-                                  f"(client: --token or ${TOKEN_ENV})", "auth")
+            raise P.ProtocolError(
+                f"{what}: this robot server requires the shared token it was started with "
+                f"(client: --token or ${TOKEN_ENV})",
+                "auth",
+            )
         if a["protocol"] != P.PROTOCOL_VERSION:
             raise P.ProtocolError(
                 f"client speaks robot protocol {a['protocol']}, this server speaks "
@@ -336,9 +344,11 @@ class RobotServer:
         now = time.monotonic()
         s = self._session
         if s is not None and s.client != client and now - s.last_seen <= self.takeover_after_s:
-            raise P.ProtocolError(f"robot is in use by client {s.client!r} (heard {now - s.last_seen:.3f} s ago); it "
-                                  f"can be taken over once that client is silent for {self.takeover_after_s:.3f} s",
-                                  "busy")
+            raise P.ProtocolError(
+                f"robot is in use by client {s.client!r} (heard {now - s.last_seen:.3f} s ago); it "
+                f"can be taken over once that client is silent for {self.takeover_after_s:.3f} s",
+                "busy",
+            )
         if s is not None and s.client != client:
             log.warning("client %r takes over the robot from silent client %r", client, s.client)
         self._session = _Session(secrets.token_hex(16), client, time.monotonic(), fds={fd} if fd >= 0 else set())
