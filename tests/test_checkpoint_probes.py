@@ -14,8 +14,9 @@ import json
 import pickle
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -605,3 +606,18 @@ def test_pretrain_checkpoints_of_earlier_runs_load_and_prune_keeps_unreadable(pr
     torch.save({"epoch_end": Evil(marker)}, older / "state.pt")
     assert prune(path.parents[1], Retention(keep_last=1, keep_every_epochs=1)) == []
     assert older.exists()
+
+
+def test_pretrain_cli_turns_a_refused_checkpoint_into_exit_2(pretrain_ckpt, marker, monkeypatch, capsys):
+    """`robolearn pretrain` resuming from a refused checkpoint: one line, exit 2 (the run itself is stubbed to
+    what Trainer.fit does first: load the newest checkpoint)."""
+    from robolearn.pretrain import commands
+    from robolearn.pretrain.checkpoint import latest_checkpoint, load_checkpoint
+
+    path, model, info = pretrain_ckpt
+    torch.save({"step": Evil(marker)}, path / "state.pt")
+    monkeypatch.setattr(commands, "pretrain", lambda cfg: load_checkpoint(latest_checkpoint(path.parents[1]),
+                                                                           model, info))
+    rc, msg = cli(capsys, "pretrain", "--model", "r-mvp-tiny", "--data", path, "--run-dir", path.parents[1])
+    assert rc == 2
+    assert_one_line(msg, str(path / "state.pt"), "refused")

@@ -10,8 +10,8 @@ This package knows nothing of datasets or files beyond checkpoints (see robolear
 
 from robolearn.encoders.base import Encoder
 from robolearn.encoders.config import EncoderConfig
-from robolearn.encoders.language import LanguageModel, LanguageModelError, null_language
 from robolearn.encoders.files import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
+from robolearn.encoders.language import LanguageModel, LanguageModelError, null_language
 from robolearn.encoders.loading import load, load_checkpoint, save
 from robolearn.encoders.map import MAPExtractor
 from robolearn.encoders.mvp import MVP

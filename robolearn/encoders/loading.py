@@ -121,9 +121,9 @@ def load_checkpoint(path: str | Path, weights_only: bool = True, **overrides: An
         if any(ours):
             raise CheckpointNotFoundError(f"{path}: missing {WEIGHTS_FILE if ours[0] else CONFIG_FILE} (a robolearn "
                                           f"encoder checkpoint has {CONFIG_FILE} + {WEIGHTS_FILE})")
-        raise CheckpointNotFoundError(f"{path}: no checkpoint found; expected {CONFIG_FILE} + {WEIGHTS_FILE} (robolearn) "
-                                f"or <id>-config.json + <id>.pt (reference release); found "
-                                f"{sorted(p.name for p in path.iterdir())[:10]}")
+        raise CheckpointNotFoundError(f"{path}: no checkpoint found; expected {CONFIG_FILE} + {WEIGHTS_FILE} "
+                                      f"(robolearn) or <id>-config.json + <id>.pt (reference release); found "
+                                      f"{sorted(p.name for p in path.iterdir())[:10]}")
     if path.suffix == ".safetensors":
         config = path.parent / CONFIG_FILE
         if not config.exists():

@@ -191,9 +191,10 @@ def detect_arch(state: dict[str, torch.Tensor], config: dict[str, Any], source: 
     elif "cls_token" in state and "encoder2decoder.weight" in state:
         arch = "r-mvp"
     else:
-        raise CheckpointError(f"{source}: cannot tell which model these weights belong to (expected reference keys such "
-                         f"as 'lang2encoder.weight', 'ctx_enc_pe', 'decoder_lang_prediction.weight', 'cls_token', "
-                         f"'language_reward.0.weight' or 'resnet.conv1.weight'); found e.g. {sorted(state)[:5]}")
+        raise CheckpointError(f"{source}: cannot tell which model these weights belong to (expected reference keys "
+                              f"such as 'lang2encoder.weight', 'ctx_enc_pe', 'decoder_lang_prediction.weight', "
+                              f"'cls_token', 'language_reward.0.weight' or 'resnet.conv1.weight'); found e.g. "
+                              f"{sorted(state)[:5]}")
     declared = REFERENCE_ARCHS.get(str(config.get("arch", "")))
     if declared is None and config.get("identifier") in MODELS:
         declared = MODELS[config["identifier"]][0]
@@ -249,8 +250,8 @@ def reference_config(state: dict[str, torch.Tensor], config: dict[str, Any], nam
     """Tolerant mapping of the reference's config JSON (+ sizes inferred from the weights) to EncoderConfig."""
     arch = detect_arch(state, config, source)
     if config.get("use_cls_token"):
-        raise CheckpointError(f"{source}: use_cls_token=True checkpoints are not supported (the released models and the "
-                         f"reference training never use a CLS token in Voltron models)")
+        raise CheckpointError(f"{source}: use_cls_token=True checkpoints are not supported (the released models and "
+                              f"the reference training never use a CLS token in Voltron models)")
     fields: dict[str, Any] = {}
     inferred = infer_sizes(state, arch)
     missing_heads = [f for f in ("encoder_heads", "decoder_heads") if f in inferred]
@@ -306,7 +307,7 @@ def find_reference_files(folder: Path) -> tuple[Path, Path | None] | None:
         return weights[0], (configs[0] if len(configs) == 1 else None)
     if len(weights) > 1:
         raise CheckpointError(f"{folder}: several checkpoints {[w.name for w in weights]} and no matching "
-                         f"'<id>-config.json'; pass the .pt file itself")
+                              f"'<id>-config.json'; pass the .pt file itself")
     return None
 
 
