@@ -10,8 +10,9 @@ This package knows nothing of datasets or files beyond checkpoints (see robolear
 
 from robolearn.encoders.base import Encoder
 from robolearn.encoders.config import EncoderConfig
+from robolearn.encoders.files import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
 from robolearn.encoders.language import LanguageModel, LanguageModelError, null_language
-from robolearn.encoders.loading import CheckpointMismatchError, load, load_checkpoint, save
+from robolearn.encoders.loading import load, load_checkpoint, save
 from robolearn.encoders.map import MAPExtractor
 from robolearn.encoders.mvp import MVP
 from robolearn.encoders.pretrained_lm import default_language_model, packaged_language_model
@@ -24,7 +25,9 @@ from robolearn.encoders.vgen import VGen
 __all__ = [
     "MVP",
     "R3M",
+    "CheckpointError",
     "CheckpointMismatchError",
+    "CheckpointNotFoundError",
     "Encoder",
     "EncoderConfig",
     "LanguageModel",

@@ -4,10 +4,12 @@ describe a checkpoint."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from robolearn.config import command, opt, positional
+from robolearn.encoders.files import CheckpointError, one_line
 from robolearn.encoders.loading import load, save
 from robolearn.encoders.registry import MODELS, SIZES
 
@@ -36,13 +38,21 @@ class ConvertCommand:
     source: Path = positional(help="checkpoint folder or file (reference <id>-config.json + <id>.pt, DDP .pt, ours)")
     out: Path = positional(help="output folder (config.json + model.safetensors)")
     voltron_compat: bool | None = opt(None, help="override the padding behaviour (default: keep the checkpoint's)")
-    trust_pickle: bool = opt(False, help="allow arbitrary pickles in .pt files (only for files you trust)")
+    trust_pickle: bool = opt(
+        False,
+        help="allow arbitrary pickles in .pt files (they can run code: only for files "
+        "you trust); the one way past the tensors-only reading of .pt files",
+    )
 
 
 @command("encoders", "convert")
 def convert(cfg: ConvertCommand) -> int:
     """Convert a checkpoint (e.g. a reference release) to robolearn's format."""
-    model, _ = load(cfg.source, voltron_compat=cfg.voltron_compat, weights_only=not cfg.trust_pickle)
+    try:
+        model, _ = load(cfg.source, voltron_compat=cfg.voltron_compat, weights_only=not cfg.trust_pickle)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"robolearn encoders convert: {one_line(e)}", file=sys.stderr)
+        return 2
     save(model, cfg.out)
     print(
         f"wrote {model.config.arch} ({model.num_parameters(trainable_only=False) / 1e6:.2f} M parameters, "
@@ -59,9 +69,13 @@ class InfoCommand:
 @command("encoders", "info")
 def info(cfg: InfoCommand) -> int:
     """Print a checkpoint's config and parameter count (no language model is loaded)."""
-    if cfg.source in MODELS and not Path(cfg.source).exists():
-        model, _ = load(cfg.source, pretrained=False)
-    else:
-        model, _ = load(cfg.source)
+    try:
+        if cfg.source in MODELS and not Path(cfg.source).exists():
+            model, _ = load(cfg.source, pretrained=False)
+        else:
+            model, _ = load(cfg.source)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"robolearn encoders info: {one_line(e)}", file=sys.stderr)
+        return 2
     print(json.dumps({**model.config.to_dict(), "parameters": model.num_parameters(trainable_only=False)}, indent=2))
     return 0

@@ -3,6 +3,11 @@
 Our format (also what robolearn.pretrain checkpoints contain):
     <dir>/config.json          EncoderConfig fields (+ "format", "robolearn_version")
     <dir>/model.safetensors    the state dict (bare keys)
+
+Every refusal is a CheckpointError (a ValueError; CheckpointNotFoundError for missing files, also a
+FileNotFoundError; CheckpointMismatchError for wrong keys, shapes or dtypes) naming the file. Reference `.pt`
+files are read with `weights_only=True` unless the caller passes `weights_only=False` (the CLI's
+`encoders convert --trust-pickle`).
 """
 
 from __future__ import annotations
@@ -14,11 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from robolearn.encoders import reference
 from robolearn.encoders.base import Encoder
 from robolearn.encoders.config import EncoderConfig
+from robolearn.encoders.files import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    check_field_types,
+    read_json_object,
+    read_safetensors,
+)
 from robolearn.encoders.language import LanguageModel
 from robolearn.encoders.registry import MODELS, build, model_from_config, preprocess_for, unknown_model
 
@@ -34,10 +47,6 @@ RELEASED = {
     "r-r3m-vit": ("1JGk32BLXwI79uDLAGcpbw0PiupBknf-7", "1Yby5oB4oPc33IDQqYxwYjQV3-56hjCTW"),
     "r-r3m-rn50": ("1OS3mB4QRm-MFzHoD9chtzSmVhOA-eL_n", "1t1gkQYr6JbRSkG3fGqy_9laFg_54IIJL"),
 }
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint's parameter names or shapes do not match the model."""
 
 
 def default_cache_dir() -> Path:
@@ -62,7 +71,8 @@ def check_and_load(
     unmapped: list[str] | None = None,
 ) -> None:
     """Strict load; on any mismatch raise CheckpointMismatchError naming every missing / unexpected /
-    mis-shaped key (reference names shown next to ours when the checkpoint was mapped)."""
+    mis-shaped / wrongly typed key (reference names shown next to ours when the checkpoint was mapped). A
+    floating-point tensor may load into another float precision; any other dtype change is a mismatch."""
     expected = model.state_dict()
     origin = origin or {}
 
@@ -76,7 +86,14 @@ def check_and_load(
         for k, v in state.items()
         if k in expected and v.shape != expected[k].shape
     ]
-    if missing or unexpected or misshaped:
+    mistyped = [
+        f"{shown(k)}: checkpoint {v.dtype} vs model {expected[k].dtype}"
+        for k, v in state.items()
+        if k in expected
+        and v.dtype != expected[k].dtype
+        and not (v.dtype.is_floating_point and expected[k].dtype.is_floating_point)
+    ]
+    if missing or unexpected or misshaped or mistyped:
 
         def part(label: str, items: list[str]) -> str:
             more = f" ... (+{len(items) - 20} more)" if len(items) > 20 else ""
@@ -87,18 +104,20 @@ def check_and_load(
             + part("missing key(s)", missing)
             + part("unexpected key(s)", unexpected)
             + part("mis-shaped key(s)", misshaped)
+            + part("wrongly typed key(s)", mistyped)
         )
     model.load_state_dict(state, strict=True)
 
 
 def _load_ours(folder: Path, config_path: Path, weights_path: Path, overrides: dict[str, Any]) -> Encoder:
+    data = read_json_object(config_path, "the encoder's EncoderConfig fields (robolearn.encoders.save)")
+    check_field_types(EncoderConfig, data, str(config_path))
     try:
-        data = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path}: not valid JSON: {e}") from e
-    config = EncoderConfig.from_dict(data, source=str(config_path))
+        config = EncoderConfig.from_dict(data, source=str(config_path))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{config_path}: {e}" if str(config_path) not in str(e) else str(e)) from None
     model = model_from_config(config.replace(**overrides) if overrides else config)
-    check_and_load(model, load_file(str(weights_path)), str(weights_path))
+    check_and_load(model, read_safetensors(weights_path, f"the {config.arch} encoder's weights"), str(weights_path))
     return model
 
 
@@ -119,25 +138,31 @@ def load_checkpoint(path: str | Path, weights_only: bool = True, **overrides: An
     """Build a model from a checkpoint folder or file, either layout (see the module docstring)."""
     path = Path(path)
     if path.is_dir():
-        if (path / CONFIG_FILE).exists() and (path / WEIGHTS_FILE).exists():
+        ours = [(path / f).exists() for f in (CONFIG_FILE, WEIGHTS_FILE)]
+        if all(ours):
             return _load_ours(path, path / CONFIG_FILE, path / WEIGHTS_FILE, overrides)
         found = reference.find_reference_files(path)
         if found is not None:
             return _load_reference(found[0], found[1], overrides, weights_only)
-        raise FileNotFoundError(
-            f"{path}: no checkpoint found; expected {CONFIG_FILE} + {WEIGHTS_FILE} (robolearn) "
-            f"or <id>-config.json + <id>.pt (reference release); found "
+        if any(ours):
+            raise CheckpointNotFoundError(
+                f"{path}: missing {WEIGHTS_FILE if ours[0] else CONFIG_FILE} (a robolearn "
+                f"encoder checkpoint has {CONFIG_FILE} + {WEIGHTS_FILE})"
+            )
+        raise CheckpointNotFoundError(
+            f"{path}: no checkpoint found; expected {CONFIG_FILE} + {WEIGHTS_FILE} "
+            f"(robolearn) or <id>-config.json + <id>.pt (reference release); found "
             f"{sorted(p.name for p in path.iterdir())[:10]}"
         )
     if path.suffix == ".safetensors":
         config = path.parent / CONFIG_FILE
         if not config.exists():
-            raise FileNotFoundError(f"{path}: no {CONFIG_FILE} next to it (needed to rebuild the model)")
+            raise CheckpointNotFoundError(f"{path}: no {CONFIG_FILE} next to it (needed to rebuild the model)")
         return _load_ours(path.parent, config, path, overrides)
     if path.suffix in (".pt", ".pth", ".ckpt"):
         config = path.with_name(f"{path.stem}-config.json")
         return _load_reference(path, config if config.exists() else None, overrides, weights_only)
-    raise ValueError(f"{path}: expected a checkpoint folder, a .safetensors file or a reference .pt file")
+    raise CheckpointError(f"{path}: expected a checkpoint folder, a .safetensors file or a reference .pt file")
 
 
 def load(
@@ -180,14 +205,14 @@ def load(
                     if ids
                     else ""
                 )
-                raise FileNotFoundError(
+                raise CheckpointNotFoundError(
                     f"no local checkpoint for {name!r}: put its files in {folder}/ ({name}-config.json + {name}.pt, "
                     f"or config.json + model.safetensors), pass a checkpoint folder/file path, or use "
                     f"load({name!r}, pretrained=False) for random weights.{where} load() never downloads."
                 )
             model = load_checkpoint(folder, weights_only, **overrides)
     elif any(s in name for s in ("/", "\\")) or Path(name).suffix in (".pt", ".pth", ".safetensors", ".json"):
-        raise FileNotFoundError(f"checkpoint path {name!r} does not exist")
+        raise CheckpointNotFoundError(f"checkpoint path {name!r} does not exist")
     else:
         raise unknown_model(name)
     if language_model is not None and model.uses_language:

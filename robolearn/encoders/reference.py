@@ -14,7 +14,6 @@ lacks a field, sizes are inferred from the weights' shapes.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from robolearn.encoders.config import EncoderConfig
+from robolearn.encoders.files import CheckpointError, check_field_types, read_json_object, read_torch_file
 from robolearn.encoders.registry import MODELS
 
 # --- parameter names: reference -> ours ------------------------------------------------------------------
@@ -210,12 +210,16 @@ def to_reference_state_dict(state_dict: dict[str, torch.Tensor], arch: str) -> d
 
 # --- files ---------------------------------------------------------------------------------------------
 def read_weights(path: Path, weights_only: bool = True) -> dict[str, torch.Tensor]:
-    """The model state dict from a reference .pt (list/tuple, DDP dict or bare dict), `module.` stripped."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as e:
-        hint = " (if you trust this file, retry with weights_only=False)" if weights_only else ""
-        raise ValueError(f"{path}: could not read the checkpoint{hint}: {e}") from e
+    """The model state dict from a reference .pt (list/tuple, DDP dict or bare dict), `module.` stripped.
+    `weights_only=True` (the default) refuses pickles holding anything but tensors and plain values."""
+    obj = read_torch_file(
+        path,
+        "a reference checkpoint: [state_dict, optimizer_state], a dict with "
+        "'model_state_dict' or a state dict of tensors",
+        weights_only,
+        hint="If you trust this file: robolearn encoders convert --trust-pickle SOURCE OUT "
+        "(Python: load(..., weights_only=False)) converts it once to safetensors",
+    )
     if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], dict):
         state = obj[0]  # released [state_dict, optimizer_state]
     elif isinstance(obj, dict) and "model_state_dict" in obj:
@@ -225,12 +229,16 @@ def read_weights(path: Path, weights_only: bool = True) -> dict[str, torch.Tenso
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state = obj
     else:
-        raise ValueError(
-            f"{path}: expected [state_dict, optimizer_state], a dict with 'model_state_dict', or a "
-            f"state dict; got {type(obj).__name__}"
+        raise CheckpointError(
+            f"{path}: expected [state_dict, optimizer_state], a dict with 'model_state_dict', or "
+            f"a state dict; got {type(obj).__name__}"
         )
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ValueError(f"{path}: the state dict must map parameter names to tensors")
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise CheckpointError(f"{path}: the state dict must map parameter names to tensors")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
@@ -250,16 +258,17 @@ def detect_arch(state: dict[str, torch.Tensor], config: dict[str, Any], source: 
     elif "cls_token" in state and "encoder2decoder.weight" in state:
         arch = "r-mvp"
     else:
-        raise ValueError(
-            f"{source}: cannot tell which model these weights belong to (expected reference keys such "
-            f"as 'lang2encoder.weight', 'ctx_enc_pe', 'decoder_lang_prediction.weight', 'cls_token', "
-            f"'language_reward.0.weight' or 'resnet.conv1.weight'); found e.g. {sorted(state)[:5]}"
+        raise CheckpointError(
+            f"{source}: cannot tell which model these weights belong to (expected reference keys "
+            f"such as 'lang2encoder.weight', 'ctx_enc_pe', 'decoder_lang_prediction.weight', "
+            f"'cls_token', 'language_reward.0.weight' or 'resnet.conv1.weight'); found e.g. "
+            f"{sorted(state)[:5]}"
         )
     declared = REFERENCE_ARCHS.get(str(config.get("arch", "")))
     if declared is None and config.get("identifier") in MODELS:
         declared = MODELS[config["identifier"]][0]
     if declared is not None and declared != arch:
-        raise ValueError(f"{source}: the config says {declared!r} but the weights are a {arch!r} model")
+        raise CheckpointError(f"{source}: the config says {declared!r} but the weights are a {arch!r} model")
     return arch
 
 
@@ -311,9 +320,9 @@ def reference_config(
     """Tolerant mapping of the reference's config JSON (+ sizes inferred from the weights) to EncoderConfig."""
     arch = detect_arch(state, config, source)
     if config.get("use_cls_token"):
-        raise ValueError(
-            f"{source}: use_cls_token=True checkpoints are not supported (the released models and the "
-            f"reference training never use a CLS token in Voltron models)"
+        raise CheckpointError(
+            f"{source}: use_cls_token=True checkpoints are not supported (the released models and "
+            f"the reference training never use a CLS token in Voltron models)"
         )
     fields: dict[str, Any] = {}
     inferred = infer_sizes(state, arch)
@@ -337,10 +346,11 @@ def reference_config(
         fields.setdefault(key, value)
     fields["name"] = name if name in MODELS else fields.get("name", arch)
     fields["voltron_compat"] = voltron_compat
+    check_field_types(EncoderConfig, fields, source)
     try:
         return EncoderConfig(arch=arch, **fields)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{source}: the reference config does not describe a valid {arch} model: {e}") from e
+        raise CheckpointError(f"{source}: the reference config does not describe a valid {arch} model: {e}") from e
 
 
 def map_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
@@ -371,7 +381,7 @@ def find_reference_files(folder: Path) -> tuple[Path, Path | None] | None:
     if len(weights) == 1:
         return weights[0], (configs[0] if len(configs) == 1 else None)
     if len(weights) > 1:
-        raise ValueError(
+        raise CheckpointError(
             f"{folder}: several checkpoints {[w.name for w in weights]} and no matching "
             f"'<id>-config.json'; pass the .pt file itself"
         )
@@ -381,10 +391,4 @@ def find_reference_files(folder: Path) -> tuple[Path, Path | None] | None:
 def read_config_json(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of model fields, got {type(data).__name__}")
-    return data
+    return read_json_object(path, "a JSON object of the reference model's constructor arguments")

@@ -178,12 +178,12 @@ def build_backbone(config: PolicyConfig, encoder_config: dict[str, Any] | None =
         name, ckpt = _parse_encoder(config.encoder)
         ckpt = config.encoder_checkpoint or ckpt
         if ckpt:
-            encoder, _ = load(ckpt, freeze=False, **overrides)
+            encoder, _ = load(ckpt, freeze=False, weights_only=True, **overrides)
         else:
             from robolearn.encoders import available_models
 
             if name not in available_models():
-                encoder, _ = load(name, freeze=False, **overrides)  # a checkpoint folder given as the encoder
+                encoder, _ = load(name, freeze=False, weights_only=True, **overrides)  # a checkpoint folder as encoder
             else:
                 encoder = build(name, **overrides)
     return EncoderBackbone(encoder, config.mode)

@@ -4,6 +4,10 @@ With a frozen encoder the tokens of a frame never change, so behaviour cloning t
 tokens (float16) instead of re-encoding images every step. The cache file is keyed by the encoder's
 weights, the policy's input settings and the episode files (path, size, mtime), so later runs on the same
 data and encoder (other seeds, other heads) reuse it; any change gives a new key.
+
+A cache file is read with `weights_only=True` (robolearn.encoders.files: tensors and plain values only) and
+its layout checked against the dataset; a file that is unreadable, holds anything else (a pickle that would
+run code is never unpickled) or does not fit is logged and recomputed, never trusted.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from robolearn.encoders.files import CheckpointError, read_torch_file
 from robolearn.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,25 @@ def compute_features(policy: Any, dataset: Any, batch_size: int = 64, desc: str 
     }
 
 
+def cache_problem(feats: Any, n: int, cameras: int) -> str | None:
+    """Why `feats` is not the cache of `n` samples from `cameras` cameras (None: it is)."""
+    if not isinstance(feats, dict):
+        return f"holds a {type(feats).__name__}, expected a dict"
+    missing = [k for k in ("tokens", "proprio", "action", "action_pad") if k not in feats]
+    if missing:
+        return f"missing {missing}"
+    tokens = feats["tokens"]
+    if not isinstance(tokens, list) or len(tokens) != cameras:
+        return f"'tokens' should be a list of {cameras} tensors"
+    for name, t in [
+        *((f"tokens[{i}]", t) for i, t in enumerate(tokens)),
+        *((k, feats[k]) for k in ("proprio", "action", "action_pad")),
+    ]:
+        if not isinstance(t, torch.Tensor) or t.ndim == 0 or len(t) != n:
+            return f"{name} should be a tensor of {n} samples"
+    return None
+
+
 def cached_features(
     policy: Any, dataset: Any, paths: list[Path], chunk: int, cache_dir: Path | None, desc: str = "features"
 ) -> dict[str, Any]:
@@ -89,12 +113,14 @@ def cached_features(
     f = Path(cache_dir) / f"{key}.pt"
     if f.exists():
         try:
-            feats = torch.load(f, weights_only=True)
-            if len(feats["proprio"]) == len(dataset):
+            feats = read_torch_file(f, "a feature cache (tokens, proprio, action, action_pad tensors)")
+            problem = cache_problem(feats, len(dataset), len(policy.config.cameras))
+            if problem is None:
                 log.info("feature cache hit: %s", f)
                 return feats
-        except Exception as e:  # a damaged cache file is recomputed, never trusted
-            log.warning("ignoring unreadable feature cache %s (%s)", f, e)
+            log.warning("ignoring feature cache %s (%s); recomputing", f, problem)
+        except CheckpointError as e:  # a damaged or foreign cache file is recomputed, never trusted
+            log.warning("ignoring unreadable feature cache (%s); recomputing", e)
     feats = compute_features(policy, dataset, desc=desc)
     f.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(f) as tmp:

@@ -8,6 +8,9 @@ loss over the un-padded actions of each chunk, and writes a run folder:
     OUT/policy/                the final policy     OUT/loss.png        training / validation loss
     OUT/checkpoints/step_N/    policy + train_state.pt (optimizer, schedule, RNG) for --resume
 
+train_state.pt holds tensors, plain values and numpy RNG arrays only, and --resume reads it with
+`weights_only=True` (robolearn.encoders.files): a file holding anything else is refused, never unpickled.
+
 Frozen encoders have their tokens computed once (features.py); baselines and fine-tuned encoders stream
 frames through the loader with random-shift augmentation. The `robolearn train` command is in commands.py.
 """
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from robolearn.config import opt, save_config, to_dict
+from robolearn.encoders.files import CheckpointError, CheckpointNotFoundError, read_torch_file
 from robolearn.policies.checkpoint import load_policy, save_policy
 from robolearn.policies.config import PolicyConfig
 from robolearn.policies.features import cached_features, default_cache_dir
@@ -346,9 +350,74 @@ def _lr_factor(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
 
 
+def _checkpoints(out: Path) -> list[Path]:
+    """out/checkpoints/step_<N> folders, oldest first (other names are not checkpoints)."""
+    found = [p for p in (out / "checkpoints").glob("step_*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
 def _latest_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    ckpts = _checkpoints(out)
     return ckpts[-1] if ckpts else None
+
+
+TRAIN_STATE = "train_state.pt"
+_STATE_KEYS = {
+    "step": "an integer",
+    "optimizer": "the optimizer's state dict",
+    "torch_rng": "a uint8 tensor",
+    "gen": "a uint8 tensor",
+    "numpy_rng": "numpy's RNG state tuple",
+    "python_rng": "random's state tuple",
+}
+
+
+def load_train_state(ck: Path) -> dict[str, Any]:
+    """A checkpoint's train_state.pt, read without unpickling objects and checked key by key; CheckpointError
+    (CheckpointNotFoundError when missing) names the file and the problem."""
+    f = Path(ck) / TRAIN_STATE
+    what = "the training state (step, optimizer, RNG states) robolearn train writes"
+    st = read_torch_file(
+        f, what, hint=f"Delete {ck} to resume from the checkpoint before it, or train again without --resume"
+    )
+    if not isinstance(st, dict):
+        raise CheckpointError(f"{f}: holds a {type(st).__name__}, expected a dict ({what})")
+    missing = [k for k in _STATE_KEYS if k not in st]
+    if missing:
+        raise CheckpointError(f"{f}: missing key(s) {missing}; expected {', '.join(_STATE_KEYS)}")
+    ok = {
+        "step": isinstance(st["step"], int) and not isinstance(st["step"], bool) and st["step"] >= 0,
+        "optimizer": isinstance(st["optimizer"], dict) and {"state", "param_groups"} <= set(st["optimizer"]),
+        "torch_rng": isinstance(st["torch_rng"], torch.Tensor) and st["torch_rng"].dtype == torch.uint8,
+        "gen": isinstance(st["gen"], torch.Tensor) and st["gen"].dtype == torch.uint8,
+        "numpy_rng": isinstance(st["numpy_rng"], (tuple, list)) and len(st["numpy_rng"]) == 5,
+        "python_rng": isinstance(st["python_rng"], tuple) and len(st["python_rng"]) == 3,
+    }
+    bad = [f"{k} (expected {_STATE_KEYS[k]}, got {type(st[k]).__name__})" for k, good in ok.items() if not good]
+    if bad:
+        raise CheckpointError(f"{f}: wrong value for {'; '.join(bad)}")
+    return st
+
+
+def _restore_train_state(ck: Path, st: dict[str, Any], opt_: torch.optim.Optimizer, gen: torch.Generator) -> int:
+    """Put a checked train state back (optimizer, every RNG); -> the step it was taken at."""
+    f = Path(ck) / TRAIN_STATE
+    steps = [
+        ("optimizer", lambda: opt_.load_state_dict(st["optimizer"])),
+        ("torch_rng", lambda: torch.set_rng_state(st["torch_rng"])),
+        ("gen", lambda: gen.set_state(st["gen"])),
+        ("numpy_rng", lambda: np.random.set_state(st["numpy_rng"])),
+        ("python_rng", lambda: random.setstate(st["python_rng"])),
+    ]
+    for key, restore in steps:
+        try:
+            restore()
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+            raise CheckpointError(
+                f"{f}: {key} does not fit this run ({e}); expected {_STATE_KEYS[key]} from the "
+                f"same training configuration"
+            ) from None
+    return int(st["step"])
 
 
 def _save_checkpoint(
@@ -371,9 +440,9 @@ def _save_checkpoint(
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
         },
-        d / "train_state.pt",
+        d / TRAIN_STATE,
     )
-    ckpts = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    ckpts = _checkpoints(out)
     for old in ckpts[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return d
@@ -450,15 +519,10 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     if cfg.resume:
         ck = _latest_checkpoint(out)
         if ck is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+            raise CheckpointNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        st = load_train_state(ck)  # before anything is restored: a refused file changes nothing
         policy.load_state_dict(load_policy(ck).state_dict())
-        st = torch.load(ck / "train_state.pt", weights_only=False)
-        opt_.load_state_dict(st["optimizer"])
-        torch.set_rng_state(st["torch_rng"])
-        gen.set_state(st["gen"])
-        np.random.set_state(st["numpy_rng"])
-        random.setstate(st["python_rng"])
-        start = int(st["step"])
+        start = _restore_train_state(ck, st, opt_, gen)
         if metrics_file.exists():
             history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
             history = [h for h in history if h["step"] <= start]

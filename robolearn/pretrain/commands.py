@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from robolearn.config import command, opt, save_config
+from robolearn.encoders.files import CheckpointError, one_line
 from robolearn.pretrain.run import PretrainCommand, pretrain
 from robolearn.pretrain.sampling import MIN_FRAMES
 from robolearn.pretrain.shards import PrepareError
@@ -128,4 +129,8 @@ def prepare(cfg: PrepareCommand) -> int:
 @command("pretrain", "")
 def pretrain_cmd(cfg: PretrainCommand) -> int:
     """Pretrain an encoder (one process, or one process per device under torchrun)."""
-    return pretrain(cfg)
+    try:
+        return pretrain(cfg)
+    except CheckpointError as e:  # a checkpoint in --run-dir that resume refuses
+        print(f"robolearn pretrain: {one_line(e)}", file=sys.stderr)
+        return 2

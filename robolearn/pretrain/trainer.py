@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from robolearn.config import opt
+from robolearn.encoders.files import CheckpointError
 from robolearn.pretrain.checkpoint import Retention, latest_checkpoint, load_checkpoint, save_checkpoint
 from robolearn.pretrain.distributed import DistInfo, ResumableSampler, all_reduce_mean
 from robolearn.pretrain.loggers import MetricsLogger
@@ -161,7 +162,13 @@ class Trainer:
                 f"{path}: saved with {state['world_size']} processes, resuming with "
                 f"{self.info.world_size}; the sampler position would not match"
             )
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+            raise CheckpointError(
+                f"{path / 'state.pt'}: the optimizer state does not fit this model and optimizer "
+                f"({e}); expected a checkpoint of the same model and --train.optimizer"
+            ) from None
         self.step, self.epoch, self.micro_in_epoch = state["step"], state["epoch"], state["micro_in_epoch"]
         if state["epoch_end"]:
             self.epoch, self.micro_in_epoch = self.epoch + 1, 0
