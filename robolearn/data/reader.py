@@ -235,7 +235,7 @@ class ByteStream:
     def check(self, t: int, buf: bytes) -> None:
         """EpisodeError when frame t's bytes do not match their stored CRC32 (no-op for files without)."""
         if self.crc is not None and t < len(self.crc) and frame_crc(buf) != int(self.crc[t]):
-            raise EpisodeError(self.path, f"{self.name}/data", f"frame {t}: CRC32 mismatch (stored "
+            raise EpisodeError(self.path, f"{self.name}[{t}]", f"CRC32 mismatch in {self.name}/data (stored "
                                f"{int(self.crc[t]):08x}, bytes give {frame_crc(buf):08x}): the frame is corrupted")
 
     def raw(self, t: int) -> bytes:
