@@ -303,9 +303,9 @@ class Episode:
     def per_step_paths(self) -> list[str]:
         """Every dataset with one row per step (step fields, camera fields, byte-stream indices)."""
         paths = [f.path for f in schema.STEP_FIELDS]
-        for cam in self.attrs.get("cameras", []):
-            g = schema.camera_group(cam["name"])
-            for stream in ("rgb", "depth") if cam.get("depth") else ("rgb",):
+        for cam in self.cameras:
+            g = schema.camera_group(cam.name)
+            for stream in ("rgb", "depth") if cam.depth else ("rgb",):
                 paths += [f"{g}/{stream}/index"] + ([f"{g}/{stream}/{schema.FRAME_CRC}"]
                                                     if f"{g}/{stream}/{schema.FRAME_CRC}" in self._f else [])
             paths += [f"{g}/{f.path}" for f in schema.CAMERA_STEP_FIELDS]
@@ -314,7 +314,13 @@ class Episode:
     # ---- metadata ---------------------------------------------------------------------------------
     @cached_property
     def cameras(self) -> list[CameraSpec]:
-        return [CameraSpec.from_dict(d) for d in self.attrs["cameras"]]
+        reg = self.attrs.get("cameras")
+        if not isinstance(reg, list) or not all(isinstance(d, dict) for d in reg):
+            raise EpisodeError(self.path, "attrs/cameras", f"expected a JSON list of camera objects, got {reg!r:.60}")
+        try:
+            return [CameraSpec.from_dict(d) for d in reg]
+        except (TypeError, ValueError) as e:
+            raise EpisodeError(self.path, "attrs/cameras", f"bad camera object: {e}") from None
 
     def camera(self, name: str) -> CameraSpec:
         for c in self.cameras:

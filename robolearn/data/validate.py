@@ -59,6 +59,7 @@ class _Ctx:
     n: int = 0  # steps to check
     good: set[str] = field(default_factory=set)  # per-step datasets whose dtype, shape and length are right
     unreadable: set[str] = field(default_factory=set)  # datasets already reported as unreadable
+    cache: dict[tuple[str, int | None], np.ndarray] = field(default_factory=dict)  # what read() returned
     size: int = 0  # file size in bytes
 
     def error(self, fld: str, msg: str) -> None:
@@ -75,8 +76,12 @@ class _Ctx:
         file size; a checksum mismatch is reported as such)."""
         if path in self.unreadable:
             return None
+        key = (path, rows)
+        if key in self.cache:
+            return self.cache[key]
         try:
-            return read_rows(self.f[path], self.path, path, rows)
+            out = self.cache[key] = read_rows(self.f[path], self.path, path, rows)
+            return out
         except EpisodeError as e:
             self.error(e.field, e.problems[0].message)
         except _READ_ERRORS as e:
@@ -334,6 +339,7 @@ def _check_layout(ctx: _Ctx) -> None:
             continue
         if length == ctx.n or (ctx.partial and length >= ctx.n):
             ctx.good.add(path)
+            ctx.read(path, ctx.n)  # every per-step dataset is read once: HDF5 verifies its checksums
         else:
             ctx.error(path, f"length mismatch: expected {ctx.n} rows ({what}), found {length}")
     inst = ctx.f.get("language/instructions")
