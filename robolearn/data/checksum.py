@@ -41,6 +41,32 @@ def attr_size(obj: h5py.HLObject, name: str) -> int:
         aid.close()
 
 
+def value_size(v: Any) -> int:
+    """Bytes of an attribute value as read (variable-length strings live in the global heap: the stored size of
+    the attribute itself is only a 16-byte reference to them)."""
+    if isinstance(v, str):
+        return len(v)
+    if isinstance(v, bytes):
+        return len(v)
+    a = np.asarray(v)
+    if a.dtype.kind == "O":
+        return sum(value_size(x) for x in a.ravel())
+    return int(a.nbytes)
+
+
+def read_bounded_attr(obj: h5py.HLObject, name: str) -> Any:
+    """One attribute's value; ValueError when it is larger than schema.MAX_ATTR_BYTES (fixed-size values are
+    refused before they are read)."""
+    size = attr_size(obj, name)
+    if size <= schema.MAX_ATTR_BYTES:
+        v = obj.attrs[name]
+        size = value_size(v)
+        if size <= schema.MAX_ATTR_BYTES:
+            return v
+    raise ValueError(f"attribute of {size} bytes; expected at most {schema.MAX_ATTR_BYTES} bytes "
+                     "(schema.MAX_ATTR_BYTES)")
+
+
 def _canon(v: Any) -> bytes:
     if isinstance(v, bytes):
         return b"b" + v
@@ -79,9 +105,11 @@ def content_crc32(f: h5py.File) -> int:
         for key in sorted(obj.attrs.keys()):
             if name == "/" and key == schema.CONTENT_CRC_ATTR:
                 continue
-            if attr_size(obj, key) > schema.MAX_ATTR_BYTES:
-                raise ValueError(f"attribute {name}.{key} is larger than {schema.MAX_ATTR_BYTES} bytes")
-            add(f"{name}.{key}", obj.attrs[key])
+            try:
+                value = read_bounded_attr(obj, key)
+            except ValueError as e:
+                raise ValueError(f"attribute {name}.{key}: {e}") from None
+            add(f"{name}.{key}", value)
         if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "OSU" and h5py.check_string_dtype(obj.dtype):
             if obj.size > schema.MAX_ATTR_BYTES:
                 raise ValueError(f"string dataset {name} has more than {schema.MAX_ATTR_BYTES} entries")

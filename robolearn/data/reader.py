@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from robolearn.data import codec, schema
-from robolearn.data.checksum import attr_size, frame_crc
+from robolearn.data.checksum import frame_crc, read_bounded_attr
 from robolearn.data.errors import H5_ERRORS, EpisodeError, SchemaVersionError
 from robolearn.data.schema import CameraSpec
 
@@ -119,12 +119,19 @@ def read_rows(ds: h5py.Dataset, path: str | Path, field: str, rows: int | None =
     try:
         return ds[()] if ds.ndim == 0 else ds[:n]
     except H5_ERRORS as e:
-        raise EpisodeError(path, field, read_error_message(e)) from None
+        raise EpisodeError(path, field, read_error_message(e, ds)) from None
 
 
-def read_error_message(e: BaseException) -> str:
+def read_error_message(e: BaseException, ds: h5py.Dataset | None = None) -> str:
+    """A one-line reason for a failed read; `ds`: the dataset read (a filter failure on a dataset whose only
+    filter is fletcher32 is a checksum mismatch)."""
     msg = " ".join(str(e).split())
-    if "Fletcher32" in msg or "checksum" in msg.lower():
+    fletcher_only = False
+    try:
+        fletcher_only = ds is not None and ds.fletcher32 and set(ds._filters) <= {"fletcher32"}
+    except H5_ERRORS:
+        pass
+    if "Fletcher32" in msg or "checksum" in msg.lower() or (fletcher_only and "filter" in msg.lower()):
         return f"checksum mismatch: the stored data is corrupted ({msg})"
     if "filter" in msg.lower():
         return f"cannot decode: stored with an HDF5 filter this installation cannot decode ({msg})"
@@ -142,13 +149,9 @@ def attr_items(obj: h5py.HLObject, path: str | Path, prefix: str = "attrs/") -> 
                            ) from None
     for k in names:
         try:
-            size = attr_size(obj, k)
-            if size > schema.MAX_ATTR_BYTES:
-                raise EpisodeError(path, f"{prefix}{k}", f"attribute of {size} bytes; expected at most "
-                                   f"{schema.MAX_ATTR_BYTES} (schema.MAX_ATTR_BYTES)")
-            out[k] = obj.attrs[k]
-        except EpisodeError:
-            raise
+            out[k] = read_bounded_attr(obj, k)
+        except ValueError as e:
+            raise EpisodeError(path, f"{prefix}{k}", str(e)) from None
         except H5_ERRORS as e:
             raise EpisodeError(path, f"{prefix}{k}", read_error_message(e)) from None
     return out

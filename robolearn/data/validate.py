@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from robolearn.data import codec, schema
-from robolearn.data.checksum import attr_size, content_crc32, frame_crc, has_checksums
+from robolearn.data.checksum import content_crc32, frame_crc, has_checksums, read_bounded_attr
 from robolearn.data.errors import H5_ERRORS, EpisodeError, Problem
 from robolearn.data.quarantine import find_partials, quarantine_file
 from robolearn.data.reader import (JSON_ATTRS, _file_size, check_num_steps, check_rows, list_episodes, open_h5,
@@ -85,7 +85,7 @@ class _Ctx:
         except EpisodeError as e:
             self.error(e.field, e.problems[0].message)
         except _READ_ERRORS as e:
-            self.error(path, read_error_message(e))
+            self.error(path, read_error_message(e, self.f.get(path)))
         self.unreadable.add(path)
         return None
 
@@ -185,12 +185,9 @@ def _bounded_attrs(ctx: _Ctx, obj: h5py.HLObject, prefix: str) -> dict[str, Any]
     out: dict[str, Any] = {}
     for k in list(obj.attrs.keys()):
         try:
-            size = attr_size(obj, k)
-            if size > schema.MAX_ATTR_BYTES:
-                ctx.error(f"{prefix}{k}", f"attribute of {size} bytes; expected at most {schema.MAX_ATTR_BYTES} "
-                          "bytes (schema.MAX_ATTR_BYTES); not read")
-                continue
-            out[k] = obj.attrs[k]
+            out[k] = read_bounded_attr(obj, k)
+        except ValueError as e:
+            ctx.error(f"{prefix}{k}", str(e))
         except _READ_ERRORS as e:
             ctx.error(f"{prefix}{k}", read_error_message(e))
     return out
