@@ -79,6 +79,9 @@ def add_checksums(f: h5py.File) -> None:
     f.attrs[schema.CONTENT_CRC_ATTR] = np.int64(0)
 
 
+schema.MIGRATIONS.setdefault("1.0", ("1.1", add_checksums))
+
+
 def migration_steps(path: Path, version: str) -> list[str]:
     """The versions `path` passes through to reach schema.SCHEMA_VERSION; SchemaVersionError if no chain."""
     try:

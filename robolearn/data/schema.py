@@ -252,15 +252,9 @@ def camera_group(name: str) -> str:
 # ---- migrations -------------------------------------------------------------------------------------
 # A migration upgrades an open h5py.File (mode r+) in place from one version to the next. Readers refuse
 # versions they do not know; `robolearn data migrate` applies the chain. Register new versions here.
-def _migrate_1_0_to_1_1(f: Any) -> None:
-    from robolearn.data.migrate import add_checksums  # lazy: the migration needs h5py, this module does not
-
-    add_checksums(f)
-
-
-MIGRATIONS: dict[str, tuple[str, Any]] = {
-    "1.0": ("1.1", _migrate_1_0_to_1_1),  # checksums (see robolearn.data.checksum)
-}
+# The migration functions need h5py and live in robolearn.data.migrate, which registers them here when it is
+# imported (this module imports nothing of robolearn): "1.0" -> "1.1" is migrate.add_checksums.
+MIGRATIONS: dict[str, tuple[str, Any]] = {}
 
 
 def migration_path(version: str) -> list[str]:
