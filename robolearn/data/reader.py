@@ -85,6 +85,8 @@ def open_h5(path: str | Path, swmr: bool = False) -> h5py.File:
             raise EpisodeError(p, "file", "was never closed by its writer (crash?): run `robolearn data repair`"
                                ) from None
         raise EpisodeError(p, "file", f"cannot open as HDF5: {msg}") from None
+    except H5_ERRORS as e:  # RuntimeError and friends from a damaged superblock or root object header
+        raise EpisodeError(p, "file", f"cannot open as HDF5: {type(e).__name__}: {e}") from None
 
 
 # ---- bounded reads ------------------------------------------------------------------------------------

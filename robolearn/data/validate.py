@@ -16,7 +16,7 @@ to `<root>/_quarantine/` (robolearn.data.quarantine: relative paths kept, never 
 move in `_quarantine/QUARANTINE.log`). `.partial` files (unfinished episodes) are reported as warnings;
 salvaging them is `robolearn data repair`'s job.
 
-The per-file checks stay in this one module (about 550 lines): they share one `_Ctx` and run in a fixed order,
+The per-file checks stay in this one module (about 700 lines): they share one `_Ctx` and run in a fixed order,
 each relying on what the earlier ones established (the parsed attributes, the camera registry, the datasets
 whose layout is right), so splitting them would scatter one checklist over several files.
 """
