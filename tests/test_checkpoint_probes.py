@@ -4,7 +4,7 @@ convert/info`), policies (load_policy, `eval --policy`, `rollout --policy`), BC 
 
 Each probe checks that nothing executes (a pickle whose unpickling would create a marker file never does) and
 that the refusal is a CheckpointError naming the file; CLI probes check exit code 2 with one line on stderr and
-no traceback (main() returns instead of raising). docs/reliability_checkpoints.md lists the probes.
+no traceback (main() returns instead of raising). docs/reliability.md (checkpoint loaders) lists the probes.
 """
 
 from __future__ import annotations

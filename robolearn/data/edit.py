@@ -4,7 +4,8 @@ and one-line error messages.
 
 Every change to an episode goes through `edit_atomically`: the file is copied to a hidden temp file in the
 same folder, the copy is modified with h5py, fsynced, and `os.replace`d over the original. A failure at any
-point deletes the copy and leaves the original byte-identical. Because the replace installs a new inode,
+point deletes the copy and leaves the original byte-identical. Files at schema >= 1.1 get their content CRC
+(robolearn.data.checksum) recomputed after the edit. Because the replace installs a new inode,
 editing a hard-linked episode (as `merge` makes them) never changes the other links.
 """
 
@@ -20,12 +21,13 @@ from typing import TypeVar
 import h5py
 
 from robolearn.data import schema
-from robolearn.data.errors import EpisodeError
+from robolearn.data.checksum import content_crc32, has_checksums, set_content_crc
+from robolearn.data.errors import H5_ERRORS, EpisodeError
 from robolearn.data.reader import list_episodes
 from robolearn.utils import fsync_path
 
 T = TypeVar("T")
-UNREADABLE_ERRORS = (EpisodeError, OSError, KeyError, ValueError, TypeError)
+UNREADABLE_ERRORS = (EpisodeError, *H5_ERRORS)
 
 
 def temp_beside(path: Path, tag: str) -> Path:
@@ -52,7 +54,10 @@ def edit_atomically(path: str | Path, edit: Callable[[h5py.File], T]) -> T:
         except OSError as e:
             raise EpisodeError(path, "file", f"cannot open a copy for editing: {e}") from None
         with f:
+            _check_content_crc(f, path)
             result = edit(f)
+            if has_checksums(attr_str(f, "schema_version")):
+                set_content_crc(f)  # the edit changed attributes: certify the new content
         fsync_path(tmp)
         now = path.stat()
         if (now.st_ino, now.st_size, now.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
@@ -65,6 +70,29 @@ def edit_atomically(path: str | Path, edit: Callable[[h5py.File], T]) -> T:
         raise
     fsync_path(path.parent)
     return result
+
+
+def _check_content_crc(f: h5py.File, path: Path) -> None:
+    """Refuse to edit a file whose content CRC does not match: re-certifying it would hide the corruption."""
+    stored = f.attrs.get(schema.CONTENT_CRC_ATTR)
+    if (
+        stored is None
+        or not has_checksums(attr_str(f, "schema_version"))
+        or not f.attrs.get("complete", True)
+        and "repair" not in f.attrs
+    ):
+        return
+    try:
+        got = content_crc32(f)
+    except H5_ERRORS as e:
+        raise EpisodeError(path, f"attrs/{schema.CONTENT_CRC_ATTR}", f"cannot verify before editing: {e}") from None
+    if got != int(stored):
+        raise EpisodeError(
+            path,
+            f"attrs/{schema.CONTENT_CRC_ATTR}",
+            "content CRC32 mismatch: attributes are corrupted "
+            "or were changed outside robolearn; refusing to edit (run `robolearn data validate`)",
+        )
 
 
 def attr_str(f: h5py.File, key: str, default: str = "") -> str:

@@ -6,6 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# What h5py, numpy and the decoders raise on damaged files (bad checksums, truncated blocks, absurd declared
+# shapes, garbage bytes). Readers turn these into EpisodeError naming the file and the field.
+H5_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    MemoryError,
+)
+
 
 @dataclass
 class Problem:
@@ -14,7 +27,7 @@ class Problem:
     path: str
     field: str
     message: str
-    severity: str = "error"  # error | warning
+    severity: str = "error"  # error | warning | note (a remark that needs no action, e.g. no checksums)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.field}: {self.message}"

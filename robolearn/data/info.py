@@ -14,8 +14,8 @@ import h5py
 
 from robolearn.data import schema
 from robolearn.data.edit import UNREADABLE_ERRORS, one_line
-from robolearn.data.errors import EpisodeError
-from robolearn.data.reader import Episode, list_episodes, open_h5
+from robolearn.data.errors import H5_ERRORS, EpisodeError
+from robolearn.data.reader import Episode, list_episodes, open_h5, read_error_message
 
 
 def _human_bytes(n: float) -> str:
@@ -26,8 +26,8 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def _success_word(v: int) -> str:
-    return {1: "success", 0: "failure"}.get(int(v), "unknown")
+def _success_word(v: Any) -> str:
+    return {1: "success", 0: "failure"}.get(v if isinstance(v, int) else -1, "unknown")
 
 
 META_KEYS = (
@@ -52,11 +52,24 @@ META_KEYS = (
 
 
 def episode_info(path: str | Path) -> dict[str, Any]:
-    """Everything about one episode: metadata, length, camera streams, field shapes and file size."""
+    """Everything about one episode: metadata, length, camera streams, field shapes and file size. A damaged
+    file raises EpisodeError naming the file and the field (never a raw h5py/numpy error)."""
     path = Path(path)
+    try:
+        return _episode_info(path)
+    except EpisodeError:
+        raise
+    except H5_ERRORS as e:
+        raise EpisodeError(path, "file", read_error_message(e)) from None
+
+
+def _episode_info(path: Path) -> dict[str, Any]:
     with Episode(path) as ep:
         a = ep.attrs
-        n, hz = ep.num_steps, float(a["control_hz"])
+        n, hz = ep.num_steps, a.get("control_hz")
+        if not isinstance(hz, (int, float)) or isinstance(hz, bool) or not hz > 0:
+            raise EpisodeError(path, "attrs/control_hz", f"expected a positive number, got {hz!r:.60}")
+        hz = float(hz)
         start, end = ep.array(schema.CONTROL_FIELDS[0].path), ep.array(schema.CONTROL_FIELDS[-1].path)
         measured = float(end[-1] - start[0]) / 1e9 if n and start[0] and end[-1] else None
         cams = [_camera_info(ep, c) for c in ep.cameras]
@@ -64,7 +77,7 @@ def episode_info(path: str | Path) -> dict[str, Any]:
             "kind": "episode",
             "path": str(path),
             "uuid": a.get("uuid", ""),
-            "metadata": {k: a.get(k) for k in META_KEYS},
+            "metadata": {**{k: a.get(k) for k in META_KEYS}, "control_hz": hz},
             "language": ep.language,
             "instructions": ep.instructions(),
             "cadence": a.get("cadence") or {},

@@ -1,6 +1,8 @@
 """Upgrading episode files to the current schema version: the registered migrations (`schema.MIGRATIONS`)
-run in a chain on a copy of the file that then replaces it (`edit.edit_atomically`); a file already current
-is not touched.
+run in a chain on a copy of the file that then replaces it (`edit.edit_atomically`, which also refreshes the
+content CRC of files at schema >= 1.1); a file already current is not touched.
+
+Migrations: 1.0 -> 1.1 `add_checksums` (fletcher32 on numeric datasets, a CRC32 per frame, the content CRC).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from robolearn.data import schema
+from robolearn.data.checksum import NUMERIC_KW, frame_crc
 from robolearn.data.edit import UNREADABLE_ERRORS, attr_str, check_format, edit_atomically, one_line
 from robolearn.data.errors import EpisodeError, Problem, SchemaVersionError
 from robolearn.data.reader import list_episodes, open_h5
@@ -29,6 +33,58 @@ def _version_tuple(v: str) -> tuple[int, ...] | None:
         return tuple(int(x) for x in v.split("."))
     except ValueError:
         return None
+
+
+# ---- 1.0 -> 1.1: checksums ------------------------------------------------------------------------------
+def _with_fletcher32(f: h5py.File, path: str) -> None:
+    """Recreate dataset `path` with the fletcher32 filter (same data, chunking, fill value, attributes)."""
+    old = f[path]
+    if old.fletcher32:
+        return
+    data, attrs = old[()], dict(old.attrs)
+    kw = {
+        "chunks": old.chunks or True,
+        "maxshape": old.maxshape if old.chunks else None,
+        "compression": old.compression,
+        "compression_opts": old.compression_opts,
+    }
+    if old.fillvalue is not None:
+        kw["fillvalue"] = old.fillvalue
+    del f[path]
+    ds = f.create_dataset(path, data=data, dtype=data.dtype, **kw, **NUMERIC_KW)
+    ds.attrs.update(attrs)
+
+
+def add_checksums(f: h5py.File) -> None:
+    """Schema 1.0 -> 1.1: fletcher32 on every numeric per-step dataset and byte-stream index, a `crc32` dataset
+    per byte stream (the CRC32 of each frame's current bytes) and the root `content_crc32` (set by
+    edit.edit_atomically once the version attribute is updated). Checksums certify the bytes as they are now:
+    validate a file before migrating it."""
+    paths = [fld.path for fld in schema.STEP_FIELDS]
+    cams = f.get("cameras")
+    streams = []
+    for name in cams.keys() if isinstance(cams, h5py.Group) else []:
+        g = schema.camera_group(name)
+        paths += [f"{g}/{fld.path}" for fld in schema.CAMERA_STEP_FIELDS]
+        for s in ("rgb", "depth"):
+            if isinstance(f.get(f"{g}/{s}/index"), h5py.Dataset) and isinstance(f.get(f"{g}/{s}/data"), h5py.Dataset):
+                streams.append(f"{g}/{s}")
+                paths.append(f"{g}/{s}/index")
+    for p in paths:
+        if isinstance(f.get(p), h5py.Dataset):
+            _with_fletcher32(f, p)
+    for s in streams:
+        index, data = f[f"{s}/index"][()], f[f"{s}/data"]
+        crc = np.array(
+            [frame_crc(data[int(o) : int(o) + int(n)].tobytes()) if n > 0 else 0 for o, n in index], np.uint32
+        )
+        if schema.FRAME_CRC in f[s]:
+            del f[f"{s}/{schema.FRAME_CRC}"]
+        f[s].create_dataset(schema.FRAME_CRC, data=crc, maxshape=(None,), chunks=(schema.INDEX_CHUNK,), **NUMERIC_KW)
+    f.attrs[schema.CONTENT_CRC_ATTR] = np.int64(0)
+
+
+schema.MIGRATIONS.setdefault("1.0", ("1.1", add_checksums))
 
 
 def migration_steps(path: Path, version: str) -> list[str]:

@@ -22,7 +22,8 @@ import h5py
 import numpy as np
 
 from robolearn.data import codec, schema
-from robolearn.data.errors import EpisodeError, SchemaVersionError
+from robolearn.data.checksum import frame_crc, read_bounded_attr
+from robolearn.data.errors import H5_ERRORS, EpisodeError, SchemaVersionError
 from robolearn.data.schema import CameraSpec
 
 JSON_ATTRS = ("teleop_params", "language_annotations", "label_history", "cameras", "env", "cadence", "extra")
@@ -85,14 +86,93 @@ def open_h5(path: str | Path, swmr: bool = False) -> h5py.File:
                 p, "file", "was never closed by its writer (crash?): run `robolearn data repair`"
             ) from None
         raise EpisodeError(p, "file", f"cannot open as HDF5: {msg}") from None
+    except H5_ERRORS as e:  # RuntimeError and friends from a damaged superblock or root object header
+        raise EpisodeError(p, "file", f"cannot open as HDF5: {type(e).__name__}: {e}") from None
+
+
+# ---- bounded reads ------------------------------------------------------------------------------------
+# A damaged or hostile file can declare any shape or attribute size; reading it as declared could ask for
+# terabytes. Every read below is checked against what a file of this size can hold first.
+def _file_size(obj: h5py.HLObject) -> int:
+    try:
+        return int(obj.file.id.get_filesize())
+    except H5_ERRORS:
+        return 0
+
+
+def check_rows(ds: h5py.Dataset, path: str | Path, field: str, rows: int | None = None) -> int:
+    """The number of rows a read of `ds[:rows]` (all rows when None) returns; EpisodeError when those rows
+    need more bytes than the file holds (a declared shape no honest file has)."""
+    if ds.ndim == 0:
+        return 1
+    n = int(ds.shape[0]) if rows is None else max(0, min(int(rows), int(ds.shape[0])))
+    row_bytes = int(ds.dtype.itemsize) * int(np.prod(ds.shape[1:], dtype=np.int64))
+    size = _file_size(ds)
+    limit = size * (64 if ds.compression else 1) + (1 << 20)
+    if n * row_bytes > limit:
+        raise EpisodeError(
+            path,
+            field,
+            f"declares {n} rows of {row_bytes} bytes ({n * row_bytes} bytes), more "
+            f"than a file of {size} bytes can hold: the shape is damaged",
+        )
+    return n
+
+
+def read_rows(ds: h5py.Dataset, path: str | Path, field: str, rows: int | None = None) -> np.ndarray:
+    """`ds[:rows]` (or all of it), bounded by check_rows; read errors (a fletcher32 checksum mismatch, a damaged
+    chunk index, an unavailable filter) become an EpisodeError naming the file and the field."""
+    n = check_rows(ds, path, field, rows)
+    try:
+        return ds[()] if ds.ndim == 0 else ds[:n]
+    except H5_ERRORS as e:
+        raise EpisodeError(path, field, read_error_message(e, ds)) from None
+
+
+def read_error_message(e: BaseException, ds: h5py.Dataset | None = None) -> str:
+    """A one-line reason for a failed read; `ds`: the dataset read (a filter failure on a dataset whose only
+    filter is fletcher32 is a checksum mismatch)."""
+    msg = " ".join(str(e).split())
+    fletcher_only = False
+    try:
+        fletcher_only = ds is not None and ds.fletcher32 and set(ds._filters) <= {"fletcher32"}
+    except H5_ERRORS:
+        pass
+    if "Fletcher32" in msg or "checksum" in msg.lower() or (fletcher_only and "filter" in msg.lower()):
+        return f"checksum mismatch: the stored data is corrupted ({msg})"
+    if "filter" in msg.lower():
+        return f"cannot decode: stored with an HDF5 filter this installation cannot decode ({msg})"
+    return f"cannot read: {type(e).__name__}: {msg}"
+
+
+def attr_items(obj: h5py.HLObject, path: str | Path, prefix: str = "attrs/") -> dict[str, Any]:
+    """Every attribute of an h5py object as read, each first checked against schema.MAX_ATTR_BYTES; errors
+    become an EpisodeError naming the attribute."""
+    out: dict[str, Any] = {}
+    try:
+        names = list(obj.attrs.keys())
+    except H5_ERRORS as e:
+        raise EpisodeError(
+            path, prefix.rstrip("/") or "attrs", f"cannot list attributes: {read_error_message(e)}"
+        ) from None
+    for k in names:
+        try:
+            out[k] = read_bounded_attr(obj, k)
+        except ValueError as e:
+            raise EpisodeError(path, f"{prefix}{k}", str(e)) from None
+        except H5_ERRORS as e:
+            raise EpisodeError(path, f"{prefix}{k}", read_error_message(e)) from None
+    return out
 
 
 def read_attrs(f: h5py.File, path: str | Path) -> dict[str, Any]:
-    """Episode attributes as Python values (JSON attributes parsed); checks format and version."""
+    """Episode attributes as Python values (JSON attributes parsed); checks format and version. `f` may be an
+    h5py File (attribute sizes are bounded) or anything with a dict `attrs`."""
     out: dict[str, Any] = {}
-    for k, v in f.attrs.items():
+    raw = f.attrs if isinstance(f.attrs, dict) else attr_items(f, path)
+    for k, v in raw.items():
         if isinstance(v, bytes):
-            v = v.decode()
+            v = v.decode(errors="replace")
         elif isinstance(v, np.generic):
             v = v.item()
         out[k] = v
@@ -126,15 +206,38 @@ class ByteStream:
             self.encoding = self.encoding.decode()
         try:
             self._data = group["data"]
-            self.index = group["index"][:num_steps] if num_steps is not None else group["index"][()]
+            index = group["index"]
         except KeyError as e:
             raise EpisodeError(
                 path, group.name, f"byte stream incomplete, expected datasets data and index ({e})"
             ) from None
+        if (
+            not isinstance(self._data, h5py.Dataset)
+            or not isinstance(index, h5py.Dataset)
+            or self._data.ndim != 1
+            or index.ndim != 2
+            or index.shape[1:] != (2,)
+            or index.dtype.kind not in "iu"
+        ):
+            raise EpisodeError(path, group.name, "expected datasets data (N,) uint8 and index (T, 2) int64")
+        self.index = read_rows(index, path, f"{group.name}/index", num_steps)
+        self.size = check_rows(self._data, path, f"{group.name}/data")  # bytes in the store (bounded)
+        crc = group.get(schema.FRAME_CRC)
+        self.crc = (
+            read_rows(crc, path, f"{group.name}/{schema.FRAME_CRC}", num_steps)
+            if isinstance(crc, h5py.Dataset)
+            else None
+        )  # schema >= 1.1
         self._fd: int | None = None
         self._chunks: np.ndarray | None = None  # file offset of each chunk (pread path)
         self._chunk_len = 0
         ds = self._data
+        try:
+            self._chunk_table(ds)
+        except H5_ERRORS as e:
+            raise EpisodeError(path, f"{group.name}/data", read_error_message(e)) from None
+
+    def _chunk_table(self, ds: h5py.Dataset) -> None:
         if ds.chunks and not ds.compression and not ds._filters and ds.id.get_num_chunks() > 0:
             n = ds.id.get_num_chunks()
             self._chunk_len = ds.chunks[0]
@@ -145,12 +248,38 @@ class ByteStream:
             if (table >= 0).all():
                 self._chunks = table
 
-    def raw(self, t: int) -> bytes:
+    def extent(self, t: int) -> tuple[int, int]:
+        """(offset, length) of frame t, checked to lie inside the byte store."""
         off, n = (int(x) for x in self.index[t])
+        if off < 0 or n < 0 or off + n > self.size or n > schema.MAX_FRAME_BYTES:
+            raise EpisodeError(
+                self.path,
+                f"{self.name}/index",
+                f"frame {t} at [{off}, {n}]: expected an offset "
+                f"and length inside the byte store ({self.size} bytes, frames <= "
+                f"{schema.MAX_FRAME_BYTES} bytes)",
+            )
+        return off, n
+
+    def check(self, t: int, buf: bytes) -> None:
+        """EpisodeError when frame t's bytes do not match their stored CRC32 (no-op for files without)."""
+        if self.crc is not None and t < len(self.crc) and frame_crc(buf) != int(self.crc[t]):
+            raise EpisodeError(
+                self.path,
+                f"{self.name}[{t}]",
+                f"CRC32 mismatch in {self.name}/data (stored "
+                f"{int(self.crc[t]):08x}, bytes give {frame_crc(buf):08x}): the frame is corrupted",
+            )
+
+    def raw(self, t: int) -> bytes:
+        off, n = self.extent(t)
         if n == 0:
             return b""
         if self._chunks is None:
-            return self._data[off : off + n].tobytes()
+            try:
+                return self._data[off : off + n].tobytes()
+            except H5_ERRORS as e:
+                raise EpisodeError(self.path, f"{self.name}/data", read_error_message(e)) from None
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
         parts, end = [], off + n
@@ -179,40 +308,53 @@ class Episode:
     def __init__(self, path: str | Path, swmr: bool = False):
         self.path = Path(path)
         self._f = open_swmr(self.path) if swmr else open_h5(self.path)
+        self._streams: dict[tuple[str, str], ByteStream] = {}
         try:
             self.attrs = read_attrs(self._f, self.path)
             self.num_steps = self._infer_length()
-        except Exception:
+        except BaseException as e:
             self._f.close()
+            if isinstance(e, H5_ERRORS) and not isinstance(e, EpisodeError):
+                raise EpisodeError(self.path, "file", read_error_message(e)) from None
             raise
-        self._streams: dict[tuple[str, str], ByteStream] = {}
 
     def _infer_length(self) -> int:
-        n = int(self.attrs.get("num_steps", 0))
+        n = self.attrs.get("num_steps", 0)
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise EpisodeError(self.path, "attrs/num_steps", f"expected an int, got {n!r:.60}")
         if not self.attrs.get("complete"):
             # Unclosed/salvaged files: the commit marker (last control timestamp) tells what is on disk.
             # A crash mid-flush can leave datasets with different extents: take the shortest, too.
-            end = self.field(schema.CONTROL_FIELDS[-1].path)
-            committed = np.flatnonzero(end[()] == 0)
+            end_path = schema.CONTROL_FIELDS[-1].path
+            end = read_rows(self.field(end_path), self.path, end_path)
+            committed = np.flatnonzero(end == 0)
             n = int(committed[0]) if committed.size else end.shape[0]
             for path in self.per_step_paths():
                 n = min(n, self._f[path].shape[0]) if path in self._f else n
-        return n
+        return check_num_steps(self.path, n, _file_size(self._f))
 
     def per_step_paths(self) -> list[str]:
         """Every dataset with one row per step (step fields, camera fields, byte-stream indices)."""
         paths = [f.path for f in schema.STEP_FIELDS]
-        for cam in self.attrs.get("cameras", []):
-            g = schema.camera_group(cam["name"])
-            paths += [f"{g}/{f.path}" for f in schema.CAMERA_STEP_FIELDS] + [f"{g}/rgb/index"]
-            if cam.get("depth"):
-                paths.append(f"{g}/depth/index")
+        for cam in self.cameras:
+            g = schema.camera_group(cam.name)
+            for stream in ("rgb", "depth") if cam.depth else ("rgb",):
+                paths += [f"{g}/{stream}/index"] + (
+                    [f"{g}/{stream}/{schema.FRAME_CRC}"] if f"{g}/{stream}/{schema.FRAME_CRC}" in self._f else []
+                )
+            paths += [f"{g}/{f.path}" for f in schema.CAMERA_STEP_FIELDS]
         return paths
 
     # ---- metadata ---------------------------------------------------------------------------------
     @cached_property
     def cameras(self) -> list[CameraSpec]:
-        return [CameraSpec.from_dict(d) for d in self.attrs["cameras"]]
+        reg = self.attrs.get("cameras")
+        if not isinstance(reg, list) or not all(isinstance(d, dict) for d in reg):
+            raise EpisodeError(self.path, "attrs/cameras", f"expected a JSON list of camera objects, got {reg!r:.60}")
+        try:
+            return [CameraSpec.from_dict(d) for d in reg]
+        except (TypeError, ValueError) as e:
+            raise EpisodeError(self.path, "attrs/cameras", f"bad camera object: {e}") from None
 
     def camera(self, name: str) -> CameraSpec:
         for c in self.cameras:
@@ -245,7 +387,7 @@ class Episode:
         return obj
 
     def array(self, path: str) -> np.ndarray:
-        return self.field(path)[: self.num_steps]
+        return read_rows(self.field(path), self.path, path, self.num_steps)
 
     def lowdim(self, paths: list[str] | None = None) -> dict[str, np.ndarray]:
         """All (or the given) per-step numeric fields, cut to num_steps."""
@@ -259,14 +401,15 @@ class Episode:
         return self.array(f"{schema.ACTION_GROUP}/{key or self.attrs['action_space']}")
 
     def instructions(self) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in self.field("language/instructions")[()]]
+        rows = read_rows(self.field("language/instructions"), self.path, "language/instructions")
+        return [s.decode(errors="replace") if isinstance(s, bytes) else str(s) for s in np.atleast_1d(rows)]
 
     # ---- frames -----------------------------------------------------------------------------------
     def stream(self, camera: str, kind: str = "rgb") -> ByteStream:
         key = (camera, kind)
         if key not in self._streams:
             gpath = f"{schema.camera_group(camera)}/{kind}"
-            if gpath not in self._f:
+            if not isinstance(self._f.get(gpath), h5py.Group):
                 raise EpisodeError(self.path, gpath, f"missing; cameras in file: {self.camera_names}")
             self._streams[key] = ByteStream(self._f[gpath], self.path, self.num_steps)
         return self._streams[key]
@@ -282,9 +425,11 @@ class Episode:
         if src < 0:
             cam = self.camera(camera)
             return np.zeros((cam.height, cam.width, 3), np.uint8)
+        buf = s.raw(src)
+        s.check(src, buf)
         try:
-            return codec.decode_rgb(s.raw(src), s.encoding, fast=fast)
-        except (ValueError, OSError) as e:
+            return codec.decode_rgb(buf, s.encoding, fast=fast)
+        except H5_ERRORS as e:
             raise EpisodeError(self.path, f"{s.name}[{src}]", f"cannot decode {s.encoding} frame: {e}") from None
 
     def depth(self, camera: str, t: int) -> np.ndarray:
@@ -293,9 +438,11 @@ class Episode:
         if src < 0:
             cam = self.camera(camera)
             return np.zeros((cam.height, cam.width), np.uint16)
+        buf = s.raw(src)
+        s.check(src, buf)
         try:
-            return codec.decode_depth(s.raw(src))
-        except (ValueError, OSError) as e:
+            return codec.decode_depth(buf)
+        except H5_ERRORS as e:
             raise EpisodeError(self.path, f"{s.name}[{src}]", f"cannot decode {s.encoding} depth frame: {e}") from None
 
     def frames(self, camera: str, ts: list[int] | np.ndarray | None = None) -> np.ndarray:
@@ -322,6 +469,20 @@ class Episode:
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("Episode holds an open HDF5 file and cannot be pickled; pass its path to the worker")
+
+
+def check_num_steps(path: str | Path, n: int, file_size: int) -> int:
+    """`n` when a file of `file_size` bytes can hold that many steps (every step stores at least
+    schema.MIN_STEP_BYTES of per-step data), else an EpisodeError: a damaged or absurd num_steps."""
+    if n < 0 or n * schema.MIN_STEP_BYTES > file_size:
+        raise EpisodeError(
+            path,
+            "attrs/num_steps",
+            f"{n} steps: expected 0 <= num_steps <= "
+            f"{file_size // schema.MIN_STEP_BYTES} (a file of {file_size} bytes holds at most that "
+            "many steps)",
+        )
+    return n
 
 
 def list_episodes(root: str | Path) -> list[Path]:

@@ -35,16 +35,17 @@ import numpy as np
 
 from robolearn import __version__
 from robolearn.data import codec, schema
-from robolearn.data.errors import EpisodeError
+from robolearn.data.checksum import frame_crc, set_content_crc
+from robolearn.data.errors import H5_ERRORS, EpisodeError
 from robolearn.data.quarantine import find_partials, quarantine_file
-from robolearn.data.reader import open_h5, open_swmr
+from robolearn.data.reader import open_h5, open_swmr, read_rows
 from robolearn.data.validate import validate_episode
 from robolearn.data.writer import publish, utc_now
 from robolearn.utils import fsync_path
 
 SALVAGE_TMP_SUFFIX = ".h5.salvage-tmp"  # temp name of a salvaged copy: matches neither *.h5 nor *.h5.partial
 BYTE_STREAMS = ("rgb", "depth")
-_H5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)  # what h5py raises on damaged files
+_H5_ERRORS = (EpisodeError, *H5_ERRORS)  # what reading a damaged file raises (bounded reads: EpisodeError)
 READ_ATTEMPTS = 3  # SWMR metadata read attempts: the writer is gone, so a bad checksum is damage, not a race
 
 
@@ -87,7 +88,7 @@ def _per_step_paths(f: h5py.File) -> list[str]:
     for name in cams.keys() if isinstance(cams, h5py.Group) else []:
         g = schema.camera_group(name)
         paths += [f"{g}/{fld.path}" for fld in schema.CAMERA_STEP_FIELDS]
-        paths += [f"{g}/{s}/index" for s in BYTE_STREAMS if f"{g}/{s}/index" in f]
+        paths += [f"{g}/{s}/{k}" for s in BYTE_STREAMS for k in ("index", schema.FRAME_CRC) if f"{g}/{s}/{k}" in f]
     return [p for p in paths if isinstance(f.get(p), h5py.Dataset)]
 
 
@@ -106,7 +107,7 @@ def committed_length(f: h5py.File) -> tuple[int, int, str]:
     end_path = schema.CONTROL_FIELDS[-1].path
     if not isinstance(f.get(end_path), h5py.Dataset):
         return 0, 0, f"commit marker {end_path} missing"
-    end = f[end_path][()]
+    end = read_rows(f[end_path], f.filename, end_path)
     on_disk = int(end.shape[0])
     zero = np.flatnonzero(end == 0)
     n, why = (
@@ -119,7 +120,7 @@ def committed_length(f: h5py.File) -> tuple[int, int, str]:
             n, why = int(f[p].shape[0]), f"{p} has only {f[p].shape[0]} rows"
     for p in (fld.path for fld in schema.CONTROL_FIELDS[:-1]):
         if isinstance(f.get(p), h5py.Dataset):
-            bad = np.flatnonzero(f[p][:n] == 0)
+            bad = np.flatnonzero(read_rows(f[p], f.filename, p, n) == 0)
             if bad.size:
                 n, why = int(bad[0]), f"{p} is 0 at step {int(bad[0])}"
     for s in _stream_groups(f):
@@ -134,10 +135,12 @@ def committed_length(f: h5py.File) -> tuple[int, int, str]:
 
 def _first_bad_row(f: h5py.File, s: str, n: int) -> int:
     """First row < n whose frame lies outside the byte store, or is empty but not marked dropped."""
-    index = f[f"{s}/index"][:n]
+    index = read_rows(f[f"{s}/index"], f.filename, f"{s}/index", n)
+    if index.ndim != 2 or index.shape[1:] != (2,):
+        return 0
     size = f[f"{s}/data"].shape[0] if isinstance(f.get(f"{s}/data"), h5py.Dataset) else 0
     off, length = index[:, 0], index[:, 1]
-    bad = (off < 0) | (length < 0) | (off + length > size)
+    bad = (off < 0) | (length < 0) | (off + length > size) | (length > schema.MAX_FRAME_BYTES)
     dropped_path = f"{s.rsplit('/', 1)[0]}/dropped"
     if s.endswith("/rgb") and isinstance(f.get(dropped_path), h5py.Dataset):
         dropped = f[dropped_path][:n].astype(bool)
@@ -152,20 +155,25 @@ def _decodable_prefix(f: h5py.File, n: int) -> tuple[int, str]:
     ones are damage, not a crash tail: they are kept (and reported by validate)."""
     why = ""
     for s in _stream_groups(f):
-        index = f[f"{s}/index"][:n]
+        index = read_rows(f[f"{s}/index"], f.filename, f"{s}/index", n)
+        crc_ds = f.get(f"{s}/{schema.FRAME_CRC}")
+        crc = read_rows(crc_ds, f.filename, f"{s}/{schema.FRAME_CRC}", n) if isinstance(crc_ds, h5py.Dataset) else None
         enc = f[s].attrs.get("encoding", "jpeg")
         enc = enc.decode() if isinstance(enc, bytes) else str(enc)
         for t in np.flatnonzero(index[:, 1] > 0)[::-1]:
-            if _decodes(f[f"{s}/data"], index[t], enc):
+            if _decodes(f[f"{s}/data"], index[t], enc, None if crc is None or t >= len(crc) else int(crc[t])):
                 break
             n, why = int(t), f"{s}: frame of step {t} does not decode"
     return n, why
 
 
-def _decodes(data: h5py.Dataset, entry: np.ndarray, enc: str) -> bool:
+def _decodes(data: h5py.Dataset, entry: np.ndarray, enc: str, crc: int | None = None) -> bool:
+    """True when the frame's bytes match their CRC32 (if stored) and decode."""
     off, length = int(entry[0]), int(entry[1])
     try:
         buf = data[off : off + length].tobytes()
+        if crc is not None and frame_crc(buf) != crc:
+            return False
         codec.decode_depth(buf) if enc == "png16" else codec.decode_rgb(buf, enc)
         return True
     except Exception:  # decoders raise assorted types on garbage
@@ -192,7 +200,7 @@ def _copy_truncated(src: h5py.File, dst: h5py.File, n: int) -> None:
             _copy_attrs(obj.attrs, dst.require_group(name).attrs)
             return
         rows = n if name in per_step else byte_ends.get(name)
-        data = obj[()] if rows is None or obj.ndim == 0 else obj[:rows]
+        data = read_rows(obj, src.filename, name, rows)
         kw: dict[str, Any] = {}
         if obj.chunks is not None:
             kw = {
@@ -200,6 +208,7 @@ def _copy_truncated(src: h5py.File, dst: h5py.File, n: int) -> None:
                 "maxshape": obj.maxshape,
                 "compression": obj.compression,
                 "compression_opts": obj.compression_opts,
+                "fletcher32": obj.fletcher32,
             }
             if obj.fillvalue is not None and obj.dtype.kind not in "OSUV":
                 kw["fillvalue"] = obj.fillvalue
@@ -227,6 +236,8 @@ def write_salvaged(src: h5py.File, tmp: Path, n: int, on_disk: int, reason: str,
                 "software_version": __version__,
             }
         )
+        if schema.CONTENT_CRC_ATTR in dst.attrs:  # schema >= 1.1: the salvaged copy's attributes are final now
+            set_content_crc(dst)
         dst.flush()
     fsync_path(tmp)
 

@@ -15,6 +15,11 @@ Layout (T = number of steps):
     /timestamp/control/<phase>_ns    (T,) int64 control-loop timestamps (CONTROL_PHASES)
     /language/instructions           (K,) str; /language/active (T,) int16 index into it
     /is_first /is_last /is_terminal /reward /discount /intervention   (T,) step signals
+
+Checksums (schema 1.1): every numeric dataset carries HDF5's fletcher32 filter (HDF5 verifies it on every
+read), each byte stream has `crc32` (T,) uint32 with the CRC32 of each frame's bytes, and the root attribute
+`content_crc32` is the CRC32 of every attribute in the file and of /language/instructions (HDF5 does not
+checksum variable-length strings); robolearn.data.checksum computes them.
 """
 
 from __future__ import annotations
@@ -26,8 +31,13 @@ from typing import Any
 import numpy as np
 
 FORMAT_NAME = "robolearn.episode"
-SCHEMA_VERSION = "1.0"
-SUPPORTED_VERSIONS = ("1.0",)
+SCHEMA_VERSION = "1.1"
+SUPPORTED_VERSIONS = ("1.0", "1.1")
+CHECKSUM_VERSION = "1.1"  # first version whose files carry checksums (older ones validate with a note)
+CONTENT_CRC_ATTR = "content_crc32"  # root attribute: CRC32 of all attributes and string datasets
+FRAME_CRC = "crc32"  # per byte stream: (T,) uint32 CRC32 of each frame's bytes (0 for an empty frame)
+MAX_ATTR_BYTES = 1 << 20  # any one attribute larger than this is refused (the biggest real ones are a few KiB)
+MAX_FRAME_BYTES = 64 << 20  # any one encoded frame larger than this is refused
 EPISODE_SUFFIX = ".h5"
 TMP_SUFFIX = ".h5.partial"  # name while an episode is being written; renamed atomically on close
 
@@ -42,6 +52,10 @@ class Field:
     doc: str
     attrs: tuple[tuple[str, str], ...] = ()
     fill: float | int = 0
+    range: tuple[float, float] | None = None  # documented value range (inclusive), checked by validate
+
+
+RANGE_TOL = 1e-6  # slack on documented ranges (float round-off)
 
 
 ARM_DOF = 7
@@ -71,6 +85,7 @@ STATE_FIELDS: tuple[Field, ...] = (
         (),
         "Gripper opening: 0 = fully open, 1 = fully closed.",
         (("units", "normalised"), ("convention", "0_open_1_closed")),
+        range=(0.0, 1.0),
     ),
 )
 
@@ -82,6 +97,7 @@ ACTION_FIELDS: tuple[Field, ...] = (
         "End-effector twist command in the base frame: linear xyz then angular xyz, each in [-1, 1] "
         "(scaled by the controller's max linear/angular speed).",
         (("units", "normalised"), ("frame", "robot_base"), ("convention", "linear_xyz_angular_xyz")),
+        range=(-1.0, 1.0),
     ),
     Field(
         f"{ACTION_GROUP}/cartesian_position",
@@ -98,6 +114,7 @@ ACTION_FIELDS: tuple[Field, ...] = (
         (),
         "Gripper target: 0 = open, 1 = closed.",
         (("units", "normalised"), ("convention", "0_open_1_closed")),
+        range=(0.0, 1.0),
     ),
 )
 ACTION_SPACES = tuple(f.path.split("/")[-1] for f in ACTION_FIELDS if "gripper" not in f.path)
@@ -150,6 +167,8 @@ CAMERA_STEP_FIELDS: tuple[Field, ...] = (
 )
 
 STEP_FIELDS: tuple[Field, ...] = STATE_FIELDS + ACTION_FIELDS + CONTROL_FIELDS + SIGNAL_FIELDS
+# Bytes of per-step data every step stores at least: bounds a plausible num_steps by the file size.
+MIN_STEP_BYTES = sum(int(np.dtype(f.dtype).itemsize * np.prod(f.shape, dtype=np.int64)) for f in STEP_FIELDS)
 
 # Image streams: flat byte store + index. `index[t] = (offset, length)` into `data`.
 IMAGE_ENCODINGS = ("jpeg", "png")
@@ -187,6 +206,7 @@ EPISODE_ATTRS: dict[str, tuple[type, bool, str]] = {
     "env": (str, False, "JSON: simulator env id and kwargs (sim episodes only)."),
     "cadence": (str, False, "JSON cadence report of the control loop: achieved Hz, overruns, worst step."),
     "extra": (str, False, "JSON: free-form metadata from the collector."),
+    CONTENT_CRC_ATTR: (int, False, "CRC32 of every other attribute and of /language/instructions (schema >= 1.1)."),
 }
 
 # Catalog columns are read from these attributes only (never from per-step data).
@@ -266,9 +286,9 @@ def camera_group(name: str) -> str:
 # ---- migrations -------------------------------------------------------------------------------------
 # A migration upgrades an open h5py.File (mode r+) in place from one version to the next. Readers refuse
 # versions they do not know; `robolearn data migrate` applies the chain. Register new versions here.
-MIGRATIONS: dict[str, tuple[str, Any]] = {
-    # "1.0": ("1.1", _migrate_1_0_to_1_1),
-}
+# The migration functions need h5py and live in robolearn.data.migrate, which registers them here when it is
+# imported (this module imports nothing of robolearn): "1.0" -> "1.1" is migrate.add_checksums.
+MIGRATIONS: dict[str, tuple[str, Any]] = {}
 
 
 def migration_path(version: str) -> list[str]:

@@ -4,15 +4,19 @@
 what was expected and what was found; it never raises on bad data. It checks, in order: the file opens as
 HDF5; `format` and `schema_version`; every attribute of `schema.EPISODE_ATTRS` (presence, type, JSON);
 the camera registry (intrinsics 3x3, extrinsics 4x4 rigid); every per-step dataset (presence, dtype,
-per-step shape, length); values (NaN/Inf, unit quaternions, is_first/is_last, timestamps); the byte
-streams (index within the data, no overlap, dropped markers) and that frames decode at the registered size.
+per-step shape, length, declared size against the file size, HDF5 filters this installation can decode);
+values (NaN/Inf, the documented ranges of schema fields, unit quaternions, is_first/is_last, timestamps);
+the byte streams (index within the data, no overlap, dropped markers, every frame's CRC32) and that frames
+decode at the registered size; the checksums (robolearn.data.checksum: fletcher32 on numeric datasets, checked
+by HDF5 on every read; the content CRC of attributes and strings). Attributes above schema.MAX_ATTR_BYTES are
+reported, never read. Files older than schema 1.1 carry no checksums: they validate with a note.
 
 `validate_dataset(root, quarantine=True)` validates every episode under `root` and moves files with errors
 to `<root>/_quarantine/` (robolearn.data.quarantine: relative paths kept, never overwriting, one line per
 move in `_quarantine/QUARANTINE.log`). `.partial` files (unfinished episodes) are reported as warnings;
 salvaging them is `robolearn data repair`'s job.
 
-The per-file checks stay in this one module (about 550 lines): they share one `_Ctx` and run in a fixed order,
+The per-file checks stay in this one module (about 700 lines): they share one `_Ctx` and run in a fixed order,
 each relying on what the earlier ones established (the parsed attributes, the camera registry, the datasets
 whose layout is right), so splitting them would scatter one checklist over several files.
 """
@@ -28,9 +32,20 @@ import h5py
 import numpy as np
 
 from robolearn.data import codec, schema
-from robolearn.data.errors import EpisodeError, Problem
+from robolearn.data.checksum import content_crc32, frame_crc, has_checksums, read_bounded_attr
+from robolearn.data.errors import H5_ERRORS, EpisodeError, Problem
 from robolearn.data.quarantine import find_partials, quarantine_file
-from robolearn.data.reader import JSON_ATTRS, list_episodes, open_h5, open_swmr
+from robolearn.data.reader import (
+    JSON_ATTRS,
+    _file_size,
+    check_num_steps,
+    check_rows,
+    list_episodes,
+    open_h5,
+    open_swmr,
+    read_error_message,
+    read_rows,
+)
 
 QUAT_TOL = 1e-3  # |norm(q) - 1| allowed for stored unit quaternions
 ROT_TOL = 1e-3  # max |R^T R - I| for extrinsic rotations
@@ -44,7 +59,7 @@ JSON_KINDS: dict[str, type] = {
     "extra": dict,
     "repair": dict,
 }
-_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
+_READ_ERRORS = H5_ERRORS
 
 
 # ---- one episode ------------------------------------------------------------------------------------
@@ -60,6 +75,9 @@ class _Ctx:
     cams: list[dict[str, Any]] = field(default_factory=list)
     n: int = 0  # steps to check
     good: set[str] = field(default_factory=set)  # per-step datasets whose dtype, shape and length are right
+    unreadable: set[str] = field(default_factory=set)  # datasets already reported as unreadable
+    cache: dict[tuple[str, int | None], np.ndarray] = field(default_factory=dict)  # what read() returned
+    size: int = 0  # file size in bytes
 
     def error(self, fld: str, msg: str) -> None:
         self.problems.append(Problem(str(self.path), fld, msg, "error"))
@@ -67,14 +85,26 @@ class _Ctx:
     def warn(self, fld: str, msg: str) -> None:
         self.problems.append(Problem(str(self.path), fld, msg, "warning"))
 
+    def note(self, fld: str, msg: str) -> None:
+        self.problems.append(Problem(str(self.path), fld, msg, "note"))
+
     def read(self, path: str, rows: int | None = None) -> np.ndarray | None:
-        """Dataset contents (first `rows` rows), or None after reporting why it cannot be read."""
-        try:
-            ds = self.f[path]
-            return ds[()] if rows is None else ds[:rows]
-        except _READ_ERRORS as e:
-            self.error(path, f"cannot read: {e}")
+        """Dataset contents (first `rows` rows), or None after reporting why it cannot be read (bounded by the
+        file size; a checksum mismatch is reported as such)."""
+        if path in self.unreadable:
             return None
+        key = (path, rows)
+        if key in self.cache:
+            return self.cache[key]
+        try:
+            out = self.cache[key] = read_rows(self.f[path], self.path, path, rows)
+            return out
+        except EpisodeError as e:
+            self.error(e.field, e.problems[0].message)
+        except _READ_ERRORS as e:
+            self.error(path, read_error_message(e, self.f.get(path)))
+        self.unreadable.add(path)
+        return None
 
 
 def validate_episode(path: str | Path, sample_frames: int | None = None) -> list[Problem]:
@@ -88,7 +118,7 @@ def validate_episode(path: str | Path, sample_frames: int | None = None) -> list
         return list(e.problems)
     except _READ_ERRORS as e:
         return [Problem(str(path), "file", f"cannot open as HDF5: {type(e).__name__}: {e}")]
-    ctx = _Ctx(path, f, partial)
+    ctx = _Ctx(path, f, partial, size=_file_size(f))
     try:
         if partial:
             ctx.warn("file", "unfinished episode (writer still running, or crashed): run `robolearn data repair`")
@@ -97,8 +127,11 @@ def validate_episode(path: str | Path, sample_frames: int | None = None) -> list
             _check_layout(ctx)
             _check_values(ctx)
             _check_streams(ctx, sample_frames)
+            _check_checksums(ctx)
+    except EpisodeError as e:
+        ctx.problems += e.problems
     except _READ_ERRORS as e:  # a damaged file can fail anywhere; report it, never raise
-        ctx.error("file", f"unreadable HDF5 structure: {type(e).__name__}: {e}")
+        ctx.error("file", f"unreadable HDF5 structure: {read_error_message(e)}")
     finally:
         try:
             f.close()
@@ -127,7 +160,7 @@ def _type_ok(value: Any, tp: type) -> bool:
 
 def _check_attrs(ctx: _Ctx) -> bool:
     """Root attributes. Returns False when the file is not a known robolearn episode (stop checking)."""
-    raw = {k: _attr_value(v) for k, v in ctx.f.attrs.items()}
+    raw = {k: _attr_value(v) for k, v in _bounded_attrs(ctx, ctx.f, "attrs/").items()}
     fmt = raw.get("format")
     if fmt != schema.FORMAT_NAME:
         ctx.error("attrs/format", f"expected {schema.FORMAT_NAME!r}, found {fmt!r}")
@@ -166,6 +199,19 @@ def _check_attrs(ctx: _Ctx) -> bool:
     _check_attr_values(ctx, attrs)
     ctx.attrs = attrs
     return True
+
+
+def _bounded_attrs(ctx: _Ctx, obj: h5py.HLObject, prefix: str) -> dict[str, Any]:
+    """The attributes of `obj` that can be read; each one above schema.MAX_ATTR_BYTES or unreadable is an error."""
+    out: dict[str, Any] = {}
+    for k in list(obj.attrs.keys()):
+        try:
+            out[k] = read_bounded_attr(obj, k)
+        except ValueError as e:
+            ctx.error(f"{prefix}{k}", str(e))
+        except _READ_ERRORS as e:
+            ctx.error(f"{prefix}{k}", read_error_message(e))
+    return out
 
 
 def _check_attr_values(ctx: _Ctx, a: dict[str, Any]) -> None:
@@ -260,12 +306,14 @@ def _check_extrinsics(ctx: _Ctx, fld: str, value: Any) -> None:
 
 
 # ---- datasets: presence, dtype, shape, length -----------------------------------------------------------
-def _camera_step_specs(cam: dict[str, Any]) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(path, dtype, per-step shape) of one camera's per-step datasets."""
+def _camera_step_specs(cam: dict[str, Any], checksummed: bool = False) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(path, dtype, per-step shape) of one camera's per-step datasets (with the frame CRCs from schema 1.1)."""
     g = schema.camera_group(cam["name"])
     out = [(f"{g}/{f.path}", f.dtype, f.shape) for f in schema.CAMERA_STEP_FIELDS]
     for stream in ("rgb", "depth") if cam.get("depth") else ("rgb",):
         out.append((f"{g}/{stream}/index", "i8", (2,)))
+        if checksummed:
+            out.append((f"{g}/{stream}/{schema.FRAME_CRC}", "u4", ()))
     return out
 
 
@@ -282,7 +330,11 @@ def _expected_length(ctx: _Ctx) -> int:
         return int(zero[0]) if zero.size else len(marks)
     n = ctx.attrs.get("num_steps")
     if _type_ok(n, int) and n >= 0:
-        return int(n)
+        try:
+            return check_num_steps(ctx.path, int(n), ctx.size)
+        except EpisodeError as e:
+            ctx.error(e.field, e.problems[0].message)
+            return 0
     obj = ctx.f.get(end)
     return int(obj.shape[0]) if isinstance(obj, h5py.Dataset) and obj.ndim >= 1 else 0
 
@@ -291,20 +343,22 @@ def _check_layout(ctx: _Ctx) -> None:
     ctx.n = _expected_length(ctx)
     what = "committed steps" if ctx.partial else "num_steps"
     specs = [(f.path, f.dtype, f.shape) for f in schema.STEP_FIELDS]
+    checksummed = has_checksums(ctx.attrs.get("schema_version"))
     for cam in ctx.cams:
         g = schema.camera_group(cam["name"])
         if not isinstance(ctx.f.get(g), h5py.Group):
             ctx.error(g, f"missing group for camera {cam['name']!r} of the camera registry")
             continue
-        specs += _camera_step_specs(cam)
+        specs += _camera_step_specs(cam, checksummed)
         for stream in ("rgb", "depth") if cam.get("depth") else ("rgb",):
             _check_dataset(ctx, f"{g}/{stream}/data", "u1", None)
     for path, dtype, shape in specs:
-        length = _check_dataset(ctx, path, dtype, shape)
+        length = _check_dataset(ctx, path, dtype, shape, fletcher32=checksummed)
         if length is None:
             continue
         if length == ctx.n or (ctx.partial and length >= ctx.n):
             ctx.good.add(path)
+            ctx.read(path, ctx.n)  # every per-step dataset is read once: HDF5 verifies its checksums
         else:
             ctx.error(path, f"length mismatch: expected {ctx.n} rows ({what}), found {length}")
     inst = ctx.f.get("language/instructions")
@@ -319,8 +373,11 @@ def _check_layout(ctx: _Ctx) -> None:
         )
 
 
-def _check_dataset(ctx: _Ctx, path: str, dtype: str, shape: tuple[int, ...] | None) -> int | None:
-    """Presence, dtype and per-step shape (None: any 1-D). Returns the number of rows, or None if wrong."""
+def _check_dataset(
+    ctx: _Ctx, path: str, dtype: str, shape: tuple[int, ...] | None, fletcher32: bool = False
+) -> int | None:
+    """Presence, dtype, per-step shape (None: any 1-D), declared size within the file size, decodable filters
+    (and the fletcher32 checksum when asked). Returns the number of rows, or None if wrong."""
     obj = ctx.f.get(path)
     want_shape = "(N,)" if shape is None else str(("T", *shape)).replace("'", "")
     want = f"{np.dtype(dtype).name} dataset of shape {want_shape}"
@@ -337,7 +394,36 @@ def _check_dataset(ctx: _Ctx, path: str, dtype: str, shape: tuple[int, ...] | No
     if obj.ndim != 1 + len(per_step) or tuple(obj.shape[1:]) != per_step:
         ctx.error(path, f"wrong shape: expected {want_shape}, found {obj.shape}")
         return None
+    try:
+        check_rows(obj, ctx.path, path)
+    except EpisodeError as e:
+        ctx.error(path, e.problems[0].message)
+        ctx.unreadable.add(path)
+        return None
+    if not _check_filters(ctx, path, obj):
+        return None
+    if fletcher32 and not obj.fletcher32:
+        ctx.error(
+            path, f"expected a fletcher32 checksum (schema {schema.CHECKSUM_VERSION}+ numeric datasets), found none"
+        )
     return int(obj.shape[0])
+
+
+def _check_filters(ctx: _Ctx, path: str, obj: h5py.Dataset) -> bool:
+    """False (after an error) when the dataset uses an HDF5 filter this installation cannot decode."""
+    plist = obj.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        fid, _flags, _vals, name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(fid):
+            label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+            ctx.error(
+                path,
+                f"stored with HDF5 filter {fid} ({label or 'unnamed'}), which this HDF5 installation "
+                "cannot decode (plugin missing?); expected only built-in filters",
+            )
+            ctx.unreadable.add(path)
+            return False
+    return True
 
 
 # ---- values -----------------------------------------------------------------------------------------------
@@ -359,9 +445,21 @@ def _check_values(ctx: _Ctx) -> None:
     ):
         a = ctx.read(fld.path, n) if fld.path in ctx.good else None
         if a is not None:
-            bad = np.flatnonzero(~np.isfinite(a).reshape(n, -1).all(axis=1))
+            finite = np.isfinite(a).reshape(n, -1)
+            bad = np.flatnonzero(~finite.all(axis=1))
             if bad.size:
                 ctx.error(fld.path, f"expected finite numbers, found NaN/Inf at {_steps(bad)}")
+            if fld.range is not None:
+                lo, hi = fld.range
+                flat = a.reshape(n, -1)
+                out = finite & ((flat < lo - schema.RANGE_TOL) | (flat > hi + schema.RANGE_TOL))
+                rows = np.flatnonzero(out.any(axis=1))
+                if rows.size:
+                    ctx.error(
+                        fld.path,
+                        f"expected values in [{lo:g}, {hi:g}] (schema), found "
+                        f"{flat[rows[0]][out[rows[0]]][0]:.6g} at {_steps(rows)}",
+                    )
     _check_quaternion(ctx, schema.STATE_FIELDS[3].path, slice(None), error=True)
     commanded_pose = ctx.attrs.get("action_space") == "cartesian_position"
     _check_quaternion(ctx, f"{schema.ACTION_GROUP}/cartesian_position", slice(3, 7), error=commanded_pose)
@@ -513,16 +611,50 @@ def _check_stream(
                 f"expected length 0 exactly where `dropped` is True, found length {length[t]} "
                 f"with dropped={bool(dropped[t])} at {_steps(mismatch)}",
             )
-    _check_frames(ctx, cam, s, enc, index, present, sample_frames)
+    big = np.flatnonzero(length > schema.MAX_FRAME_BYTES)
+    if big.size:
+        ctx.error(
+            f"{s}/index",
+            f"expected frames of at most {schema.MAX_FRAME_BYTES} bytes, found {length[big[0]]} at {_steps(big)}",
+        )
+        return
+    crc_path = f"{s}/{schema.FRAME_CRC}"
+    crc = ctx.read(crc_path, ctx.n) if crc_path in ctx.good else None
+    _check_frames(ctx, cam, s, enc, index, present, sample_frames, crc)
 
 
 def _check_frames(
-    ctx: _Ctx, cam: dict[str, Any], s: str, enc: str, index: np.ndarray, present: np.ndarray, sample_frames: int | None
+    ctx: _Ctx,
+    cam: dict[str, Any],
+    s: str,
+    enc: str,
+    index: np.ndarray,
+    present: np.ndarray,
+    sample_frames: int | None,
+    crc: np.ndarray | None = None,
 ) -> None:
+    """Every present frame's CRC32 (when the file has them); decoding and size of all or `sample_frames`."""
+    data = ctx.f[f"{s}/data"]
+    if crc is not None:
+        wrong = []
+        for t in range(len(index)):
+            off, n = (int(x) for x in index[t])
+            try:
+                got = frame_crc(data[off : off + n].tobytes()) if n else 0
+            except _READ_ERRORS as e:
+                ctx.error(f"{s}/data", read_error_message(e))
+                return
+            if got != int(crc[t]):
+                wrong.append(t)
+        if wrong:
+            ctx.error(
+                f"{s}/data",
+                f"CRC32 mismatch: the bytes of {len(wrong)} frames do not match "
+                f"{s}/{schema.FRAME_CRC} (corrupted), first at step {wrong[0]}",
+            )
     if sample_frames and present.size > sample_frames:
         present = present[np.unique(np.linspace(0, present.size - 1, sample_frames).round().astype(int))]
     want = (cam["height"], cam["width"]) if enc == "png16" else (cam["height"], cam["width"], 3)
-    data = ctx.f[f"{s}/data"]
     failed: list[tuple[int, str]] = []
     for t in present:
         off, n = (int(x) for x in index[t])
@@ -537,6 +669,38 @@ def _check_frames(
     if failed:
         t, why = failed[0]
         ctx.error(f"{s}/data", f"{len(failed)} of {present.size} checked frames bad; first at step {t}: {why}")
+
+
+# ---- checksums ---------------------------------------------------------------------------------------------
+def _check_checksums(ctx: _Ctx) -> None:
+    """The content CRC of attributes and strings (schema >= 1.1; the numeric checksums are verified by HDF5 as
+    the datasets are read above); a note for older files, which carry none."""
+    version = ctx.attrs.get("schema_version")
+    if not has_checksums(version):
+        ctx.note(
+            "file",
+            f"schema {version} file: carries no checksums, so silent corruption cannot be detected; "
+            "`robolearn data migrate` adds them",
+        )
+        return
+    if ctx.partial:
+        return  # set on close
+    stored = ctx.attrs.get(schema.CONTENT_CRC_ATTR)
+    if not _type_ok(stored, int):
+        ctx.error(f"attrs/{schema.CONTENT_CRC_ATTR}", f"missing; expected the content CRC32 (schema {version})")
+        return
+    try:
+        got = content_crc32(ctx.f)
+    except _READ_ERRORS as e:
+        ctx.error(f"attrs/{schema.CONTENT_CRC_ATTR}", f"cannot compute the content CRC32: {read_error_message(e)}")
+        return
+    if got != stored:
+        ctx.error(
+            f"attrs/{schema.CONTENT_CRC_ATTR}",
+            f"CRC32 mismatch (stored {stored:08x}, attributes and strings "
+            f"give {got:08x}): an attribute or /language/instructions is corrupted or was edited outside "
+            "robolearn",
+        )
 
 
 # ---- datasets and quarantine -------------------------------------------------------------------------
@@ -556,6 +720,10 @@ class ValidationReport:
         return [p for p in self.problems if p.severity == "warning"]
 
     @property
+    def notes(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "note"]
+
+    @property
     def bad_files(self) -> list[str]:
         return sorted({p.path for p in self.errors})
 
@@ -569,6 +737,7 @@ class ValidationReport:
             "checked": len(self.checked),
             "errors": len(self.errors),
             "warnings": len(self.warnings),
+            "notes": len(self.notes),
             "bad_files": self.bad_files,
             "problems": [asdict(p) for p in self.problems],
             "quarantined": self.quarantined,

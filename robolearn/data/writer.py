@@ -26,6 +26,7 @@ import numpy as np
 
 from robolearn import __version__
 from robolearn.data import codec, schema
+from robolearn.data.checksum import NUMERIC_KW, frame_crc, set_content_crc
 from robolearn.data.errors import EpisodeError, EpisodeWriteError
 from robolearn.data.schema import CameraSpec
 from robolearn.utils import fsync_path
@@ -158,6 +159,7 @@ class EpisodeWriter:
             "cadence": "{}",
             "env": json.dumps(m.env or {}),
             "extra": json.dumps(m.extra),
+            schema.CONTENT_CRC_ATTR: np.int64(0),  # set on close (an attribute cannot be added under SWMR)
         }
         for k, v in attrs.items():
             f.attrs[k] = v
@@ -169,6 +171,7 @@ class EpisodeWriter:
                 dtype=fld.dtype,
                 chunks=(schema.STEP_CHUNK, *fld.shape),
                 fillvalue=fld.fill,
+                **NUMERIC_KW,
             )
             ds.attrs["doc"] = fld.doc
             for k, v in fld.attrs:
@@ -183,7 +186,7 @@ class EpisodeWriter:
             g.attrs["calibration"] = json.dumps(cam.calibration or {})
             for fld in schema.CAMERA_STEP_FIELDS:
                 ds = g.create_dataset(
-                    fld.path, shape=(0,), maxshape=(None,), dtype=fld.dtype, chunks=(schema.STEP_CHUNK,)
+                    fld.path, shape=(0,), maxshape=(None,), dtype=fld.dtype, chunks=(schema.STEP_CHUNK,), **NUMERIC_KW
                 )
                 for k, v in fld.attrs:
                     ds.attrs[k] = v
@@ -192,7 +195,17 @@ class EpisodeWriter:
                 s = g.create_group(stream)
                 s.attrs["encoding"] = enc
                 s.create_dataset("data", shape=(0,), maxshape=(None,), dtype="u1", chunks=(schema.BYTES_CHUNK,))
-                s.create_dataset("index", shape=(0, 2), maxshape=(None, 2), dtype="i8", chunks=(schema.INDEX_CHUNK, 2))
+                s.create_dataset(
+                    "index", shape=(0, 2), maxshape=(None, 2), dtype="i8", chunks=(schema.INDEX_CHUNK, 2), **NUMERIC_KW
+                )
+                s.create_dataset(
+                    schema.FRAME_CRC,
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype="u4",
+                    chunks=(schema.INDEX_CHUNK,),
+                    **NUMERIC_KW,
+                )
         f.swmr_mode = True
         f.flush()
         return f
@@ -389,9 +402,10 @@ class EpisodeWriter:
 
     @staticmethod
     def _append_bytes(group: h5py.Group, frames: list[bytes | None], n0: int) -> None:
-        data, index = group["data"], group["index"]
+        data, index, crcs = group["data"], group["index"], group[schema.FRAME_CRC]
         off = data.shape[0]
         idx = np.zeros((len(frames), 2), np.int64)
+        crc = np.zeros(len(frames), np.uint32)
         chunks = []
         for i, b in enumerate(frames):
             n = 0 if b is None else len(b)
@@ -399,6 +413,7 @@ class EpisodeWriter:
             off += n
             if n:
                 chunks.append(b)
+                crc[i] = frame_crc(b)
         if chunks:
             blob = np.frombuffer(b"".join(chunks), np.uint8)
             start = data.shape[0]
@@ -406,6 +421,8 @@ class EpisodeWriter:
             data[start:] = blob
         index.resize((n0 + len(frames), 2))
         index[n0:] = idx
+        crcs.resize((n0 + len(frames),))
+        crcs[n0:] = crc
 
     # ---- closing ----------------------------------------------------------------------------------
     def set_outcome(self, success: bool | None, source: str = "operator") -> None:
@@ -444,6 +461,7 @@ class EpisodeWriter:
                 f.attrs["cadence"] = json.dumps(self._cadence or {})
                 f.attrs["extra"] = json.dumps(self.meta.extra)
                 f.attrs["complete"] = True
+                set_content_crc(f)
                 f.flush()
                 f.close()
                 fsync_path(self.tmp_path)

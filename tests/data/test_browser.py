@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -308,6 +309,106 @@ def test_relabel_needs_token_and_same_origin(rw_server):
     assert file_state(root) == before
     # no Origin header at all (a script, not a browser) is fine with the token
     st, d = post_relabel(rw_server, EP0, {"success": False}, origin=None)
+    assert st == 200 and d["episode"]["metadata"]["success"] == 0
+
+
+# ---- hostile requests (issue 16) ----------------------------------------------------------------------------
+def raw_request(server, head: str, body: bytes = b"", shut: bool = False, then: bytes = b"") -> tuple[int, bytes]:
+    """Send `head` (request line and headers, without the blank line) and `body` over a raw socket, read the
+    response's status line and headers; then try to send `then` (the server may have closed: ignored)."""
+    u = urlsplit(server.url)
+    sock = socket.create_connection((u.hostname, u.port), timeout=30)
+    try:
+        sock.sendall(head.encode() + b"\r\n\r\n" + body)
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        try:
+            for i in range(0, len(then), 1 << 20):
+                sock.sendall(then[i : i + (1 << 20)])
+        except OSError:
+            pass
+        return int(data.split()[1]), data
+    finally:
+        sock.close()
+
+
+def relabel_head(server, length: int | str, extra: str = "") -> str:
+    host = urlsplit(server.url).netloc
+    return (
+        f"POST /api/relabel/{EP0} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"{TOKEN_HEADER}: {server.app.token}\r\nContent-Length: {length}{extra}"
+    )
+
+
+def test_double_encoded_and_symlinked_paths_are_refused(tmp_path):
+    root = make(tmp_path / "ds")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(root / EP0, outside / "secret.h5")
+    (root / "link.h5").symlink_to(outside / "secret.h5")  # a file link out of the root: indexed, never served
+    (root / "linkdir").symlink_to(outside, target_is_directory=True)  # folder links are not followed at all
+    s = serve(root, port=0)
+    try:
+        for ref in (
+            "link.h5",
+            "linkdir/secret.h5",
+            "%252E%252E%252Foutside%252Fsecret.h5",
+            "%252e%252e/outside/secret.h5",
+            "%25252E%25252E/outside/secret.h5",
+            "..%252Foutside/secret.h5",
+            "%2F%2Fetc%2Fpasswd",
+            f"{'%2E%2E%2F' * 8}etc/passwd",
+        ):
+            for route in (f"api/episode/{ref}", f"api/frame/{ref}/wrist/0"):
+                st, headers, body = request(s.url + route)
+                assert st in (403, 404), (route, st)
+                assert "error" in json.loads(body)
+        st, _, body = request(s.url + "api/episode/link.h5")
+        assert st == 403 and "symbolic link" in json.loads(body)["error"]
+        st, d = post_relabel(s, "link.h5", {"success": False})
+        assert st == 403
+        with Episode(outside / "secret.h5") as ep:
+            assert ep.attrs["success"] == 1 and ep.attrs["label_history"] == []
+        st, _ = get_json(s, "/api/episodes")
+        assert st == 200
+    finally:
+        s.stop()
+
+
+def test_hostile_bodies_are_refused_and_the_server_keeps_serving(rw_server):
+    root = rw_server.app.root
+    before = file_state(root)
+    big = 1 << 30
+    st, _ = raw_request(rw_server, relabel_head(rw_server, big), b'{"success": false')  # 1 GB declared
+    assert st == 413
+    st, _ = raw_request(rw_server, relabel_head(rw_server, 50 << 20), then=b" " * (50 << 20))  # a real 50 MB body
+    assert st == 413
+    for length in ("-1", "abc", "1e9", ""):
+        st, _ = raw_request(rw_server, relabel_head(rw_server, length), b"{}")
+        assert st == 411, length
+    st, _ = raw_request(rw_server, relabel_head(rw_server, 100), b'{"success":', shut=True)  # body cut short
+    assert st == 400
+    nested = b"[" * 30000 + b"]" * 30000
+    st, d = post_relabel(rw_server, EP0, nested)
+    assert st == 400 and "nested" in d["error"]
+    for payload in (b"", b"null", b'"text"', b"1e999", b'{"success": NaN}', b'{"success": false}' + b"x"):
+        st, d = post_relabel(rw_server, EP0, payload)
+        assert st == 400, (payload, d)
+    for origin in ("null", "http://localhost.evil.example", "file://"):
+        st, d = post_relabel(rw_server, EP0, {"success": False}, origin=origin)
+        assert st == 403, origin
+    st, d = post_relabel(rw_server, EP0, {"success": False}, extra={"Transfer-Encoding": "chunked"})
+    assert st in (400, 411)
+    assert file_state(root) == before
+    st, body = get_json(rw_server, "/api/episodes")
+    assert st == 200 and body["count"] == 6
+    st, d = post_relabel(rw_server, EP0, {"success": False})
     assert st == 200 and d["episode"]["metadata"]["success"] == 0
 
 

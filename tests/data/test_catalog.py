@@ -13,6 +13,7 @@ import pytest
 
 from robolearn import cli
 from robolearn.data import catalog as cat
+from robolearn.data import schema
 from robolearn.data.catalog import index as cat_index
 from robolearn.data.errors import EpisodeError
 from robolearn.data.reader import Episode, list_episodes
@@ -77,7 +78,7 @@ def test_build_reads_attributes_into_wal_catalog(indexed):
                 a["task"],
                 a["success"],
             )
-            assert r.num_steps == 20 and r.complete == 1 and r.schema_version == "1.0"
+            assert r.num_steps == 20 and r.complete == 1 and r.schema_version == schema.SCHEMA_VERSION
             assert r.camera_names == ep.camera_names == ["wrist", "exterior_1"]
             assert r.language == ep.language[0]
             assert r.start_time == a["start_time"] and r.end_time == a["end_time"]

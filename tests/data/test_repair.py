@@ -164,12 +164,13 @@ def test_cuts_rows_whose_frames_are_past_the_data_or_missing(tmp_path):
     assert (r.action, r.salvaged_steps, r.steps_on_disk) == ("salvaged", 6, 10)
     assert "cameras/wrist/rgb: frame of step 6" in r.reason
     # a bad frame followed by good ones is damage, not a crash tail: kept, and reported by validate
-    [err] = errors(tmp_path / "ep.h5")
+    crc_err, err = errors(tmp_path / "ep.h5")
+    assert crc_err.startswith(f"{tmp_path / 'ep.h5'}: cameras/wrist/rgb/data: CRC32 mismatch: the bytes of 1 frames")
     assert err.startswith(
         f"{tmp_path / 'ep.h5'}: cameras/wrist/rgb/data: 1 of 5 checked frames bad; first at "
         "step 1: cannot decode jpeg frame"
     )
-    assert r.problems == 1
+    assert r.problems == 2
 
 
 def test_cut_at_uncommitted_marker_and_short_streams(tmp_path):

@@ -14,6 +14,7 @@ from corruptions import CORRUPTIONS, Broken, bad_json_attr, missing_dataset, not
 
 from robolearn import cli
 from robolearn.data import schema
+from robolearn.data.checksum import set_content_crc
 from robolearn.data.quarantine import QUARANTINE_DIR, QUARANTINE_LOG
 from robolearn.data.reader import list_episodes
 from robolearn.data.validate import validate_dataset, validate_episode
@@ -65,7 +66,7 @@ def test_messages_say_what_was_expected_and_found(good, tmp_path):
         broken = fn(good, tmp_path / f"{name}.h5", **{**base, **kw})
         return " ".join(p.message for p in errors(validate_episode(broken.path)) if p.field == broken.field)
 
-    assert "unknown schema version '9.9'" in message("unknown_schema_version") and "['1.0']" in message(
+    assert "unknown schema version '9.9'" in message("unknown_schema_version") and "['1.0', '1.1']" in message(
         "unknown_schema_version"
     )
     assert "expected float64, found float32" in message("wrong_dtype")
@@ -125,6 +126,7 @@ def test_incomplete_episode_is_a_warning(good, tmp_path):
     shutil.copyfile(good, p)
     with h5py.File(p, "r+") as f:
         f.attrs["complete"] = False
+        set_content_crc(f)  # an edit made the robolearn way (edit.edit_atomically) keeps the content CRC right
     problems = validate_episode(p)
     assert [(x.severity, x.field) for x in problems] == [("warning", "attrs/complete")]
 
@@ -133,7 +135,9 @@ def test_sample_frames_checks_fewer_frames(good, tmp_path):
     fn, kw = CORRUPTIONS["undecodable_frame"]
     broken = fn(good, tmp_path / "e.h5", **kw)  # frame 7 of 20 is bad
     assert errors(validate_episode(broken.path))
-    assert not errors(validate_episode(broken.path, sample_frames=2))  # only frames 0 and 19 decoded
+    sampled = errors(validate_episode(broken.path, sample_frames=2))  # only frames 0 and 19 decoded ...
+    assert [p.message for p in sampled if "decode" in p.message] == []
+    assert ["CRC32 mismatch" in p.message and "first at step 7" in p.message for p in sampled] == [True]  # all CRCed
 
 
 def test_dataset_report_and_partials(dataset_copy):

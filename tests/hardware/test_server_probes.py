@@ -5,7 +5,7 @@ valid msgpack of the wrong shape, unknown commands, bad actions, oversized messa
 clients, bad tokens, a second client. After each probe the server must still answer a well-formed request,
 every bad request must get an error reply that says what was wrong (never kind "internal", which means a
 traceback), no bad action may reach the robot, and the robot must hold within one control period when the
-session's client vanishes or sends garbage. docs/reliability_robot_server.md tabulates the cases.
+session's client vanishes or sends garbage. docs/reliability.md (robot server) tabulates the cases.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 
 from robolearn.data import catalog, relabel, schema
-from robolearn.data.errors import EpisodeError
+from robolearn.data.errors import H5_ERRORS, EpisodeError
 from robolearn.data.info import episode_info
 from robolearn.data.reader import Episode
 from robolearn.utils import is_loopback
@@ -48,6 +48,7 @@ STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/c
 TOKEN_HEADER = "X-Robolearn-Token"
 TOKEN_PLACEHOLDER = "{{ROBOLEARN_TOKEN}}"
 MAX_BODY = 64 * 1024  # bytes of a relabel request
+REQUEST_TIMEOUT_S = 60.0  # a connection idle (or a body unsent) this long is closed
 MAX_POINTS = 1000  # per-step arrays are downsampled to at most this many points for the plots
 DEFAULT_LIMIT = 5000  # rows returned by /api/episodes unless ?limit= says otherwise
 FILTER_PARAMS = ("lab", "household", "scene_id", "task", "success", "operator", "robot_type", "teleop_device")
@@ -180,6 +181,10 @@ class BrowserApp:
         path = self.root / row.path
         if not path.is_file():
             raise ApiError(404, f"{row.path}: listed in the catalog but no longer on disk (rescan)")
+        try:  # a symlink (of the file or of a folder on its way) may point out of the served folder
+            path.resolve(strict=True).relative_to(self.root.resolve())
+        except (ValueError, OSError):
+            raise ApiError(403, f"{row.path}: refused, a symbolic link to a file outside the dataset folder") from None
         return path
 
     # -- one episode --------------------------------------------------------------------------------------
@@ -205,7 +210,7 @@ class BrowserApp:
             if lowdim:
                 with Episode(path) as ep:
                     out["lowdim"] = _lowdim_json(ep)
-        except (EpisodeError, OSError, KeyError, ValueError) as e:
+        except (EpisodeError, *H5_ERRORS) as e:
             raise ApiError(500, f"{row.path}: cannot read: {' '.join(str(e).split())}") from None
         return _finite(out)
 
@@ -396,6 +401,7 @@ class Handler(BaseHTTPRequestHandler):
     server: BrowserServer
     server_version = "robolearn-browser"
     sys_version = ""
+    timeout = REQUEST_TIMEOUT_S  # socket timeout: a slow or stalled client cannot hold a thread forever
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
@@ -524,11 +530,18 @@ class Handler(BaseHTTPRequestHandler):
         length = int(length_text)
         if length > MAX_BODY:
             raise ApiError(413, f"body too large ({length} bytes > {MAX_BODY})")
-        raw = self.rfile.read(length)
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            raise ApiError(408, f"body not received within {REQUEST_TIMEOUT_S:.0f} s") from None
+        if len(raw) < length:
+            raise ApiError(400, f"body ended after {len(raw)} of the {length} bytes declared by Content-Length")
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ApiError(400, f"body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ApiError(400, "body is not valid JSON: nested too deeply") from None
 
 
 class BrowserServer(ThreadingHTTPServer):

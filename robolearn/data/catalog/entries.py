@@ -68,6 +68,16 @@ def entry_from_attrs(
         values.append(_coerce(attrs[name], schema.EPISODE_ATTRS[name][0], src, name))
     values.append(",".join(_camera_names(attrs.get("cameras"), src)))
     values.append(_first_language(attrs.get("language_annotations"), src))
+    for name, v in zip(("path", *ATTR_COLUMNS, "cameras", "language_annotations"), values):
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:  # h5py keeps undecodable bytes as surrogates: damaged text
+                raise EpisodeError(
+                    src,
+                    f"attrs/{name}" if name != "path" else "file",
+                    f"not valid UTF-8 text (corrupted?): {v.encode('utf-8', 'replace')[:60]!r}",
+                ) from None
     values += [int(size), int(mtime_ns)]
     return tuple(values)
 

@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import simplejpeg
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from robolearn.data import codec, schema
-from robolearn.data.errors import EpisodeError, Problem
+from robolearn.data.errors import H5_ERRORS, EpisodeError, Problem
 from robolearn.data.loader.config import LoaderConfig, Normalizer, _resolve
 from robolearn.data.loader.episodes import EpisodeInfo, _EpisodeData, _frame_extents, _Needs, _scan, _WorkerState
 from robolearn.data.loader.pool import _BufferPool, _Buffers, _Layout, _PooledBatch
-from robolearn.data.reader import ByteStream, list_episodes, open_h5
+from robolearn.data.reader import ByteStream, list_episodes, open_h5, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -213,27 +215,38 @@ class EpisodeDataset(Dataset):
         info = self.episodes[i]
         n = info.num_steps
         f = open_h5(info.path)
+        p = info.path
         try:
 
             def cat(keys: list[str]) -> np.ndarray:
-                return np.concatenate([np.asarray(f[k][:n], np.float64).reshape(n, -1) for k in keys], axis=1)
+                return np.concatenate(
+                    [np.asarray(read_rows(f[k], p, k, n), np.float64).reshape(n, -1) for k in keys], axis=1
+                )
 
             proprio = self.proprio_norm.normalize(cat(self.proprio_keys))
             action = self.action_norm.normalize(cat(self.action_keys))
-            lang = np.asarray(f["language/active"][:n], np.int64)
-            instr = [s.decode() if isinstance(s, bytes) else str(s) for s in f["language/instructions"][()]]
-            src = []
+            lang = np.asarray(read_rows(f["language/active"], p, "language/active", n), np.int64).reshape(n)
+            instr = [
+                s.decode(errors="replace") if isinstance(s, bytes) else str(s)
+                for s in np.atleast_1d(read_rows(f["language/instructions"], p, "language/instructions"))
+            ]
+            src, crcs = [], []
             for c in self.cameras:
-                present = f[f"{schema.camera_group(c)}/rgb/index"][:n, 1] > 0
+                g = f"{schema.camera_group(c)}/rgb"
+                present = read_rows(f[f"{g}/index"], p, f"{g}/index", n)[:, 1] > 0
                 src.append(np.maximum.accumulate(np.where(present, np.arange(n), -1)))
-        except (OSError, KeyError, ValueError, TypeError) as e:
+                crc = f.get(f"{g}/{schema.FRAME_CRC}") if self.config.verify_checksums else None
+                crcs.append(read_rows(crc, p, f"{g}/{schema.FRAME_CRC}", n) if isinstance(crc, h5py.Dataset) else None)
+        except EpisodeError:
+            raise
+        except H5_ERRORS as e:
             raise EpisodeError(info.path, "file", f"cannot read low-dim arrays: {e}") from None
         finally:
             f.close()
         if not instr:
             instr = [""]
         lang = np.clip(lang, 0, len(instr) - 1)
-        return _EpisodeData(proprio, action, lang, instr, src)
+        return _EpisodeData(proprio, action, lang, instr, src, crcs)
 
     def _open(self, st: _WorkerState, i: int, ed: _EpisodeData) -> list[ByteStream]:
         """The episode's frame streams, keeping at most max_open_files episodes open in this process."""
@@ -250,8 +263,15 @@ class EpisodeDataset(Dataset):
                 ed.streams = [
                     ByteStream(f[f"{schema.camera_group(c)}/rgb"], info.path, info.num_steps) for c in self.cameras
                 ]
-            except Exception:
+                for s in ed.streams:  # every frame inside its byte store, so pread never reads garbage lengths
+                    off, ln = s.index[:, 0], s.index[:, 1]
+                    bad = np.flatnonzero((off < 0) | (ln < 0) | (off + ln > s.size) | (ln > schema.MAX_FRAME_BYTES))
+                    if bad.size:
+                        s.extent(int(bad[0]))  # raises the EpisodeError naming the frame
+            except BaseException as e:
                 f.close()
+                if isinstance(e, H5_ERRORS) and not isinstance(e, EpisodeError):
+                    raise EpisodeError(info.path, "file", f"cannot open the frame streams: {e}") from None
                 raise
             ed.pos, ed.size = zip(*(_frame_extents(s) for s in ed.streams)) if ed.streams else ((), ())
             if all(getattr(s, "_chunks", None) is not None for s in ed.streams):
@@ -291,7 +311,7 @@ class EpisodeDataset(Dataset):
                         out[...] = img
                 if img.shape != out.shape:
                     raise ValueError(f"decoded frame is {img.shape}")
-        except (ValueError, OSError) as e:
+        except H5_ERRORS as e:
             out, _, stream, i, _, src = job
             raise EpisodeError(
                 self.episodes[i].path,
@@ -358,7 +378,11 @@ class EpisodeDataset(Dataset):
                     img = frames.get(key) if cache_size else None
                     if img is None:
                         p = pos[s]
-                        jobs.append((out, os.pread(fd, size[s], p) if p >= 0 else stream.raw(s), stream, i, c, s))
+                        buf = os.pread(fd, size[s], p) if p >= 0 else stream.raw(s)
+                        crc = ed.crc[c]
+                        if crc is not None and zlib.crc32(buf) != crc[s]:
+                            stream.check(s, buf)  # raises the EpisodeError naming the frame
+                        jobs.append((out, buf, stream, i, c, s))
                     else:
                         frames.move_to_end(key)
                         out[...] = img

@@ -15,10 +15,12 @@ import h5py
 import numpy as np
 
 from robolearn.data import schema
-from robolearn.data.errors import EpisodeError
+from robolearn.data.errors import H5_ERRORS, EpisodeError
 from robolearn.data.loader.config import _resolve
 from robolearn.data.loader.pool import _BufferPool, _Layout
-from robolearn.data.reader import ByteStream, Episode, open_h5, read_attrs
+from robolearn.data.reader import ByteStream, Episode, _file_size, check_num_steps, open_h5, read_attrs, read_rows
+
+MAX_IMAGE_SIDE = 1 << 14  # a registered camera size above this is damage, not a camera
 
 _SCAN_ATTRS = ("format", "schema_version", "uuid", "num_steps", "complete", "cameras", "action_space")
 
@@ -56,13 +58,21 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
         for k in _SCAN_ATTRS:
             if k not in attrs:
                 raise EpisodeError(path, f"attrs/{k}", "missing (required by the schema)")
-        n = int(attrs["num_steps"])
+        n = attrs["num_steps"]
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise EpisodeError(path, "attrs/num_steps", f"expected an int, got {n!r:.60}")
+        n = check_num_steps(path, n, _file_size(f))
         if not attrs["complete"]:
             with Episode(path) as ep:  # unclosed/salvaged: the reader infers the committed length
                 n = ep.num_steps
         if n < 0:
             raise EpisodeError(path, "attrs/num_steps", f"episode has {n} steps; expected >= 0")
-        cams = {c["name"]: (int(c["height"]), int(c["width"])) for c in attrs["cameras"]}
+        cams = {str(c["name"]): (int(c["height"]), int(c["width"])) for c in attrs["cameras"]}
+        for c, hw in cams.items():
+            if not all(0 < v <= MAX_IMAGE_SIDE for v in hw):
+                raise EpisodeError(
+                    path, f"attrs/cameras/{c}", f"image size {hw} (H, W); expected sides in 1..{MAX_IMAGE_SIDE}"
+                )
         keys = need.lowdim(attrs["action_space"]) + ["language/active", "language/instructions"]
         for c in need.cameras if need.cameras is not None else list(cams):
             if c not in cams:
@@ -70,14 +80,14 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
             keys.append(f"{schema.camera_group(c)}/rgb/index")
         for key in keys:
             obj = f.get(key)
-            if not isinstance(obj, h5py.Dataset):
+            if not isinstance(obj, h5py.Dataset) or obj.ndim < 1:
                 raise EpisodeError(path, key, "missing (needed by the loader)")
             if key != "language/instructions" and obj.shape[0] < n:
                 raise EpisodeError(path, key, f"has {obj.shape[0]} rows, expected num_steps = {n}")
         info = EpisodeInfo(path, str(attrs["uuid"]), n, cams, str(attrs["action_space"]))
         if need.check_finite and n:
             for key in need.lowdim(info.action_space):
-                x = f[key][:n]
+                x = read_rows(f[key], path, key, n)
                 bad = ~np.isfinite(x.reshape(n, -1)).all(axis=1)
                 if bad.any():
                     raise EpisodeError(
@@ -89,7 +99,7 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
         return info
     except EpisodeError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
+    except H5_ERRORS as e:
         raise EpisodeError(path, "file", f"unreadable: {e}") from None
     finally:
         f.close()
@@ -100,9 +110,16 @@ class _EpisodeData:
     """One episode's low-dim arrays (normalised) and frame streams, as a worker holds them."""
 
     def __init__(
-        self, proprio: np.ndarray, action: np.ndarray, lang: np.ndarray, instructions: list[str], src: list[np.ndarray]
+        self,
+        proprio: np.ndarray,
+        action: np.ndarray,
+        lang: np.ndarray,
+        instructions: list[str],
+        src: list[np.ndarray],
+        crc: list[np.ndarray | None] | None = None,
     ):
         self.proprio, self.action, self.lang, self.instructions, self.src = proprio, action, lang, instructions, src
+        self.crc = crc or [None] * len(src)  # per camera: each frame's CRC32 (schema >= 1.1), or None
         self.streams: list[ByteStream] | None = None
         self.h5: h5py.File | None = None  # kept open only when a stream cannot be read with pread
         # Per camera, the file offset of each frame's bytes when they lie inside one stored chunk (else -1)
