@@ -1,3 +1,4 @@
 """The built-in scenarios; importing this package registers them (robolearn.suite.scenario.register)."""
 
-from robolearn.suite.families import imitation  # noqa: F401
+import robolearn.suite.families.control  # noqa: F401
+import robolearn.suite.families.imitation  # noqa: F401

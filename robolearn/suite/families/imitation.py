@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robolearn.suite.adapt import Adapter, Budget, fit, predict, seed_everything
+from robolearn.suite.adapt import Adapter, Budget, fit, language_sized_overrides, predict, seed_everything
 from robolearn.suite.dataset import SuiteDataset, write_dataset
 from robolearn.suite.encoders import EncoderSpec, TokenSource, backbone_identity
 from robolearn.suite.scenario import CellContext, CellResult, Scenario, register
@@ -234,28 +234,22 @@ def instruction_embeddings(language_model: str | None, texts: list[str]) -> dict
 
 
 def build_backbone_for(encoder: EncoderSpec, mode: str):
-    """`encoder.build(mode)`, except that a random-init V-* id in multimodal mode is sized to the suite's LM
-    (its language_dim and vocab_size follow the LM, as `robolearn demo` does): EncoderSpec.build passes only
-    the LM's path, and an id's default language_dim need not match the LM's hidden size."""
-    from robolearn.encoders import available_models
+    """`encoder.build(mode)`, with a random-init V-* id sized to the suite's LM (language_sized_overrides;
+    EncoderSpec.build passes only the LM's path)."""
     from robolearn.policies.backbones import build_backbone
     from robolearn.policies.config import PolicyConfig
     from robolearn.suite.encoders import SuiteEncoderError
 
-    if mode != "multimodal" or encoder.is_baseline or encoder.spec not in available_models():
-        return encoder.build(mode)
-    from robolearn.encoders import LanguageModel
-
-    lm = encoder.language_model or _default_lm()
     try:
-        ident = LanguageModel(lm).identity()
-        overrides = {"language_dim": ident["dim"], "vocab_size": ident["vocab_size"]}
+        lm, overrides = language_sized_overrides(encoder)
+        if not overrides:
+            return encoder.build(mode)
         cfg = PolicyConfig(
             encoder=encoder.spec,
             mode=mode,
             image_size=encoder.image_size,
             language_model=lm,
-            encoder_overrides={k: v for k, v in overrides.items() if v},
+            encoder_overrides=overrides,
         )
         return build_backbone(cfg)
     except (FileNotFoundError, KeyError, ValueError, OSError) as e:
