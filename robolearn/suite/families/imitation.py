@@ -329,7 +329,8 @@ class Imitation(Scenario):
         texts = [r["instruction"] for r in recs]
         key = {"dataset": dataset.hash, "spec": encoder.spec, "mode": mode, "lm": encoder.language_model}
         src = TokenSource(encoder, backbone, dataset.arrays["images"], texts if fused else None, ctx.cache_dir, key)
-        train_idx, val_idx = dataset.split("train"), dataset.split("val")
+        ok_demo = np.array([r.get("expert_success", True) for r in recs], dtype=bool)
+        train_idx, val_idx = (i[ok_demo[i]] for i in (dataset.split("train"), dataset.split("val")))  # good demos
         proprio = torch.from_numpy(np.array(dataset.arrays["proprio"], dtype=np.float32))
         mu, sd = proprio[train_idx].mean(0), proprio[train_idx].std(0).clamp(min=1e-3)
         lang = {} if fused else instruction_embeddings(encoder.language_model, texts)
