@@ -236,6 +236,7 @@ class HouseholdEnv(gym.Env):
         given = (options or {}).get("instruction") or cfg.instruction
         self.instruction = str(given) if given else str(rng.choice(self.task_cls.instructions))
         self._check_instruction(self.instruction)
+        sim.task.set_instruction(self.instruction)
         self._steps = 0
         self._episode += 1
         return self._observation(), self._info(success=False)

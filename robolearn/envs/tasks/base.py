@@ -101,6 +101,11 @@ class Task(ABC):
     def plan(self, sim: TaskSim) -> list[Waypoint]:
         """Waypoints that solve the task from the current state (the scripted expert's plan)."""
 
+    def set_instruction(self, text: str) -> None:
+        """The episode's instruction, given by the env at reset after `reset` (a no-op unless the instruction
+        chooses what the task is, as in the multi-task scene)."""
+        return None
+
 
 # ---------------------------------------------------------------------- building helpers
 def add_box(body: mujoco.MjsBody, name: str, size, pos, rgba, **kw) -> mujoco.MjsGeom:

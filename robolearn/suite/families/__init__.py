@@ -1,1 +1,4 @@
 """The built-in scenarios; importing this package registers them (robolearn.suite.scenario.register)."""
+
+import robolearn.suite.families.control  # noqa: F401
+import robolearn.suite.families.imitation  # noqa: F401
