@@ -95,22 +95,3 @@ def predict(adapter: nn.Module, source: Any, idx: np.ndarray, batch_size: int = 
     source.train(False)
     outs = [adapter(source(idx[s : s + batch_size])) for s in range(0, len(idx), batch_size)]
     return torch.cat(outs) if outs else torch.zeros(0)
-
-
-def language_sized_overrides(spec: Any) -> tuple[str | None, dict[str, Any]]:
-    """(LM, encoder overrides) that size a random-init V-* id (an EncoderSpec whose spec is an encoder id) to
-    the suite's LM, as `robolearn demo` does: its default language_dim need not match the LM's hidden size,
-    and V-* encoders run the LM in visual mode too (the null-language input). Baselines and checkpoints: (the
-    spec's LM, no overrides)."""
-    from robolearn.encoders import LanguageModel, available_models
-
-    if spec.is_baseline or spec.spec not in available_models():
-        return spec.language_model, {}
-    if spec.language_model:
-        lm = spec.language_model
-    else:
-        from robolearn.encoders.pretrained_lm import default_language_model
-
-        lm = str(default_language_model())
-    ident = LanguageModel(lm).identity()
-    return lm, {k: ident[v] for k, v in (("language_dim", "dim"), ("vocab_size", "vocab_size")) if ident.get(v)}

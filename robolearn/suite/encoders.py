@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robolearn.encoders.language import LanguageModelError
 from robolearn.policies.backbones import Backbone, build_backbone
 from robolearn.policies.config import BASELINES, PolicyConfig
 from robolearn.utils import atomic_path
@@ -49,11 +50,33 @@ class EncoderSpec:
             return f"{base}@{hashlib.sha256(self.spec.encode()).hexdigest()[:8]}"
         return base
 
+    def language_overrides(self) -> tuple[str | None, dict[str, Any]]:
+        """(LM, encoder overrides) that size a random-init V-* id to the suite's LM, as `robolearn demo` does:
+        the id's default language_dim need not match the LM's hidden size, and V-* encoders run the LM in
+        visual mode too (the null-language input). Baselines and checkpoints: (the spec's LM, no overrides)."""
+        from robolearn.encoders import LanguageModel, available_models
+
+        if self.is_baseline or self.spec not in available_models():
+            return self.language_model, {}
+        if self.language_model:
+            lm = self.language_model
+        else:
+            from robolearn.encoders.pretrained_lm import default_language_model
+
+            lm = str(default_language_model())
+        ident = LanguageModel(lm).identity()
+        return lm, {k: ident[v] for k, v in (("language_dim", "dim"), ("vocab_size", "vocab_size")) if ident.get(v)}
+
+    def policy_config(self, mode: str = "visual", **kw: Any) -> PolicyConfig:
+        """The PolicyConfig of this encoder (LM-sized), for families that train through robolearn.policies."""
+        lm, overrides = self.language_overrides()
+        return PolicyConfig(encoder=self.spec, mode=mode, image_size=self.image_size, language_model=lm,
+                            encoder_overrides=overrides, **kw)  # fmt: skip
+
     def build(self, mode: str = "visual") -> Backbone:
-        cfg = PolicyConfig(encoder=self.spec, mode=mode, image_size=self.image_size, language_model=self.language_model)
         try:
-            return build_backbone(cfg)
-        except (FileNotFoundError, KeyError, ValueError, OSError) as e:
+            return build_backbone(self.policy_config(mode))
+        except (FileNotFoundError, KeyError, ValueError, OSError, LanguageModelError) as e:
             raise SuiteEncoderError(f"encoder {self.spec!r}: {e}") from e
 
 

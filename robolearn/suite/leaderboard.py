@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import robolearn.suite.families  # noqa: F401  (registers the built-in scenarios)
 from robolearn.eval.report import Link, h, para, render_html, render_md, table
 from robolearn.eval.report.document import rel_link
 from robolearn.suite.metrics import mean_win_rates, paired_permutation_p, seed_mean_ci

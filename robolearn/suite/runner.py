@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import robolearn.suite.families  # noqa: F401  (registers the built-in scenarios)
 from robolearn import __version__
 from robolearn.config import opt, save_config
 from robolearn.suite.adapt import Budget

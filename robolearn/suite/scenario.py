@@ -85,9 +85,8 @@ def register(scenario: Scenario) -> Scenario:
 
 
 def scenarios() -> dict[str, Scenario]:
-    """Every registered scenario by name (importing robolearn.suite.families registers the built-in ones)."""
-    import robolearn.suite.families  # noqa: F401
-
+    """Every registered scenario by name. The built-in ones register when robolearn.suite.families is imported
+    (the runner, the leaderboard and the commands import it; the registry itself does not, so there is no cycle)."""
     return dict(_REGISTRY)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from robolearn.suite.adapt import Budget, language_sized_overrides
+from robolearn.suite.adapt import Budget
 from robolearn.suite.dataset import SuiteDataError, SuiteDataset, write_dataset
 from robolearn.suite.encoders import EncoderSpec, backbone_identity
 from robolearn.suite.scenario import CellContext, CellResult, Scenario, register
@@ -174,20 +174,12 @@ class Control(Scenario):
     def run_cell(self, dataset: SuiteDataset, encoder: EncoderSpec, ctx: CellContext) -> CellResult:
         from robolearn.eval.commands import EvalCommand, run_eval
         from robolearn.policies import load_policy
-        from robolearn.policies.config import MapMlpHeadConfig, PolicyConfig
+        from robolearn.policies.config import MapMlpHeadConfig
         from robolearn.policies.train import TrainConfig, train
 
         cfg = dataset.meta["config"]
         demos = check_episodes(dataset)
-        lm, overrides = language_sized_overrides(encoder)
-        pc = PolicyConfig(
-            encoder=encoder.spec,
-            head=MapMlpHeadConfig(),
-            cameras=list(cfg["cameras"]),
-            image_size=encoder.image_size,
-            language_model=lm,
-            encoder_overrides=overrides,
-        )
+        pc = encoder.policy_config(head=MapMlpHeadConfig(), cameras=list(cfg["cameras"]))
         b = ctx.budget
         tc = TrainConfig(
             data=[dataset.folder / EPISODES],

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robolearn.suite.adapt import Adapter, Budget, fit, language_sized_overrides, predict, seed_everything
+from robolearn.suite.adapt import Adapter, Budget, fit, predict, seed_everything
 from robolearn.suite.dataset import SuiteDataset, write_dataset
 from robolearn.suite.encoders import EncoderSpec, TokenSource, backbone_identity
 from robolearn.suite.scenario import CellContext, CellResult, Scenario, register
@@ -233,29 +233,6 @@ def instruction_embeddings(language_model: str | None, texts: list[str]) -> dict
     return {t: pooled[i].float() for i, t in enumerate(uniq)}
 
 
-def build_backbone_for(encoder: EncoderSpec, mode: str):
-    """`encoder.build(mode)`, with a random-init V-* id sized to the suite's LM (language_sized_overrides;
-    EncoderSpec.build passes only the LM's path)."""
-    from robolearn.policies.backbones import build_backbone
-    from robolearn.policies.config import PolicyConfig
-    from robolearn.suite.encoders import SuiteEncoderError
-
-    try:
-        lm, overrides = language_sized_overrides(encoder)
-        if not overrides:
-            return encoder.build(mode)
-        cfg = PolicyConfig(
-            encoder=encoder.spec,
-            mode=mode,
-            image_size=encoder.image_size,
-            language_model=lm,
-            encoder_overrides=overrides,
-        )
-        return build_backbone(cfg)
-    except (FileNotFoundError, KeyError, ValueError, OSError) as e:
-        raise SuiteEncoderError(f"encoder {encoder.spec!r}: {e}") from e
-
-
 def _default_lm() -> str:
     from robolearn.encoders.pretrained_lm import default_language_model
 
@@ -324,7 +301,7 @@ class Imitation(Scenario):
     def run_cell(self, dataset: SuiteDataset, encoder: EncoderSpec, ctx: CellContext) -> CellResult:
         recs, cfg = dataset.records, dataset.meta["config"]
         mode = "multimodal" if self.uses_language else "visual"
-        backbone = build_backbone_for(encoder, mode)
+        backbone = encoder.build(mode)
         fused = bool(getattr(backbone, "uses_language", False))  # the encoder's own fusion gets the text
         texts = [r["instruction"] for r in recs]
         key = {"dataset": dataset.hash, "spec": encoder.spec, "mode": mode, "lm": encoder.language_model}
