@@ -198,6 +198,7 @@ def _rollout_group(job: tuple[dict[str, Any], list[dict[str, Any]]]) -> list[dic
             expert = ScriptedExpert(env, ExpertConfig(noise=float(config["noise"]), seed=e["seed"]))
             sim = env.sim
             states = [sim.data.qpos.copy()]
+            start = [round(float(v), 5) for v in sim.task.object_state(sim)]
             done = False
             while not done:
                 obs, _, terminated, truncated, info = env.step(expert.act(obs))
@@ -211,7 +212,8 @@ def _rollout_group(job: tuple[dict[str, Any], list[dict[str, Any]]]) -> list[dic
                 frames.append(sim.render(CAMERA).copy())
                 steps.append(k)
             out.append({**e, "frames": np.stack(frames), "frame_steps": steps, "steps": info["steps"],
-                        "success": bool(info["success"]), "instruction": env.instruction})  # fmt: skip
+                        "success": bool(info["success"]), "instruction": env.instruction, "state_start": start,
+                        "state_end": [round(float(v), 5) for v in sim.task.object_state(sim)]})  # fmt: skip
     finally:
         env.close()
     return out
@@ -262,6 +264,7 @@ def instances(episodes: list[dict[str, Any]], fractions: list[float]) -> tuple[d
                 "round": e["round"], "task": e["task"], "instruction": e["instruction"],
                 "label": TASK_NAMES.index(e["task"]), "fraction": f, "step": e["frame_steps"][j],
                 "episode_steps": e["steps"], "success": e["success"],
+                "state_start": e["state_start"], "state_end": e["state_end"],
             })  # fmt: skip
     arrays = {
         "initial": np.stack(initial).astype(np.uint8),
