@@ -7,18 +7,19 @@ cabinet, bin + cube, red and green blocks, can + shelf; the drawer starts half o
 close-drawer look alike at the start), laid out so the scripted experts reach theirs. The five small objects
 are shuffled over five slots per episode. The scripted expert of the drawn task acts; the frame at each
 progress fraction is rendered afterwards from the saved states (exterior_1 camera). An instance = (initial
-frame, frame at fraction f, K = 7 candidates: one paraphrase per task, the true one being the episode's
-instruction). Seen households give train / val / test_seen (split by episode, never by frame), a held-out
-household test_heldout.
+frame, frame at fraction f, true task); the K = 7 candidates are the tasks, each given by its instruction
+paraphrases (in the dataset config). Seen households give train / val / test_seen (whole rounds of one episode
+per task go to one split, never single frames), a held-out household test_heldout.
 
 Scoring. Encoders run in "visual" mode: the instance's instruction is the answer, so no encoder sees it.
 - Every encoder: a trained probe. Dual-frame encoders (V-Dual, V-Gen) see the (initial, current) pair; every
   other encoder sees each frame alone and the probe concatenates the two frames' MAP vectors. The pooled vector
-  is projected into the frozen LM's space; each candidate's score is the dot product with its mean-pooled
-  frozen-LM embedding (the same LM for every encoder, also for vision-only ones); softmax cross-entropy over
-  the K candidates, trained on "train" under the scenario's budget.
-- V-Gen additionally: zero-shot, with its own `score()` (the caption's mean token log-likelihood under its
-  decoder), no trained head; reported in `extra["zero_shot"]` and the "zero_shot" breakdown.
+  is projected into the frozen LM's space; each candidate's score is the dot product with its embedding (the
+  normalised mean of its paraphrases' mean-pooled frozen-LM embeddings; the same LM for every encoder, also
+  for vision-only ones); softmax cross-entropy over the K candidates, trained on "train" under the budget.
+- V-Gen additionally: zero-shot, with its own `score()` (each paraphrase's mean token log-likelihood under its
+  decoder, averaged per candidate), no trained head; reported in `extra["zero_shot"]` and the "zero_shot"
+  breakdowns.
 """
 
 from __future__ import annotations
