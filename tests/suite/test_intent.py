@@ -76,6 +76,12 @@ def test_generation_is_deterministic_and_labels_match_the_sim(dataset, tmp_path)
             assert s1[-1] <= CLOSED < s0[-1]
         if e["success"] and e["task"] == "put-in-bin":  # cube xy inside the bin
             assert np.all(np.abs(s1[:2] - s1[7:9]) < TASKS["put-in-bin"].BIN[:2])
+    # the episodes of a round start from the same frame: only the motion tells the tasks apart
+    firsts: dict[tuple, list[np.ndarray]] = {}
+    for rows in by_ep.values():
+        key = (rows[0]["household"], rows[0]["scene"], rows[0]["round"], rows[0]["split"])
+        firsts.setdefault(key, []).append(dataset.arrays["initial"][rows[0]["i"]])
+    assert all(len(v) == 7 and all(np.array_equal(v[0], x) for x in v) for v in firsts.values())
     # seen scenes: every task has the same number of training episodes per scene (rounds go whole to a split)
     train = [e for e in eps if e["split"] == "train"]
     assert sorted(e["task"] for e in train) == sorted(TASK_NAMES)

@@ -5,11 +5,12 @@ Data. A household scene normally holds only its own task's objects, so its first
 every episode runs in a *shared scene*: the objects of all seven household tasks at once (button, drawer unit,
 cabinet, bin + cube, red and green blocks, can + shelf; the drawer starts half open, so open-drawer and
 close-drawer look alike at the start), laid out so the scripted experts reach theirs. The five small objects
-are shuffled over five slots per episode. The scripted expert of the drawn task acts; the frame at each
-progress fraction is rendered afterwards from the saved states (exterior_1 camera). An instance = (initial
-frame, frame at fraction f, true task); the K = 7 candidates are the tasks, each given by its instruction
-paraphrases (in the dataset config). Seen households give train / val / test_seen (whole rounds of one episode
-per task go to one split, never single frames), a held-out household test_heldout.
+are shuffled over five slots per round of episodes, and the 7 episodes of a round (one per task) start from
+the same state, so the initial frame carries no information on the task. The scripted expert of the drawn
+task acts; the frame at each progress fraction is rendered afterwards from the saved states (exterior_1).
+An instance = (initial frame, frame at fraction f, true task); the K = 7 candidates are the tasks, each given
+by its instruction paraphrases (in the dataset config). Seen households give train / val / test_seen (whole
+rounds go to one split, never single frames), a held-out household test_heldout.
 
 Scoring. Encoders run in "visual" mode: the instance's instruction is the answer, so no encoder sees it.
 - Every encoder: a trained probe. Dual-frame encoders (V-Dual, V-Gen) see the (initial, current) pair; every
@@ -147,7 +148,9 @@ class SharedSceneEnv(HouseholdEnv):
 # ---------------------------------------------------------------------- generation
 def _episodes(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Every episode the config asks for, in a fixed order: per (household, scene), `episodes` rounds of one
-    episode of each task (held-out households: `heldout_episodes` rounds)."""
+    episode of each task (held-out households: `heldout_episodes` rounds). The episodes of a round share their
+    reset seed, so they start from the same layout and arm posture: the initial frame says nothing about the
+    task, in training too (a probe cannot learn the label of an initial frame); the expert's noise differs."""
     out: list[dict[str, Any]] = []
     groups = [(h, False) for h in config["households"]] + [(h, True) for h in config["heldout_households"]]
     for h, held in groups:
@@ -155,8 +158,10 @@ def _episodes(config: dict[str, Any]) -> list[dict[str, Any]]:
             for k in range(config["heldout_episodes" if held else "episodes"]):
                 for t in TASK_NAMES:
                     eid = len(out)
+                    base = int(config["seed"]) * 100_003
+                    # one layout seed per round: the round's 7 episodes start from the same state (and frame)
                     out.append({"episode": eid, "household": h, "scene": s, "task": t, "round": k, "heldout": held,
-                                "seed": int(config["seed"]) * 100_003 + eid})  # fmt: skip
+                                "seed": base + eid, "layout_seed": base + eid // len(TASK_NAMES)})  # fmt: skip
     return out
 
 
@@ -195,7 +200,7 @@ def _rollout_group(job: tuple[dict[str, Any], list[dict[str, Any]]]) -> list[dic
     try:
         for e in eps:
             env.set_task(e["task"])
-            obs, info = env.reset(seed=e["seed"], options={"household": h, "scene": s})
+            obs, info = env.reset(seed=e["layout_seed"], options={"household": h, "scene": s})
             expert = ScriptedExpert(env, ExpertConfig(noise=float(config["noise"]), seed=e["seed"]))
             sim = env.sim
             states = [sim.data.qpos.copy()]
