@@ -2,3 +2,4 @@
 
 import robolearn.suite.families.control  # noqa: F401
 import robolearn.suite.families.imitation  # noqa: F401
+import robolearn.suite.families.intent  # noqa: F401
