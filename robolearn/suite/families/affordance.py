@@ -6,11 +6,11 @@ graspable objects this module adds through MjSpec, without changing the envs' ow
 graspable, body not), a pan (handle graspable), blocks (side faces graspable, top not: each side is a thin plate
 geom flush with the block) and, per image, maybe the envs' drawer unit or cabinet (handle bar and posts
 graspable). Each image places a random subset of them on the table (positions, yaws, colours, drawer opening,
-door angle), looks at them from a jittered close viewpoint on the side of one of the scene's exterior cameras
-and varies the lighting. A segmentation render maps every
-pixel's geom to a class; labels are pooled to a coarser grid (image/2, like Voltron's 80 for 224) by majority,
-with IGNORE where no class holds `purity` of the cell, and on the scene's distractors (unlabelled objects whose
-graspable part is ambiguous).
+door angle), looks at them from a jittered close viewpoint (0.45-0.75 m, from the robot's side of the table,
+left or right like one of the scene's two exterior cameras) and varies the lighting. A segmentation render
+maps every pixel's geom to a class (the arm, table and room are background); labels are pooled to a coarser
+grid (image/2, like Voltron's 80 for 224) by majority, with IGNORE where no class holds `purity` of the cell,
+and on the scene's distractors (unlabelled objects whose graspable part is ambiguous).
 
 Splits: train / val / test_seen from households 0-2, test_heldout from households 3-4 (never trained on).
 
