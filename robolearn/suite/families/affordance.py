@@ -453,13 +453,15 @@ _PALETTE = np.array([[40, 40, 40], [70, 130, 230], [240, 200, 30]], np.uint8)
 
 
 def example_png(path: Path, image: np.ndarray, labels: np.ndarray, grasp_prob: np.ndarray) -> None:
-    """image | true labels (grey background, blue object, yellow graspable, magenta ignore) | graspable heat."""
+    """image | true labels (grey background, blue object, yellow graspable, magenta ignore) | the graspable
+    probability, scaled to the image's maximum (written into the title-less PNG as brightness)."""
     import cv2
 
     s = image.shape[0]
     lab = np.where(labels[..., None] == IGNORE, np.array([200, 40, 200], np.uint8), _PALETTE[np.minimum(labels, 2)])
     lab = cv2.resize(lab, (s, s), interpolation=cv2.INTER_NEAREST)
-    heat = cv2.applyColorMap((np.clip(grasp_prob, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+    scaled = np.clip(grasp_prob / max(float(grasp_prob.max()), 1e-6), 0, 1)
+    heat = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
     heat = cv2.resize(heat, (s, s), interpolation=cv2.INTER_NEAREST)
     row = np.concatenate([image, lab, heat], axis=1)
     row = cv2.resize(row, (row.shape[1] * 2, s * 2), interpolation=cv2.INTER_NEAREST) if s < 128 else row
