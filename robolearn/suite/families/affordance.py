@@ -454,7 +454,7 @@ _PALETTE = np.array([[40, 40, 40], [70, 130, 230], [240, 200, 30]], np.uint8)
 
 def example_png(path: Path, image: np.ndarray, labels: np.ndarray, grasp_prob: np.ndarray) -> None:
     """image | true labels (grey background, blue object, yellow graspable, magenta ignore) | the graspable
-    probability, scaled to the image's maximum (written into the title-less PNG as brightness)."""
+    probability as a heatmap, scaled to the image's maximum."""
     import cv2
 
     s = image.shape[0]
