@@ -126,3 +126,16 @@ def mean_win_rates(table: dict[str, dict[str, float]], higher_is_better: dict[st
             rates.append(wins / len(others))
         out[e] = float(np.mean(rates)) if rates else float("nan")
     return out
+
+
+def topk_precision(scores: np.ndarray, positive: np.ndarray, labelled: np.ndarray, quantile: float = 0.99) -> float:
+    """Voltron's grasp precision at the top pixels: per image (row), the cells scoring at or above the image's
+    `quantile` of `scores` are predicted positive; precision TP / (TP + FP) pooled over images, counting only
+    `labelled` cells. NaN when no labelled cell is predicted positive. Arrays are [N, P]."""
+    scores, positive, labelled = np.asarray(scores, float), np.asarray(positive, bool), np.asarray(labelled, bool)
+    if scores.size == 0:
+        return float("nan")
+    thr = np.quantile(scores, quantile, axis=1, keepdims=True)
+    pred = (scores >= thr) & labelled
+    n = int(pred.sum())
+    return float((pred & positive).sum() / n) if n else float("nan")
