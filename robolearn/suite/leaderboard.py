@@ -67,13 +67,15 @@ def build(out: Path) -> dict[str, Any]:
             row["columns"][col] = {"mean": m, "ci95": [lo, hi], "seeds": [s for s, _ in vals],
                                    "values": [v for _, v in vals]}  # fmt: skip
         rows.append(row)
-    best = {}
+    best: dict[str, str] = {}
+    best_value: dict[str, float] = {}
     for col, up in columns.items():  # paired test of each encoder against the column's best, over shared seeds
         scored = [(r["columns"][col]["mean"], r["encoder"]) for r in rows if not math.isnan(r["columns"][col]["mean"])]
         if not scored:
             continue
         top = (max if up else min)(scored)[1]
         best[col] = top
+        best_value[col] = (max if up else min)(scored)[0]
         top_vals = dict(per[top][col])
         for r in rows:
             mine = dict(per[r["encoder"]].get(col, []))
@@ -81,7 +83,14 @@ def build(out: Path) -> dict[str, Any]:
             p = paired_permutation_p([mine[s] for s in shared], [top_vals[s] for s in shared]) if shared else None
             r["columns"][col]["p_vs_best"] = p if r["encoder"] != top else None
     folders = {e: {sc: str(d.parent.relative_to(out)) for sc, d in f.items()} for e, f in links.items()}
-    return {"columns": columns, "rows": rows, "best": best, "cells": len(cells), "folders": folders}
+    return {
+        "columns": columns,
+        "rows": rows,
+        "best": best,
+        "best_value": best_value,
+        "cells": len(cells),
+        "folders": folders,
+    }
 
 
 def write_leaderboard(out: str | Path) -> tuple[Path, Path, Path]:
@@ -96,7 +105,7 @@ def write_leaderboard(out: str | Path) -> tuple[Path, Path, Path]:
         for col in cols:
             c = r["columns"][col]
             text = _fmt(c["mean"], *c["ci95"])
-            if board["best"].get(col) == r["encoder"]:
+            if col in board["best_value"] and c["mean"] == board["best_value"][col]:  # ties: all bold
                 text = f"**{text}**" if text != "-" else text
             cells.append(text)
         wr = r["mean_win_rate"]
@@ -105,8 +114,8 @@ def write_leaderboard(out: str | Path) -> tuple[Path, Path, Path]:
         h(1, "robolearn suite leaderboard"),
         para(
             f"{board['cells']} cells. Each value is the mean over seeds with its 95% t-interval (one seed: the "
-            "value alone); bold marks the best encoder of a column; the mean win rate is the fraction of other "
-            "encoders an encoder beats, averaged over columns (HELM)."
+            "value alone); bold marks the best value of a column (every tied one); the mean win rate is the "
+            "fraction of other encoders an encoder beats, averaged over columns (HELM)."
         ),
         table(header, rows),
         h(2, "Cells"),
