@@ -18,3 +18,17 @@ def test_assets_are_found():
     from robolearn.envs.assets import asset_path
 
     assert asset_path("robot/arm7.xml").is_file()
+
+
+def test_mujoco_gl_defaults_to_egl_without_a_display():
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, robolearn; print(os.environ.get('MUJOCO_GL'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "egl"
+    given = subprocess.run([sys.executable, "-c", code], env={**env, "MUJOCO_GL": "osmesa"}, capture_output=True,
+                           text=True, check=True).stdout  # fmt: skip
+    assert given.strip() == "osmesa"
