@@ -4,3 +4,4 @@ import robolearn.suite.families.affordance  # noqa: F401
 import robolearn.suite.families.control  # noqa: F401
 import robolearn.suite.families.imitation  # noqa: F401
 import robolearn.suite.families.intent  # noqa: F401
+import robolearn.suite.families.refer  # noqa: F401
