@@ -185,6 +185,17 @@ class LanguageModel:
         return torch.stack([rows[k].to(ids.device) for k in keys])
 
     @torch.no_grad()
+    def mean_pooled(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """[N, D] fp32 sentence embeddings: last_hidden_state averaged over each text's real tokens (the
+        sentence-transformers pooling), in batches of `batch_size`."""
+        out = []
+        for s in range(0, len(texts), batch_size):
+            ids, mask = self.tokenize(list(texts[s : s + batch_size]))
+            m = mask[..., None].float()
+            out.append((self.encode(ids, mask) * m).sum(1) / m.sum(1).clamp(min=1.0))
+        return torch.cat(out) if out else torch.zeros(0, 0)
+
+    @torch.no_grad()
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """Non-contextual token embeddings [B, L, D]: the embedding module (token + position embeddings, and
         BERT's token-type-0 embedding, then its LayerNorm), or the bare token embedding when there is none."""

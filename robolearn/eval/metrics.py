@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from robolearn.utils import write_text_atomic
+
 RESULTS_FILE = "results.json"
 EPISODES_FILE = "episodes.jsonl"
 
@@ -224,21 +226,15 @@ def _mujoco_version() -> str:
 # ----------------------------------------------------------------------------------------------- files
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    from robolearn.utils import write_text_atomic
-
-    write_text_atomic(path, text)
-
-
 def write_results(run_dir: str | Path, results: dict[str, Any]) -> Path:
     """Write RUN/episodes.jsonl then RUN/results.json, each atomically (temp file + os.replace); a crash
     leaves the old or the new file, never half of one. Returns the results.json path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps(e, default=_json_default) + "\n" for e in results.get("episodes", []))
-    _write_atomic(run_dir / EPISODES_FILE, lines)
+    write_text_atomic(run_dir / EPISODES_FILE, lines)
     path = run_dir / RESULTS_FILE
-    _write_atomic(path, json.dumps(results, indent=1, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(results, indent=1, default=_json_default) + "\n")
     return path
 
 

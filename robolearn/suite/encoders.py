@@ -28,6 +28,13 @@ from robolearn.policies.config import BASELINES, PolicyConfig
 from robolearn.utils import atomic_path
 
 
+def default_lm() -> str:
+    """robolearn's offline default LM (a cached DistilBERT, else the packaged all-MiniLM-L6-v2)."""
+    from robolearn.encoders.pretrained_lm import default_language_model
+
+    return str(default_language_model())
+
+
 class SuiteEncoderError(ValueError):
     """An encoder spec that names nothing loadable, or whose input does not fit a scenario."""
 
@@ -50,6 +57,11 @@ class EncoderSpec:
             return f"{base}@{hashlib.sha256(self.spec.encode()).hexdigest()[:8]}"
         return base
 
+    def resolved_language_model(self) -> str:
+        """The LM this encoder's text goes through (and every encoder's text embeddings): the spec's, else
+        robolearn's offline default."""
+        return self.language_model or default_lm()
+
     def language_overrides(self) -> tuple[str | None, dict[str, Any]]:
         """(LM, encoder overrides) that size a random-init V-* id to the suite's LM, as `robolearn demo` does:
         the id's default language_dim need not match the LM's hidden size, and V-* encoders run the LM in
@@ -58,12 +70,7 @@ class EncoderSpec:
 
         if self.is_baseline or self.spec not in available_models():
             return self.language_model, {}
-        if self.language_model:
-            lm = self.language_model
-        else:
-            from robolearn.encoders.pretrained_lm import default_language_model
-
-            lm = str(default_language_model())
+        lm = self.resolved_language_model()
         ident = LanguageModel(lm).identity()
         return lm, {k: ident[v] for k, v in (("language_dim", "dim"), ("vocab_size", "vocab_size")) if ident.get(v)}
 

@@ -32,7 +32,7 @@ from robolearn import __version__
 from robolearn.config import opt, save_config
 from robolearn.suite.adapt import Budget
 from robolearn.suite.dataset import SuiteDataError, load_dataset
-from robolearn.suite.encoders import EncoderSpec
+from robolearn.suite.encoders import EncoderSpec, default_lm
 from robolearn.suite.scenario import SIZES, CellContext, CellResult, Scenario, get_scenario
 from robolearn.utils import write_text_atomic
 
@@ -87,12 +87,6 @@ def dataset_for(scenario: Scenario, size: str, root: Path, workers: int = 1, pro
     ds = scenario.generate(folder, config, workers=workers, progress=progress)
     ds.meta["generate_s"] = round(time.perf_counter() - t, 2)
     return ds
-
-
-def default_language_model() -> str:
-    from robolearn.encoders.pretrained_lm import default_language_model as default
-
-    return str(default())
 
 
 def run_cell(scenario: Scenario, dataset, spec: EncoderSpec, seed: int, cfg: SuiteConfig, out: Path) -> dict:
@@ -160,7 +154,7 @@ def run_suite(cfg: SuiteConfig) -> SuiteRun:
     if cfg.size not in SIZES:
         raise ValueError(f"unknown size {cfg.size!r}; expected one of {SIZES}")
     chosen = [get_scenario(n) for n in cfg.scenarios]
-    lm = cfg.language_model or default_language_model()
+    lm = cfg.language_model or default_lm()
     specs = [EncoderSpec(e, language_model=lm, image_size=cfg.image_size) for e in cfg.encoders]
     for s in specs:
         s.build("visual")  # an unknown encoder or a bad checkpoint fails here, before any dataset work

@@ -75,9 +75,7 @@ def test_encoder_trains_saves_loads_extracts_with_minilm(tmp_path, minilm, name)
 
 def sentence_embeddings(lm: LanguageModel, sentences: list[str]) -> torch.Tensor:
     """Mean-pooled (over real tokens) last_hidden_state, L2-normalised: the LM's own sentence embedding."""
-    ids, mask = lm.tokenize(sentences)
-    m = mask[..., None].float()
-    return torch.nn.functional.normalize((lm.encode(ids, mask) * m).sum(1) / m.sum(1), dim=-1)
+    return torch.nn.functional.normalize(lm.mean_pooled(sentences), dim=-1)
 
 
 # (anchor, paraphrase, other): the last three give the other sentence more words in common with the anchor than

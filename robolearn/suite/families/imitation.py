@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robolearn.eval.metrics import wilson_interval
 from robolearn.suite.adapt import Adapter, Budget, fit, predict, seed_everything
 from robolearn.suite.dataset import SuiteDataset, write_dataset
-from robolearn.suite.encoders import EncoderSpec, TokenSource, backbone_identity
+from robolearn.suite.encoders import EncoderSpec, TokenSource, backbone_identity, default_lm
 from robolearn.suite.scenario import CellContext, CellResult, Scenario, register
 
 ACTION_DIM = 7
@@ -46,12 +47,6 @@ _SIZES: dict[str, dict[str, Any]] = {
     "small": {"demos": 40, "val": 4, "phrases": 2, "episodes": 3, "train_scenes": _SEEN},
     "full": {"demos": 200, "val": 10, "phrases": 3, "episodes": 10, "train_scenes": _SEEN},
 }
-
-
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    from robolearn.eval.metrics import wilson_interval
-
-    return wilson_interval(int(k), int(n))
 
 
 # ---------------------------------------------------------------------- generation
@@ -225,18 +220,10 @@ def instruction_embeddings(language_model: str | None, texts: list[str]) -> dict
     """The frozen LM's mean-pooled embedding of every distinct text."""
     from robolearn.encoders import LanguageModel
 
-    lm = LanguageModel(language_model or _default_lm())
+    lm = LanguageModel(language_model or default_lm())
     uniq = sorted(set(texts))
-    ids, mask = lm.tokenize(uniq)
-    hidden = lm.encode(ids, mask)
-    pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-    return {t: pooled[i].float() for i, t in enumerate(uniq)}
-
-
-def _default_lm() -> str:
-    from robolearn.encoders.pretrained_lm import default_language_model
-
-    return str(default_language_model())
+    pooled = lm.mean_pooled(uniq)
+    return {t: pooled[i] for i, t in enumerate(uniq)}
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -310,7 +297,7 @@ class Imitation(Scenario):
         train_idx, val_idx = (i[ok_demo[i]] for i in (dataset.split("train"), dataset.split("val")))  # good demos
         proprio = torch.from_numpy(np.array(dataset.arrays["proprio"], dtype=np.float32))
         mu, sd = proprio[train_idx].mean(0), proprio[train_idx].std(0).clamp(min=1e-3)
-        lang = {} if fused else instruction_embeddings(encoder.language_model, texts)
+        lang = {} if fused else instruction_embeddings(encoder.resolved_language_model(), texts)
         lang_dim = 0 if fused else len(next(iter(lang.values())))
 
         def extras_of(p: torch.Tensor, instr: list[str]) -> torch.Tensor:
@@ -401,7 +388,7 @@ def imitation_metrics(recs: list[dict], ok: np.ndarray, done: np.ndarray) -> tup
     def rate(mask) -> tuple[float, tuple[float, float]]:
         mask = np.asarray(mask, dtype=bool)
         n, k = int(mask.sum()), int(ok[mask].sum())
-        return (k / n if n else float("nan")), _wilson(k, n)
+        return (k / n if n else float("nan")), wilson_interval(k, n)
 
     phr = np.array([r["phrasing"] for r in recs])
     split = np.array([r["split"] for r in recs])

@@ -334,12 +334,7 @@ def lm_embeddings(texts: list[str], language_model: str) -> torch.Tensor:
     """Mean-pooled (over real tokens), L2-normalised frozen-LM embeddings [len(texts), D]."""
     from robolearn.encoders.language import LanguageModel
 
-    lm = LanguageModel(language_model)
-    ids, mask = lm.tokenize(texts)
-    hidden = lm.encode(ids, mask)
-    m = mask[..., None].float()
-    pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-    return F.normalize(pooled, dim=-1)
+    return F.normalize(LanguageModel(language_model).mean_pooled(texts), dim=-1)
 
 
 def task_embeddings(candidates: list[list[str]], language_model: str) -> torch.Tensor:
@@ -474,7 +469,7 @@ class IntentScenario(Scenario):
         key = {"dataset": dataset.hash, "spec": encoder.spec, "array": "initial|current", "mode": "visual",
                "dual": backbone.dual, "lm": encoder.language_model}  # fmt: skip
         source = TokenSource(encoder, backbone, pairs, None, ctx.cache_dir, key)
-        lm_name = encoder.language_model or _default_lm()
+        lm_name = encoder.resolved_language_model()
         candidates = candidate_texts(dataset)
         proto = task_embeddings(candidates, lm_name)  # [K, D]
         labels = torch.as_tensor(np.array(dataset.arrays["label"]))
@@ -547,12 +542,6 @@ class IntentScenario(Scenario):
                    f"intent: {encoder.spec} (probe)")  # fmt: skip
         files.append("examples/top1_vs_progress.png")
         return files
-
-
-def _default_lm() -> str:
-    from robolearn.encoders.pretrained_lm import default_language_model
-
-    return str(default_language_model())
 
 
 register(IntentScenario())

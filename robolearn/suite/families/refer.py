@@ -559,12 +559,7 @@ def text_embeddings(language_model: str, texts: list[str], cache_dir: Path | Non
         except (ValueError, OSError):
             path.unlink(missing_ok=True)
     uniq = sorted(set(texts))
-    rows: dict[str, torch.Tensor] = {}
-    for s in range(0, len(uniq), 256):
-        ids, mask = lm.tokenize(uniq[s : s + 256])
-        feats = lm.encode(ids, mask)
-        pooled = (feats * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        rows.update(zip(uniq[s : s + 256], pooled))
+    rows = dict(zip(uniq, lm.mean_pooled(uniq)))
     out = torch.stack([rows[t] for t in texts]).float() if texts else torch.zeros(0, 1)
     if path is not None:
         from robolearn.utils import atomic_path
@@ -724,7 +719,7 @@ class ReferScenario(Scenario):
             "image_size": encoder.image_size,
         }
         src = TokenSource(encoder, backbone, dataset.arrays["images"], lang, ctx.cache_dir, key)
-        lm = encoder.language_model or "all-minilm-l6-v2"
+        lm = encoder.resolved_language_model()
         source = TextTokens(src, text_embeddings(lm, texts, ctx.cache_dir))
         adapter = BoxAdapter(src.embed_dim, src.n_heads, source.text.shape[1])
         boxes = torch.tensor(np.array(dataset.arrays["boxes"]), dtype=torch.float32)
