@@ -1,4 +1,4 @@
-"""Small helpers every floor shares: atomic file replacement and the loopback test.
+"""Small helpers every floor shares: atomic file replacement, one-line error messages and the loopback test.
 
 This module imports nothing of robolearn, so any stage may use it.
 """
@@ -51,6 +51,11 @@ def write_text_atomic(path: str | Path, text: str, fsync: bool = True) -> Path:
     """Replace a small side file (JSON, lists, reports) atomically: a crash leaves the old or the new
     content, never a mix; the temp file is removed on failure."""
     return write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
+
+
+def one_line(e: BaseException | str) -> str:
+    """An error message on one line (for the command line): every run of white space becomes one space."""
+    return " ".join(str(e).split())
 
 
 def is_loopback(host: str) -> bool:

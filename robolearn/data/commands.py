@@ -34,7 +34,7 @@ from robolearn.data.catalog import (
     split,
     update,
 )
-from robolearn.data.edit import UNREADABLE_ERRORS, one_line
+from robolearn.data.edit import UNREADABLE_ERRORS
 from robolearn.data.errors import EpisodeError
 from robolearn.data.info import format_dataset_info, format_episode_info, info
 from robolearn.data.merge import MergeReport, filter_dataset, merge
@@ -47,7 +47,7 @@ from robolearn.data.stats import DEFAULT_BINS, STATS_FILE, compute_stats, save_s
 from robolearn.data.synthetic import SyntheticConfig, make_dataset
 from robolearn.data.validate import validate_dataset
 from robolearn.data.video import export_video
-from robolearn.utils import is_loopback
+from robolearn.utils import is_loopback, one_line
 
 
 # ---- synth ----------------------------------------------------------------------------------------------

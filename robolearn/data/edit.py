@@ -116,7 +116,3 @@ def select_episodes(src: Path, filters: list[str] | None) -> list[Path]:
     if select is None:
         raise RuntimeError("metadata filters need robolearn.data.catalog.select_paths, which is not available")
     return [Path(p) for p in select(src, list(filters))]
-
-
-def one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())

@@ -13,9 +13,10 @@ from typing import Any
 import h5py
 
 from robolearn.data import schema
-from robolearn.data.edit import UNREADABLE_ERRORS, one_line
+from robolearn.data.edit import UNREADABLE_ERRORS
 from robolearn.data.errors import H5_ERRORS, EpisodeError
 from robolearn.data.reader import Episode, list_episodes, open_h5, read_error_message
+from robolearn.utils import one_line
 
 
 def _human_bytes(n: float) -> str:

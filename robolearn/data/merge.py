@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from robolearn import __version__
-from robolearn.data.edit import UNREADABLE_ERRORS, attr_str, check_format, one_line, select_episodes, temp_beside
+from robolearn.data.edit import UNREADABLE_ERRORS, attr_str, check_format, select_episodes, temp_beside
 from robolearn.data.errors import EpisodeError, Problem
 from robolearn.data.reader import list_episodes, open_h5
 from robolearn.data.writer import publish, utc_now
-from robolearn.utils import fsync_path, write_text_atomic
+from robolearn.utils import fsync_path, one_line, write_text_atomic
 
 
 class MergeConflictError(EpisodeError):

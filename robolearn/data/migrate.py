@@ -16,9 +16,10 @@ import numpy as np
 
 from robolearn.data import schema
 from robolearn.data.checksum import NUMERIC_KW, frame_crc
-from robolearn.data.edit import UNREADABLE_ERRORS, attr_str, check_format, edit_atomically, one_line
+from robolearn.data.edit import UNREADABLE_ERRORS, attr_str, check_format, edit_atomically
 from robolearn.data.errors import EpisodeError, Problem, SchemaVersionError
 from robolearn.data.reader import list_episodes, open_h5
+from robolearn.utils import one_line
 
 
 @dataclass

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robolearn.config import command, opt, positional
-from robolearn.encoders.files import CheckpointError, one_line
+from robolearn.encoders.files import CheckpointError
 from robolearn.encoders.loading import load, save
 from robolearn.encoders.registry import MODELS, SIZES
+from robolearn.utils import one_line
 
 
 @dataclass

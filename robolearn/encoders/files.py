@@ -85,11 +85,6 @@ def read_torch_file(path: str | Path, what: str, weights_only: bool = True, hint
         raise CheckpointError(f"{path}: {why}; expected {what}") from None
 
 
-def one_line(e: BaseException | str) -> str:
-    """An error message on one line (for the CLI)."""
-    return " ".join(str(e).split())
-
-
 def _short(e: BaseException | str) -> str:
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     text = (lines[0] if lines else type(e).__name__).split(". ")[0]

@@ -20,10 +20,10 @@ import torch
 
 from robolearn import __version__
 from robolearn.encoders.config import EncoderConfig
-from robolearn.encoders.files import CheckpointError, check_field_types, one_line, read_json_object, read_safetensors
+from robolearn.encoders.files import CheckpointError, check_field_types, read_json_object, read_safetensors
 from robolearn.policies.config import HEAD_CONFIGS, PolicyConfig
 from robolearn.policies.policy import Policy
-from robolearn.utils import atomic_path, write_text_atomic
+from robolearn.utils import atomic_path, one_line, write_text_atomic
 
 POLICY_FORMAT = "robolearn.policy"
 POLICY_VERSION = 1

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 from robolearn.config import command, opt, save_config
-from robolearn.encoders.files import CheckpointError, one_line
+from robolearn.encoders.files import CheckpointError
 from robolearn.pretrain.run import PretrainCommand, pretrain
 from robolearn.pretrain.sampling import MIN_FRAMES
 from robolearn.pretrain.shards import PrepareError
+from robolearn.utils import one_line
 
 
 @dataclass
