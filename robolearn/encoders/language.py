@@ -22,7 +22,8 @@ It is a plain object, not an nn.Module: an encoder's state dict, `.parameters()`
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,20 @@ from robolearn.encoders.pretrained_lm import (
     resolve_language_model,
     weights_sha256,
 )
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """transformers >= 5 draws a "Loading weights" bar per from_pretrained; a frozen LM load is not long work."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 class LanguageModel:
@@ -96,7 +111,8 @@ class LanguageModel:
             from transformers import AutoModel
 
             try:
-                model = AutoModel.from_pretrained(self.source)
+                with _quiet_loading():
+                    model = AutoModel.from_pretrained(self.source)
             except (OSError, ValueError) as e:
                 raise LanguageModelError(f"{self._hint()}: {e}") from e
             model.eval()

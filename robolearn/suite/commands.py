@@ -16,7 +16,7 @@ from robolearn.config import command, opt, positional
 from robolearn.suite.dataset import SuiteDataError
 from robolearn.suite.encoders import SuiteEncoderError
 from robolearn.suite.leaderboard import write_leaderboard
-from robolearn.suite.runner import SuiteConfig, dataset_for, run_suite
+from robolearn.suite.runner import SuiteConfig, dataset_for, expand_scenarios, run_suite
 from robolearn.suite.scenario import SIZES, get_scenario, scenarios
 
 
@@ -49,7 +49,7 @@ def suite_run(cfg: SuiteConfig) -> int:
 
 @dataclass
 class SuiteGenerateCommand:
-    scenarios: list[str] = opt(default_factory=lambda: ["affordance"], help="scenarios to generate")
+    scenarios: list[str] = opt(default_factory=lambda: ["all"], help="scenarios to generate (`all`: every one)")
     size: str = opt("tiny", help=f"{' | '.join(SIZES)}")
     out: Path = opt(Path("runs/suite"), help="run folder (datasets go to <out>/datasets)")
     workers: int = opt(1, help="processes")
@@ -60,7 +60,7 @@ class SuiteGenerateCommand:
 def suite_generate(cfg: SuiteGenerateCommand) -> int:
     """Generate (or verify) scenario datasets without running any encoder."""
     try:
-        for name in cfg.scenarios:
+        for name in expand_scenarios(cfg.scenarios):
             ds = dataset_for(get_scenario(name), cfg.size, Path(cfg.out) / "datasets", cfg.workers, cfg.progress)
             print(f"{name}: {ds.folder} ({len(ds)} instances, {ds.meta['splits']}, hash {ds.hash[:12]})")
     except (ValueError, SuiteDataError) as e:

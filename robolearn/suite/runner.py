@@ -33,7 +33,7 @@ from robolearn.config import opt, save_config
 from robolearn.suite.adapt import Budget
 from robolearn.suite.dataset import SuiteDataError, load_dataset
 from robolearn.suite.encoders import EncoderSpec, default_lm
-from robolearn.suite.scenario import SIZES, CellContext, CellResult, Scenario, get_scenario
+from robolearn.suite.scenario import SIZES, CellContext, CellResult, Scenario, get_scenario, scenarios
 from robolearn.utils import write_text_atomic
 
 CELL_FILE, METRICS_FILE = "cell.json", "metrics.json"
@@ -41,7 +41,9 @@ CELL_FILE, METRICS_FILE = "cell.json", "metrics.json"
 
 @dataclass
 class SuiteConfig:
-    scenarios: list[str] = opt(default_factory=lambda: ["affordance"], help="scenarios (robolearn suite list)")
+    scenarios: list[str] = opt(
+        default_factory=lambda: ["all"], help="scenarios (robolearn suite list), or `all` for every one"
+    )
     encoders: list[str] = opt(
         default_factory=lambda: ["v-cond-tiny", "scratch-cnn"],
         help="encoders: an id (random weights), id:CKPT or a checkpoint folder (pretrained), scratch-cnn, resnet18",
@@ -74,6 +76,16 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "mujoco": mujoco.__version__,
     }
+
+
+def expand_scenarios(names: list[str]) -> list[str]:
+    """Scenario names with `all` replaced by every registered scenario (sorted), duplicates dropped."""
+    out: list[str] = []
+    for n in names:
+        for m in sorted(scenarios()) if n == "all" else [n]:
+            if m not in out:
+                out.append(m)
+    return out
 
 
 def dataset_for(scenario: Scenario, size: str, root: Path, workers: int = 1, progress: bool = False):
@@ -153,7 +165,7 @@ def run_suite(cfg: SuiteConfig) -> SuiteRun:
 
     if cfg.size not in SIZES:
         raise ValueError(f"unknown size {cfg.size!r}; expected one of {SIZES}")
-    chosen = [get_scenario(n) for n in cfg.scenarios]
+    chosen = [get_scenario(n) for n in expand_scenarios(cfg.scenarios)]
     lm = cfg.language_model or default_lm()
     specs = [EncoderSpec(e, language_model=lm, image_size=cfg.image_size) for e in cfg.encoders]
     for s in specs:
