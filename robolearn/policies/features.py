@@ -61,14 +61,16 @@ def cache_key(policy: Any, paths: list[Path], chunk: int) -> str:
 
 
 @torch.no_grad()
-def compute_features(policy: Any, dataset: Any, batch_size: int = 64, desc: str = "features") -> dict[str, Any]:
+def compute_features(
+    policy: Any, dataset: Any, batch_size: int = 64, desc: str = "features", progress: bool = True
+) -> dict[str, Any]:
     """Every sample of `dataset` (an EpisodeDataset) -> {"tokens": [per camera [N, T, D] fp16], "proprio",
     "action", "action_pad"} in sample order."""
     policy.eval()
     tokens: list[list[torch.Tensor]] = [[] for _ in policy.config.cameras]
     proprio, action, pad = [], [], []
     dl = dataset.dataloader(batch_size=batch_size, shuffle=False, num_workers=0)
-    for batch in tqdm(dl, desc=desc, unit="batch", leave=False):
+    for batch in tqdm(dl, desc=desc, unit="batch", leave=False, disable=not progress):
         images = {c: batch[f"images/{c}"][:, -1].contiguous() for c in policy.config.cameras}
         lang = list(batch["language"]) if "language" in batch else None
         for i, t in enumerate(policy.encode(images, lang)):
@@ -104,11 +106,17 @@ def cache_problem(feats: Any, n: int, cameras: int) -> str | None:
 
 
 def cached_features(
-    policy: Any, dataset: Any, paths: list[Path], chunk: int, cache_dir: Path | None, desc: str = "features"
+    policy: Any,
+    dataset: Any,
+    paths: list[Path],
+    chunk: int,
+    cache_dir: Path | None,
+    desc: str = "features",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """compute_features, read from / written to `cache_dir` (None: no disk cache)."""
     if cache_dir is None:
-        return compute_features(policy, dataset, desc=desc)
+        return compute_features(policy, dataset, desc=desc, progress=progress)
     key = cache_key(policy, paths, chunk)
     f = Path(cache_dir) / f"{key}.pt"
     if f.exists():
@@ -121,7 +129,7 @@ def cached_features(
             log.warning("ignoring feature cache %s (%s); recomputing", f, problem)
         except CheckpointError as e:  # a damaged or foreign cache file is recomputed, never trusted
             log.warning("ignoring unreadable feature cache (%s); recomputing", e)
-    feats = compute_features(policy, dataset, desc=desc)
+    feats = compute_features(policy, dataset, desc=desc, progress=progress)
     f.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(f) as tmp:
         torch.save(feats, tmp)

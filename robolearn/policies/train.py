@@ -279,7 +279,9 @@ class _Source:
         self.cached = policy.config.caches_features
         if self.cached:
             cache = None if cfg.feature_cache == "none" else Path(cfg.feature_cache or default_cache_dir())
-            self.feats = cached_features(policy, dataset, paths, policy.config.chunk, cache, desc=desc)
+            self.feats = cached_features(
+                policy, dataset, paths, policy.config.chunk, cache, desc=desc, progress=cfg.progress
+            )
             self.n = len(self.feats["proprio"])
         else:
             self.n = len(dataset)

@@ -26,6 +26,7 @@ from robolearn.suite import (
     register,
     write_dataset,
 )
+from robolearn.suite.encoders import backbone_identity
 from robolearn.suite.leaderboard import build
 from robolearn.suite.metrics import (
     average_precision,
@@ -71,7 +72,8 @@ class ToyColour(Scenario):
                      ctx.budget, ctx.seed)  # fmt: skip
         test = dataset.split("test_seen", "test_heldout")
         acc = float((predict(adapter, src, test).argmax(-1) == y[test]).float().mean())
-        return CellResult({"accuracy": acc, "loss": losses[-1]}, instances=len(test), curves={"loss": losses})
+        return CellResult({"accuracy": acc, "loss": losses[-1]}, instances=len(test), curves={"loss": losses},
+                          extra={"encoder_identity": backbone_identity(encoder, backbone)})  # fmt: skip
 
 
 register(ToyColour())
@@ -141,3 +143,36 @@ def test_metrics():
     assert paired_permutation_p([1, 2, 3], [0, 1, 2]) == pytest.approx(0.25)  # all differences +1: 2 of 8 flips
     wins = mean_win_rates({"a": {"x": 1.0, "y": 0.1}, "b": {"x": 0.5, "y": 0.2}}, {"x": True, "y": False})
     assert wins == {"a": 1.0, "b": 0.0}
+
+
+def test_every_tiny_arch_and_a_checkpoint_run_a_scenario(tmp_path, lm_dir):
+    """The roster of Voltron's evaluation (V-Cond, V-Dual, V-Gen, R-MVP, R-R3M; random init and a named checkpoint)
+    goes through a cell; a checkpoint is a different encoder (its weights hash) from the same id's random init."""
+    from robolearn.encoders import save
+
+    backbone = EncoderSpec("v-gen-tiny", language_model=str(lm_dir)).build("visual")
+    with torch.no_grad():
+        for p in backbone.encoder.parameters():
+            p.add_(0.01)  # "pretrained": any weights other than the seeded init
+    ckpt = save(backbone.encoder, tmp_path / "v-gen-ckpt")
+    roster = ["v-cond-tiny", "v-dual-tiny", "v-gen-tiny", "r-mvp-tiny", "r-r3m-vit-tiny", f"v-gen-tiny:{ckpt}"]
+    cfg = _cfg(tmp_path, encoders=roster, seeds=[0], steps=5, language_model=str(lm_dir))
+    run = run_suite(cfg)
+    assert [r["encoder"] for r in run.results] == roster
+    assert all(0.0 <= r["metrics"]["accuracy"] <= 1.0 for r in run.results)
+    idents = {
+        json.loads(p.read_text())["identity"]["spec"]: json.loads(p.read_text())["identity"]["weights_sha256"]
+        for p in cfg.out.glob("cells/toy-quadrant/*/seed-0/cell.json")
+    }
+    assert idents.keys() == set(roster)
+    assert idents["v-gen-tiny"] != idents[f"v-gen-tiny:{ckpt}"]
+    assert len(build(cfg.out)["rows"]) == len(roster)
+
+
+def test_all_expands_to_every_scenario():
+    from robolearn.suite.runner import expand_scenarios
+    from robolearn.suite.scenario import scenarios
+
+    names = expand_scenarios(["refer", "all"])
+    assert names[0] == "refer" and set(names) == set(scenarios()) and len(names) == len(set(names))
+    assert {"affordance", "refer", "control", "imitation", "intent"} <= set(names)
