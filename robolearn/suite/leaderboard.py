@@ -93,13 +93,27 @@ def build(out: Path) -> dict[str, Any]:
     }
 
 
+def label(spec: str) -> str:
+    """A short row name: `id:/runs/pre/v-cond-tiny/checkpoints/step-00000250` -> `id:v-cond-tiny/step-00000250`
+    (the run folder and the checkpoint); the full spec stays in leaderboard.json and every cell.json."""
+    arch, sep, path = spec.partition(":")
+    if not sep:
+        if "/" not in spec:
+            return spec
+        arch, path = "", spec
+    p = Path(path)
+    name = f"{p.parent.parent.name}/{p.name}" if p.parent.name == "checkpoints" else p.name
+    return f"{arch}:{name}" if arch else name
+
+
 def write_leaderboard(out: str | Path) -> tuple[Path, Path, Path]:
     """Write out/leaderboard.{json,md,html} from the cell folders; returns the three paths."""
     out = Path(out)
     board = build(out)
     cols = list(board["columns"])
     header = ["encoder", "mean win rate", *[f"{c} {'↑' if board['columns'][c] else '↓'}" for c in cols]]
-    rows = []
+    primary = [c for i, c in enumerate(cols) if i == 0 or c.split(":")[0] != cols[i - 1].split(":")[0]]
+    rows, compact = [], []
     for r in board["rows"]:
         cells = []
         for col in cols:
@@ -109,7 +123,9 @@ def write_leaderboard(out: str | Path) -> tuple[Path, Path, Path]:
                 text = f"**{text}**" if text != "-" else text
             cells.append(text)
         wr = r["mean_win_rate"]
-        rows.append([r["encoder"], "-" if wr is None or math.isnan(wr) else f"{wr:.2f}", *cells])
+        wr_text = "-" if wr is None or math.isnan(wr) else f"{wr:.2f}"
+        rows.append([label(r["encoder"]), wr_text, *cells])
+        compact.append([label(r["encoder"]), wr_text, *[cells[cols.index(c)] for c in primary]])
     blocks = [
         h(1, "robolearn suite leaderboard"),
         para(
@@ -117,11 +133,14 @@ def write_leaderboard(out: str | Path) -> tuple[Path, Path, Path]:
             "value alone); bold marks the best value of a column (every tied one); the mean win rate is the "
             "fraction of other encoders an encoder beats, averaged over columns (HELM)."
         ),
+        h(2, "Primary metric of each scenario"),
+        table(["encoder", "mean win rate", *[f"{c} {'↑' if board['columns'][c] else '↓'}" for c in primary]], compact),
+        h(2, "Every metric"),
         table(header, rows),
         h(2, "Cells"),
     ]
     for r in board["rows"]:
-        parts: list[Any] = [f"{r['encoder']}: "]
+        parts: list[Any] = [f"{label(r['encoder'])}: "]
         for scen, folder in sorted(board["folders"].get(r["encoder"], {}).items()):
             parts += [Link(scen, rel_link(out / folder, out)), " "]
         blocks.append(para(*parts))

@@ -176,3 +176,12 @@ def test_all_expands_to_every_scenario():
     names = expand_scenarios(["refer", "all"])
     assert names[0] == "refer" and set(names) == set(scenarios()) and len(names) == len(set(names))
     assert {"affordance", "refer", "control", "imitation", "intent"} <= set(names)
+
+
+def test_leaderboard_labels_name_checkpoints_shortly():
+    from robolearn.suite.leaderboard import label
+
+    assert label("v-cond-tiny") == "v-cond-tiny"
+    assert label("v-cond-tiny:/runs/pre/vc/checkpoints/step-00000250") == "v-cond-tiny:vc/step-00000250"
+    assert label("/runs/pre/vc/checkpoints/step-00000250") == "vc/step-00000250"
+    assert label("v-gen-tiny:/tmp/my-ckpt") == "v-gen-tiny:my-ckpt"

@@ -58,9 +58,12 @@ def test_leaderboard_page_in_headless_chromium(chromium, tmp_path):
     with Browser(*chromium) as b:
         b.get(html.resolve().as_uri())
         b.watch_errors()
-        b.wait_for("return document.querySelectorAll('table tbody tr').length === 2", what="2 encoder rows")
-        cells = b.execute("return [...document.querySelectorAll('table tbody tr')].map(r => r.innerText)")
-        assert cells[0].startswith("enc-a") and "1.00" in cells[0] and "0.800 [" in cells[0]
+        # two tables (primary metrics, every metric), one row per encoder in each
+        b.wait_for("return document.querySelectorAll('table').length === 2", what="2 tables")
+        for t in (0, 1):
+            cells = b.execute(f"return [...document.querySelectorAll('table')[{t}].querySelectorAll('tbody tr')]"
+                              ".map(r => r.innerText)")  # fmt: skip
+            assert len(cells) == 2 and cells[0].startswith("enc-a") and "1.00" in cells[0] and "0.800 [" in cells[0]
         links = b.execute("return [...document.querySelectorAll('a')].map(a => a.href)")
         assert links and all(Path(Path(h.removeprefix("file://"))).is_dir() for h in links)
         assert b.console_errors() == []
