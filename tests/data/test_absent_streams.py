@@ -77,7 +77,7 @@ def test_writer_refuses_inconsistent_absent_declarations(tmp_path):
         write_partial_episode(tmp_path / "c.h5", absent={"reward": "x"})
     with pytest.raises(EpisodeError, match="registered camera"):
         write_partial_episode(tmp_path / "d.h5", absent={"cameras/front": "x"})
-    with pytest.raises(EpisodeError, match="declared absent.*in the action dict"):  # cartesian_position given though absent
+    with pytest.raises(EpisodeError, match="declared absent.*in the action dict"):  # given though absent
         write_partial_episode(tmp_path / "e.h5", absent={**ABSENT, "action/cartesian_position": "x"})
     with pytest.raises(EpisodeError, match="joint_velocities.*missing from state"):  # absent, not declared
         write_partial_episode(tmp_path / "f.h5", absent={})
