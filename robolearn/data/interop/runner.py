@@ -65,6 +65,7 @@ class ImportReport:
         return asdict(self)
 
     def write(self, out_dir: Path) -> Path:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         path = Path(out_dir) / f"{REPORT_PREFIX}_{self.kind}.json"
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
