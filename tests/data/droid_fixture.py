@@ -20,7 +20,7 @@ MP4_FPS = 60  # declared rate differs from the 15 Hz control rate on purpose
 
 def level(t: int, cam: int) -> int:
     """Brightness of frame t of camera index cam."""
-    return 20 + 9 * t + 3 * cam
+    return 20 + (9 * t) % 200 + 3 * cam
 
 
 def write_mp4(path: Path, frames: list[np.ndarray]) -> None:
@@ -49,6 +49,7 @@ def write_episode(
     idle: tuple[int, ...] = (0, 1),
     frames: dict[str, int] | None = None,
     wrap: bool = True,
+    texture: bool = False,
 ) -> Path:
     """One episode folder. `frames`: per role, how many frames its MP4 holds (default `steps`)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,6 +99,12 @@ def write_episode(
     for i, (role, s) in enumerate(SERIALS.items()):
         n = (frames or {}).get(role, steps)
         imgs = [np.full((H, W, 3), level(k, i), np.uint8) for k in range(n)]
+        if texture:  # a moving pattern (codec cost closer to camera footage); the frame mean stays level(k, i)
+            yy, xx = np.mgrid[0:H, 0:W]
+            imgs = [
+                np.clip(im.astype(int) + ((xx + yy + 3 * k) % 16 - 8)[..., None], 0, 255).astype(np.uint8)
+                for k, im in enumerate(imgs)
+            ]
         write_mp4(mp4 / f"{s}.mp4", imgs)
         if stereo:
             write_mp4(mp4 / f"{s}-stereo.mp4", [np.concatenate([im, 255 - im], 1) for im in imgs])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from robolearn.cli import main
+from robolearn.data.catalog import query
 from robolearn.data.interop.droid import import_droid
 from robolearn.data.interop.runner import ImportFailed
 from robolearn.data.reader import Episode, list_episodes
@@ -69,6 +70,8 @@ def test_tree_imports_with_metadata_alignment_and_poses(droid_tree, tmp_path):
         np.testing.assert_allclose(ep.camera("exterior_1").intrinsics[0][0], 500.0)
     rep = json.loads((out / "import_report_droid.json").read_text())
     assert len(rep["imported"]) == 3 and rep["skipped"] == []
+    rows = query(rep["catalog"], ["household=Packard"])  # metadata reaches the catalog
+    assert [(r.lab, r.operator, r.scene_id, r.success) for r in rows] == [("IPRL", "Bob", "3", 0)]
     assert main(["data", "import", "droid", str(droid_tree), "--out", str(out)]) == 0  # resumable
     assert len(json.loads((out / "import_report_droid.json").read_text())["already_done"]) == 3
 

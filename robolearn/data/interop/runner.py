@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from robolearn.data import schema
+from robolearn.data.catalog import CatalogError, ensure_catalog
 from robolearn.data.errors import H5_ERRORS, EpisodeError
 from robolearn.data.writer import WriterConfig
 from robolearn.utils import one_line, write_text_atomic
@@ -61,6 +64,7 @@ class ImportReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # key, file, field, error
     seconds: float = 0.0
     stopped: str = ""  # why the run stopped early (strict), "" if it ran through
+    catalog: str = ""  # the output's catalog, refreshed after the run (lab, household, scene, operator, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,10 +134,21 @@ def run_jobs(
                 if not record(job, lambda j=job: _run_one(fn, j)):
                     break
         else:
-            _run_parallel(todo, fn, workers, record)
+            try:
+                _run_parallel(todo, fn, workers, record)
+            except BrokenProcessPool as e:
+                report.stopped = (
+                    f"a worker process died ({e}); from a script, call the importer under "
+                    "`if __name__ == '__main__':` (workers are spawned and import the main module)"
+                )
     finally:
         report.seconds = round(time.perf_counter() - t0, 3)
         report.imported.sort(key=lambda r: r["key"])
+        if report.imported or report.already_done:
+            try:
+                report.catalog = str(ensure_catalog(out_dir)[0])
+            except (CatalogError, OSError, sqlite3.Error) as e:
+                report.catalog = f"not refreshed: {one_line(e)}"
         report.write(out_dir)
     if report.stopped:
         raise ImportFailed(report.stopped, report)
