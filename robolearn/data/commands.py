@@ -37,6 +37,13 @@ from robolearn.data.catalog import (
 from robolearn.data.edit import UNREADABLE_ERRORS
 from robolearn.data.errors import EpisodeError
 from robolearn.data.info import format_dataset_info, format_episode_info, info
+from robolearn.data.interop.lerobot import (
+    ExportConfig,
+    ImportConfig,
+    LeRobotFormatError,
+    export_lerobot,
+    import_lerobot,
+)
 from robolearn.data.merge import MergeReport, filter_dataset, merge
 from robolearn.data.migrate import migrate
 from robolearn.data.reader import list_episodes
@@ -468,6 +475,76 @@ def export_robomimic_command(cfg: RobomimicExportConfig) -> int:
     print(
         f"wrote {n} demos to {out}" + (f" ({len(paths) - n} episodes without steps left out)" if n < len(paths) else "")
     )
+    return 0
+
+
+# ---- LeRobot v3.0: import, export ----------------------------------------------------------------------
+IMPORT_FORMATS = ("lerobot",)
+
+
+@dataclass
+class ImportCommand:
+    format: str = positional(help=f"source layout, one of {list(IMPORT_FORMATS)}")
+    source: Path = positional(help="source dataset folder (LeRobot: the folder holding meta/info.json)")
+    out: Path = opt(Path("imported"), help="output robolearn dataset folder (a rerun resumes)")
+    workers: int = opt(2, help="episodes imported in parallel (processes)")
+    strict: bool = opt(False, help="stop at the first bad episode instead of skipping and reporting it")
+    map: list[str] = opt(
+        default_factory=list,
+        help="LeRobot: what a generic vector holds, FEATURE=key1,key2 (e.g. action=cartesian_velocity,gripper_position)",  # noqa: E501
+    )
+    action_space: str = opt("", help="the commanded action form (default: the source's, else the first mapped)")
+    quality: int = opt(95, help="JPEG quality of the stored frames")
+
+
+@command("data", "import")
+def import_command(cfg: ImportCommand) -> int:
+    """Import another layout's dataset as robolearn episodes (lerobot: LeRobot v3.0); resumable, reports skips."""
+    if cfg.format not in IMPORT_FORMATS:
+        print(f"robolearn data import: unknown format {cfg.format!r}; expected one of {list(IMPORT_FORMATS)}")
+        return 2
+    icfg = ImportConfig(cfg.workers, cfg.strict, list(cfg.map), cfg.action_space, cfg.quality)
+    try:
+        rep = import_lerobot(cfg.source, cfg.out, icfg)
+    except (LeRobotFormatError, EpisodeError, OSError) as e:
+        print(f"robolearn data import: {one_line(e)}")
+        return 1
+    save_config(cfg, cfg.out, "import")
+    print(
+        f"imported {len(rep.imported)} episodes into {cfg.out} ({len(rep.already_done)} already done, "
+        f"{len(rep.skipped)} skipped; report: {cfg.out / 'lerobot_import_report.json'})"
+    )
+    for s in rep.skipped:
+        print(f"  skipped episode {s['episode']}: {s['file']}: {s['field']}: {s['error']}")
+    if rep.not_carried:
+        print(f"  not carried over: {', '.join(rep.not_carried)}")
+    return 1 if rep.skipped and not rep.imported else 0
+
+
+@dataclass
+class LeRobotExportCommand:
+    source: Path = positional(help="dataset folder (or one episode file)")
+    out: Path = opt(Path("lerobot"), help="output LeRobot v3.0 dataset folder (must not exist)")
+    where: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1")
+    codec: str = opt("h264", help="video codec: h264 or av1 (LeRobot's default, slower to encode)")
+    crf: int = opt(18, help="video quality (lower: closer to the stored frames, bigger files)")
+    episodes_per_file: int = opt(50, help="episodes per data parquet / MP4 file")
+
+
+@command("data", "export-lerobot")
+def export_lerobot_command(cfg: LeRobotExportCommand) -> int:
+    """Export episodes as a LeRobot v3.0 dataset (loads in lerobot's LeRobotDataset from a local folder)."""
+    src = Path(cfg.source)
+    paths = [src] if src.is_file() else select_paths(src, cfg.where) if cfg.where else list_episodes(src)
+    try:
+        rep = export_lerobot(paths, cfg.out, ExportConfig(cfg.codec, cfg.crf, cfg.episodes_per_file))
+    except (EpisodeError, OSError, ValueError) as e:
+        print(f"robolearn data export-lerobot: {one_line(e)}")
+        return 1
+    save_config(cfg, cfg.out.parent, cfg.out.name + ".export")
+    print(f"wrote {rep['episodes']} episodes ({rep['frames']} frames) to {cfg.out}")
+    for s in rep["skipped"]:
+        print(f"  left out {s['file']}: {s['error']}")
     return 0
 
 
