@@ -2,7 +2,8 @@
 run in a chain on a copy of the file that then replaces it (`edit.edit_atomically`, which also refreshes the
 content CRC of files at schema >= 1.1); a file already current is not touched.
 
-Migrations: 1.0 -> 1.1 `add_checksums` (fletcher32 on numeric datasets, a CRC32 per frame, the content CRC).
+Migrations: 1.0 -> 1.1 `add_checksums` (fletcher32 on numeric datasets, a CRC32 per frame, the content CRC);
+1.1 -> 1.2 `add_absent_streams` (the `absent_streams` attribute: `{}`, every stream of a 1.1 file is present).
 """
 
 from __future__ import annotations
@@ -86,6 +87,18 @@ def add_checksums(f: h5py.File) -> None:
 
 
 schema.MIGRATIONS.setdefault("1.0", ("1.1", add_checksums))
+
+
+# ---- 1.1 -> 1.2: absent streams ---------------------------------------------------------------------------
+def add_absent_streams(f: h5py.File) -> None:
+    """Schema 1.1 -> 1.2: the root `absent_streams` attribute, `{}`: before 1.2 the writer required every
+    state field and action form, so a 1.1 file lacks none (a missing dataset there is damage, which validate
+    reports, not absence)."""
+    if schema.ABSENT_ATTR not in f.attrs:
+        f.attrs[schema.ABSENT_ATTR] = "{}"
+
+
+schema.MIGRATIONS.setdefault("1.1", ("1.2", add_absent_streams))
 
 
 def migration_steps(path: Path, version: str) -> list[str]:

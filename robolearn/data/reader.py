@@ -26,7 +26,16 @@ from robolearn.data.checksum import frame_crc, read_bounded_attr
 from robolearn.data.errors import H5_ERRORS, EpisodeError, SchemaVersionError
 from robolearn.data.schema import CameraSpec
 
-JSON_ATTRS = ("teleop_params", "language_annotations", "label_history", "cameras", "env", "cadence", "extra")
+JSON_ATTRS = (
+    "teleop_params",
+    "language_annotations",
+    "label_history",
+    "cameras",
+    "env",
+    "cadence",
+    "extra",
+    schema.ABSENT_ATTR,
+)
 LIVE_READ_ATTEMPTS = 10  # SWMR metadata read attempts for a `.partial` whose writer may still be running
 
 
@@ -334,8 +343,8 @@ class Episode:
         return check_num_steps(self.path, n, _file_size(self._f))
 
     def per_step_paths(self) -> list[str]:
-        """Every dataset with one row per step (step fields, camera fields, byte-stream indices)."""
-        paths = [f.path for f in schema.STEP_FIELDS]
+        """Every dataset with one row per step (present step fields, camera fields, byte-stream indices)."""
+        paths = [f.path for f in schema.STEP_FIELDS if f.path not in self.absent]
         for cam in self.cameras:
             g = schema.camera_group(cam.name)
             for stream in ("rgb", "depth") if cam.depth else ("rgb",):
@@ -360,11 +369,41 @@ class Episode:
         for c in self.cameras:
             if c.name == name:
                 return c
+        if schema.camera_group(name) in self.absent:
+            raise self._absent_error(schema.camera_group(name))
         raise EpisodeError(self.path, "attrs/cameras", f"camera {name!r} not in the registry {self.camera_names}")
 
     @property
     def camera_names(self) -> list[str]:
         return [c.name for c in self.cameras]
+
+    @cached_property
+    def absent(self) -> dict[str, str]:
+        """{stream key: reason} of the streams the source did not record (schema >= 1.2; {} before)."""
+        a = self.attrs.get(schema.ABSENT_ATTR, {})
+        if not isinstance(a, dict) or not all(isinstance(k, str) for k in a):
+            raise EpisodeError(self.path, f"attrs/{schema.ABSENT_ATTR}", f"expected a JSON object, got {a!r:.60}")
+        return {k: str(v) for k, v in a.items()}
+
+    def has(self, key: str) -> bool:
+        """Whether stream `key` (a step field path or `cameras/<name>`) is recorded in this episode."""
+        if key.startswith("cameras/") and key.count("/") == 1:
+            return key.split("/", 1)[1] in self.camera_names
+        return key not in self.absent and isinstance(self._f.get(key), h5py.Dataset)
+
+    @property
+    def present_streams(self) -> list[str]:
+        """The state fields, action forms and cameras (`cameras/<name>`) this episode records."""
+        return [p for p in schema.OPTIONAL_STREAMS if p not in self.absent] + [
+            schema.camera_group(c) for c in self.camera_names
+        ]
+
+    def _absent_error(self, key: str) -> EpisodeError:
+        return EpisodeError(
+            self.path,
+            key,
+            f"absent: the source did not record this stream ({self.absent[key]}); present: {self.present_streams}",
+        )
 
     @property
     def language(self) -> list[str]:
@@ -376,6 +415,8 @@ class Episode:
 
     # ---- per-step arrays --------------------------------------------------------------------------
     def field(self, path: str) -> h5py.Dataset:
+        if path in self.absent:
+            raise self._absent_error(path)
         try:
             obj = self._f[path]
         except KeyError:
@@ -391,7 +432,7 @@ class Episode:
 
     def lowdim(self, paths: list[str] | None = None) -> dict[str, np.ndarray]:
         """All (or the given) per-step numeric fields, cut to num_steps."""
-        return {p: self.array(p) for p in (paths or [f.path for f in schema.STEP_FIELDS])}
+        return {p: self.array(p) for p in (paths or [f.path for f in schema.STEP_FIELDS if f.path not in self.absent])}
 
     def state(self, key: str) -> np.ndarray:
         return self.array(f"{schema.STATE_GROUP}/{key}")
@@ -409,6 +450,8 @@ class Episode:
         key = (camera, kind)
         if key not in self._streams:
             gpath = f"{schema.camera_group(camera)}/{kind}"
+            if schema.camera_group(camera) in self.absent:
+                raise self._absent_error(schema.camera_group(camera))
             if not isinstance(self._f.get(gpath), h5py.Group):
                 raise EpisodeError(self.path, gpath, f"missing; cameras in file: {self.camera_names}")
             self._streams[key] = ByteStream(self._f[gpath], self.path, self.num_steps)

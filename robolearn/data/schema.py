@@ -20,6 +20,11 @@ Checksums (schema 1.1): every numeric dataset carries HDF5's fletcher32 filter (
 read), each byte stream has `crc32` (T,) uint32 with the CRC32 of each frame's bytes, and the root attribute
 `content_crc32` is the CRC32 of every attribute in the file and of /language/instructions (HDF5 does not
 checksum variable-length strings); robolearn.data.checksum computes them.
+
+Absent streams (schema 1.2): a state field, an action form or a camera the source did not record is not
+stored at all (no dataset, no camera group; never zero-filled) and is listed in the root attribute
+`absent_streams`, a JSON object {stream key: reason}; the keys are OPTIONAL_STREAMS paths or
+`cameras/<name>`. Readers and the loader refuse to serve an absent key, naming the file and the key.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from typing import Any
 import numpy as np
 
 FORMAT_NAME = "robolearn.episode"
-SCHEMA_VERSION = "1.1"
-SUPPORTED_VERSIONS = ("1.0", "1.1")
+SCHEMA_VERSION = "1.2"
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
 CHECKSUM_VERSION = "1.1"  # first version whose files carry checksums (older ones validate with a note)
+ABSENT_VERSION = "1.2"  # first version whose files may lack streams (listed in ABSENT_ATTR)
+ABSENT_ATTR = "absent_streams"  # root attribute: JSON {stream key: reason the source did not record it}
 CONTENT_CRC_ATTR = "content_crc32"  # root attribute: CRC32 of all attributes and string datasets
 FRAME_CRC = "crc32"  # per byte stream: (T,) uint32 CRC32 of each frame's bytes (0 for an empty frame)
 MAX_ATTR_BYTES = 1 << 20  # any one attribute larger than this is refused (the biggest real ones are a few KiB)
@@ -167,8 +174,12 @@ CAMERA_STEP_FIELDS: tuple[Field, ...] = (
 )
 
 STEP_FIELDS: tuple[Field, ...] = STATE_FIELDS + ACTION_FIELDS + CONTROL_FIELDS + SIGNAL_FIELDS
+# The per-step fields an episode may lack (listed in ABSENT_ATTR); control timestamps and signals never are.
+OPTIONAL_STREAMS: tuple[str, ...] = tuple(f.path for f in STATE_FIELDS + ACTION_FIELDS)
 # Bytes of per-step data every step stores at least: bounds a plausible num_steps by the file size.
-MIN_STEP_BYTES = sum(int(np.dtype(f.dtype).itemsize * np.prod(f.shape, dtype=np.int64)) for f in STEP_FIELDS)
+MIN_STEP_BYTES = sum(
+    int(np.dtype(f.dtype).itemsize * np.prod(f.shape, dtype=np.int64)) for f in CONTROL_FIELDS + SIGNAL_FIELDS
+)
 
 # Image streams: flat byte store + index. `index[t] = (offset, length)` into `data`.
 IMAGE_ENCODINGS = ("jpeg", "png")
@@ -206,6 +217,12 @@ EPISODE_ATTRS: dict[str, tuple[type, bool, str]] = {
     "env": (str, False, "JSON: simulator env id and kwargs (sim episodes only)."),
     "cadence": (str, False, "JSON cadence report of the control loop: achieved Hz, overruns, worst step."),
     "extra": (str, False, "JSON: free-form metadata from the collector."),
+    ABSENT_ATTR: (
+        str,
+        False,
+        "JSON object {stream key: reason}: state fields, action forms (OPTIONAL_STREAMS paths) and cameras "
+        "(`cameras/<name>`) the source did not record; they are not stored (schema >= 1.2, `{}` if none).",
+    ),
     CONTENT_CRC_ATTR: (int, False, "CRC32 of every other attribute and of /language/instructions (schema >= 1.1)."),
 }
 
@@ -273,6 +290,26 @@ def cameras_to_json(cams: list[CameraSpec]) -> str:
 
 def cameras_from_json(text: str) -> list[CameraSpec]:
     return [CameraSpec.from_dict(d) for d in json.loads(text)]
+
+
+def version_at_least(version: Any, floor: str) -> bool:
+    """True when schema `version` is `floor` or newer (False for a malformed version)."""
+    try:
+        return tuple(int(x) for x in str(version).split(".")) >= tuple(int(x) for x in floor.split("."))
+    except ValueError:
+        return False
+
+
+def check_absent_key(key: str, camera_names: list[str] | tuple[str, ...] = ()) -> str | None:
+    """None when `key` may be listed in ABSENT_ATTR, else why not (a camera registered in the episode is
+    present by definition)."""
+    if key in OPTIONAL_STREAMS:
+        return None
+    if key.startswith("cameras/") and key.count("/") == 1 and len(key) > len("cameras/"):
+        if key.split("/", 1)[1] in camera_names:
+            return "is a registered camera; a camera is either registered or absent"
+        return None
+    return f"is not a stream that can be absent; expected one of {list(OPTIONAL_STREAMS)} or cameras/<name>"
 
 
 def step_fields_by_path() -> dict[str, Field]:

@@ -158,11 +158,14 @@ def _check_finite(path: Path, key: str, x: np.ndarray) -> None:
         )
 
 
-def _episode_arrays(path: Path, keys: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(info, arrays) of one episode; raises EpisodeError naming the file and field."""
+def _episode_arrays(
+    path: Path, keys: list[str], skip_absent: bool = False
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(info, arrays) of one episode; raises EpisodeError naming the file and field (an absent key too, unless
+    `skip_absent`: then it is left out)."""
     try:
         with Episode(path) as ep:
-            arrays = {k: _read(ep, k) for k in keys}
+            arrays = {k: _read(ep, k) for k in keys if not (skip_absent and k in ep.absent)}
             info = {"uuid": str(ep.attrs.get("uuid", "")), "num_steps": int(ep.num_steps)}
     except EpisodeError:
         raise
@@ -191,13 +194,14 @@ def compute_stats(
     if bins < 2:
         raise ValueError(f"bins must be >= 2, got {bins}")
     paths = [Path(p) for p in paths]
+    skip_absent = not keys  # default keys: a stream an episode did not record is left out of its stats
     keys = [resolve_key(k) for k in (keys or default_keys())]
     moments = {k: _Moments(field_dim(k)) for k in keys}
     used: list[tuple[Path, dict[str, Any]]] = []
     skipped: list[Problem] = []
     for p in paths:  # pass 1: exact moments and ranges
         try:
-            info, arrays = _episode_arrays(p, keys)
+            info, arrays = _episode_arrays(p, keys, skip_absent)
         except EpisodeError as e:
             if not skip_bad:
                 raise
@@ -210,9 +214,11 @@ def compute_stats(
         raise ValueError(f"no readable episodes among {len(paths)} paths")
     if not any(i["num_steps"] for _, i in used):
         raise ValueError(f"the {len(used)} readable episodes have no steps; nothing to compute statistics over")
-    hists = {k: _Histogram(m.min, m.max, bins) for k, m in moments.items()}
+    if skip_absent:  # keys no episode recorded have no statistics
+        keys = [k for k in keys if moments[k].n]
+    hists = {k: _Histogram(moments[k].min, moments[k].max, bins) for k in keys}
     for p, _ in used:  # pass 2: histograms over the exact ranges
-        _, arrays = _episode_arrays(p, keys)
+        _, arrays = _episode_arrays(p, keys, skip_absent)
         for k, x in arrays.items():
             hists[k].add(x)
 

@@ -58,6 +58,7 @@ JSON_KINDS: dict[str, type] = {
     "cadence": dict,
     "extra": dict,
     "repair": dict,
+    schema.ABSENT_ATTR: dict,
 }
 _READ_ERRORS = H5_ERRORS
 
@@ -342,7 +343,8 @@ def _expected_length(ctx: _Ctx) -> int:
 def _check_layout(ctx: _Ctx) -> None:
     ctx.n = _expected_length(ctx)
     what = "committed steps" if ctx.partial else "num_steps"
-    specs = [(f.path, f.dtype, f.shape) for f in schema.STEP_FIELDS]
+    absent = _check_absent(ctx)
+    specs = [(f.path, f.dtype, f.shape) for f in schema.STEP_FIELDS if f.path not in absent]
     checksummed = has_checksums(ctx.attrs.get("schema_version"))
     for cam in ctx.cams:
         g = schema.camera_group(cam["name"])
@@ -371,6 +373,38 @@ def _check_layout(ctx: _Ctx) -> None:
         ctx.error(
             "language/instructions", f"expected a 1-D string dataset with at least one instruction, found {found}"
         )
+
+
+def _check_absent(ctx: _Ctx) -> dict[str, str]:
+    """The `absent_streams` attribute (schema >= 1.2): known keys, not stored, not the commanded form.
+    Returns the absent keys that are valid (those are not expected in the file)."""
+    fld = f"attrs/{schema.ABSENT_ATTR}"
+    version = ctx.attrs.get("schema_version")
+    new = schema.version_at_least(version, schema.ABSENT_VERSION)
+    if schema.ABSENT_ATTR not in ctx.attrs:
+        if new:
+            ctx.error(fld, f"missing; expected a JSON object (schema {schema.ABSENT_VERSION}+, `{{}}` if none)")
+        return {}
+    absent = ctx.attrs[schema.ABSENT_ATTR]
+    if not isinstance(absent, dict):
+        return {}  # bad JSON: already reported
+    if not new:
+        ctx.error(fld, f"present in a schema {version} file; absent streams exist from schema {schema.ABSENT_VERSION}")
+    names = [c["name"] for c in ctx.cams]
+    out: dict[str, str] = {}
+    for key, reason in absent.items():
+        why = schema.check_absent_key(key, names)
+        if why is not None:
+            ctx.error(f"{fld}/{key}", why)
+            continue
+        if not isinstance(reason, str):
+            ctx.error(f"{fld}/{key}", f"expected a str reason, found {reason!r:.60}")
+        if key in ctx.f:
+            ctx.error(key, f"listed in {fld} but stored; expected no dataset or group for an absent stream")
+        if key == f"{schema.ACTION_GROUP}/{ctx.attrs.get('action_space')}":
+            ctx.error(f"{fld}/{key}", "the commanded action form (attrs/action_space) cannot be absent")
+        out[key] = str(reason)
+    return out
 
 
 def _check_dataset(

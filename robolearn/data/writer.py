@@ -80,8 +80,16 @@ class EpisodeWriter:
     """
 
     def __init__(
-        self, path: str | Path, meta: EpisodeMeta, cameras: list[CameraSpec], config: WriterConfig | None = None
+        self,
+        path: str | Path,
+        meta: EpisodeMeta,
+        cameras: list[CameraSpec],
+        config: WriterConfig | None = None,
+        absent: dict[str, str] | None = None,
     ):
+        """`absent`: {stream key: reason} for state fields / action forms (schema.OPTIONAL_STREAMS paths, e.g.
+        `action/joint_velocity`) and cameras (`cameras/<name>`) the source did not record. They are not
+        stored and add_step must not be given them; the commanded action form cannot be absent."""
         self.final_path = Path(path)
         if self.final_path.suffix != schema.EPISODE_SUFFIX:
             raise ValueError(f"{path}: episode files must end in {schema.EPISODE_SUFFIX}")
@@ -95,6 +103,8 @@ class EpisodeWriter:
             raise FileExistsError(f"{self.tmp_path}: an unfinished episode is here; run `robolearn data repair` first")
         self.cfg = config or WriterConfig()
         self.meta, self.cameras = meta, list(cameras)
+        self.absent = self._check_absent(dict(absent or {}), names)
+        self.fields = tuple(f for f in schema.STEP_FIELDS if f.path not in self.absent)  # the ones stored
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         free_mb = shutil.disk_usage(self.final_path.parent).free / 2**20
         if free_mb < self.cfg.min_free_mb:
@@ -123,6 +133,24 @@ class EpisodeWriter:
         if self.cfg.background_flush:
             self._timer = threading.Thread(target=self._flush_loop, name="episode-flush", daemon=True)
             self._timer.start()
+
+    def _check_absent(self, absent: dict[str, str], camera_names: list[str]) -> dict[str, str]:
+        for key, reason in absent.items():
+            why = schema.check_absent_key(str(key), camera_names)
+            if why is not None:
+                raise EpisodeError(self.final_path, f"attrs/{schema.ABSENT_ATTR}/{key}", why)
+            if not isinstance(reason, str):
+                raise EpisodeError(
+                    self.final_path, f"attrs/{schema.ABSENT_ATTR}/{key}", f"reason must be a str, got {reason!r:.60}"
+                )
+        commanded = f"{schema.ACTION_GROUP}/{self.meta.action_space}"
+        if commanded in absent:
+            raise EpisodeError(
+                self.final_path,
+                f"attrs/{schema.ABSENT_ATTR}/{commanded}",
+                f"the commanded action form (action_space={self.meta.action_space!r}) cannot be absent",
+            )
+        return absent
 
     # ---- creation ---------------------------------------------------------------------------------
     def _create(self) -> h5py.File:
@@ -159,11 +187,12 @@ class EpisodeWriter:
             "cadence": "{}",
             "env": json.dumps(m.env or {}),
             "extra": json.dumps(m.extra),
+            schema.ABSENT_ATTR: json.dumps(self.absent, sort_keys=True),
             schema.CONTENT_CRC_ATTR: np.int64(0),  # set on close (an attribute cannot be added under SWMR)
         }
         for k, v in attrs.items():
             f.attrs[k] = v
-        for fld in schema.STEP_FIELDS:
+        for fld in self.fields:
             ds = f.create_dataset(
                 fld.path,
                 shape=(0, *fld.shape),
@@ -235,7 +264,8 @@ class EpisodeWriter:
 
         state: joint_positions, joint_velocities, ee_position, ee_quaternion, gripper_position.
         action: every form in schema.ACTION_FIELDS (cartesian_velocity, cartesian_position, joint_position,
-        joint_velocity, gripper_position). images[name]: RGB uint8 (H, W, 3), or None when the frame was
+        joint_velocity, gripper_position); fields declared absent (constructor `absent`) must be left out.
+        images[name]: RGB uint8 (H, W, 3), or None when the frame was
         dropped. depth[name]: uint16 mm. camera_times[name]: (capture_ns, receive_ns). control_times:
         `<phase>` -> host monotonic ns for schema.CONTROL_PHASES (missing phases default to now).
         """
@@ -245,6 +275,8 @@ class EpisodeWriter:
             row[fld.path] = self._coerce(state, fld, "state")
         for fld in schema.ACTION_FIELDS:
             row[fld.path] = self._coerce(action, fld, "action")
+        for k in [k for k, v in row.items() if v is None]:
+            del row[k]
         now = time.monotonic_ns()
         ct = control_times or {}
         for p, fld in zip(schema.CONTROL_PHASES, schema.CONTROL_FIELDS):
@@ -318,8 +350,16 @@ class EpisodeWriter:
         except ValueError as e:  # wrong dtype / channels: name the file and the stream
             raise EpisodeError(self.tmp_path, field, str(e)) from None
 
-    def _coerce(self, src: dict[str, Any], fld: schema.Field, group: str) -> np.ndarray:
+    def _coerce(self, src: dict[str, Any], fld: schema.Field, group: str) -> np.ndarray | None:
         key = fld.path.rsplit("/", 1)[-1]
+        if fld.path in self.absent:
+            if key in src:  # a value for a stream declared not recorded: one of the two is wrong
+                raise EpisodeError(
+                    self.tmp_path,
+                    fld.path,
+                    f"declared absent ({self.absent[fld.path]!r}) but given in the {group} dict",
+                )
+            return None
         if key not in src:
             raise EpisodeError(self.tmp_path, fld.path, f"missing from {group} dict; expected shape {fld.shape}")
         arr = np.asarray(src[key], dtype=fld.dtype)
@@ -374,7 +414,7 @@ class EpisodeWriter:
                     self._append_bytes(f[f"{g}/{stream}"], [r[f"{g}/{stream}"] for r in rows], n0)
                 for fld in schema.CAMERA_STEP_FIELDS:
                     self._append(f[f"{g}/{fld.path}"], [r[f"{g}/{fld.path}"] for r in rows], n0)
-            for fld in schema.STEP_FIELDS:
+            for fld in self.fields:
                 if fld.path.startswith("timestamp/control/step_end"):
                     continue
                 self._append(f[fld.path], [r[fld.path] for r in rows], n0)

@@ -334,6 +334,8 @@ def as_schema_1_0(src: str | Path, dst: str | Path) -> Path:
                 new = f.create_dataset(n, data=data, chunks=chunks, maxshape=maxshape, fillvalue=fill)
                 new.attrs.update(attrs)
         del f.attrs["content_crc32"]
+        if "absent_streams" in f.attrs:  # schema 1.2+
+            del f.attrs["absent_streams"]
         f.attrs["schema_version"] = "1.0"
     return p
 

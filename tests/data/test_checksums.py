@@ -43,7 +43,7 @@ def errors(path, **kw):
 
 def test_written_files_carry_every_checksum(good):
     with h5py.File(good) as f:
-        assert f.attrs["schema_version"] == schema.SCHEMA_VERSION == "1.1"
+        assert f.attrs["schema_version"] == schema.SCHEMA_VERSION == "1.2"
         assert int(f.attrs[schema.CONTENT_CRC_ATTR]) == content_crc32(f)
         for fld in schema.STEP_FIELDS:
             assert f[fld.path].fletcher32, fld.path
@@ -114,7 +114,7 @@ def test_schema_1_0_files_validate_with_a_note_and_migrate_to_checksums(good, tm
     with Episode(old) as ep:
         frames_before, action_before = ep.frames("wrist"), ep.action()
     rep = migrate(tmp_path / "ds")
-    assert [(u["from"], u["to"]) for u in rep.upgraded] == [("1.0", "1.1")] and not rep.problems
+    assert [(u["from"], u["to"]) for u in rep.upgraded] == [("1.0", "1.2")] and not rep.problems
     assert validate_episode(old) == []
     with h5py.File(old) as f:
         assert f["action/cartesian_velocity"].fletcher32 and "crc32" in f["cameras/wrist/rgb"]

@@ -66,7 +66,7 @@ def test_messages_say_what_was_expected_and_found(good, tmp_path):
         broken = fn(good, tmp_path / f"{name}.h5", **{**base, **kw})
         return " ".join(p.message for p in errors(validate_episode(broken.path)) if p.field == broken.field)
 
-    assert "unknown schema version '9.9'" in message("unknown_schema_version") and "['1.0', '1.1']" in message(
+    assert "unknown schema version '9.9'" in message("unknown_schema_version") and "['1.0', '1.1', '1.2']" in message(
         "unknown_schema_version"
     )
     assert "expected float64, found float32" in message("wrong_dtype")

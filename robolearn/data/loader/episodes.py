@@ -53,7 +53,7 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
     """Attributes and dataset shapes of one episode (no per-step data); raises EpisodeError."""
     f = open_h5(path)
     try:
-        raw = {k: f.attrs[k] for k in _SCAN_ATTRS if k in f.attrs}
+        raw = {k: f.attrs[k] for k in (*_SCAN_ATTRS, schema.ABSENT_ATTR) if k in f.attrs}
         attrs = read_attrs(SimpleNamespace(attrs=raw), path)  # format / schema version checks, JSON parsing
         for k in _SCAN_ATTRS:
             if k not in attrs:
@@ -62,6 +62,9 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
         if not isinstance(n, int) or isinstance(n, bool):
             raise EpisodeError(path, "attrs/num_steps", f"expected an int, got {n!r:.60}")
         n = check_num_steps(path, n, _file_size(f))
+        absent = attrs.get(schema.ABSENT_ATTR, {})
+        if not isinstance(absent, dict):
+            raise EpisodeError(path, f"attrs/{schema.ABSENT_ATTR}", f"expected a JSON object, got {absent!r:.60}")
         if not attrs["complete"]:
             with Episode(path) as ep:  # unclosed/salvaged: the reader infers the committed length
                 n = ep.num_steps
@@ -75,10 +78,14 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
                 )
         keys = need.lowdim(attrs["action_space"]) + ["language/active", "language/instructions"]
         for c in need.cameras if need.cameras is not None else list(cams):
+            if schema.camera_group(c) in absent:
+                raise _absent_error(path, schema.camera_group(c), absent)
             if c not in cams:
                 raise EpisodeError(path, schema.camera_group(c), f"camera missing; cameras in file: {list(cams)}")
             keys.append(f"{schema.camera_group(c)}/rgb/index")
         for key in keys:
+            if key in absent:
+                raise _absent_error(path, key, absent)
             obj = f.get(key)
             if not isinstance(obj, h5py.Dataset) or obj.ndim < 1:
                 raise EpisodeError(path, key, "missing (needed by the loader)")
@@ -103,6 +110,15 @@ def _scan(path: Path, need: _Needs) -> EpisodeInfo:
         raise EpisodeError(path, "file", f"unreadable: {e}") from None
     finally:
         f.close()
+
+
+def _absent_error(path: Path, key: str, absent: dict[str, str]) -> EpisodeError:
+    return EpisodeError(
+        path,
+        key,
+        f"absent in this episode (the source did not record it: {absent[key]}); the loader cannot serve it: "
+        "leave it out of LoaderConfig (proprio_keys / action_keys / cameras) or filter this episode out",
+    )
 
 
 # ---- per-worker state --------------------------------------------------------------------------------

@@ -40,11 +40,6 @@ class ExportConfig:
     dtype: str = "float32"  # numeric features (LeRobot's convention; float64 keeps every bit)
 
 
-def absent_streams(ep: Episode) -> dict[str, str]:
-    a = ep.attrs.get("absent_streams", {})
-    return json.loads(a) if isinstance(a, str) else dict(a or {})
-
-
 @dataclass
 class _Layout:
     """What every exported episode must share (taken from the first one)."""
@@ -60,7 +55,7 @@ class _Layout:
         hz = float(ep.attrs["control_hz"])
         if abs(hz - round(hz)) > 1e-6:
             raise EpisodeError(ep.path, "attrs/control_hz", f"LeRobot needs an integer fps, got {hz}")
-        absent = absent_streams(ep)
+        absent = ep.absent
         return cls(
             fps=int(round(hz)),
             state=[k for k in L.STATE_KEYS if f"{schema.STATE_GROUP}/{k}" not in absent],

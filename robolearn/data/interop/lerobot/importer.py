@@ -226,9 +226,9 @@ def import_episode(
             v = cols[name].reshape(T, -1)[:, a:b]
             (state if g == "state" else action)[k] = v[:, 0] if L.field_size(k, g) == 1 else v
     mapped = {f"{schema.STATE_GROUP}/{k}" for k in state} | {f"{schema.ACTION_GROUP}/{k}" for k in action}
-    optional = [f.path for f in schema.STATE_FIELDS + schema.ACTION_FIELDS]  # what schema 1.2 lets be absent
-    absent = {k: "not in the LeRobot source" for k in optional if k not in mapped}
-    absent |= {k: v for k, v in (attrs.get("absent_streams") or {}).items() if k in absent}
+    absent = {k: "not in the LeRobot source" for k in schema.OPTIONAL_STREAMS if k not in mapped}
+    src_absent = attrs.get(schema.ABSENT_ATTR) or {}  # robolearn's export: the original reasons
+    absent |= {k: str(v) for k, v in src_absent.items() if k in absent or k.startswith("cameras/")}
     space = cfg.action_space or attrs.get("action_space") or next(k for k in L.ACTION_KEYS if k in action)
     if space not in action:
         raise L.LeRobotFormatError(data_path, f"action.{space}", f"the commanded form {space!r} is not mapped")
@@ -246,7 +246,8 @@ def import_episode(
         | {"lerobot": {"source": str(src), "episode_index": idx, "robot_type": info.get("robot_type")}},
     )
     wcfg = WriterConfig(background_flush=False, min_free_mb=16)
-    w = EpisodeWriter(final, meta, cams, wcfg, **({"absent": absent} if absent else {}))
+    absent = {k: v for k, v in absent.items() if k[len("cameras/") :] not in {c.name for c in cams}}
+    w = EpisodeWriter(final, meta, cams, wcfg, absent=absent)
     try:
         sig = {s: cols[f] for f, s in p.signals.items()}
         t0 = 0
