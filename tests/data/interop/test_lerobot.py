@@ -75,6 +75,7 @@ def test_round_trip(source, exported, tmp_path):
                 assert x.attrs[key] == y.attrs[key], key
             assert x.attrs["action_space"] == y.attrs["action_space"] and x.language == y.language
             assert x.instructions() == y.instructions()
+            assert y.attrs["extra"]["lerobot"]["original"]["start_time"] == x.attrs["start_time"]
             for form in ("cartesian_velocity", "cartesian_position", "joint_position", "gripper_position"):
                 np.testing.assert_allclose(y.action(form), x.action(form), atol=1e-6)  # float32 in LeRobot
             np.testing.assert_allclose(y.state("ee_quaternion"), x.state("ee_quaternion"), atol=1e-6)

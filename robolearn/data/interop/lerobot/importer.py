@@ -31,6 +31,8 @@ from robolearn.utils import one_line, write_text_atomic
 
 REPORT = "lerobot_import_report.json"
 ATTR_KEEP = ("uuid", "lab", "household", "scene_id", "operator", "robot_serial", "teleop_device")
+# Attributes the writer sets anew; the exported originals are kept under extra["lerobot"]["original"].
+ATTR_ORIGINAL = ("start_time", "end_time", "label_history", "language_annotations", "cadence", "software_version")
 
 
 @dataclass
@@ -243,7 +245,14 @@ def import_episode(
         language=instructions,
         env=attrs.get("env") or None,
         extra=(attrs.get("extra") or {})
-        | {"lerobot": {"source": str(src), "episode_index": idx, "robot_type": info.get("robot_type")}},
+        | {
+            "lerobot": {
+                "source": str(src),
+                "episode_index": idx,
+                "robot_type": info.get("robot_type"),
+                "original": {k: attrs[k] for k in ATTR_ORIGINAL if k in attrs},
+            }
+        },
     )
     wcfg = WriterConfig(background_flush=False, min_free_mb=16)
     absent = {k: v for k, v in absent.items() if k[len("cameras/") :] not in {c.name for c in cams}}
