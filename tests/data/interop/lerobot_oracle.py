@@ -37,8 +37,8 @@ def make(root: str, episodes: int, steps: int, size: int) -> None:
             img[: size // 2, :, 2] = 200
             ds.add_frame(
                 {
-                    "observation.state": rng.uniform(-1, 1, 8).astype(np.float32),
-                    "action": rng.uniform(-1, 1, 7).astype(np.float32),
+                    "observation.state": np.r_[rng.uniform(-1, 1, 7), rng.uniform(0, 1)].astype(np.float32),
+                    "action": np.r_[rng.uniform(-1, 1, 6), rng.uniform(0, 1)].astype(np.float32),
                     "observation.images.front": img,
                     "task": f"task number {e % 2}",
                 }

@@ -15,6 +15,7 @@ from robolearn.data.interop.lerobot import ImportConfig, LeRobotFormatError, exp
 from robolearn.data.interop.lerobot.importer import REPORT
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.synthetic import SyntheticConfig, make_dataset
+from robolearn.data.validate import validate_dataset
 
 STEPS = 10
 
@@ -68,6 +69,7 @@ def test_export_refuses_existing_out(source, exported):
 def test_round_trip(source, exported, tmp_path):
     rep = import_lerobot(exported, tmp_path / "back", ImportConfig(workers=2))
     assert rep.imported == [0, 1, 2] and rep.skipped == [] and rep.not_carried == []
+    assert [str(p) for p in validate_dataset(tmp_path / "back").problems if p.severity == "error"] == []
     for a, b in zip(list_episodes(source), list_episodes(tmp_path / "back"), strict=True):
         with Episode(a) as x, Episode(b) as y:
             assert x.num_steps == y.num_steps == STEPS

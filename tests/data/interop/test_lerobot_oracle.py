@@ -16,6 +16,7 @@ from robolearn.data.errors import EpisodeError
 from robolearn.data.interop.lerobot import ImportConfig, export_lerobot, import_lerobot
 from robolearn.data.reader import Episode, list_episodes
 from robolearn.data.synthetic import SyntheticConfig, make_dataset
+from robolearn.data.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = Path(__file__).with_name("lerobot_oracle.py")
@@ -68,6 +69,7 @@ def test_import_dataset_written_by_lerobot(tmp_path):
     cfg = ImportConfig(map=maps)
     rep = import_lerobot(made, tmp_path / "rl", cfg)
     assert rep.imported == [0, 1] and rep.skipped == []
+    assert [str(p) for p in validate_dataset(tmp_path / "rl").problems if p.severity == "error"] == []
     offset = 0
     for p in list_episodes(tmp_path / "rl"):
         with Episode(p) as ep:

@@ -259,7 +259,7 @@ def import_episode(
     w = EpisodeWriter(final, meta, cams, wcfg, absent=absent)
     try:
         sig = {s: cols[f] for f, s in p.signals.items()}
-        t0 = 0
+        t0 = 1_000_000_000  # synthetic monotonic clock, t / fps apart (0 would read as an uncommitted step)
         for t in range(T):
             w.add_step(
                 state={k: v[t] for k, v in state.items()},
