@@ -439,6 +439,58 @@ def stats_command(cfg: StatsCommand) -> int:
     return 0
 
 
+# ---- imports: robomimic, droid (robolearn.data.interop) ---------------------------------------------------
+@dataclass
+class ImportCommand:
+    kind: str = positional(help="source layout: robomimic | droid")
+    source: Path = positional(help="robomimic: the .hdf5 file; droid: an episode folder or a tree of them")
+    out: Path = opt(Path("imported"), help="output dataset folder (a rerun skips episodes already there)")
+    workers: int = opt(1, help="parallel worker processes")
+    strict: bool = opt(False, help="stop at the first bad episode (default: skip it and report it)")
+    encoding: str = opt("", help="frame encoding: jpeg | png (default: robomimic png, droid jpeg)")
+    quality: int = opt(90, help="JPEG quality")
+    action_space: str = opt("auto", help="robomimic: the action form `actions` holds (auto: from the file)")
+    image_size: str = opt("", help="droid: store frames resized to HxW, e.g. 180x320 (default: as recorded)")
+    drop_idle: bool = opt(False, help="droid: leave out steps with movement disabled (default: keep them)")
+    allow_missing_cameras: bool = opt(False, help="droid: import with a missing camera marked absent")
+
+
+@command("data", "import")
+def import_command(cfg: ImportCommand) -> int:
+    """Import robomimic HDF5 or DROID raw episodes as robolearn episodes (parallel, resumable, reported)."""
+    from robolearn.data.interop.registry import run_import
+    from robolearn.data.interop.runner import ImportFailed
+
+    opts = {k: getattr(cfg, k) for k in ("workers", "strict", "quality", "action_space", "drop_idle")}
+    opts["allow_missing_cameras"] = cfg.allow_missing_cameras
+    if cfg.encoding:
+        opts["encoding"] = cfg.encoding
+    if cfg.image_size:
+        try:
+            h, w = (int(v) for v in cfg.image_size.lower().split("x"))
+        except ValueError:
+            print(f"robolearn data import: --image-size {cfg.image_size!r}: expected HxW, e.g. 180x320")
+            return 2
+        opts["image_size"] = (h, w)
+    try:
+        rep = run_import(cfg.kind, cfg.source, cfg.out, **opts)
+    except ImportFailed as e:
+        print(f"robolearn data import {cfg.kind}: {one_line(e)}")
+        return 1
+    except (EpisodeError, OSError, ValueError) as e:
+        print(f"robolearn data import {cfg.kind}: {one_line(e)}")
+        return 1
+    save_config(cfg, cfg.out, f"import_{cfg.kind}")
+    print(
+        f"imported {len(rep.imported)} episodes into {cfg.out} in {rep.seconds:.1f} s "
+        f"({len(rep.already_done)} already there, {len(rep.skipped)} skipped; report: "
+        f"{cfg.out}/import_report_{cfg.kind}.json)"
+    )
+    for s in rep.skipped[:20]:
+        print(f"  skipped {s['key']}: {s['file']}: {s['field']}: {s['error']}")
+    return 0
+
+
 # ---- exports: robomimic, video ---------------------------------------------------------------------------
 @dataclass
 class RobomimicExportConfig:

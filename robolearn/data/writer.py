@@ -56,6 +56,7 @@ class EpisodeMeta:
     env: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     uuid: str = ""
+    start_time: str = ""  # ISO-8601 UTC episode start; "" = now (importers pass the source's start)
 
     def __post_init__(self) -> None:
         if self.action_space not in schema.ACTION_SPACES:
@@ -180,7 +181,7 @@ class EpisodeWriter:
             "success": np.int64(-1),
             "label_source": "unknown",
             "label_history": "[]",
-            "start_time": utc_now(),
+            "start_time": m.start_time or utc_now(),
             "end_time": "",
             "software_version": __version__,
             "cameras": schema.cameras_to_json(self.cameras),
