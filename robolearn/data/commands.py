@@ -37,13 +37,7 @@ from robolearn.data.catalog import (
 from robolearn.data.edit import UNREADABLE_ERRORS
 from robolearn.data.errors import EpisodeError
 from robolearn.data.info import format_dataset_info, format_episode_info, info
-from robolearn.data.interop.lerobot import (
-    ExportConfig,
-    ImportConfig,
-    LeRobotFormatError,
-    export_lerobot,
-    import_lerobot,
-)
+from robolearn.data.interop.lerobot import ExportConfig, export_lerobot
 from robolearn.data.merge import MergeReport, filter_dataset, merge
 from robolearn.data.migrate import migrate
 from robolearn.data.reader import list_episodes
@@ -439,11 +433,13 @@ def stats_command(cfg: StatsCommand) -> int:
     return 0
 
 
-# ---- imports: robomimic, droid (robolearn.data.interop) ---------------------------------------------------
+# ---- imports: robomimic, droid, lerobot (robolearn.data.interop) ---------------------------------------------------
 @dataclass
 class ImportCommand:
-    kind: str = positional(help="source layout: robomimic | droid")
-    source: Path = positional(help="robomimic: the .hdf5 file; droid: an episode folder or a tree of them")
+    kind: str = positional(help="source layout: robomimic | droid | lerobot (LeRobot v3.0)")
+    source: Path = positional(
+        help="robomimic: the .hdf5 file; droid: an episode folder or a tree of them; lerobot: the dataset folder"
+    )
     out: Path = opt(Path("imported"), help="output dataset folder (a rerun skips episodes already there)")
     workers: int = opt(1, help="parallel worker processes")
     strict: bool = opt(False, help="stop at the first bad episode (default: skip it and report it)")
@@ -453,16 +449,21 @@ class ImportCommand:
     image_size: str = opt("", help="droid: store frames resized to HxW, e.g. 180x320 (default: as recorded)")
     drop_idle: bool = opt(False, help="droid: leave out steps with movement disabled (default: keep them)")
     allow_missing_cameras: bool = opt(False, help="droid: import with a missing camera marked absent")
+    map: list[str] = opt(
+        default_factory=list,
+        help="lerobot: what a generic vector holds, FEATURE=key1,key2 (e.g. action=cartesian_velocity,gripper_position)",  # noqa: E501
+    )
 
 
 @command("data", "import")
 def import_command(cfg: ImportCommand) -> int:
-    """Import robomimic HDF5 or DROID raw episodes as robolearn episodes (parallel, resumable, reported)."""
+    """Import robomimic HDF5, DROID raw or LeRobot v3.0 episodes as robolearn episodes (parallel, resumable)."""
     from robolearn.data.interop.registry import run_import
     from robolearn.data.interop.runner import ImportFailed
 
     opts = {k: getattr(cfg, k) for k in ("workers", "strict", "quality", "action_space", "drop_idle")}
     opts["allow_missing_cameras"] = cfg.allow_missing_cameras
+    opts["map"] = list(cfg.map)
     if cfg.encoding:
         opts["encoding"] = cfg.encoding
     if cfg.image_size:
@@ -530,49 +531,7 @@ def export_robomimic_command(cfg: RobomimicExportConfig) -> int:
     return 0
 
 
-# ---- LeRobot v3.0: import, export ----------------------------------------------------------------------
-IMPORT_FORMATS = ("lerobot",)
-
-
-@dataclass
-class ImportCommand:
-    format: str = positional(help=f"source layout, one of {list(IMPORT_FORMATS)}")
-    source: Path = positional(help="source dataset folder (LeRobot: the folder holding meta/info.json)")
-    out: Path = opt(Path("imported"), help="output robolearn dataset folder (a rerun resumes)")
-    workers: int = opt(2, help="episodes imported in parallel (processes)")
-    strict: bool = opt(False, help="stop at the first bad episode instead of skipping and reporting it")
-    map: list[str] = opt(
-        default_factory=list,
-        help="LeRobot: what a generic vector holds, FEATURE=key1,key2 (e.g. action=cartesian_velocity,gripper_position)",  # noqa: E501
-    )
-    action_space: str = opt("", help="the commanded action form (default: the source's, else the first mapped)")
-    quality: int = opt(95, help="JPEG quality of the stored frames")
-
-
-@command("data", "import")
-def import_command(cfg: ImportCommand) -> int:
-    """Import another layout's dataset as robolearn episodes (lerobot: LeRobot v3.0); resumable, reports skips."""
-    if cfg.format not in IMPORT_FORMATS:
-        print(f"robolearn data import: unknown format {cfg.format!r}; expected one of {list(IMPORT_FORMATS)}")
-        return 2
-    icfg = ImportConfig(cfg.workers, cfg.strict, list(cfg.map), cfg.action_space, cfg.quality)
-    try:
-        rep = import_lerobot(cfg.source, cfg.out, icfg)
-    except (LeRobotFormatError, EpisodeError, OSError) as e:
-        print(f"robolearn data import: {one_line(e)}")
-        return 1
-    save_config(cfg, cfg.out, "import")
-    print(
-        f"imported {len(rep.imported)} episodes into {cfg.out} ({len(rep.already_done)} already done, "
-        f"{len(rep.skipped)} skipped; report: {cfg.out / 'lerobot_import_report.json'})"
-    )
-    for s in rep.skipped:
-        print(f"  skipped episode {s['episode']}: {s['file']}: {s['field']}: {s['error']}")
-    if rep.not_carried:
-        print(f"  not carried over: {', '.join(rep.not_carried)}")
-    return 1 if rep.skipped and not rep.imported else 0
-
-
+# ---- LeRobot v3.0 export (its import is `data import lerobot` above) ----------------------------------
 @dataclass
 class LeRobotExportCommand:
     source: Path = positional(help="dataset folder (or one episode file)")

@@ -180,4 +180,5 @@ def test_cli(source, tmp_path, capsys):
     assert "imported 3 episodes" in capsys.readouterr().out
     assert main(["data", "import", "lerobot", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 1
     assert "meta/info.json: file: missing" in capsys.readouterr().out
-    assert main(["data", "import", "rlds", str(dst)]) == 2
+    assert main(["data", "import", "rlds", str(dst)]) == 1
+    assert "unknown import kind 'rlds'" in capsys.readouterr().out

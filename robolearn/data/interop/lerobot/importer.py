@@ -4,13 +4,13 @@ Parallel over episodes (`workers`), resumable (an episode whose file exists is d
 killed run is discarded and redone), written only through the crash-safe EpisodeWriter. A bad episode (a
 missing or truncated MP4, frame counts that do not match, a corrupt parquet file, NaN values) is skipped and
 reported with the file and field, or stops the import with `strict`; finished episodes are never touched.
-The report goes to `<out>/lerobot_import_report.json`.
+The report goes to `<out>/import_report_lerobot.json`.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from robolearn.data.schema import CameraSpec
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig
 from robolearn.utils import one_line, write_text_atomic
 
-REPORT = "lerobot_import_report.json"
+REPORT = "import_report_lerobot.json"  # next to the other importers' import_report_<kind>.json
 ATTR_KEEP = ("uuid", "lab", "household", "scene_id", "operator", "robot_serial", "teleop_device")
 # Attributes the writer sets anew; the exported originals are kept under extra["lerobot"]["original"].
 ATTR_ORIGINAL = ("start_time", "end_time", "label_history", "language_annotations", "cadence", "software_version")
@@ -294,5 +294,29 @@ def _cameras(attrs: dict[str, Any], videos: dict[str, np.ndarray], quality: int)
     return cams
 
 
-def worker_count(requested: int) -> int:
-    return max(1, min(requested, os.cpu_count() or 1))
+def import_lerobot_kind(
+    source: str | Path,
+    out: str | Path,
+    workers: int = 1,
+    strict: bool = False,
+    quality: int = 95,
+    action_space: str = "auto",
+    map: list[str] | None = None,  # noqa: A002 (the CLI flag's name)
+) -> Any:
+    """`robolearn data import lerobot` (robolearn.data.interop.registry): import_lerobot with the shared
+    command's options, its report in the runner's shape for the command's summary."""
+    from robolearn.data.interop.runner import ImportReport as RunnerReport
+
+    cfg = ImportConfig(workers, strict, list(map or []), "" if action_space == "auto" else action_space, quality)
+    t0 = time.perf_counter()
+    rep = import_lerobot(source, out, cfg)
+    return RunnerReport(
+        source=rep.source,
+        kind="lerobot",
+        out=rep.out,
+        config=asdict(cfg),
+        imported=[{"key": f"episode_{i}", "path": str(Path(out) / episode_name(i))} for i in rep.imported],
+        already_done=[f"episode_{i}" for i in rep.already_done],
+        skipped=[{"key": f"episode_{s['episode']}", **s} for s in rep.skipped],
+        seconds=time.perf_counter() - t0,
+    )
