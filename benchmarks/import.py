@@ -11,15 +11,16 @@ to LeRobot v3.0 (h264 MP4s, many episodes per file). Per rep, alternating:
               folder and indexed frame by frame over the whole dataset (decode only, nothing written), timed
               inside its subprocess. "not installed" without the venv (`make oracle-lerobot`).
 
-Figures: episodes per minute (higher is better) and the ratio robolearn / lerobot. DROID-layout episodes:
-the DROID raw importer lives on the interop-a branch; its row appears when `robolearn.data.interop.droid`
-exists (fill DROID_BENCH below then). Ends with ONE JSON line.
+DROID raw layout: the same number of episodes and steps written by tests/data/droid_fixture.py (trajectory.h5,
+3 cameras as MP4s, metadata JSON; frames at the fixture's size), imported by `import_droid` with --workers.
+DROID's own loader (its RLDS/TensorFlow pipeline) is not installable here: no peer column. The row says "not
+available" when the DROID importer or its fixture writer is missing.
+Figures: episodes per minute (higher is better) and the ratio robolearn / lerobot. Ends with ONE JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -64,6 +65,29 @@ def lerobot(src: Path, work: Path) -> float | None:
     return float(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
 
 
+def droid(work: Path, episodes: int, steps: int, workers: int, reps: int) -> float | None:
+    """Best seconds to import `episodes` DROID-layout episodes, or None if the importer/fixture is missing."""
+    try:
+        sys.path.insert(0, str(REPO / "tests" / "data"))
+        from droid_fixture import write_episode
+
+        from robolearn.data.interop.droid import import_droid
+    except ImportError:
+        return None
+    src = work / "droid_raw"
+    for i in range(episodes):
+        write_episode(src / "LAB" / "success" / "2023-07-07" / f"ep_{i:04d}", steps, scene_id=i)
+    best = float("inf")
+    for _ in range(reps):
+        out = work / "droid_imported"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        rep = import_droid(src, out, workers=workers)
+        best = min(best, time.perf_counter() - t0)
+        assert not rep.skipped, rep.skipped
+    return best
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--episodes", type=int, default=12)
@@ -90,7 +114,7 @@ def main() -> int:
             f"LeRobot v3.0 dataset: {a.episodes} episodes x {a.steps} steps, {len(CAMERAS)} cameras "
             f"{a.size}x{a.size}, best of {a.reps}"
         )
-        row = "{:<44}{:>14}{:>10}"
+        row = "{:<48}{:>14}{:>10}"
         print(row.format("reader", "episodes/min", "s (best)"))
         print(
             row.format(
@@ -101,8 +125,11 @@ def main() -> int:
         )
         peer = (f"{epm['lerobot']:.1f}", f"{min(times['lerobot']):.2f}") if peer_installed else ("not installed", "")
         print(row.format("lerobot 0.6.1 LeRobotDataset full pass", *peer))
-        droid = importlib.util.find_spec("robolearn.data.interop.droid") is not None
-        print(row.format("DROID raw (3 cameras) import", "not merged" if not droid else "see DROID_BENCH", ""))
+        t_droid = droid(work, a.episodes, a.steps, a.workers, a.reps)
+        epm_droid = a.episodes / t_droid * 60 if t_droid else None
+        shown = (f"{epm_droid:.1f}", f"{t_droid:.2f}") if t_droid else ("not available", "")
+        print(row.format(f"robolearn import_droid, DROID raw (workers={a.workers})", *shown))
+        print(row.format("DROID's own loader (RLDS / TensorFlow)", "not installed", ""))
         ratio = epm["robolearn"] / epm["lerobot"] if peer_installed else None
         if ratio is not None:
             print(f"robolearn / lerobot episodes per minute: {ratio:.2f}x")
@@ -118,7 +145,7 @@ def main() -> int:
                     "lerobot_import_epm": round(epm["robolearn"], 2),
                     "lerobot_loader_epm": round(epm["lerobot"], 2) if peer_installed else "not installed",
                     "ratio_import_vs_loader": round(ratio, 3) if ratio is not None else None,
-                    "droid_import_epm": None,
+                    "droid_import_epm": round(epm_droid, 2) if epm_droid else None,
                 }
             )
         )
