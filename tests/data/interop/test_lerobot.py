@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from robolearn.cli import main
+from robolearn.data.errors import EpisodeError
 from robolearn.data.interop.lerobot import ImportConfig, LeRobotFormatError, export_lerobot, import_lerobot
 from robolearn.data.interop.lerobot.importer import REPORT
 from robolearn.data.reader import Episode, list_episodes
@@ -182,3 +183,39 @@ def test_cli(source, tmp_path, capsys):
     assert "meta/info.json: file: missing" in capsys.readouterr().out
     assert main(["data", "import", "rlds", str(dst)]) == 1
     assert "unknown import kind 'rlds'" in capsys.readouterr().out
+
+
+def test_unmapped_streams_are_absent_not_zero(lr_copy, tmp_path):
+    info_path = lr_copy / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    for k in ("action.joint_velocity", "observation.state.ee_position", "observation.images.exterior_1"):
+        del info["features"][k]  # as if the source never recorded them
+    info["features"]["observation.extra_sensor"] = {"dtype": "float32", "shape": [2], "names": None}
+    info_path.write_text(json.dumps(info))
+    rep = import_lerobot(lr_copy, tmp_path / "out", ImportConfig(episodes=[0]))
+    assert rep.imported == [0] and rep.not_carried == ["observation.extra_sensor"]
+    with Episode(tmp_path / "out/lerobot_000000.h5") as ep:
+        assert {"action/joint_velocity", "observation/robot_state/ee_position"} <= set(ep.absent)
+        assert ep.camera_names == ["wrist"]
+        with pytest.raises(EpisodeError, match="joint_velocity"):
+            ep.action("joint_velocity")
+        assert ep.action("joint_position").shape == (STEPS, 7)
+
+
+def test_generic_vector_needs_a_map(source, lr_copy, tmp_path):
+    info_path = lr_copy / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    generic = ("action.", "observation.state.")
+    info["features"] = {k: v for k, v in info["features"].items() if not k.startswith(generic)}
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(LeRobotFormatError, match="no feature maps to a robolearn action form"):
+        import_lerobot(lr_copy, tmp_path / "a")
+    with pytest.raises(LeRobotFormatError, match=r"--map action: the keys \['cartesian_velocity'\] hold 6 values"):
+        import_lerobot(lr_copy, tmp_path / "b", ImportConfig(map=["action=cartesian_velocity"]))
+    with pytest.raises(LeRobotFormatError, match="'grip' is not a action key"):
+        import_lerobot(lr_copy, tmp_path / "b", ImportConfig(map=["action=cartesian_velocity,grip"]))
+    rep = import_lerobot(lr_copy, tmp_path / "c", ImportConfig(map=["action=cartesian_velocity,gripper_position"]))
+    assert rep.imported == [0, 1, 2] and rep.not_carried == ["observation.state"]
+    with Episode(tmp_path / "c/lerobot_000001.h5") as ep, Episode(list_episodes(source)[1]) as orig:
+        np.testing.assert_allclose(ep.action("cartesian_velocity"), orig.action("cartesian_velocity"), atol=1e-6)
+        assert set(ep.absent) >= {f"observation/robot_state/{k}" for k in ("joint_positions", "gripper_position")}

@@ -104,7 +104,10 @@ def import_lerobot(src: Path, out: Path, cfg: ImportConfig | None = None) -> Imp
     p = plan(info, cfg.map, src / L.INFO_PATH)
     robolearn_source = bool(episodes) and L.ROBOLEARN_ATTRS_COLUMN in episodes[0]
     if robolearn_source:  # robolearn's export: the two generic vectors repeat the per-field features
-        p.not_carried = [f for f in p.not_carried if f not in ("observation.state", "action")]
+        per_field = {"observation.state": L.STATE_PREFIX, "action": L.ACTION_PREFIX}
+        p.not_carried = [
+            f for f in p.not_carried if not (f in per_field and any(c.startswith(per_field[f]) for c in p.columns))
+        ]
     if not any(g == "action" and k != "gripper_position" for cols in p.columns.values() for g, k, _a, _b in cols):
         raise L.LeRobotFormatError(
             src / L.INFO_PATH,
