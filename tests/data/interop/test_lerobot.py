@@ -219,3 +219,13 @@ def test_generic_vector_needs_a_map(source, lr_copy, tmp_path):
     with Episode(tmp_path / "c/lerobot_000001.h5") as ep, Episode(list_episodes(source)[1]) as orig:
         np.testing.assert_allclose(ep.action("cartesian_velocity"), orig.action("cartesian_velocity"), atol=1e-6)
         assert set(ep.absent) >= {f"observation/robot_state/{k}" for k in ("joint_positions", "gripper_position")}
+
+
+def test_missing_episodes_column(lr_copy, tmp_path):
+    path = lr_copy / "meta/episodes/chunk-000/file-000.parquet"
+    t = pq.read_table(path)
+    pq.write_table(t.drop_columns(["videos/observation.images.wrist/from_timestamp"]), path)
+    rep = import_lerobot(lr_copy, tmp_path / "out")
+    assert rep.imported == [] and len(rep.skipped) == 3
+    assert rep.skipped[0]["field"] == "videos/observation.images.wrist/from_timestamp"
+    assert "missing from the episodes table" in rep.skipped[0]["error"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.parquet as pq
 
 from robolearn.data import schema
@@ -167,14 +168,41 @@ def _run(job: tuple) -> tuple[int, dict[str, Any] | None]:
         import_episode(src, info, p, e, tasks, out / episode_name(idx), cfg)
     except (L.LeRobotFormatError, EpisodeError) as err:
         return idx, {"file": err.path, "field": err.field, "error": str(err).split(f"{err.field}: ", 1)[-1]}
+    except (KeyError, ValueError, TypeError, IndexError, OSError) as err:  # malformed in a way not foreseen
+        return idx, {"file": str(src), "field": f"episode {idx}", "error": f"{type(err).__name__}: {one_line(err)}"}
     return idx, None
+
+
+_TABLE: dict[tuple[str, float], pa.Table] = {}  # per worker: the data file last read (episodes come in order)
+
+
+def _data_table(path: Path) -> pa.Table:
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError:
+        key = (str(path), -1.0)
+    if key not in _TABLE:
+        _TABLE.clear()
+        _TABLE[key] = read_parquet(path, "file")
+    return _TABLE[key]
+
+
+def _ep(e: dict[str, Any], key: str, src: Path) -> Any:
+    if e.get(key) is None:
+        raise L.LeRobotFormatError(
+            src / L.EPISODES_DIR, key, f"episode {e.get('episode_index')}: missing from the episodes table"
+        )
+    return e[key]
 
 
 def _columns(src: Path, info: dict[str, Any], p: Plan, e: dict[str, Any]) -> tuple[Path, dict[str, np.ndarray]]:
     idx, length = int(e["episode_index"]), int(e["length"])
     path = src / info["data_path"].format(chunk_index=e["data/chunk_index"], file_index=e["data/file_index"])
     want = ["frame_index", "task_index", *p.columns, *p.signals]
-    t = read_parquet(path, "file", filters=[("episode_index", "=", idx)])
+    t = _data_table(path)
+    if "episode_index" not in t.column_names:
+        raise L.LeRobotFormatError(path, "episode_index", "column missing from the data file")
+    t = t.filter(pa.compute.equal(t.column("episode_index"), idx))
     missing = [c for c in want if c not in t.column_names]
     if missing:
         raise L.LeRobotFormatError(path, missing[0], "column missing from the data file")
@@ -215,9 +243,11 @@ def import_episode(
     videos = {}
     for key in p.videos:
         vpath = src / info["video_path"].format(
-            video_key=key, chunk_index=e[f"videos/{key}/chunk_index"], file_index=e[f"videos/{key}/file_index"]
+            video_key=key,
+            chunk_index=_ep(e, f"videos/{key}/chunk_index", src),
+            file_index=_ep(e, f"videos/{key}/file_index", src),
         )
-        start = float(e[f"videos/{key}/from_timestamp"])
+        start = float(_ep(e, f"videos/{key}/from_timestamp", src))
         videos[key] = read_range(vpath, key, start, start + T / fps, fps, T)
     attrs = json.loads(e[L.ROBOLEARN_ATTRS_COLUMN]) if e.get(L.ROBOLEARN_ATTRS_COLUMN) else {}
     step_tasks = [tasks.get(int(i), "") for i in cols["task_index"]]
