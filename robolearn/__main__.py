@@ -2,4 +2,5 @@ import sys
 
 from robolearn.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # spawned worker processes (importers) import this module as __mp_main__
+    sys.exit(main())

@@ -41,6 +41,9 @@ class EpisodeError(Exception):
         self.problems = problems or [Problem(str(path), field, message)]
         super().__init__(f"{path}: {field}: {message}")
 
+    def __reduce__(self):  # picklable (worker processes raise it): rebuild from the fields, not str(self)
+        return (self.__class__, (self.path, self.field, self.problems[0].message, self.problems))
+
 
 class EpisodeWriteError(EpisodeError):
     """Writing failed (disk full, file-size limit, I/O error). Data flushed before the failure stays

@@ -67,7 +67,7 @@ def write_robosuite_file(path: Path, demos: int = 11, steps: int = 5, nan_demo: 
 
 def test_robosuite_file_maps_documented_fields(tmp_path):
     src = write_robosuite_file(tmp_path / "lift.hdf5")
-    rep = import_robomimic(src, tmp_path / "out", workers=2)
+    rep = import_robomimic(src, tmp_path / "out")
     assert len(rep.imported) == 11 and not rep.skipped
     files = list_episodes(tmp_path / "out")
     assert [p.name for p in files][:2] == ["demo_000000.h5", "demo_000001.h5"] and len(files) == 11

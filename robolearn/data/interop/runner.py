@@ -11,6 +11,7 @@ an interrupted import is removed before that episode is imported again.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -144,7 +145,9 @@ def _run_parallel(
 ) -> None:
     pending: dict[Future, Job] = {}
     it = iter(todo)
-    with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1, len(todo))) as pool:
+    # spawn, not fork: the parent may hold HDF5 / FFmpeg threads and state that a forked child inherits broken
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1, len(todo)), mp_context=ctx) as pool:
 
         def submit() -> None:
             job = next(it, None)
