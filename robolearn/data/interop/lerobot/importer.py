@@ -10,6 +10,8 @@ The report goes to `<out>/import_report_lerobot.json`.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -135,7 +137,10 @@ def import_lerobot(src: Path, out: Path, cfg: ImportConfig | None = None) -> Imp
             for j in jobs:
                 _collect(report, _run(j), cfg)
         else:
-            with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+            # spawn, as the shared runner: a forked child would inherit the parent's Arrow/HDF5/FFmpeg threads
+            ctx = multiprocessing.get_context("spawn")
+            n = min(cfg.workers, os.cpu_count() or 1, len(jobs))
+            with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
                 futs = [pool.submit(_run, j) for j in jobs]
                 try:
                     for f in as_completed(futs):

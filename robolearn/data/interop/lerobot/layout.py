@@ -57,8 +57,11 @@ class LeRobotFormatError(ValueError):
     """A LeRobot dataset this importer cannot use as given: names the file, the field and what was expected."""
 
     def __init__(self, path: str | Path, field: str, message: str):
-        self.path, self.field = str(path), field
+        self.path, self.field, self.message = str(path), field, message
         super().__init__(f"{path}: {field}: {message}")
+
+    def __reduce__(self):  # crosses process boundaries intact
+        return type(self), (self.path, self.field, self.message)
 
 
 def chunk_file(episode_file: int) -> dict[str, int]:
