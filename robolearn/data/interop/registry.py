@@ -14,6 +14,7 @@ from robolearn.data.interop.runner import ImportReport
 IMPORTERS: dict[str, str] = {
     "robomimic": "robolearn.data.interop.robomimic_import:import_robomimic",
     "droid": "robolearn.data.interop.droid:import_droid",
+    "lerobot": "robolearn.data.interop.lerobot.importer:import_lerobot_kind",
 }
 
 
