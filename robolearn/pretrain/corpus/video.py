@@ -14,7 +14,7 @@ def write_webm(path: Path, frames: list[np.ndarray], fps: int, crf: int = 24) ->
 
     h, w = frames[0].shape[:2]
     with atomic_path(path, fsync=False) as tmp:
-        with av.open(str(tmp), "w", format="webm") as c:
+        with av.open(str(tmp), "w", format="webm", container_options={"fflags": "+bitexact"}) as c:
             s = c.add_stream("libvpx", rate=fps)
             s.width, s.height, s.pix_fmt = w, h, "yuv420p"
             s.bit_rate = max(200_000, int(w * h * fps * 0.25))
