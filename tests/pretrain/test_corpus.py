@@ -130,8 +130,16 @@ def _prepare(corpus: Path, out: Path, lm: Path, **kw):
     from robolearn.pretrain.ssv2 import prepare_ssv2
 
     lab = corpus / "labels"
-    return prepare_ssv2(corpus / "videos", lab / "train.json", lab / "validation.json", out, tokenizer=str(lm),
-                        size=32, frames_per_shard=40, **kw)
+    return prepare_ssv2(
+        corpus / "videos",
+        lab / "train.json",
+        lab / "validation.json",
+        out,
+        tokenizer=str(lm),
+        size=32,
+        frames_per_shard=40,
+        **kw,
+    )
 
 
 def test_prepare_reads_the_corpus_into_pretraining_datasets(corpus, lm_dir, tmp_path):

@@ -33,7 +33,7 @@ class CorpusConfig:
     fps: int = opt(12, help="frame rate (Something-Something-v2: 12)")
     seed: int = opt(0, help="corpus seed: clip i is a pure function of (seed, i)")
     workers: int = opt(0, help="generating processes (0: in this process; they use spawn)")
-    templates: list[str] = opt(default_factory=list, help="template subset, e.g. 'Opening [something]' (default: all; a wrong name lists them)")
+    templates: list[str] = opt(default_factory=list, help="template subset (default: all; a wrong name lists them)")
     scenes: list[str] = opt(default_factory=list, help="household scenes, e.g. h000_s001 (default: all 20)")
     max_attempts: int = opt(5, help="redraws of a clip whose checked outcome does not match its caption")
     quality: int = opt(24, help="VP8 constant quality (crf 4-63, lower is better)")
