@@ -15,8 +15,8 @@ import numpy as np
 from robolearn.envs.scenes import RenderQuality, SceneParams, build_scene, look_at_quat, scene_params
 from robolearn.envs.tasks.drawer import build_drawer_unit
 from robolearn.pretrain.corpus.hand import HAND, add_hand, set_grasp, yaw_quat
-from robolearn.pretrain.corpus.objects import add_object
-from robolearn.pretrain.corpus.plans import Context, Plan, Reject, Track, round_dict
+from robolearn.pretrain.corpus.objects import MOVABLE, Obj, add_object, sample_object
+from robolearn.pretrain.corpus.plans import REGION, Context, Plan, Reject, Track, round_dict
 from robolearn.pretrain.corpus.render import ClipRenderer
 from robolearn.pretrain.corpus.templates import TEMPLATES, USES_DRAWER, fill
 
@@ -100,6 +100,7 @@ def draw_clip(
             continue
     else:
         raise RuntimeError(f"{template!r}: no layout fits after 200 draws")
+    plan.extras = _bystanders(rng, plan, int(rng.integers(0, 3)))
     if not plan.focus.any():
         pts = [np.asarray(k.pos) for k in plan.keys[1:]] + [np.r_[o.xy, scene.table_z] for o in plan.objects]
         plan.focus = np.mean(pts, axis=0)
@@ -108,10 +109,28 @@ def draw_clip(
     return plan, scene, cam, hw, rng
 
 
+def _bystanders(rng: np.random.Generator, plan: Plan, n: int) -> list[Obj]:
+    """Up to n other objects on the table, clear of the hand's path and of the plan's objects."""
+    busy = [np.asarray(k.pos[:2]) for k in plan.keys[1:]] + [np.asarray(o.xy) for o in plan.objects]
+    if plan.drawer is not None:
+        busy += [np.asarray(plan.drawer.pos) + [dx, dy] for dx in (-0.1, 0.0, 0.1, 0.2) for dy in (-0.1, 0.0, 0.1)]
+    out: list[Obj] = []
+    for i in range(n):
+        obj = sample_object(rng, f"extra{i}", MOVABLE, str(rng.choice(["cube", "box", "book", "can", "mug"])))
+        for _ in range(20):
+            (x0, x1), (y0, y1) = REGION
+            xy = np.array([rng.uniform(x0 - 0.04, x1 + 0.06), rng.uniform(y0 - 0.08, y1 + 0.08)])
+            if all(np.linalg.norm(xy - b) > 0.13 for b in busy):
+                out.append(replace(obj, xy=(float(xy[0]), float(xy[1])), yaw=float(rng.uniform(-np.pi, np.pi))))
+                busy.append(xy)
+                break
+    return out
+
+
 def build_model(plan: Plan, scene: SceneParams, cam: CameraDraw, hw: tuple[int, int]) -> mujoco.MjModel:
     spec = build_scene(scene, RenderQuality(max_width=hw[1], max_height=hw[0]))
     strip_robot(spec)
-    for o in plan.objects:
+    for o in plan.objects + plan.extras:
         add_object(spec, o)
     if plan.drawer is not None:
         build_drawer_unit(spec, scene)
@@ -153,7 +172,7 @@ def simulate(
     substeps = max(1, round(1.0 / fps / PHYSICS_DT))
     model.opt.timestep = 1.0 / fps / substeps
     data = mujoco.MjData(model)
-    for o in plan.objects:
+    for o in plan.objects + plan.extras:
         jnt = model.body(o.name).jntadr[0]
         adr = model.jnt_qposadr[jnt]
         data.qpos[adr : adr + 3] = [o.xy[0], o.xy[1], scene.table_z + o.half_height + 0.001]
@@ -248,5 +267,6 @@ def make_clip(
             }
         ),
         "objects": [f"{o.name}: {o.phrase()} ({o.shape})" for o in plan.objects] + (["drawer"] if plan.drawer else []),
+        "bystanders": [o.phrase() for o in plan.extras],
     }
     return ClipResult(imgs, fill(template, plan.placeholders), template, plan.placeholders, outcome, info)

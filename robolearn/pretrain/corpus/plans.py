@@ -64,6 +64,7 @@ class Plan:
     placeholders: list[str]
     check: Callable[[Track], dict]
     drawer: Drawer | None = None
+    extras: list[Obj] = field(default_factory=list)  # bystander objects the caption does not mention
     focus: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
 
