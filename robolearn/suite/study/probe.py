@@ -34,7 +34,10 @@ def encode_pairs(encoder: torch.nn.Module, frames: np.ndarray, batch: int = 64) 
     out = []
     with torch.no_grad():
         for s in range(0, len(frames), batch):
-            x = pre(torch.from_numpy(np.ascontiguousarray(frames[s : s + batch])).permute(0, 1, 4, 2, 3))
+            chunk = torch.from_numpy(np.ascontiguousarray(frames[s : s + batch]))  # [B, 2, H, W, 3]
+            b = len(chunk)
+            x = pre(chunk.flatten(0, 1).permute(0, 3, 1, 2))
+            x = x.reshape(b, 2, *x.shape[1:])
             if dual:
                 out.append(encoder(x, None, mode=mode))
             else:
