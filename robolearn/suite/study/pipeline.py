@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,10 @@ def _generate_corpus(cfg: StudyConfig, out: Path) -> dict[str, Any]:
             f"the clip corpus generator (robolearn.pretrain.corpus) is not available ({e}); pass --corpus DIR "
             "with clips in the SSv2 layout"
         ) from e
-    report = generate_corpus(CorpusConfig(out=out, clips=cfg.clips, workers=cfg.workers, seed=cfg.corpus_seed))
+    wanted = dict(out=out, clips=cfg.clips, workers=cfg.workers, seed=cfg.corpus_seed, size=cfg.frame_size,
+                  frames=cfg.clip_frames, val_fraction=cfg.val_fraction)  # fmt: skip
+    known = {f.name for f in fields(CorpusConfig)}
+    report = generate_corpus(CorpusConfig(**{k: v for k, v in wanted.items() if k in known}))
     return json.loads(json.dumps(report if isinstance(report, dict) else asdict(report), default=str))
 
 
@@ -175,7 +178,8 @@ def run_study(cfg: StudyConfig, log=print) -> Path:
         corpus_info = st.run("corpus", {"given": str(corpus)}, lambda: {"folder": str(corpus), "given": True})
     else:
         corpus = cfg.out / "corpus"
-        key = {"clips": cfg.clips, "seed": cfg.corpus_seed}
+        key = {"clips": cfg.clips, "seed": cfg.corpus_seed, "size": cfg.frame_size, "frames": cfg.clip_frames,
+               "val_fraction": cfg.val_fraction}  # fmt: skip
         corpus_info = st.run("corpus", key, lambda: _generate_corpus(cfg, corpus))
     prepared = cfg.out / "prepared"
     prep_key = {"corpus": str(corpus), "lm": ident.get("sha256"), "size": cfg.frame_size, "val": cfg.val_clips}
@@ -200,13 +204,15 @@ def run_study(cfg: StudyConfig, log=print) -> Path:
     names = suite_encoders(cfg, pretrained, controls)
     suite_cfg = SuiteConfig(scenarios=list(cfg.scenarios), encoders=list(names), seeds=list(cfg.seeds),
                             size=cfg.size, out=cfg.out / "suite", language_model=lm, image_size=cfg.image_size,
-                            steps=cfg.suite_steps, workers=cfg.workers, progress=cfg.progress)  # fmt: skip
+                            steps=cfg.suite_steps, workers=cfg.workers, progress=cfg.progress,
+                            datasets=cfg.datasets)  # fmt: skip
 
     def suite() -> dict[str, Any]:
         run = run_suite(suite_cfg)
         return {"cells": len(run.results), "seconds": run.seconds}
 
-    suite_info = st.run("suite", {"pre": pre_key, **asdict(suite_cfg)}, suite)
+    suite_key = {k: v for k, v in asdict(suite_cfg).items() if k not in ("progress", "workers", "datasets")}
+    suite_info = st.run("suite", {"pre": pre_key, **suite_key}, suite)
     probe_key = {"pre": pre_key, "steps": cfg.probe_steps, "random_init": cfg.random_init}
     probe = st.run("probe", probe_key, lambda: probe_encoders(cfg, prepared, pretrained, controls))
     return write_report(cfg, names, ident, corpus_info, prep, pretrained, suite_info, probe, st.seconds)
