@@ -24,7 +24,7 @@ class StudyConfig:
     corpus: Path | None = opt(
         None, help="an existing clip folder in the SSv2 layout (videos/, labels/); default: generate one"
     )
-    clips: int = opt(600, help="clips to generate for the corpus (ignored with --corpus)")
+    clips: int = opt(1000, help="clips to generate for the corpus (ignored with --corpus)")
     corpus_seed: int = opt(0, help="seed of the generated corpus")
     clip_frames: int = opt(16, help="frames per generated clip")
     val_fraction: float = opt(0.15, help="share of generated clips in the validation split")
@@ -47,7 +47,9 @@ class StudyConfig:
     seeds: list[int] = opt(default_factory=lambda: [0, 1, 2], help="suite seeds (>= 3 for intervals)")
     size: str = opt("tiny", help="suite dataset and budget size: tiny | small | full")
     datasets: Path | None = opt(None, help="shared suite dataset folder (default: <out>/suite/datasets)")
-    suite_steps: int = opt(0, help="override every scenario's adapter steps (0: the scenario's budget)")
+    suite_steps: int = opt(
+        150, help="adapter steps of every scenario, the same for every encoder (0: each scenario's own budget)"
+    )
     probe_steps: int = opt(400, help="steps of the template probe on frozen features")
     language_model: str = opt("", help="frozen LM (default: the packaged all-MiniLM-L6-v2, 384-d)")
     workers: int = opt(2, help="processes for corpus generation, prepare and suite datasets")

@@ -201,6 +201,9 @@ def run_study(cfg: StudyConfig, log=print) -> Path:
     for arch in cfg.random_init:
         controls[arch] = st.run(f"random-init-{arch}", pre_key, lambda a=arch: _random_init(cfg, a, lm, ident))
 
+    # the probe first: cheap, and its answer is there even if the suite is stopped
+    probe_key = {"pre": pre_key, "steps": cfg.probe_steps, "random_init": cfg.random_init}
+    probe = st.run("probe", probe_key, lambda: probe_encoders(cfg, prepared, pretrained, controls))
     names = suite_encoders(cfg, pretrained, controls)
     suite_cfg = SuiteConfig(scenarios=list(cfg.scenarios), encoders=list(names), seeds=list(cfg.seeds),
                             size=cfg.size, out=cfg.out / "suite", language_model=lm, image_size=cfg.image_size,
@@ -213,6 +216,4 @@ def run_study(cfg: StudyConfig, log=print) -> Path:
 
     suite_key = {k: v for k, v in asdict(suite_cfg).items() if k not in ("progress", "workers", "datasets")}
     suite_info = st.run("suite", {"pre": pre_key, **suite_key}, suite)
-    probe_key = {"pre": pre_key, "steps": cfg.probe_steps, "random_init": cfg.random_init}
-    probe = st.run("probe", probe_key, lambda: probe_encoders(cfg, prepared, pretrained, controls))
     return write_report(cfg, names, ident, corpus_info, prep, pretrained, suite_info, probe, st.seconds)
