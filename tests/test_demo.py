@@ -1,5 +1,6 @@
 """`robolearn demo` runs the whole pipeline end to end at tiny scale and leaves a report and a summary."""
 
+import importlib.util
 import json
 
 from robolearn.cli import main
@@ -54,6 +55,10 @@ def test_demo_tiny(tmp_path, capsys):
     assert set(comp["tests"]) == {"random-init", "scratch-cnn"} and not comp["significant"]
     assert all(0 <= t["p"] <= 1 for t in comp["tests"].values())
     assert "not significant" in comp["plain"] and "docs/research.md" in comp["plain"]
+    if importlib.util.find_spec("robolearn.pretrain.corpus") is not None:  # clips + demos were pretrained on
+        assert (run / "corpus-prepared" / "index.h5").is_file() and "12 generated" in summary["pretraining_data"]
+    else:
+        assert "not installed" in summary["pretraining_data"]
     assert (run / "demos" / "catalog.sqlite").exists() and (run / "demos" / "stats.json").exists()
     assert any((run / "pretrain" / "checkpoints").iterdir())
     html = (run / "report" / "compare.html").read_text()
