@@ -10,6 +10,7 @@ from typing import Literal
 
 from robolearn.config import command, opt, save_config
 from robolearn.encoders.files import CheckpointError
+from robolearn.pretrain.corpus.config import CorpusConfig, CorpusError
 from robolearn.pretrain.run import PretrainCommand, pretrain
 from robolearn.pretrain.sampling import MIN_FRAMES
 from robolearn.pretrain.shards import PrepareError
@@ -125,6 +126,27 @@ def prepare(cfg: PrepareCommand) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+@command("pretrain", "corpus")
+def corpus(cfg: CorpusConfig) -> int:
+    """Generate a human-style clip corpus in the Something-Something-v2 layout (parallel, resumable)."""
+    from robolearn.pretrain.corpus import generate_corpus
+
+    try:
+        report = generate_corpus(cfg, progress=True)
+    except CorpusError as e:
+        print(f"robolearn pretrain corpus: {e}", file=sys.stderr)
+        return 2
+    save_config(cfg, cfg.out, "corpus")
+    print(
+        f"{report.clips} clips in {cfg.out} ({report.train} train, {report.val} val); this run: {report.generated} "
+        f"made, {report.skipped_done} already done, {len(report.failed)} failed every check; {report.seconds:.1f} s "
+        f"({report.clips_per_minute} clips/min)"
+    )
+    if report.failed:
+        print(f"clips left out (see corpus.json): {', '.join(report.failed[:20])}", file=sys.stderr)
+    return 0 if report.clips else 1
 
 
 @command("pretrain", "")
