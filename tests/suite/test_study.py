@@ -109,10 +109,11 @@ def test_corrupt_clip_is_skipped_and_reported(study):
 
 def test_interrupted_study_resumes_without_redoing_work(study):
     cfg, _, first, second, ckpts = study
-    assert any("suite: " in line for line in first) and not any("probe:" in line for line in first)
-    for stage in ("prepare", "pretrain-v-cond", "pretrain-v-gen", "pretrain-r-mvp", "suite"):
+    assert any("pretrain-r-mvp: " in line for line in first) and not any("probe:" in line for line in first)
+    for stage in ("prepare", "pretrain-v-cond", "pretrain-v-gen", "pretrain-r-mvp", "random-init-v-cond"):
         assert any(line.startswith(f"[study] {stage}: done before") for line in second), stage
-    assert any(line.startswith("[study] probe: ") and "done before" not in line for line in second)
+    for stage in ("probe", "suite"):  # the interrupted stage and the one after it ran in the second run
+        assert any(line.startswith(f"[study] {stage}: ") and "done before" not in line for line in second)
     assert ckpts and all(p.stat().st_mtime_ns == t for p, t in ckpts.items())  # pretraining was not redone
 
 
