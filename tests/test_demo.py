@@ -1,5 +1,6 @@
 """`robolearn demo` runs the whole pipeline end to end at tiny scale and leaves a report and a summary."""
 
+import importlib.util
 import json
 
 from robolearn.cli import main
@@ -20,6 +21,8 @@ def test_demo_tiny(tmp_path, capsys):
                 "2",
                 "--size",
                 "32",
+                "--corpus-clips",
+                "12",
                 "--pretrain-steps",
                 "4",
                 "--train-steps",
@@ -47,9 +50,26 @@ def test_demo_tiny(tmp_path, capsys):
         or "given" in summary["language_model"]
         or "cache" in summary["language_model"]
     )
+    # the pretrained policy against random weights and from scratch, in plain words (2 episodes: never significant)
+    comp = summary["comparison"]
+    assert set(comp["tests"]) == {"random-init", "scratch-cnn"} and not comp["significant"]
+    assert all(0 <= t["p"] <= 1 for t in comp["tests"].values())
+    assert "not significant" in comp["plain"] and "docs/research.md" in comp["plain"]
+    if importlib.util.find_spec("robolearn.pretrain.corpus") is not None:  # clips + demos were pretrained on
+        assert (run / "corpus-prepared" / "index.h5").is_file() and "12 generated" in summary["pretraining_data"]
+    else:
+        assert "not installed" in summary["pretraining_data"]
     assert (run / "demos" / "catalog.sqlite").exists() and (run / "demos" / "stats.json").exists()
     assert any((run / "pretrain" / "checkpoints").iterdir())
     html = (run / "report" / "compare.html").read_text()
-    assert "<video" in html and "scenes.png" in html
+    assert "<video" in html and "scenes.png" in html and "Does pretraining help here?" in html
     out = capsys.readouterr().out
     assert "demo finished" in out and f"report: {run / 'report' / 'compare.html'}" in out
+
+
+def test_fisher_exact_p():
+    from robolearn.workflows.demo import fisher_exact_p
+
+    assert fisher_exact_p(5, 10, 5, 10) == 1.0
+    assert abs(fisher_exact_p(10, 10, 0, 10) - 1.0825e-5) < 1e-8  # 2 / C(20, 10)
+    assert abs(fisher_exact_p(7, 10, 2, 10) - 0.0698) < 1e-3  # scipy.stats.fisher_exact

@@ -18,6 +18,7 @@ from robolearn.suite.encoders import SuiteEncoderError
 from robolearn.suite.leaderboard import write_leaderboard
 from robolearn.suite.runner import SuiteConfig, dataset_for, expand_scenarios, run_suite
 from robolearn.suite.scenario import SIZES, get_scenario, scenarios
+from robolearn.suite.study.config import StudyConfig
 
 
 @dataclass
@@ -83,4 +84,18 @@ def suite_leaderboard(cfg: SuiteLeaderboardCommand) -> int:
     paths = write_leaderboard(cfg.out)
     print(paths[1].read_text())
     print(f"leaderboard: {paths[2]}")
+    return 0
+
+
+@command("suite", "study")
+def suite_study(cfg: StudyConfig) -> int:
+    """The research study: corpus -> pretrain V-Cond/V-Gen/R-MVP at equal compute -> suite -> report (resumable)."""
+    from robolearn.suite.study import StudyError, run_study
+
+    try:
+        report = run_study(cfg)
+    except (StudyError, ValueError, FileNotFoundError, SuiteDataError, SuiteEncoderError) as e:
+        print(f"robolearn suite study: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {report} (and {report.with_suffix('.html')})")
     return 0

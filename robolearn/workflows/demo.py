@@ -5,12 +5,19 @@ Every stage runs through the same commands a user types, at a scale this 2-core 
 1. record: the scripted expert teleoperates the sim arm at the station (sim robot, sim cameras, the fixed-rate
    loop, the crash-safe writer) in `households x scenes` household scenes;
 2. curate: validate, index the catalog, query the successful demos, split by held-out scene, statistics;
-3. pretrain: a tiny V-Cond on the demos' own clips and instructions (`robolearn pretrain --episodes`);
+3. pretrain: a tiny V-Cond on a generated human-style clip corpus (`robolearn.pretrain.corpus`, prepared with
+   `robolearn pretrain prepare --source ssv2` and the real LM's tokenizer) mixed with the demos' own clips and
+   instructions (`robolearn pretrain --data ... --episodes ...`);
 4. train: a MAP head on the frozen pretrained encoder, the same head on the same encoder with random
    weights, and a from-scratch CNN baseline trained end to end (`robolearn train`);
 5. evaluate: each policy in scenes seen in the demos and in held-out ones (`robolearn eval`), and a random-
    action floor;
-6. report: one HTML page (tables, plots, rollout videos, scene pictures) whose path is printed last.
+6. report: one HTML page (tables, plots, rollout videos, scene pictures) whose path is printed last, with the
+   pretrained vs random-weights vs from-scratch comparison (Wilson intervals, Fisher's exact test) in plain words.
+
+The default task is the multi-task household scene (robolearn/envs/tasks/multi.py: button, drawer and bin on one
+table; the instruction says which), where both language and vision matter; V-Cond reads the instruction
+(`--policy.mode multimodal`), the scratch CNN does not.
 
 Knobs (`robolearn demo --help`) scale the same command up: more scenes, demos, steps, a bigger model.
 """
@@ -30,7 +37,7 @@ from robolearn.config import opt, save_config
 @dataclass
 class DemoConfig:
     out: Path = opt(Path("demo_output"), help="output folder (a timestamped run folder is made inside)")
-    task: str = opt("close-drawer", help="household task the expert demonstrates and the policies learn")
+    task: str = opt("multi-task", help="household task the expert demonstrates and the policies learn")
     households: int = opt(2, help="households the demos come from (0..N-1)")
     scenes_per_household: int = opt(4, help="scenes per household in the demos (0..N-1)")
     demos_per_scene: int = opt(5, help="expert demonstrations per scene")
@@ -42,6 +49,9 @@ class DemoConfig:
         help="frozen LM for pretraining (hub id or local folder); default: a local "
         "distilbert-base-uncased if cached, else the packaged all-MiniLM-L6-v2",
     )
+    corpus_clips: int = opt(200, help="generated human-style clips pretrained on with the demos (0: demos only)")
+    corpus_weight: float = opt(0.5, help="mixture weight of the clip corpus (the demos get the rest)")
+    mode: str = opt("multimodal", help="V-Cond policies: multimodal (reads the instruction) | visual")
     pretrain_steps: int = opt(300, help="pretraining optimizer steps")
     train_steps: int = opt(1500, help="head training steps (frozen encoders)")
     baseline_steps: int = opt(600, help="training steps of the from-scratch CNN baseline")
@@ -123,20 +133,25 @@ def run_demo(cfg: DemoConfig) -> int:
     successful = select_paths(demos, ["success=1"])
     times["curate"] = time.perf_counter() - t
 
-    _stage("3. pretrain: a tiny V-Cond on the demos' clips and instructions")
+    _stage("3. pretrain: a tiny V-Cond on a human-style clip corpus and the demos' clips")
     t = time.perf_counter()
     lm, lm_overrides, lm_note = resolve_language_model(cfg, run)
     print(lm_note)
     pre = run / "pretrain"
     overrides = json.dumps(lm_overrides) if lm_overrides else ""
     batch = str(max(2, min(32, 3 * len(successful))))  # an epoch: 5 clips per training episode (>= 1 held out)
+    prepared, corpus_note = _corpus(cfg, run, lm)
+    print(corpus_note)
+    if prepared is not None:
+        data = ["--data", f"{prepared}:{cfg.corpus_weight:g}", "--episodes", f"{demos}:{1 - cfg.corpus_weight:g}"]
+    else:
+        data = ["--episodes", str(demos)]
     _run(
         [
             "pretrain",
             "--model",
             cfg.model,
-            "--episodes",
-            str(demos),
+            *data,
             "--language-model",
             lm,
             "--image-size",
@@ -175,11 +190,11 @@ def run_demo(cfg: DemoConfig) -> int:
     random_encoder = _random_init_encoder(cfg, lm, lm_overrides, run / "random-init-encoder")
     policies = {
         "pretrained": (
-            ["--policy.encoder", f"{cfg.model}:{ckpt}", "--steps", str(cfg.train_steps)],
+            ["--policy.encoder", f"{cfg.model}:{ckpt}", "--policy.mode", cfg.mode, "--steps", str(cfg.train_steps)],
             f"{cfg.model} pretrained on the demos (frozen) + MAP head",
         ),
         "random-init": (
-            ["--policy.encoder", str(random_encoder), "--steps", str(cfg.train_steps)],
+            ["--policy.encoder", str(random_encoder), "--policy.mode", cfg.mode, "--steps", str(cfg.train_steps)],
             f"{cfg.model}, random weights (frozen) + MAP head",
         ),
         "scratch-cnn": (
@@ -257,13 +272,99 @@ def run_demo(cfg: DemoConfig) -> int:
     times["evaluate"] = time.perf_counter() - t
 
     _stage("6. report")
-    report = _report(cfg, run, evals, pre, lm_note, times, len(successful))
+    comparison = compare_policies(evals)
+    report = _report(cfg, run, evals, pre, lm_note, times, len(successful), comparison, corpus_note)
     summary = _summary(run, evals, times, time.perf_counter() - t0, len(successful), lm_note)
+    summary["comparison"], summary["pretraining_data"] = comparison, corpus_note
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n" + json.dumps(summary, indent=2))
     print(f"\ndemo finished in {summary['total_s']:.0f} s")
     print(f"report: {report}")
     return 0
+
+
+def _corpus(cfg: DemoConfig, run: Path, lm: str) -> tuple[Path | None, str]:
+    """Generate `corpus_clips` human-style clips and prepare them with the LM's tokenizer; (prepared folder or
+    None, a sentence for the report)."""
+    import importlib.util
+    from dataclasses import fields
+
+    if cfg.corpus_clips <= 0:
+        return None, "the demos' clips only (--corpus-clips 0)"
+    if importlib.util.find_spec("robolearn.pretrain.corpus") is None:
+        return None, "the demos' clips only: the clip corpus generator (robolearn.pretrain.corpus) is not installed"
+    from robolearn.pretrain.corpus import CorpusConfig, generate_corpus
+
+    corpus = run / "corpus"
+    wanted = dict(out=corpus, clips=cfg.corpus_clips, seed=cfg.seed, size=cfg.size, frames=16, workers=cfg.num_envs)
+    known = {f.name for f in fields(CorpusConfig)}
+    generate_corpus(CorpusConfig(**{k: v for k, v in wanted.items() if k in known}))
+    prepared = run / "corpus-prepared"
+    labels = corpus / "labels"
+    val = ["--validation", str(labels / "validation.json")] if (labels / "validation.json").is_file() else []
+    args = ["--videos", str(corpus / "videos"), "--labels", str(labels / "train.json"), *val]
+    _run(["pretrain", "prepare", "--source", "ssv2", *args, "--out", str(prepared), "--tokenizer", lm,
+          "--size", str(cfg.size)])  # fmt: skip
+    return prepared, (
+        f"{cfg.corpus_clips} generated human-style clips (weight {cfg.corpus_weight:g}) mixed with the demos' clips"
+    )
+
+
+def fisher_exact_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided Fisher's exact test that two success rates k1/n1 and k2/n2 are equal."""
+    from math import comb
+
+    total, k = n1 + n2, k1 + k2
+    if n1 == 0 or n2 == 0:
+        return 1.0
+
+    def prob(a: int) -> float:
+        return comb(n1, a) * comb(n2, k - a) / comb(total, k)
+
+    observed = prob(k1)
+    lo, hi = max(0, k - n2), min(k, n1)
+    return min(1.0, sum(prob(a) for a in range(lo, hi + 1) if prob(a) <= observed * (1 + 1e-9)))
+
+
+def compare_policies(evals: list[Path]) -> dict[str, Any]:
+    """The pretrained policy against random weights and from-scratch: rates with Wilson intervals, Fisher's
+    exact test, and the outcome in plain words (pointing to the study when it is not significant)."""
+    import html
+
+    overall = {e.name: json.loads((e / "results.json").read_text())["overall"] for e in evals}
+    rates = {n: (o["successes"], o["episodes"], o["ci95"]) for n, o in overall.items()}
+    rows, tests = [], {}
+    for n, (k, m, ci) in rates.items():
+        rows.append(f"<tr><td>{html.escape(n)}</td><td>{k}/{m} = {k / max(m, 1):.2f}</td>"
+                    f"<td>[{ci[0]:.2f}, {ci[1]:.2f}]</td></tr>")  # fmt: skip
+    words = []
+    if "pretrained" in rates:
+        k1, n1, _ = rates["pretrained"]
+        for other in ("random-init", "scratch-cnn"):
+            if other not in rates:
+                continue
+            k2, n2, _ = rates[other]
+            p = fisher_exact_p(k1, n1, k2, n2)
+            diff = k1 / max(n1, 1) - k2 / max(n2, 1)
+            tests[other] = {"diff": round(diff, 3), "p": round(p, 4), "significant": p < 0.05}
+            if p < 0.05:
+                words.append(f"pretrained is {'better' if diff > 0 else 'worse'} than {other} "
+                             f"({diff:+.2f}, Fisher p = {p:.3f})")  # fmt: skip
+            else:
+                words.append(f"pretrained vs {other}: {diff:+.2f}, not significant (Fisher p = {p:.2f})")
+    significant = any(t["significant"] for t in tests.values())
+    plain = "; ".join(words) + ". " if words else ""
+    if not significant:
+        plain += (
+            "At this scale the difference is not significant: this many episodes cannot tell these policies "
+            "apart. The research study (robolearn suite study, docs/research.md) measures what pretraining buys "
+            "over seeds and the suite's five problem families."
+        )
+    body = (
+        "<table><tr><th>policy</th><th>success</th><th>95% Wilson</th></tr>" + "".join(rows) + "</table>"
+        f"<p>{html.escape(plain)}</p>"
+    )
+    return {"tests": tests, "significant": significant, "plain": plain, "html": body}
 
 
 def _random_init_encoder(cfg: DemoConfig, lm: str, overrides: dict[str, Any], folder: Path) -> Path:
@@ -302,7 +403,15 @@ def _summary(
 
 
 def _report(
-    cfg: DemoConfig, run: Path, evals: list[Path], pre: Path, lm_note: str, times: dict[str, float], demos: int
+    cfg: DemoConfig,
+    run: Path,
+    evals: list[Path],
+    pre: Path,
+    lm_note: str,
+    times: dict[str, float],
+    demos: int,
+    comparison: dict[str, Any],
+    corpus_note: str,
 ) -> Path:
     import cv2
 
@@ -326,13 +435,14 @@ def _report(
             "What ran",
             f"<p>{demos} successful expert demonstrations of <b>{cfg.task}</b> recorded at the station in "
             f"{cfg.households} households x {cfg.scenes_per_household} scenes ({cfg.size}x{cfg.size} "
-            f"cameras); a {cfg.model} pretrained for {cfg.pretrain_steps} steps on their clips; heads "
+            f"cameras); a {cfg.model} pretrained for {cfg.pretrain_steps} steps ({corpus_note}); heads "
             f"trained for {cfg.train_steps} steps (frozen encoders) and {cfg.baseline_steps} steps (the "
             f"from-scratch CNN); each evaluated for {cfg.eval_episodes} episodes alternating seen and "
             f"held-out scenes (households 3 and 4 never appear in the demos).</p><p>{lm_note}.</p>"
             f"<table><tr><th>stage</th><th>time</th></tr>{stage_rows}</table>",
         ),
     ]
+    sections.append(("Does pretraining help here?", comparison["html"]))
     sections.append(("Rollout videos", _video_section(evals, run / "report")))
     return compare_report(evals, run / "report", f"robolearn demo: {cfg.task}", sections=sections, images=images)[1]
 
