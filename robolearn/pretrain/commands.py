@@ -1,5 +1,6 @@
-"""`robolearn pretrain` (train an encoder; the Python API is robolearn.pretrain.run) and `robolearn pretrain
-prepare` (decode a clip source into sharded HDF5 frames plus a tokenised language index)."""
+"""`robolearn pretrain` (train an encoder; the Python API is robolearn.pretrain.run), `robolearn pretrain
+prepare` (decode a clip source into sharded HDF5 frames plus a tokenised language index) and `robolearn pretrain
+reweight` (DoReMi domain weights; robolearn.pretrain.doremi.reweight)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Literal
 from robolearn.config import command, opt, save_config
 from robolearn.encoders.files import CheckpointError
 from robolearn.pretrain.corpus.config import CorpusConfig, CorpusError
+from robolearn.pretrain.doremi.domains import DomainWeightsError
+from robolearn.pretrain.doremi.reweight import ReweightCommand
 from robolearn.pretrain.run import PretrainCommand, pretrain
 from robolearn.pretrain.sampling import MIN_FRAMES
 from robolearn.pretrain.shards import PrepareError
@@ -149,11 +152,27 @@ def corpus(cfg: CorpusConfig) -> int:
     return 0 if report.clips else 1
 
 
+@command("pretrain", "reweight")
+def reweight_cmd(cfg: ReweightCommand) -> int:
+    """DoReMi: domain weights for the pretraining mixture from a reference and a group-DRO proxy model."""
+    from robolearn.pretrain.doremi.reweight import reweight
+
+    try:
+        reweight(cfg)
+    except (ValueError, FileNotFoundError, KeyError, PrepareError) as e:
+        print(f"robolearn pretrain reweight: {one_line(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
 @command("pretrain", "")
 def pretrain_cmd(cfg: PretrainCommand) -> int:
     """Pretrain an encoder (one process, or one process per device under torchrun)."""
     try:
         return pretrain(cfg)
     except CheckpointError as e:  # a checkpoint in --run-dir that resume refuses
+        print(f"robolearn pretrain: {one_line(e)}", file=sys.stderr)
+        return 2
+    except DomainWeightsError as e:  # a bad --domain-weights file
         print(f"robolearn pretrain: {one_line(e)}", file=sys.stderr)
         return 2

@@ -36,6 +36,11 @@ class PretrainCommand:
         default_factory=list, help="robolearn episode datasets read directly, each DIR or DIR:WEIGHT"
     )
     episodes_camera: str = opt("", help="camera of the episode clips (default: every camera)")
+    domain_weights: Path | None = opt(
+        None,
+        help="domain-weights JSON (robolearn pretrain reweight): split the sources into its domains and mix "
+        "them with its weights (instead of DIR:WEIGHT)",
+    )
     run_dir: Path = opt(Path("runs/pretrain"), help="checkpoints, metrics.jsonl and the saved config go here")
     language_model: str = opt(
         "distilbert-base-uncased", help="frozen LM: HF hub id or local folder (offline machines: a local folder)"
@@ -76,6 +81,12 @@ def build_sources(cfg: PretrainCommand) -> Any:
     if not sources:
         raise ValueError("no training data: give --data (prepared clips) and/or --episodes (episode datasets)")
     weights = [w for _, w in sources]
+    if cfg.domain_weights is not None:
+        from robolearn.pretrain.doremi.domains import weighted_domains
+
+        if any(w is not None for w in weights):
+            raise ValueError("give either --domain-weights or DIR:WEIGHT source weights, not both")
+        return weighted_domains([s for s, _ in sources], cfg.domain_weights)
     if all(w is None for w in weights):
         return [s for s, _ in sources]
     if any(w is None for w in weights):

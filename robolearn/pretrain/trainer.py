@@ -34,9 +34,12 @@ class TrainConfig:
     lr: float | None = opt(None, help="peak lr (overrides base_lr scaling)")
     min_lr: float = opt(0.0, help="lr at the end of the cosine")
     schedule: str = opt("warmup-cosine", help="warmup-cosine | constant")
-    optimizer: str = opt("adamw", help="adamw | adam")
+    optimizer: str = opt("adamw", help="adamw | adam | sophia (docs/pretraining.md#sophia)")
     weight_decay: float = opt(0.05, help="AdamW weight decay (not on biases / 1-D parameters)")
     betas: tuple[float, float] = opt((0.9, 0.95), help="Adam betas")
+    sophia_betas: tuple[float, float] = opt((0.965, 0.99), help="Sophia: EMA of gradients, EMA of the Hessian")
+    sophia_rho: float = opt(0.04, help="Sophia: gamma in clip(m / max(gamma * h, eps), 1)")
+    hessian_every: int = opt(10, help="Sophia: optimizer steps between Hutchinson Hessian estimates (k)")
     effective_batch: int = opt(1024, help="global batch per optimizer step (accumulation makes it up)")
     device_batch: int = opt(128, help="examples per forward pass per process")
     num_workers: int = opt(4, help="DataLoader workers per process")
@@ -130,8 +133,16 @@ class Trainer:
         # validation in eval mode without a second compile).
         self.train_forward = compile_for_training(self.model) if config.compile else self.model
         self.peak_lr = config.lr if config.lr is not None else config.base_lr * config.effective_batch / 256
+        sophia = config.optimizer == "sophia"
+        if sophia and config.hessian_every < 1:
+            raise ValueError(f"hessian_every must be >= 1 (optimizer steps), got {config.hessian_every}")
         self.optimizer = make_optimizer(
-            self.model, config.optimizer, self.peak_lr, config.weight_decay, tuple(config.betas)
+            self.model,
+            config.optimizer,
+            self.peak_lr,
+            config.weight_decay,
+            tuple(config.sophia_betas if sophia else config.betas),
+            config.sophia_rho,
         )
         self.step, self.epoch, self.micro_in_epoch = 0, 0, 0
         self.retention = Retention(config.keep_last, config.keep_every_epochs)
@@ -161,6 +172,12 @@ class Trainer:
             raise ValueError(
                 f"{path}: saved with {state['world_size']} processes, resuming with "
                 f"{self.info.world_size}; the sampler position would not match"
+            )
+        saved_opt = (state.get("train_config") or {}).get("optimizer", self.cfg.optimizer)
+        if saved_opt != self.cfg.optimizer:  # torch would load another optimizer's state without complaint
+            raise CheckpointError(
+                f"{path / 'state.pt'}: train_config.optimizer is {saved_opt!r}, this run uses "
+                f"--train.optimizer {self.cfg.optimizer!r}; resume with the same optimizer or start a new --run-dir"
             )
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -272,6 +289,8 @@ class Trainer:
             )
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            if cfg.optimizer == "sophia" and self.step % cfg.hessian_every == 0:
+                self._hessian(batch)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
@@ -298,6 +317,19 @@ class Trainer:
                 break
         bar.close()
         return last
+
+    def _hessian(self, batch: Any) -> None:
+        """Sophia's Hutchinson estimate on this step's last micro-batch (eager, plain module: see sophia.py).
+        The Rademacher draws come from a generator seeded by (seed, step, rank): resume-exact, and the global
+        RNG (masking) only advances by this extra forward's draws."""
+        from robolearn.pretrain.checkpoint import unwrap
+        from robolearn.pretrain.sophia import hutchinson_estimate, params_of
+
+        net = unwrap(self.model)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step * 7 + self.info.rank)
+        device_batch = _to_device(batch, self.info.device)
+        est = hutchinson_estimate(lambda: net(device_batch)[0], params_of(self.optimizer), g, self.info.world_size)
+        self.optimizer.update_hessian(est)
 
     @torch.no_grad()
     def validate(self) -> float:

@@ -65,11 +65,12 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def main(run_dir: str, max_steps: int = 0) -> None:
+def main(run_dir: str, max_steps: int = 0, optimizer: str = "adamw") -> None:
     info = init_distributed()
     torch.manual_seed(3)
     model = ToyMAE()
-    trainer = Trainer(model, ToyData(), config(max_steps=max_steps), Path(run_dir), info)
+    extra = dict(optimizer="sophia", lr=3e-2, hessian_every=2) if optimizer == "sophia" else {}
+    trainer = Trainer(model, ToyData(), config(max_steps=max_steps, **extra), Path(run_dir), info)
     result = trainer.fit()
     net = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
     out = {"rank": info.rank, "digest": weights_digest(net), "losses": result.losses, "steps": result.steps}
@@ -78,4 +79,4 @@ def main(run_dir: str, max_steps: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0, sys.argv[3] if len(sys.argv) > 3 else "adamw")
