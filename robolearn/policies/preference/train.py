@@ -172,7 +172,7 @@ def train_dpo(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
         "split": cfg.split,
         "train_episodes": len(paths),
         "val_episodes": 0,
-        "loss": f"dpo + {d.bc_weight} x {kind}",
+        "loss": f"{d.dpo_weight} x dpo + {d.bc_weight} x {kind}",
         "train_config": to_dict(cfg),
     }
     steps_of = _Steps(policy, reference, dataset, paths, cfg, device)
@@ -213,11 +213,10 @@ def train_dpo(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
         keep = (~pad.view(2, b, L, -1)).float() * seg[..., None].float()
         ratio_w = segment_log_ratio(mu[0], mu_ref[0], action[0], keep[0], d.sigma)
         ratio_l = segment_log_ratio(mu[1], mu_ref[1], action[1], keep[1], d.sigma)
-        loss, stats = dpo_loss(ratio_w, ratio_l, d.beta)
+        dpo, stats = dpo_loss(ratio_w, ratio_l, d.beta)
         bc = _loss(mu[0], action[0], keep[0] == 0, kind)
         stats["bc_loss"] = float(bc.detach())
-        if d.bc_weight:
-            loss = loss + d.bc_weight * bc
+        loss = d.dpo_weight * dpo + d.bc_weight * bc
         opt_.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
