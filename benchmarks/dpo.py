@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from robolearn.eval.commands import EvalCommand, run_eval  # noqa: E402
 from robolearn.eval.metrics import wilson_interval  # noqa: E402
 from robolearn.policies import MapMlpHeadConfig, PolicyConfig  # noqa: E402
+from robolearn.policies.preference.train import train_dpo  # noqa: E402
 from robolearn.policies.train import TrainConfig, train  # noqa: E402
 from robolearn.suite.families.control import Control  # noqa: E402
 
@@ -137,14 +138,14 @@ def main() -> None:
     d.beta, d.sigma, d.bc_weight, d.match = args.beta, args.sigma, args.bc_weight, args.match
     log(f"DPO: {args.dpo_steps} steps")
     t = time.perf_counter()
-    dpo = train(dcfg)
+    dpo = train_dpo(dcfg)
     dpo_s = time.perf_counter() - t
     pairs = json.loads((dpo.policy_dir / "config.json").read_text())["meta"]["pairs"]
     policies = {"BC": bc.policy_dir, "BC+DPO": dpo.policy_dir}
     if not args.no_control:  # the ablation: the same run with the DPO term off (BC on the preferred steps only)
         log(f"BC+ control: {args.dpo_steps} steps of BC on the preferred segments (dpo-weight 0)")
         ablation = replace(dcfg.dpo, dpo_weight=0.0, bc_weight=1.0)
-        policies["BC+"] = train(replace(dcfg, out=work / "bc_plus", dpo=ablation)).policy_dir
+        policies["BC+"] = train_dpo(replace(dcfg, out=work / "bc_plus", dpo=ablation)).policy_dir
     seen = [tuple(s) for s in cfg["eval_seen"]]
     held = [tuple(s) for s in cfg["eval_heldout"]]
     order = [s for pair in zip(seen, held) for s in pair] + seen[len(held) :] + held[len(seen) :]

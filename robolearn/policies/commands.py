@@ -12,7 +12,12 @@ from robolearn.policies.train import TrainConfig, train
 def train_cmd(cfg: TrainConfig) -> int:
     """Train a policy head on an encoder by behaviour cloning, or fine-tune one on preferences (--objective dpo)."""
     try:
-        r = train(cfg)
+        if cfg.objective == "dpo":
+            from robolearn.policies.preference.train import train_dpo
+
+            r = train_dpo(cfg)
+        else:
+            r = train(cfg)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"robolearn train: {e}", file=sys.stderr)
         return 2

@@ -482,14 +482,12 @@ class Interrupted(RuntimeError):
 
 
 def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
-    """Train a policy by behaviour cloning (or, with objective "dpo", fine-tune cfg.reference on preference
-    pairs: robolearn.policies.preference.train); see the module docstring for the run folder."""
+    """Train a policy by behaviour cloning (objective "dpo" is `robolearn.policies.preference.train.train_dpo`,
+    which `robolearn train` calls); see the module docstring for the run folder."""
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {cfg.objective!r}")
     if cfg.objective == "dpo":
-        from robolearn.policies.preference.train import train_dpo
-
-        return train_dpo(cfg, interrupt_at)
+        raise ValueError("objective 'dpo' is trained by robolearn.policies.preference.train.train_dpo")
     if cfg.reference:
         raise ValueError("--reference is for --objective dpo (behaviour cloning has no reference policy)")
     t0 = time.perf_counter()

@@ -3,7 +3,8 @@
     pairs, report = mine_pairs(episode_paths, segment=8)      # (preferred, rejected) segments
     robolearn train --objective dpo --reference runs/bc --data demos rollouts --out runs/dpo
 
-The training loop is robolearn.policies.preference.train.train_dpo (`robolearn train` calls it).
+The training loop is robolearn.policies.preference.train.train_dpo (`robolearn train --objective dpo` calls
+it; robolearn.policies.train.train is BC only).
 """
 
 from robolearn.policies.preference.config import DpoConfig
