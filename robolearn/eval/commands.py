@@ -41,6 +41,9 @@ class EvalCommand:
     num_envs: int = opt(1, help="parallel env processes")
     max_steps: int = opt(0, help="episode step limit (0: the task's)")
     videos: int = opt(1, help="rollout videos per task and seed")
+    save_episodes: bool = opt(
+        False, help="household: also write every rollout as an episode file (success from the detector) in OUT/rollouts"
+    )
     out: Path = opt(Path("runs/eval"), help="run folder")
     name: str = opt("", help="run name shown in reports (default: encoder + head)")
     device: str = opt("cpu", help="cpu | cuda")
@@ -97,6 +100,8 @@ def run_eval(cfg: EvalCommand) -> dict[str, Any]:
         num_envs=cfg.num_envs,
         max_steps=cfg.max_steps,
         videos=cfg.videos,
+        save_episodes=cfg.save_episodes,
+        policy_label=cfg.policy,
     )
     out.mkdir(parents=True, exist_ok=True)
     encoder = "random" if random_policy else pconf.encoder
@@ -145,6 +150,8 @@ def eval_cmd(cfg: EvalCommand) -> int:
             line += f" (seen scenes {s['seen']['success_rate']:.2f}, held-out {s['heldout']['success_rate']:.2f})"
         print(line)
     print(f"results: {Path(cfg.out) / 'results.json'}\nreport: {Path(cfg.out) / 'report.html'}")
+    if cfg.save_episodes:
+        print(f"rollout episodes: {Path(cfg.out) / 'rollouts' / 'episodes'}")
     return 0
 
 

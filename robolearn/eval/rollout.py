@@ -34,6 +34,8 @@ class EvalSpec:
     max_steps: int = 0  # 0: the task's limit
     videos: int = 1  # per (task, seed)
     video_camera: str = ""  # default: the policy's first camera
+    save_episodes: bool = False  # household: write every episode to OUT/rollouts/episodes (robolearn.eval.record)
+    policy_label: str = ""  # recorded in saved episodes (teleop_params.policy)
 
 
 class RandomPolicy:
@@ -100,8 +102,22 @@ def rollout_task(
     video_dir: Path | None,
     video_camera: str,
     progress: bool = True,
+    recorder: Any = None,
 ) -> list[dict[str, Any]]:
-    """All episodes of one task; `act({env: obs}) -> {env: action}`. Returns the episode records."""
+    """All episodes of one task; `act({env: obs}) -> {env: action}`. Returns the episode records. With a
+    `recorder` (robolearn.eval.record.RolloutRecorder; env_fn wrapped by recording_env_fn) every episode is
+    also written as an episode file, its path in the record's "episode_file"."""
+    try:
+        return _rollout_task(
+            act, reset_env, env_fn, spec, task, seen_scenes, video_dir, video_camera, progress, recorder
+        )
+    except BaseException as e:
+        if recorder is not None:
+            recorder.abort(f"evaluation failed: {type(e).__name__}: {e}")
+        raise
+
+
+def _rollout_task(act, reset_env, env_fn, spec, task, seen_scenes, video_dir, video_camera, progress, recorder):
     scenes = spec.scenes
     if spec.suite == "household" and scenes is None:
         from robolearn.envs.scenes import default_scenes
@@ -144,6 +160,8 @@ def rollout_task(
                     "frames": [o["images"][video_camera]] if record_video else None,
                 }
                 obs[e] = o
+                if recorder is not None:
+                    recorder.start(e, task, o, info, {"seed": k, "episode": i, "reset_seed": starts[e][2]})
             actions = act({e: obs[e] for e in running})
             for e, (o, r, term, trunc, info) in pool.step(actions).items():
                 rec = running[e]
@@ -155,7 +173,11 @@ def rollout_task(
                 if rec["frames"] is not None:
                     rec["frames"].append(o["images"][video_camera])
                 obs[e] = o
+                if recorder is not None:
+                    recorder.step(e, r, term, o, info)
                 if term or trunc:
+                    if recorder is not None:
+                        rec["episode_file"] = str(recorder.finish(e, rec["success"]))
                     frames = rec.pop("frames")
                     rec["video"] = None
                     if frames:
@@ -197,10 +219,21 @@ def evaluate_policy(
     if video_camera not in cameras:
         cameras.append(video_camera)
     seen = set(cfg.train_scenes) if cfg and cfg.train_scenes else None
+    action_space = cfg.action_space if cfg else "cartesian_velocity"
+    recorder = None
+    if spec.save_episodes:
+        from robolearn.eval.record import ROLLOUTS, RolloutRecorder
+
+        if spec.suite != "household" or out is None:
+            raise ValueError("--save-episodes: rollout episodes are recorded for the household suite into a run folder")
+        label = spec.policy_label or ("random" if random_policy else f"{cfg.encoder} + {cfg.head.name}")
+        recorder = RolloutRecorder(Path(out) / ROLLOUTS, cameras, size, label, action_space)
     for task in tasks:
-        env_fn = make_env_fn(
-            spec.suite, task, cameras, size, cfg.action_space if cfg else "cartesian_velocity", spec.max_steps
-        )
+        env_fn = make_env_fn(spec.suite, task, cameras, size, action_space, spec.max_steps)
+        if recorder is not None:
+            from robolearn.eval.record import recording_env_fn
+
+            env_fn = recording_env_fn(env_fn)
         if random_policy:
             probe = make(f"{spec.suite}/{task}", cameras=(), image_size=size)
             space = probe.action_space
@@ -230,5 +263,6 @@ def evaluate_policy(
             None if out is None else Path(out) / "videos",
             video_camera,
             progress,
+            recorder,
         )
     return records

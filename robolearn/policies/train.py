@@ -39,6 +39,9 @@ from robolearn.policies.checkpoint import load_policy, save_policy
 from robolearn.policies.config import PolicyConfig
 from robolearn.policies.features import cached_features, default_cache_dir
 from robolearn.policies.policy import Policy
+from robolearn.policies.preference.config import DpoConfig
+
+OBJECTIVES = ("bc", "dpo")
 
 
 @dataclass
@@ -77,6 +80,9 @@ class TrainConfig:
     )
     device: str = opt("cpu", help="cpu | cuda")
     progress: bool = opt(True, help="show a progress bar")
+    objective: str = opt("bc", help="bc (behaviour cloning) | dpo (preference fine-tuning of --reference)")
+    reference: str = opt("", help="dpo: the BC policy to fine-tune and keep frozen as the reference")
+    dpo: DpoConfig = opt(default_factory=DpoConfig, help="dpo: preference fine-tuning settings")
 
     @classmethod
     def upgrade_config(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -478,7 +484,14 @@ class Interrupted(RuntimeError):
 
 
 def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
-    """Train a policy by behaviour cloning; see the module docstring for the run folder."""
+    """Train a policy by behaviour cloning (objective "dpo" is `robolearn.policies.preference.train.train_dpo`,
+    which `robolearn train` calls); see the module docstring for the run folder."""
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {cfg.objective!r}")
+    if cfg.objective == "dpo":
+        raise ValueError("objective 'dpo' is trained by robolearn.policies.preference.train.train_dpo")
+    if cfg.reference:
+        raise ValueError("--reference is for --objective dpo (behaviour cloning has no reference policy)")
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
