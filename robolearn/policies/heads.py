@@ -8,6 +8,8 @@
   action per query. Each camera's tokens are first resampled by MAP attention to `memory_latents` latents
   (Perceiver-style), which keeps the decoder's cross-attention cheap (15x faster on CPU than attending to all
   64+ tokens).
+- `HistoryHead` ("hyena", `HyenaHeadConfig`, robolearn.policies.hyena): a history of frames mixed causally in
+  time by Hyena operators (or attention, the baseline); the last frame's output predicts H actions.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 
 from robolearn.encoders import MAPExtractor
 from robolearn.policies.config import HEADS, PolicyConfig
+from robolearn.policies.hyena import HistoryHead
 
 
 def map_heads(embed_dim: int, n_heads: int) -> int:
@@ -92,7 +95,7 @@ class ChunkHead(nn.Module):
         return self.out(self.norm(self.decoder(q, mem)))
 
 
-HEAD_CLASSES: dict[str, type[nn.Module]] = {"map-mlp": MAPMLPHead, "chunk": ChunkHead}
+HEAD_CLASSES: dict[str, type[nn.Module]] = {"map-mlp": MAPMLPHead, "chunk": ChunkHead, "hyena": HistoryHead}
 
 
 def build_head(config: PolicyConfig, embed_dim: int, n_heads: int) -> nn.Module:
