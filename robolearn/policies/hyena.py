@@ -37,8 +37,9 @@ def causal_conv_fft(u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """y[b, t, d] = sum_{s <= t} h[t - s, d] u[b, s, d] for u [B, L, D], h [L, D], by FFT (zero-padded to 2L)."""
     n = u.shape[1]
     size = 2 * n
-    uf = torch.fft.rfft(u.float(), n=size, dim=1)
-    hf = torch.fft.rfft(h.float(), n=size, dim=0)
+    work = torch.promote_types(u.dtype, torch.float32)  # half precision FFTs lose too much; float64 stays
+    uf = torch.fft.rfft(u.to(work), n=size, dim=1)
+    hf = torch.fft.rfft(h.to(work), n=size, dim=0)
     return torch.fft.irfft(uf * hf[None], n=size, dim=1)[:, :n].to(u.dtype)
 
 
