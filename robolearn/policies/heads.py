@@ -20,15 +20,7 @@ from torch import nn
 from robolearn.encoders import MAPExtractor
 from robolearn.policies.config import HEADS, PolicyConfig
 from robolearn.policies.hyena import HistoryHead
-
-
-def map_heads(embed_dim: int, n_heads: int) -> int:
-    """Attention heads of a head's MAP pooling over an encoder with `n_heads` heads of width `embed_dim`.
-
-    Twice the encoder's heads, as the Voltron reference sizes its MAP extractor (`MAPExtractor.for_encoder`),
-    when `embed_dim` splits evenly into that many; otherwise (e.g. a baseline whose width is not a multiple
-    of 2 x its nominal heads) the encoder's own head count."""
-    return n_heads if embed_dim % (2 * n_heads) else 2 * n_heads
+from robolearn.policies.pooling import map_heads
 
 
 def _mlp(dims: list[int], dropout: float) -> nn.Sequential:

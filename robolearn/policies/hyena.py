@@ -29,6 +29,7 @@ from torch import nn
 
 from robolearn.encoders import MAPExtractor
 from robolearn.policies.config import PolicyConfig
+from robolearn.policies.pooling import map_heads
 
 MIXERS = ("hyena", "attention")
 
@@ -167,8 +168,6 @@ class HistoryHead(nn.Module):
 
     def __init__(self, config: PolicyConfig, embed_dim: int, n_heads: int) -> None:
         super().__init__()
-        from robolearn.policies.heads import map_heads
-
         h = config.head
         d = h.hidden
         self.history, self.embed_dim, self.chunk, self.action_dim = h.history, embed_dim, h.chunk, config.action_dim
