@@ -63,3 +63,20 @@ def test_registered_as_a_memory_task_not_in_the_default_set():
     assert gym_id("button-memory") in gym.registry
     with pytest.raises(ValueError, match="button-memory"):
         get_task("button-memry")
+
+
+def test_the_station_sim_robot_turns_the_cue_off_too():
+    """Demos recorded at the station step the arm through SimRobot, which must advance the task's clock."""
+    from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig
+
+    robot = SimRobot(SimRobotConfig(task="button-memory"))
+    robot.connect()
+    task = robot.sim.task
+    hold = np.append(np.zeros(6), 1.0)
+    for step in range(ButtonMemory.cue_steps):
+        assert task.cue_on, step
+        robot.apply(hold, "cartesian_velocity")
+    assert not task.cue_on
+    robot.home(seed=3)
+    assert task.cue_on  # a new episode shows the cue again
+    robot.disconnect()
