@@ -1,12 +1,13 @@
 """The hyena head against attention: step time and memory vs history length, and success on a memory task.
 
     OMP_WAIT_POLICY=PASSIVE MUJOCO_GL=egl .venv/bin/python benchmarks/hyena.py [--lengths 8 32 128 512 1024]
-        [--repeats 5] [--demos 24] [--steps 400] [--episodes 20] [--skip-task]
+        [--repeats 3] [--demos 40] [--steps 400] [--episodes 20] [--skip-task]
 
 1. Scaling. The `hyena` head (robolearn.policies.hyena.HistoryHead) with mixer=hyena and with mixer=attention
    (causal softmax self-attention, learned positions: same width, depth, MLPs, MAP pooling and read-out), on
    random frame tokens (batch --batch, one camera of --tokens tokens x 64, proprio 15): one training step
-   (forward + MSE + backward) per history length, the two mixers alternating, median of --repeats. Memory:
+   (forward + MSE + backward) per history length, the two mixers alternating, median of --repeats;
+   then the mixer blocks alone, without the per-frame pooling (--mixer-lengths, up to 4096). Memory:
    the bytes of the tensors autograd saves for the backward pass (activation memory, what grows with the
    history; measured with torch.autograd.graph.saved_tensors_hooks, exact and the same on any device).
 2. Memory task. Expert demos of `button-memory` (a lamp shows which of two identical buttons to press for the
@@ -205,11 +206,11 @@ def main() -> None:
         "--mixer-lengths", type=int, nargs="+", default=[8, 32, 128, 512, 1024, 2048, 4096],
         help="history lengths of the mixer-only rows (the temporal blocks without per-frame pooling)",
     )  # fmt: skip
-    ap.add_argument("--repeats", type=int, default=5, help="timed steps per mixer and length (alternating)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps per mixer and length (alternating)")
     ap.add_argument("--batch", type=int, default=8, help="batch size of the scaling part")
     ap.add_argument("--tokens", type=int, default=4, help="tokens per frame in the scaling part")
     ap.add_argument("--hidden", type=int, default=128, help="head width (both mixers)")
-    ap.add_argument("--demos", type=int, default=24, help="expert demos of the memory task")
+    ap.add_argument("--demos", type=int, default=40, help="expert demos of the memory task")
     ap.add_argument("--steps", type=int, default=400, help="training steps per head")
     ap.add_argument("--history", type=int, default=16, help="history of the hyena and attention heads (task part)")
     ap.add_argument("--episodes", type=int, default=20, help="evaluation episodes per head")

@@ -40,7 +40,7 @@ class ButtonMemory(Task):
         for side in SIDES:
             base = spec.worldbody.add_body(name=f"{side}_base", pos=[0.45, 0.0, scene.table_z])
             add_box(base, f"{side}_housing", (0.04, 0.04, 0.015), (0, 0, 0.015), housing)
-            add_box(base, f"{side}_lamp", (0.06, 0.06, 0.004), (0.12, 0, 0.004), LAMP_OFF, contype=0, conaffinity=0)
+            add_box(base, f"{side}_lamp", (0.08, 0.08, 0.004), (0.14, 0, 0.004), LAMP_OFF, contype=0, conaffinity=0)
             cap = base.add_body(name=f"{side}_cap", pos=[0, 0, 0.03])
             cap.add_joint(
                 name=f"{side}_button",
