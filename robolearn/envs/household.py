@@ -249,6 +249,7 @@ class HouseholdEnv(gym.Env):
                 f"simulation became unstable (non-finite state) in task {self.config.task!r} after action {a.tolist()}"
             )
         self._steps += 1
+        self.sim.task.on_step(self.sim, self._steps)
         success = bool(self.sim.task.success(self.sim))
         reward = (
             1.0 if success else (0.0 if self.config.reward == "sparse" else float(self.sim.task.progress(self.sim)))

@@ -14,7 +14,7 @@ import functools
 
 import gymnasium as gym
 
-from robolearn.envs.tasks import TASKS, get_task
+from robolearn.envs.tasks import MEMORY_TASKS, TASKS, get_task
 
 HOUSEHOLD_ENTRY = "robolearn.envs.household:HouseholdEnv"
 
@@ -26,7 +26,7 @@ def gym_id(task: str) -> str:
 
 def register_envs() -> None:
     """Register all household tasks and the Meta-World adapter (idempotent)."""
-    for name in TASKS:
+    for name in (*TASKS, *MEMORY_TASKS):
         env_id = gym_id(name)
         if env_id not in gym.registry:
             gym.register(

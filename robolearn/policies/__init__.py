@@ -7,12 +7,13 @@ trained by behaviour cloning on episode datasets (robolearn.data).
 """
 
 from robolearn.policies.checkpoint import PolicyCheckpointError, load_policy, read_policy_config, save_policy
-from robolearn.policies.config import ChunkHeadConfig, HeadConfig, MapMlpHeadConfig, PolicyConfig
+from robolearn.policies.config import ChunkHeadConfig, HeadConfig, HyenaHeadConfig, MapMlpHeadConfig, PolicyConfig
 from robolearn.policies.policy import Policy, PolicyRunner, build_policy
 
 __all__ = [
     "ChunkHeadConfig",
     "HeadConfig",
+    "HyenaHeadConfig",
     "MapMlpHeadConfig",
     "Policy",
     "PolicyCheckpointError",

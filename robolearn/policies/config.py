@@ -1,6 +1,7 @@
 """PolicyConfig: everything that defines a policy's architecture and I/O (saved as config.json with it).
 
-The head is a sub-config chosen by its name (`MapMlpHeadConfig` "map-mlp", `ChunkHeadConfig` "chunk"): on the
+The head is a sub-config chosen by its name (`MapMlpHeadConfig` "map-mlp", `ChunkHeadConfig` "chunk",
+`HyenaHeadConfig` "hyena"): on the
 command line `--policy.head chunk --policy.head.memory-latents 4`, in a saved config `"head": {"name": "chunk",
 ...}`. Configs saved before the head was nested (flat `head`, `chunk`, `hidden`, `n_latents`, ... fields) are
 rewritten by `upgrade_policy_dict` when they load.
@@ -47,7 +48,38 @@ class ChunkHeadConfig(HeadConfig):
     memory_latents: int = opt(8, help="each camera's tokens are resampled to this many latents (MAP) first")
 
 
-HEAD_CONFIGS: dict[str, type[HeadConfig]] = {"map-mlp": MapMlpHeadConfig, "chunk": ChunkHeadConfig}
+@dataclass
+class HyenaHeadConfig(HeadConfig):
+    """hyena: a history of `history` frames (MAP-pooled per camera + proprio) mixed causally in time by Hyena
+    operators (implicit long convolutions by FFT, data-controlled gating) or, as a baseline, attention."""
+
+    name: str = field(default="hyena", init=False)
+    hidden: int = opt(128, help="head width")
+    history: int = opt(32, help="frames of history the head sees (the current one and history-1 before it)")
+    mixer: str = opt("hyena", help="temporal mixer: hyena | attention (causal self-attention, the baseline)")
+    order: int = opt(2, help="Hyena order N: long convolutions + gates per operator")
+    filter_dim: int = opt(64, help="width of the implicit filter's FFN")
+    filter_bands: int = opt(8, help="sin/cos frequency bands of the filter's positional encoding")
+    decay_min: float = opt(0.3, help="slowest exponential-decay rate of the filter window (per history length)")
+    decay_max: float = opt(30.0, help="fastest exponential-decay rate of the filter window (per history length)")
+
+    def validate(self) -> None:
+        if self.history < 1 or self.order < 1 or self.filter_dim < 1 or self.filter_bands < 0:
+            raise ValueError(
+                f"hyena head: history, order, filter_dim must be >= 1 and filter_bands >= 0; got history="
+                f"{self.history}, order={self.order}, filter_dim={self.filter_dim}, filter_bands={self.filter_bands}"
+            )
+        if self.mixer not in ("hyena", "attention"):
+            raise ValueError(f"hyena head: mixer must be 'hyena' or 'attention', got {self.mixer!r}")
+        if not 0 < self.decay_min <= self.decay_max:
+            raise ValueError(f"hyena head: need 0 < decay_min <= decay_max, got {self.decay_min}, {self.decay_max}")
+
+
+HEAD_CONFIGS: dict[str, type[HeadConfig]] = {
+    "map-mlp": MapMlpHeadConfig,
+    "chunk": ChunkHeadConfig,
+    "hyena": HyenaHeadConfig,
+}
 HEADS = tuple(HEAD_CONFIGS)
 # flat PolicyConfig fields of the layout before the head was nested -> their HeadConfig field
 _FLAT_HEAD_FIELDS = {
@@ -120,7 +152,9 @@ class PolicyConfig:
     action_space: str = opt("cartesian_velocity", help="the action vector is this form followed by the gripper target")
     action_dim: int = opt(7, help="action vector size")
     proprio_dim: int = opt(15, help="proprio vector size (training sets it from the data)", cli=False)
-    head: MapMlpHeadConfig | ChunkHeadConfig = opt(default_factory=MapMlpHeadConfig, help="policy head")
+    head: MapMlpHeadConfig | ChunkHeadConfig | HyenaHeadConfig = opt(
+        default_factory=MapMlpHeadConfig, help="policy head"
+    )
     # Filled at training time (the policy needs them at run time):
     train_scenes: list[str] = opt(default_factory=list, help="'household/scene' labels seen in training", cli=False)
     train_tasks: list[str] = opt(default_factory=list, cli=False)
@@ -137,6 +171,8 @@ class PolicyConfig:
             raise ValueError(f"mode must be 'visual' or 'multimodal', got {self.mode!r}")
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if isinstance(self.head, HyenaHeadConfig):
+            self.head.validate()
         if not self.cameras:
             raise ValueError("a policy needs at least one camera")
         if self.unfreeze_last < 0:
@@ -146,6 +182,11 @@ class PolicyConfig:
     def chunk(self) -> int:
         """H, the actions the head predicts per step (the head config's `chunk`)."""
         return self.head.chunk
+
+    @property
+    def history(self) -> int:
+        """Frames the head sees per step (1 unless the head keeps a history)."""
+        return int(getattr(self.head, "history", 1))
 
     @property
     def is_baseline(self) -> bool:

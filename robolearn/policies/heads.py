@@ -8,6 +8,8 @@
   action per query. Each camera's tokens are first resampled by MAP attention to `memory_latents` latents
   (Perceiver-style), which keeps the decoder's cross-attention cheap (15x faster on CPU than attending to all
   64+ tokens).
+- `HistoryHead` ("hyena", `HyenaHeadConfig`, robolearn.policies.hyena): a history of frames mixed causally in
+  time by Hyena operators (or attention, the baseline); the last frame's output predicts H actions.
 """
 
 from __future__ import annotations
@@ -17,15 +19,8 @@ from torch import nn
 
 from robolearn.encoders import MAPExtractor
 from robolearn.policies.config import HEADS, PolicyConfig
-
-
-def map_heads(embed_dim: int, n_heads: int) -> int:
-    """Attention heads of a head's MAP pooling over an encoder with `n_heads` heads of width `embed_dim`.
-
-    Twice the encoder's heads, as the Voltron reference sizes its MAP extractor (`MAPExtractor.for_encoder`),
-    when `embed_dim` splits evenly into that many; otherwise (e.g. a baseline whose width is not a multiple
-    of 2 x its nominal heads) the encoder's own head count."""
-    return n_heads if embed_dim % (2 * n_heads) else 2 * n_heads
+from robolearn.policies.hyena import HistoryHead
+from robolearn.policies.pooling import map_heads
 
 
 def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
@@ -92,7 +87,7 @@ class ChunkHead(nn.Module):
         return self.out(self.norm(self.decoder(q, mem)))
 
 
-HEAD_CLASSES: dict[str, type[nn.Module]] = {"map-mlp": MAPMLPHead, "chunk": ChunkHead}
+HEAD_CLASSES: dict[str, type[nn.Module]] = {"map-mlp": MAPMLPHead, "chunk": ChunkHead, "hyena": HistoryHead}
 
 
 def build_head(config: PolicyConfig, embed_dim: int, n_heads: int) -> nn.Module:

@@ -47,10 +47,17 @@ class Policy(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------------
     def encode(self, images: dict[str, torch.Tensor], language: list[str] | None = None) -> list[torch.Tensor]:
-        """uint8 images {camera: [B, 3, H, W]} -> one token tensor [B, N, D] per camera (config order)."""
+        """uint8 images {camera: [B, 3, H, W]} -> one token tensor [B, N, D] per camera (config order); a history
+        {camera: [B, T, 3, H, W]} -> [B, T, N, D] (every frame encoded alone)."""
         missing = [c for c in self.config.cameras if c not in images]
         if missing:
             raise KeyError(f"policy needs camera(s) {missing}; got {sorted(images)}")
+        first = images[self.config.cameras[0]]
+        if first.ndim == 5:
+            b, t = first.shape[:2]
+            lang = None if language is None else [text for text in language for _ in range(t)]
+            flat = self.encode({c: images[c].flatten(0, 1) for c in self.config.cameras}, lang)
+            return [x.view(b, t, *x.shape[1:]) for x in flat]
         return [self.backbone(self.backbone.preprocess(images[c]), language) for c in self.config.cameras]
 
     def forward_tokens(self, tokens: list[torch.Tensor], proprio: torch.Tensor | None) -> torch.Tensor:
@@ -80,7 +87,11 @@ class Policy(nn.Module):
 class PolicyRunner:
     """Closed-loop control with temporal ensembling of overlapping action chunks (ACT): the action at step t
     averages every chunk predicted at t' in (t-H, t] at offset t-t', weighted exp(-decay * age) with the
-    oldest prediction weighted most, as in ACT. H = 1 is plain per-step control."""
+    oldest prediction weighted most, as in ACT. H = 1 is plain per-step control.
+
+    A head with a history (`config.history` = k > 1, the hyena head) gets the tokens and proprio of the last k
+    steps of each env's episode, the episode's first frame repeated while fewer exist (as the training loader
+    pads); each frame is encoded once, when it arrives."""
 
     def __init__(self, policy: Policy, num_envs: int = 1) -> None:
         self.policy, self.num_envs = policy, num_envs
@@ -88,12 +99,32 @@ class PolicyRunner:
         self.reset()
 
     def reset(self, env: int | None = None) -> None:
-        """Forget the chunks of every env (or of one env, at its episode boundary)."""
+        """Forget the chunks (and frame history) of every env (or of one env, at its episode boundary)."""
         if env is None:
             self._chunks: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(self.num_envs)]
             self._t = [0] * self.num_envs
+            self._frames: list[list[tuple[list[torch.Tensor], torch.Tensor]]] = [[] for _ in range(self.num_envs)]
         else:
-            self._chunks[env], self._t[env] = [], 0
+            self._chunks[env], self._t[env], self._frames[env] = [], 0, []
+
+    @torch.no_grad()
+    def _predict_with_history(self, envs: list[int], imgs, proprio: torch.Tensor, language: list[str]) -> np.ndarray:
+        """Encode the new frames, append them to each env's history, predict from the last k frames."""
+        policy, k = self.policy, self.policy.config.history
+        policy.eval()
+        tokens = policy.encode(imgs, language)
+        pn = policy.normalize_proprio(proprio.float())
+        seq_tokens, seq_proprio = [], []
+        for j, e in enumerate(envs):
+            frames = self._frames[e]
+            frames.append(([t[j] for t in tokens], pn[j]))
+            del frames[:-k]
+            window = [frames[0]] * (k - len(frames)) + frames
+            seq_tokens.append([torch.stack([f[0][c] for f in window]) for c in range(len(tokens))])
+            seq_proprio.append(torch.stack([f[1] for f in window]))
+        batch = [torch.stack([s[c] for s in seq_tokens]) for c in range(len(tokens))]
+        out = policy.forward_tokens(batch, torch.stack(seq_proprio))
+        return policy.unnormalize_action(out).cpu().numpy()
 
     def _tensors(self, obs_list: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[str]]:
         """Single-env observations -> batched uint8 images [B, 3, H, W], proprio [B, P], B instructions."""
@@ -123,7 +154,10 @@ class PolicyRunner:
         if any(not 0 <= e < self.num_envs for e in envs):
             raise ValueError(f"env indices {envs} out of range for a runner of {self.num_envs} env(s)")
         imgs, proprio, language = self._tensors(obs_list)
-        chunks = self.policy.predict(imgs, proprio, language).cpu().numpy()  # [B, H, A]
+        if self.policy.config.history > 1:
+            chunks = self._predict_with_history(envs, imgs, proprio, language)
+        else:
+            chunks = self.policy.predict(imgs, proprio, language).cpu().numpy()  # [B, H, A]
         return [self._ensemble(e, chunks[j]) for j, e in enumerate(envs)]
 
     def act_env(self, env: int, obs: dict[str, Any]) -> np.ndarray:

@@ -222,7 +222,7 @@ def _dataset(paths: list[Path], pc: PolicyConfig, stats: dict[str, Any] | None =
         stats = compute_stats(paths, keys)
     lc = LoaderConfig(
         cameras=list(pc.cameras),
-        history=1,
+        history=1 if pc.caches_features else pc.history,  # cached tokens: histories are gathered from them
         chunk=pc.chunk,
         action_keys=action_keys,
         proprio_keys=list(pc.proprio_keys) or None,
@@ -272,9 +272,24 @@ def _random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
     if pad <= 0:
         return x
     h, w = x.shape[-2:]
-    xp = F.pad(x.float(), (pad, pad, pad, pad), mode="replicate")
+    xp = F.pad(x.flatten(0, -4).float(), (pad, pad, pad, pad), mode="replicate")  # [..., 3, H, W] -> 4-d
     i, j = np.random.randint(0, 2 * pad + 1, size=2)
-    return xp[..., i : i + h, j : j + w].to(x.dtype)
+    return xp[..., i : i + h, j : j + w].reshape(x.shape).to(x.dtype)
+
+
+def sample_steps(dataset) -> torch.Tensor:
+    """The episode step of every sample of a padded EpisodeDataset, in sample order (0..num_steps-1 per episode)."""
+    steps = torch.cat([torch.arange(e.num_steps) for e in dataset.episodes]) if dataset.episodes else torch.zeros(0)
+    if len(steps) != len(dataset):
+        raise ValueError(f"the dataset has {len(dataset)} samples but its episodes {len(steps)} steps (pad=False?)")
+    return steps.long()
+
+
+def history_index(idx: torch.Tensor, steps: torch.Tensor, k: int) -> torch.Tensor:
+    """Sample indices [B] -> the indices of their last k frames [B, k] (oldest first) in the same episode; frames
+    before the episode's start repeat its first frame, as the loader pads."""
+    back = torch.arange(1 - k, 1)[None].expand(len(idx), k)
+    return idx[:, None] + torch.maximum(back, -steps[idx][:, None])
 
 
 class _Source:
@@ -283,12 +298,14 @@ class _Source:
     def __init__(self, policy: Policy, dataset, paths: list[Path], cfg: TrainConfig, desc: str) -> None:
         self.policy, self.dataset, self.cfg = policy, dataset, cfg
         self.cached = policy.config.caches_features
+        self.history = policy.config.history
         if self.cached:
             cache = None if cfg.feature_cache == "none" else Path(cfg.feature_cache or default_cache_dir())
             self.feats = cached_features(
                 policy, dataset, paths, policy.config.chunk, cache, desc=desc, progress=cfg.progress
             )
             self.n = len(self.feats["proprio"])
+            self.steps = sample_steps(dataset) if self.history > 1 else None
         else:
             self.n = len(dataset)
 
@@ -300,10 +317,11 @@ class _Source:
             while True:
                 idx = torch.randint(0, self.n, (min(cfg.batch_size, self.n),), generator=gen)
                 f = self.feats
+                frames = idx if self.steps is None else history_index(idx, self.steps, self.history)
                 yield (
-                    [t[idx].float() for t in f["tokens"]],
+                    [t[frames].float() for t in f["tokens"]],
                     {},
-                    f["proprio"][idx],
+                    f["proprio"][frames],
                     f["action"][idx],
                     f["action_pad"][idx],
                 )
@@ -315,12 +333,15 @@ class _Source:
                 drop_last=self.n >= cfg.batch_size,
                 generator=gen,
             )
+            last = slice(None) if self.history > 1 else -1  # a history head gets all k frames [B, k, ...]
             for b in dl:
-                images = {c: _random_shift(b[f"images/{c}"][:, -1].contiguous(), 4) for c in self.policy.config.cameras}
+                images = {
+                    c: _random_shift(b[f"images/{c}"][:, last].contiguous(), 4) for c in self.policy.config.cameras
+                }
                 yield (
                     None,
                     {"images": images, "language": list(b["language"])},
-                    b["proprio"][:, -1].float(),
+                    b["proprio"][:, last].float(),
                     b["action"].float(),
                     b["action_pad"].bool(),
                 )

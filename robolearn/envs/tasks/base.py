@@ -101,6 +101,11 @@ class Task(ABC):
     def plan(self, sim: TaskSim) -> list[Waypoint]:
         """Waypoints that solve the task from the current state (the scripted expert's plan)."""
 
+    def on_step(self, sim: TaskSim, steps: int) -> None:
+        """Called by the env after each step (`steps` done so far, before success and the observation): tasks
+        whose scene changes with time (a cue that turns off, as in button-memory) do it here; a no-op otherwise."""
+        return None
+
     def set_instruction(self, text: str) -> None:
         """The episode's instruction, given by the env at reset after `reset` (a no-op unless the instruction
         chooses what the task is, as in the multi-task scene)."""

@@ -42,6 +42,7 @@ class SimRobot(Robot):
             terminate_on_success=False,
         )
         self._episode_seed = 0
+        self._steps = 0  # actions applied since the last reset (Task.on_step)
         self._connected = False
         self._closed = False
 
@@ -54,6 +55,7 @@ class SimRobot(Robot):
             raise RobotError("sim robot was closed; create a new one")
         if not self._connected:
             self.env.reset(seed=self._episode_seed)
+            self._steps = 0
             self._connected = True
 
     def _check(self) -> None:
@@ -71,6 +73,8 @@ class SimRobot(Robot):
         forms = self.sim.arm.step(action, space)  # validates shape and finiteness
         if not np.all(np.isfinite(self.sim.data.qpos)):
             raise RobotError(f"sim became unstable after action {np.asarray(action).tolist()} in {space}")
+        self._steps += 1
+        self.sim.task.on_step(self.sim, self._steps)  # time-dependent scenes (button-memory's cue), as env.step
         return forms
 
     def home(self, noise: float = 0.0, seed: int | None = None) -> None:
@@ -79,6 +83,7 @@ class SimRobot(Robot):
         self._episode_seed = self._episode_seed + 1 if seed is None else int(seed)
         self.env.config.init_joint_noise = float(noise)
         self.env.reset(seed=self._episode_seed)
+        self._steps = 0
 
     def stop(self) -> None:
         if self._connected:
