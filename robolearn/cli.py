@@ -21,6 +21,7 @@ STAGES = (
     "eval",
     "workflows",
     "suite",
+    "lineage",
 )
 DEFAULT_COMMAND = "run"  # name under which a stage's main command is also reachable
 

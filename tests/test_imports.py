@@ -3,7 +3,7 @@ robolearn module (module level, function-local and TYPE_CHECKING ones alike), on
 have no cycles (between packages or inside one), and imports between top-level packages must point down the
 floors:
 
-    utils, config (0) < data, envs, encoders (1) < hardware, policies, pretrain (2) < collection, eval (3)
+    utils, config, lineage (0) < data, envs, encoders (1) < hardware, policies, pretrain (2) < collection, eval (3)
     < workflows, cli (4)
 
 A package may import a peer on its own floor only where ALLOWED_LATERAL lists it. Imports made by name at run
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1] / "robolearn"
 FLOORS = {
     "utils": 0,
     "config": 0,
+    "lineage": 0,
     "data": 1,
     "envs": 1,
     "encoders": 1,
@@ -40,6 +41,8 @@ ENTRY_FLOOR = 4  # `__main__` modules (`python -m robolearn`, `python -m robolea
 # (importer, imported) top-level packages on the same floor, and why.
 ALLOWED_LATERAL = {
     ("config", "utils"): "save_config writes through utils' atomic writes",
+    ("lineage", "utils"): "cards are written through utils' atomic writes",
+    ("lineage", "config"): "a card saves its artifact's dataclass config; its CLI is a @command",
     ("eval", "collection"): "robot rollouts (eval.real) run on collection's station, robots, cameras and devices",
     ("workflows", "cli"): "the demo drives the stages through the CLI's main()",
 }

@@ -16,6 +16,7 @@ from robolearn.config import command, opt, save_config
 from robolearn.hardware.cameras.base import Camera
 from robolearn.hardware.devices.base import Device
 from robolearn.hardware.robots.base import Robot
+from robolearn.lineage import write_card
 
 SIM_CAMERAS = ("exterior_1", "exterior_2", "wrist")
 
@@ -157,5 +158,6 @@ def collect(cfg: CollectCommand) -> int:
     save_config(cfg, cfg.out, "collect")
     saved = [r for r in results if r.path]
     ok = sum(r.outcome == "success" for r in saved)
+    write_card(cfg.out, "demos", [], cfg, {"episodes": len(saved), "successful": ok}, files=["**/*.h5"])
     print(f"saved {len(saved)} episodes ({ok} successful) in {cfg.out}")
     return 0

@@ -17,6 +17,7 @@ from robolearn.collection.station import StationConfig
 from robolearn.data import schema
 from robolearn.data.reader import list_episodes
 from robolearn.envs.suites import METAWORLD_ROBOT
+from robolearn.lineage import write_card
 
 
 def record_expert_demos(
@@ -56,6 +57,10 @@ def record_expert_demos(
         rc = collect(cfg)
         if rc:
             raise RuntimeError(f"expert collection failed in household {h} scene {s} (exit {rc})")
+    made = {"task": task, "scenes": scenes, "per_scene": episodes_per_scene, "size": size, "noise": noise, "seed": seed}
+    n = len(list_episodes(out))
+    sessions = [out / f"household_{h}_scene_{s}" for h, s in scenes]  # each has its `collect` card
+    write_card(out, "episodes", sessions, {**made, "device": "expert", "lab": lab}, {"episodes": n}, files=["**/*.h5"])
     return list_episodes(out)
 
 
@@ -146,4 +151,6 @@ def record_metaworld_demos(
         raise RuntimeError(
             f"Meta-World expert reached {len(written)}/{episodes} successful episodes of {task} in {tries} tries"
         )
+    made = {"task": task, "episodes": episodes, "size": size, "noise": noise, "seed": seed, "device": "expert"}
+    write_card(out, "episodes", [], made, {"episodes": len(written), "tries": tries}, files=["*.h5"])
     return written

@@ -10,6 +10,7 @@ import numpy as np
 
 from robolearn.data.schema import CameraSpec
 from robolearn.data.writer import EpisodeMeta, EpisodeWriter, WriterConfig
+from robolearn.lineage import write_card
 
 TASKS = (
     "put the block in the bowl",
@@ -146,4 +147,6 @@ def write_episode(
 def make_dataset(root: str | Path, cfg: SyntheticConfig | None = None) -> list[Path]:
     cfg = cfg or SyntheticConfig()
     root = Path(root)
-    return [write_episode(root / f"episode_{i:06d}.h5", cfg, i) for i in range(cfg.num_episodes)]
+    paths = [write_episode(root / f"episode_{i:06d}.h5", cfg, i) for i in range(cfg.num_episodes)]
+    write_card(root, "episodes", [], cfg, {"episodes": len(paths), "steps": cfg.steps}, files=["**/*.h5"])
+    return paths

@@ -26,6 +26,7 @@ from robolearn.eval.real import RolloutConfig, rollout
 from robolearn.eval.rollout import EvalSpec, evaluate_policy, scene_label
 from robolearn.hardware.devices.base import DeviceError
 from robolearn.hardware.robots.base import RobotError
+from robolearn.lineage import write_card
 
 
 @dataclass
@@ -80,6 +81,7 @@ def run_eval(cfg: EvalCommand) -> dict[str, Any]:
     from robolearn.eval.metrics import summarize_run, write_results
     from robolearn.eval.report import write_report
     from robolearn.policies import load_policy, read_policy_config
+    from robolearn.policies.checkpoint import resolve_policy_dir
 
     if not cfg.policy:
         raise ValueError("--policy: give a policy checkpoint or run folder (or 'random')")
@@ -130,6 +132,11 @@ def run_eval(cfg: EvalCommand) -> dict[str, Any]:
     results = summarize_run(records, meta)
     write_results(out, results)
     write_report(out)
+    o, tasks = results["overall"], results["tasks"]
+    figures = {"success_rate": o["success_rate"], "ci95": o["ci95"], "episodes": o["episodes"]}
+    figures.update({f"{t} success_rate": s["success_rate"] for t, s in tasks.items()})
+    policy_dir = [] if random_policy else [resolve_policy_dir(cfg.policy)]
+    write_card(out, "eval-run", policy_dir, cfg, figures, ["results.json", "episodes.jsonl"])
     return results
 
 
@@ -172,6 +179,9 @@ def leaderboard_cmd(cfg: LeaderboardCommand) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"robolearn eval leaderboard: {e}", file=sys.stderr)
         return 2
+    runs = json.loads(paths[0].read_text())["runs"]
+    figures = {r["dir"]: r["success_rate"] for r in runs}
+    write_card(paths[0].parent, "leaderboard", [r["path"] for r in runs], cfg, figures, ["leaderboard.json"])
     print(f"leaderboard: {paths[2]} ({paths[1].name}, {paths[0].name})")
     return 0
 

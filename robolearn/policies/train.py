@@ -35,6 +35,8 @@ from tqdm import tqdm
 
 from robolearn.config import opt, save_config, to_dict
 from robolearn.encoders.files import CheckpointError, CheckpointNotFoundError, read_torch_file
+from robolearn.lineage import write_card
+from robolearn.policies.backbones import _parse_encoder
 from robolearn.policies.checkpoint import load_policy, save_policy
 from robolearn.policies.config import PolicyConfig
 from robolearn.policies.features import cached_features, default_cache_dir
@@ -608,6 +610,10 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     if history:
         plot_loss(history, out / "loss.png")
     val_loss = next((h["val_loss"] for h in reversed(history) if h.get("val_loss") is not None), None)
+    encoder = [] if pc.is_baseline else [pc.encoder_checkpoint or _parse_encoder(pc.encoder)[1] or pc.encoder]
+    encoder += [{"path": pc.language_model, "kind": "lm"}] if pc.language_model else []
+    figures = {"steps": cfg.steps, "final_loss": last_loss, "val_loss": val_loss, "train_episodes": len(train_paths)}
+    write_card(out / "policy", "policy", [*cfg.data, *encoder], cfg, figures, ["config.json", "model.safetensors"])
     return TrainResult(
         out,
         out / "policy",

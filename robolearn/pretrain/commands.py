@@ -11,6 +11,7 @@ from typing import Literal
 
 from robolearn.config import command, opt, save_config
 from robolearn.encoders.files import CheckpointError
+from robolearn.lineage import write_card
 from robolearn.pretrain.corpus.config import CorpusConfig, CorpusError
 from robolearn.pretrain.doremi.domains import DomainWeightsError
 from robolearn.pretrain.doremi.reweight import ReweightCommand
@@ -108,6 +109,9 @@ def prepare(cfg: PrepareCommand) -> int:
         print(f"robolearn pretrain prepare: {e}", file=sys.stderr)
         return 2
     save_config(cfg, cfg.out, "prepare")
+    figures = {k: report[k] for k in ("clips_in_index", "train", "val", "truncated_captions")}
+    inputs = [cfg.episodes, cfg.videos, cfg.labels, cfg.validation, {"path": cfg.tokenizer, "kind": "tokenizer"}]
+    write_card(cfg.out, "shards", inputs, cfg, {**figures, "failed": len(report["failed"])}, ["*.h5"])
     run = report["this_run"]
     print(
         f"{report['clips_in_index']} clips in {cfg.out}/index.h5 ({report['train']} train, {report['val']} val); "

@@ -124,6 +124,19 @@ def feature_store(cfg: PretrainCommand, model: torch.nn.Module, sources: Any, in
     return FeatureStore(folder)
 
 
+def _card(cfg: PretrainCommand, checkpoint: Path, result: Any) -> None:
+    """The lineage card of the last checkpoint: its data sources, LM, config and final losses."""
+    from robolearn.lineage import write_card
+
+    inputs = [_weighted(s)[0] for s in cfg.data + cfg.episodes] + [{"path": cfg.language_model, "kind": "lm"}]
+    figures = {"steps": result.steps, "epochs": result.epochs_done}
+    if result.losses:
+        figures["train_loss_last"] = float(np.mean(result.losses[-10:]))
+    if result.val_losses:
+        figures["val_loss_last"] = float(result.val_losses[-1])
+    write_card(checkpoint, "encoder", inputs, cfg, figures, files=["model.safetensors", "config.json"])
+
+
 def pretrain(cfg: PretrainCommand) -> int:
     """Pretrain an encoder (one process, or one process per device under torchrun)."""
     from robolearn.pretrain.datasets import dataset_for
@@ -158,6 +171,8 @@ def pretrain(cfg: PretrainCommand) -> int:
         result = trainer.fit()
         if info.is_main:
             last = result.last_checkpoint
+            if last is not None:
+                _card(cfg, last, result)
             print(
                 f"done: {result.steps} optimizer steps, {result.epochs_done} epochs; last checkpoint {last} "
                 f"(robolearn.encoders.load('{last}'))"

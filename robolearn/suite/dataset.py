@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.lineage import write_card
+
 META_FILE = "dataset.json"
 RECORDS_FILE = "records.jsonl"
 SPLITS = ("train", "val", "test_seen", "test_heldout")
@@ -113,6 +115,7 @@ def write_dataset(
             "hash": _dataset_hash(files, scenario, version, config),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        write_card(tmp, "suite-dataset", [], meta["config"], {"instances": n, **counts}, [META_FILE])  # sha256s
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

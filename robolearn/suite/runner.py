@@ -30,6 +30,7 @@ from typing import Any
 import robolearn.suite.families  # noqa: F401  (registers the built-in scenarios)
 from robolearn import __version__
 from robolearn.config import opt, save_config
+from robolearn.lineage import write_card
 from robolearn.suite.adapt import Budget
 from robolearn.suite.dataset import SuiteDataError, load_dataset
 from robolearn.suite.encoders import EncoderSpec, default_lm
@@ -140,6 +141,9 @@ def run_cell(scenario: Scenario, dataset, spec: EncoderSpec, seed: int, cfg: Sui
     result = {**asdict(res), "scenario": scenario.name, "encoder": spec.spec, "seed": seed,
               "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
     write_text_atomic(metrics_path, json.dumps(result, indent=1, default=float))
+    ckpt = spec.spec.split(":", 1)[1] if ":" in spec.spec else spec.spec  # a checkpoint, or a name
+    encoder = [] if spec.is_baseline else [ckpt]
+    write_card(out, "suite-cell", [dataset.folder, *encoder], cell, res.metrics, [METRICS_FILE])
     record.update(status="done", identity=res.extra.get("encoder_identity"))
     write_text_atomic(cell_path, json.dumps(record, indent=1, default=str))
     return result
@@ -184,5 +188,8 @@ def run_suite(cfg: SuiteConfig) -> SuiteRun:
                 cell_out = out / "cells" / scenario.name / spec.slug / f"seed-{seed}"
                 run.results.append(run_cell(scenario, ds, spec, seed, cfg, cell_out))
         run.seconds[scenario.name] = round(time.perf_counter() - t, 1)
-    write_leaderboard(out)
+    board = json.loads(write_leaderboard(out)[0].read_text())
+    cells = sorted(p.parent for p in (out / "cells").glob(f"*/*/seed-*/{METRICS_FILE}"))  # what the board read
+    figures = {r["encoder"]: r["mean_win_rate"] for r in board["rows"]}
+    write_card(out, "leaderboard", cells, cfg, figures, ["leaderboard.json"])
     return run

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from robolearn.config import opt, save_config
+from robolearn.lineage import write_card
 
 
 @dataclass
@@ -277,6 +278,8 @@ def run_demo(cfg: DemoConfig) -> int:
     summary = _summary(run, evals, times, time.perf_counter() - t0, len(successful), lm_note)
     summary["comparison"], summary["pretraining_data"] = comparison, corpus_note
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    figures = {f"{k} success": v["success"] for k, v in summary["results"].items()}
+    write_card(run, "demo", [*evals, run / "report"], cfg, figures, ["summary.json"])
     print("\n" + json.dumps(summary, indent=2))
     print(f"\ndemo finished in {summary['total_s']:.0f} s")
     print(f"report: {report}")
@@ -375,7 +378,10 @@ def _random_init_encoder(cfg: DemoConfig, lm: str, overrides: dict[str, Any], fo
     from robolearn.encoders import build, save
 
     torch.manual_seed(cfg.seed)
-    return save(build(cfg.model, language_model=lm, image_size=cfg.size, **overrides), folder)
+    save(build(cfg.model, language_model=lm, image_size=cfg.size, **overrides), folder)
+    made = {"model": cfg.model, "seed": cfg.seed, "init": "random"}
+    write_card(folder, "encoder", [{"path": lm, "kind": "lm"}], made)
+    return folder
 
 
 def _summary(

@@ -26,6 +26,7 @@ from robolearn.eval.report.document import (
     table,
 )
 from robolearn.eval.report.plots import PLOTS_DIR, grouped_bars
+from robolearn.lineage import write_card
 
 ImageSpec = str | Path | tuple
 
@@ -162,4 +163,6 @@ def compare_report(
     md_path, html_path = out_dir / "compare.md", out_dir / "compare.html"
     md_path.write_text(render_md(blocks))
     html_path.write_text(render_html(blocks, title))
+    figures = {n: r["overall"]["success_rate"] for n, (_, r) in zip(names, runs)}
+    write_card(out_dir, "report", [d for d, _ in runs], {"title": title, "labels": names}, figures, ["compare.md"])
     return md_path, html_path
