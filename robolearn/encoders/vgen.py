@@ -79,9 +79,15 @@ class VGen(VoltronMAE):
 
     # --- decoder ------------------------------------------------------------------------------------------
     def decode(
-        self, encoded: torch.Tensor, restore_idx: torch.Tensor | None, gen_embeds: torch.Tensor, gen_mask: torch.Tensor
+        self,
+        encoded: torch.Tensor,
+        restore_idx: torch.Tensor | None,
+        gen_embeds: torch.Tensor,
+        gen_mask: torch.Tensor,
+        logits: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """encoded [B, 2, K, D] -> (pixels [B, 2, N, p*p*C], token logits [B, L, vocab])."""
+        """encoded [B, 2, K, D] -> (pixels [B, 2, N, p*p*C], token logits [B, L, vocab]; with logits=False the
+        decoder's text states [B, L, decoder_dim] instead)."""
         b, t = encoded.shape[:2]
         patches = self.decoder_tokens(encoded, restore_idx)
         text = self.decoder_lang_proj(gen_embeds.to(patches.dtype))
@@ -93,7 +99,7 @@ class VGen(VoltronMAE):
             AttentionMask.from_padding(valid, self.config.voltron_compat, allow=allow),
         )
         pixels = self.pixel_head(x[:, :n_img]).reshape(b, t, self.config.n_patches, -1)
-        return pixels, self.token_head(x[:, n_img:])
+        return pixels, self.token_head(x[:, n_img:]) if logits else x[:, n_img:]
 
     @staticmethod
     def token_nll(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -102,6 +108,20 @@ class VGen(VoltronMAE):
         ce = ce.reshape(ids.shape[0], -1)
         m = mask[:, :-1].to(ce.dtype)
         return (ce * m).sum(-1) / m.sum(-1)
+
+    def weighted_token_nll(
+        self, text: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        """`token_nll` of the decoder's text states [B, L, d], with the vocabulary head applied only where the
+        loss counts: real input positions of examples with nonzero weight (0 for the others). The head over a
+        30k-word vocabulary dominates a tiny V-Gen step; 'condition' examples (weight 0, half of a batch) and
+        padding never reach it. Same loss and gradients as `token_nll` on the full logits."""
+        count = mask[:, :-1].sum(-1).clamp(min=1)
+        b_idx, pos = (mask[:, :-1].bool() & (weight != 0)[:, None]).nonzero(as_tuple=True)
+        logits = self.token_head(text[b_idx, pos])  # [n, vocab]; n = 0 still gives the head a (zero) gradient
+        ce = F.cross_entropy(logits.float(), ids[b_idx, pos + 1], reduction="none")
+        total = torch.zeros(ids.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, b_idx, ce)
+        return total / count.to(ce.dtype)
 
     # --- training -----------------------------------------------------------------------------------------
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -118,12 +138,12 @@ class VGen(VoltronMAE):
         gen_embeds = batch.get("gen_embeddings")
         if gen_embeds is None:
             gen_embeds = self.language.embed_tokens(gen_ids)
-        pixels, logits = self.decode(
-            encoded[:, : t * k].reshape(b, t, k, -1), m.restore_idx, gen_embeds.to(frames.device), gen_mask
+        pixels, text = self.decode(
+            encoded[:, : t * k].reshape(b, t, k, -1), m.restore_idx, gen_embeds.to(frames.device), gen_mask, False
         )
         losses = self.frame_losses(pixels, frames, m.mask)
         rec = (losses[0] + losses[1]) / 2
-        nll = self.token_nll(logits, gen_ids, gen_mask)
+        nll = self.weighted_token_nll(text, gen_ids, gen_mask, weight)
         lm = (nll * weight).sum() / (c.eps + weight.sum())
         loss = c.mae_weight * rec + c.lm_weight * lm
         return loss, metrics_of(

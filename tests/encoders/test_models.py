@@ -224,6 +224,29 @@ def test_vgen_generate_flags_route_language(models):
     assert float(metrics["lm_loss"]) == 0.0
 
 
+def test_vgen_selective_vocab_head_matches_full_logits(models):
+    """The loss applies the vocabulary head only to counted positions: same value and gradients as full logits."""
+    model = models["v-gen-tiny"]
+    torch.manual_seed(1)
+    b, length, d = 4, 7, model.config.decoder_dim
+    text = torch.randn(b, length, d, requires_grad=True)
+    ids = torch.randint(0, model.config.vocab_size, (b, length))
+    mask = torch.tensor([[1] * 7, [1, 1, 1, 0, 0, 0, 0], [1] + [0] * 6, [1] * 5 + [0, 0]])
+    weight = torch.tensor([1.0, 0.0, 1.0, 0.5])
+    full = (model.token_nll(model.token_head(text), ids, mask) * weight).sum()
+    g_full = torch.autograd.grad(full, [text, model.token_head.weight])
+    nll = model.weighted_token_nll(text, ids, mask, weight)
+    assert nll[1] == 0.0  # weight 0: never reaches the head
+    fast = (nll * weight).sum()
+    g_fast = torch.autograd.grad(fast, [text, model.token_head.weight])
+    assert torch.allclose(fast, full, atol=1e-5)
+    for a, c in zip(g_fast, g_full, strict=True):
+        assert torch.allclose(a, c, atol=1e-6)
+    none = model.weighted_token_nll(text, ids, mask, torch.zeros(b)).sum()  # no generating example in a batch
+    assert float(none) == 0.0
+    assert torch.autograd.grad(none, model.token_head.weight)[0].abs().sum() == 0
+
+
 def test_vgen_score_prefers_the_trained_caption(lm_dir):
     torch.manual_seed(0)
     model = build("v-gen-tiny", language_model=str(lm_dir)).train()
