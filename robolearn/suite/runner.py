@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 import robolearn.suite.families  # noqa: F401  (registers the built-in scenarios)
 from robolearn import __version__
 from robolearn.config import opt, save_config
@@ -134,6 +137,10 @@ def run_cell(scenario: Scenario, dataset, spec: EncoderSpec, seed: int, cfg: Sui
     ctx = CellContext(out=out, seed=seed, budget=budget, cache_dir=cfg.out / "cache", size=cfg.size,
                       progress=cfg.progress)  # fmt: skip
     t = time.perf_counter()
+    # every random draw of the cell (a random-weights encoder's init included) follows from its seed alone, so a
+    # cell reruns to the same weights and numbers whatever ran before it in the process
+    torch.manual_seed(seed)
+    np.random.seed(seed)
     res: CellResult = scenario.run_cell(dataset, spec, ctx)
     missing = [m for m in scenario.metrics if m not in res.metrics]
     if missing:

@@ -4,6 +4,7 @@ run_suite at a test size."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def test_task_embeddings_carry_meaning_with_the_default_lm():
     assert task_embeddings(cands, "all-minilm-l6-v2").shape == (7, 384)
 
 
-def test_scenario_runs_for_every_kind_of_encoder(dataset, tmp_path, lm_dir):
+def test_scenario_runs_for_every_kind_of_encoder(dataset, tmp_path, lm_dir, monkeypatch):
     cfg = SuiteConfig(scenarios=["intent-test"], encoders=["v-cond-tiny", "scratch-cnn", "v-gen-tiny"], seeds=[0],
                       out=tmp_path / "run", progress=False, steps=15, language_model=str(lm_dir),
                       datasets=dataset.folder.parent)  # fmt: skip
@@ -147,6 +148,21 @@ def test_scenario_runs_for_every_kind_of_encoder(dataset, tmp_path, lm_dir):
     assert "zero_shot" not in by["v-cond-tiny"]["extra"]
     board = json.loads((cfg.out / "leaderboard.json").read_text())
     assert "intent-test:top1" in json.dumps(board)
+    # the zero-shot scores have no trained part: a rerun of the cell with the same weights (here: another adapter
+    # budget) reads them from the cache, never rescores (a random-init encoder's weights differ per seed)
+    assert len(list((cfg.out / "cache").glob("zero-shot-*.npy"))) == 1
+    import robolearn.suite.families.intent as intent_mod
+
+    first = np.load(cfg.out / "cells/intent-test/v-gen-tiny/seed-0/predictions.npz")["zero_shot_scores"]
+
+    def rescored(*a, **k):
+        raise AssertionError("zero-shot scores were recomputed for the same weights")
+
+    monkeypatch.setattr(intent_mod, "vgen_zero_shot", rescored)
+    again = run_suite(dataclasses.replace(cfg, encoders=["v-gen-tiny"], steps=5, overwrite=True))
+    second = np.load(cfg.out / "cells/intent-test/v-gen-tiny/seed-0/predictions.npz")["zero_shot_scores"]
+    assert np.array_equal(first, second) and len(again.results[0]["curves"]["train_loss"]) == 5
+    assert again.results[0]["extra"]["zero_shot"]["top1"] == zs["top1"]
 
 
 def test_a_wrong_version_dataset_is_refused(dataset):

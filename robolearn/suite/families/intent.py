@@ -26,6 +26,8 @@ Scoring. Encoders run in "visual" mode: the instance's instruction is the answer
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import multiprocessing as mp
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from robolearn.suite.adapt import Budget, fit, predict
 from robolearn.suite.dataset import SuiteDataset, write_dataset
 from robolearn.suite.encoders import EncoderSpec, TokenSource, backbone_identity
 from robolearn.suite.scenario import CellContext, CellResult, Scenario, register
+from robolearn.utils import atomic_path
 
 TASK_NAMES = tuple(TASKS)  # candidate order: press-button, open-drawer, ..., put-on-shelf
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -368,6 +371,35 @@ def vgen_zero_shot(
     return np.stack(out) if out else np.zeros((0, len(TASK_NAMES)), dtype=np.float32)
 
 
+def cached_zero_shot(
+    backbone: Backbone,
+    dataset: SuiteDataset,
+    idx: np.ndarray,
+    candidates: list[list[str]],
+    identity: dict,
+    cache_dir: Path | None,
+) -> np.ndarray:
+    """`vgen_zero_shot`, computed once per (encoder weights, LM, dataset, instances, candidates) and kept in the
+    suite's cache: it has no trained part, so every seed of a cell shares it. A damaged entry is recomputed."""
+    key = {"identity": identity, "dataset": dataset.hash, "idx": np.asarray(idx).tolist(), "candidates": candidates}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = cache_dir / f"zero-shot-{digest}.npy" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            scores = np.load(path)
+            if scores.shape == (len(idx), len(candidates)):
+                return scores
+        except (OSError, ValueError):
+            pass
+        path.unlink(missing_ok=True)
+    scores = vgen_zero_shot(backbone, dataset, idx, candidates)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, scores)
+    return scores
+
+
 def _rate(correct: np.ndarray) -> tuple[float, tuple[float, float]]:
     k, n = int(np.sum(correct)), len(correct)
     return (k / n if n else float("nan")), wilson_interval(k, n)
@@ -508,7 +540,7 @@ class IntentScenario(Scenario):
                                        "pred": scores.argmax(-1), "fraction": fractions,
                                        "heldout": heldout}  # fmt: skip
         if extra["encoder_identity"].get("arch") == "v-gen":  # V-Gen also scores zero-shot with its decoder
-            zs = vgen_zero_shot(inner, dataset, test, candidates)
+            zs = cached_zero_shot(inner, dataset, test, candidates, extra["encoder_identity"], ctx.cache_dir)
             z = intent_metrics(zs, labels.numpy()[test], fractions, heldout)
             extra["zero_shot"] = {"method": "V-Gen score(): mean caption token log-likelihood, no trained head",
                                   **z["metrics"], "intervals": z["intervals"]}  # fmt: skip
