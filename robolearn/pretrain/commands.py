@@ -124,6 +124,12 @@ def prepare(cfg: PrepareCommand) -> int:
             f"{report['failed'][0]['id']}: {report['failed'][0]['error']}",
             file=sys.stderr,
         )
+    if report.get("empty_captions"):
+        print(
+            f"{report['empty_captions']} clips skipped: empty 'label' (caption) in the labels file (ids in "
+            f"{cfg.out}/report.json); first: {report['empty_caption_ids'][0]}",
+            file=sys.stderr,
+        )
     if report["clips_in_index"] == 0:
         print(f"robolearn pretrain prepare: no usable clips in {cfg.out} (see report.json)", file=sys.stderr)
         return 1

@@ -162,8 +162,9 @@ def ssv2_tasks(
     val_clips: int = 1000,
     limit: int | None = None,
     ext: str = "webm",
-) -> tuple[list[ClipTask], list[ClipRecord], list[str]]:
-    """Tasks (validation first, then train), index records, and the labelled ids that have no video."""
+) -> tuple[list[ClipTask], list[ClipRecord], list[str], list[str]]:
+    """Tasks (validation first, then train), index records, the labelled ids that have no video, and the ids
+    whose caption (`label`) is empty: those are skipped, never trained on as "no language"."""
     train = read_labels(labels)
     if limit is not None and limit >= 0:
         train = train[:limit]
@@ -177,20 +178,25 @@ def ssv2_tasks(
                 raise PrepareError(f"{src}: entry {i}: clip id {e.id!r} appears twice (first in {seen[e.id]})")
             seen[e.id] = f"{src} entry {i}"
     found = list_videos(videos, ext)
-    tasks, records, missing = [], [], []
+    tasks, records, missing, empty = [], [], [], []
     for split, entries in (("val", val), ("train", train)):
         for e in entries:
+            if not e.label.strip():
+                empty.append(e.id)
+                continue
             records.append(ClipRecord(e.id, split, e.label, e.template, list(e.placeholders)))
             if e.id in found:
                 tasks.append(ClipTask(e.id, split, str(found[e.id])))
             else:
                 missing.append(e.id)
+    if not tasks and empty and not records:
+        raise PrepareError(f"{labels}: every one of the {len(empty)} labelled clips has an empty 'label' (caption)")
     if not tasks:
         raise PrepareError(
             f"{videos}: none of the {len(records)} labelled clips has a video "
             f"(expected {Path(videos) / ('<id>.' + ext)})"
         )
-    return tasks, records, missing
+    return tasks, records, missing, empty
 
 
 def prepare_ssv2(
@@ -216,7 +222,7 @@ def prepare_ssv2(
     if size < 1:
         raise PrepareError(f"size must be >= 1, got {size}")
     tok = load_tokenizer(tokenizer)  # fail before hours of decoding
-    tasks, records, missing = ssv2_tasks(videos, labels, validation, val_clips, limit, ext)
+    tasks, records, missing, empty = ssv2_tasks(videos, labels, validation, val_clips, limit, ext)
     worker = functools.partial(decode_task, size=size, quality=quality)
     attrs = {"source": "ssv2", "encoding": "jpeg", "size": size, "quality": quality}
     with output_lock(out):
@@ -241,5 +247,10 @@ def prepare_ssv2(
             tokenizer,
             max_lang_len,
             attrs,
-            {"missing_videos": len(missing), "missing_video_ids": missing[:100]},
+            {
+                "missing_videos": len(missing),
+                "missing_video_ids": missing[:100],
+                "empty_captions": len(empty),
+                "empty_caption_ids": empty[:100],
+            },
         )

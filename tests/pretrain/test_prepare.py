@@ -187,7 +187,7 @@ def test_a_worker_process_dying_only_fails_its_clip(ssv2_raw, tmp_path):
     from robolearn.pretrain.shards import DIED, write_shards
     from robolearn.pretrain.ssv2 import ssv2_tasks
 
-    tasks, _, _ = ssv2_tasks(ssv2_raw / "videos", ssv2_raw / "train.json", None)
+    tasks, _, _, _ = ssv2_tasks(ssv2_raw / "videos", ssv2_raw / "train.json", None)
     stats = write_shards(tmp_path / "out", tasks, dying_worker, {"source": "ssv2", "size": CROP}, workers=2)
     assert stats.written == 5 and stats.failed == 1
     tables = [read_shard_tables(p) for p in shard_files(tmp_path / "out")]
@@ -310,3 +310,19 @@ def test_jpeg_store_is_plain_bytes(prepared):
         buf = f["frames/data"][off : off + n].tobytes()
         assert f["clips/first"][0] == 0
     assert simplejpeg.decode_jpeg(buf).shape == (CROP, CROP, 3)
+
+
+def test_an_empty_caption_is_skipped_and_reported(ssv2_copy, lm_dir, tmp_path):
+    from robolearn.pretrain.ssv2 import prepare_ssv2
+
+    labels = json.loads((ssv2_copy / "train.json").read_text())
+    labels[1]["label"], labels[1]["template"] = "  ", ""
+    (ssv2_copy / "train.json").write_text(json.dumps(labels))
+    rep = run_prepare(ssv2_copy, tmp_path / "out", lm_dir)
+    assert rep["empty_captions"] == 1 and rep["empty_caption_ids"] == [str(labels[1]["id"])]
+    assert rep["clips_in_index"] == 7 and str(labels[1]["id"]) not in ShardSource(tmp_path / "out").table.ids
+    for e in labels:
+        e["label"] = ""
+    (ssv2_copy / "train.json").write_text(json.dumps(labels))
+    with pytest.raises(PrepareError, match=r"train\.json: every one of the \d+ labelled clips has an empty 'label'"):
+        prepare_ssv2(ssv2_copy / "videos", ssv2_copy / "train.json", None, tmp_path / "o2", tokenizer=str(lm_dir))

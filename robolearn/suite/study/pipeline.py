@@ -75,6 +75,7 @@ def _prepare(cfg: StudyConfig, corpus: Path, out: Path, lm: str) -> dict[str, An
         "val": report["val"],
         "failed": report["failed"],
         "truncated_captions": report["truncated_captions"],
+        "empty_captions": report.get("empty_captions", 0),
     }
 
 

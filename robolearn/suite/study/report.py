@@ -150,6 +150,8 @@ def write_report(cfg, names, ident, corpus, prep, pretrained, suite_info, probe,
     if prep["failed"]:
         bad = ", ".join(f"{f['id']} ({f['error']})" for f in prep["failed"][:10])
         blocks.append(para(f"Skipped {len(prep['failed'])} clip(s) that could not be decoded: {bad}."))
+    if prep.get("empty_captions"):
+        blocks.append(para(f"Skipped {prep['empty_captions']} clip(s) whose caption (label) is empty."))
 
     blocks.append(h(2, "Pretraining at equal compute"))
     rows = []
