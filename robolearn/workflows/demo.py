@@ -54,9 +54,9 @@ class DemoConfig:
     corpus_weight: float = opt(0.5, help="mixture weight of the clip corpus (the demos get the rest)")
     mode: str = opt("multimodal", help="V-Cond policies: multimodal (reads the instruction) | visual")
     pretrain_steps: int = opt(300, help="pretraining optimizer steps")
-    train_steps: int = opt(1500, help="head training steps (frozen encoders)")
-    baseline_steps: int = opt(600, help="training steps of the from-scratch CNN baseline")
-    eval_episodes: int = opt(20, help="evaluation episodes per policy")
+    train_steps: int = opt(800, help="head training steps (frozen encoders)")
+    baseline_steps: int = opt(400, help="training steps of the from-scratch CNN baseline")
+    eval_episodes: int = opt(16, help="evaluation episodes per policy")
     num_envs: int = opt(2, help="parallel evaluation envs")
     seed: int = opt(0, help="seed")
 
