@@ -113,11 +113,38 @@ def versions() -> dict[str, str | None]:
     }
 
 
-def find_card(path: str | Path) -> Path | None:
-    """The card of an artifact: `<path>/lineage.json` for a folder, `<folder>/lineage.json` for a file in it."""
+def _covers(folder: Path, card_file: Path, part: Path) -> bool:
+    """Whether the card in `folder` describes `part` (a file or folder below it): `part` is one of the card's
+    key files or holds one."""
+    try:
+        method = json.loads(card_file.read_text()).get("id_method") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False
+    target = part.resolve()
+    files = key_files(folder, method.get("files") or [])
+    return any(f.resolve() == target or target in f.resolve().parents for f in files)
+
+
+def owner(path: str | Path) -> Path | None:
+    """The folder of the artifact `path` belongs to: `path` itself when it is a folder with a card, a file's
+    folder when that has one, else the nearest folder above whose card lists `path` among its key files (a
+    clip corpus's `videos/` or `labels/train.json`). None when no card describes it."""
     p = Path(path)
-    card = p / CARD_NAME if p.is_dir() else p.parent / CARD_NAME
-    return card if card.is_file() else None
+    start = p if p.is_dir() else p.parent
+    if (start / CARD_NAME).is_file():
+        return start
+    for folder in start.resolve().parents:
+        card_file = folder / CARD_NAME
+        if card_file.is_file():
+            return folder if _covers(folder, card_file, p) else None
+    return None
+
+
+def find_card(path: str | Path) -> Path | None:
+    """The card of an artifact (see `owner`): `<path>/lineage.json` for a folder, `<folder>/lineage.json` for a
+    file in it, or the card of the nearest folder above whose key files include `path`."""
+    folder = owner(path)
+    return None if folder is None else folder / CARD_NAME
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
@@ -195,7 +222,7 @@ def _check_no_cycle(folder: Path, inputs: list[dict[str, Any]]) -> None:
         target = resolve_input(base, inp)
         if target is None:
             continue
-        art = target if target.is_dir() else target.parent
+        art = owner(target) or (target if target.is_dir() else target.parent)
         if art.resolve() == me:
             raise LineageError(
                 f"{folder / CARD_NAME}: field 'inputs' makes a cycle ({' -> '.join([*trail, str(art.resolve())])}): "

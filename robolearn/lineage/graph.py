@@ -20,6 +20,7 @@ from robolearn.lineage.card import (
     LineageError,
     find_card,
     fingerprint,
+    owner,
     read_card,
     resolve_input,
     transparency,
@@ -72,8 +73,9 @@ class Graph:
 
 
 def _artifact(path: Path) -> Path:
-    """The folder whose card describes `path` (the folder itself, or a file's folder)."""
-    return path if path.is_dir() else path.parent
+    """The folder whose card describes `path` (see `card.owner`); without one, the folder itself or a file's
+    folder."""
+    return owner(path) or (path if path.is_dir() else path.parent)
 
 
 def _node(folder: Path, verify: bool) -> Node:

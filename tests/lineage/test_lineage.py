@@ -193,3 +193,22 @@ def test_suite_dataset_card_reuses_its_sha256_manifest(tmp_path):
     text = to_text(build_graph(ds.folder))
     assert "suite-dataset" in text and "0 problems" in text
     assert "<svg" in to_html(build_graph(ds.folder))
+
+
+def test_a_card_above_describes_only_its_own_key_files(tmp_path):
+    from robolearn.lineage import find_card, owner
+
+    art = tmp_path / "corpus"
+    (art / "videos").mkdir(parents=True)
+    (art / "notes").mkdir()
+    (art / "videos" / "1.webm").write_bytes(b"clip")
+    (art / "notes" / "todo.txt").write_text("not a key file")
+    write_card(art, "clip-corpus", [], {}, {"clips": 1}, ["videos/*.webm"])
+    assert owner(art / "videos") == owner(art / "videos" / "1.webm") == art
+    assert find_card(art / "videos") == art / CARD_NAME
+    assert owner(art / "notes") is None and find_card(art / "notes" / "todo.txt") is None
+    consumer = tmp_path / "shards"
+    consumer.mkdir()
+    write_card(consumer, "shards", [art / "videos", art / "notes"], {}, {"n": 1})
+    kinds = [(i["kind"], i.get("card")) for i in read_card(consumer)["inputs"]]
+    assert kinds == [("clip-corpus", str((art / CARD_NAME).resolve())), ("unknown", None)]

@@ -171,3 +171,28 @@ def test_prepare_skips_and_reports_a_corrupt_clip(corpus, lm_dir, tmp_path):
     (bad / "videos" / "3.webm").write_bytes(data[:100] + np.random.default_rng(0).bytes(len(data) - 100))
     rep = _prepare(bad, tmp_path / "p", lm_dir)
     assert [f["id"] for f in rep["failed"]] == ["3"] and rep["clips_in_index"] == 9
+
+
+def test_corpus_card_and_prepare_traces_back_to_it(corpus, lm_dir, tmp_path, copy_tree):
+    import robolearn.pretrain.commands  # noqa: F401 (registers `pretrain prepare`)
+    from robolearn.cli import main
+    from robolearn.lineage import build_graph, read_card
+
+    card = read_card(corpus)
+    assert card["kind"] == "clip-corpus" and card["inputs"] == [] and card["config"]["seed"] == 3
+    assert card["figures"]["clips"] == 10 and card["id_method"]["count"] == 10 + 3  # videos + 3 label files
+    assert read_card(corpus / "videos")["id"] == card["id"] == read_card(corpus / "labels" / "train.json")["id"]
+    src = copy_tree(corpus, "carded")
+    lab, out = src / "labels", tmp_path / "shards"
+    args = ["--videos", src / "videos", "--labels", lab / "train.json", "--validation", lab / "validation.json"]
+    args += ["--out", out, "--tokenizer", lm_dir, "--size", "32", "--frames-per-shard", "40"]
+    assert main(["pretrain", "prepare", "--source", "ssv2", *map(str, args)]) == 0
+    shards = read_card(out)
+    corpus_inputs = [i for i in shards["inputs"] if i["kind"] == "clip-corpus"]
+    assert len(corpus_inputs) == 3 and {i["id"] for i in corpus_inputs} == {card["id"]}  # videos, train, val
+    assert shards["figures"]["clips_in_index"] == 10
+    g = build_graph(out)
+    assert not g.problems and str(src.resolve()) in g.nodes  # one node for the corpus, not one per input path
+    assert sorted(e.status for e in g.edges) == ["no card", "ok", "ok", "ok"]  # + the tokenizer folder
+    (src / "videos" / "4.webm").write_bytes(b"edited")
+    assert any("modified after its card" in p for p in build_graph(out).problems)

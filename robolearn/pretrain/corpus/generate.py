@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from robolearn import __version__
+from robolearn.lineage import write_card
 from robolearn.pretrain.corpus.config import CorpusConfig, CorpusError, CorpusReport
 from robolearn.utils import write_text_atomic
 
@@ -285,4 +286,13 @@ def _finish(cfg: CorpusConfig, out: Path, records: dict[int, dict], generated: i
         "hash": report.hash,
     }
     write_text_atomic(out / "corpus.json", _corpus_json(cfg, extra))
+    _card(cfg, out, report)
     return report
+
+
+def _card(cfg: CorpusConfig, out: Path, report: CorpusReport) -> None:
+    """The corpus's lineage card: made from the simulator alone (no inputs), its id hashing the videos and the
+    label files that `pretrain prepare` reads (so `OUT/videos` and `OUT/labels/train.json` resolve to it)."""
+    figures = {"clips": report.clips, "train": report.train, "val": report.val, "failed": len(report.failed)}
+    figures |= {"clips_per_minute": report.clips_per_minute, "hash": report.hash}
+    write_card(out, "clip-corpus", [], cfg.to_json(), figures, ["videos/*.webm", "labels/*.json"])
