@@ -421,6 +421,9 @@ def test_serve_command(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a shell without job control starts background jobs with SIGINT ignored, and Python then installs no
+        # Ctrl-C handler: give the server the default, as an interactive terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         url, seen = None, []
@@ -436,8 +439,12 @@ def test_serve_command(tmp_path):
         with urllib.request.urlopen(url + "api/episodes", timeout=30) as r:
             assert json.load(r)["count"] == 6
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0 and "stopped" in out
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"no exit 30 s after SIGINT; output: {''.join(seen)}{proc.communicate()[0]}")
+        assert proc.returncode == 0 and "stopped" in out, out
     finally:
         if proc.poll() is None:
             proc.kill()
