@@ -12,6 +12,41 @@ TRAVEL = 0.012  # cap travel [m]
 PRESSED = 0.75 * TRAVEL
 
 
+def add_button(
+    spec: mujoco.MjSpec,
+    base: mujoco.MjsBody,
+    prefix: str,
+    half: float,
+    cap_radius: float,
+    housing_rgba,
+    cap_rgba,
+    joint: str,
+) -> mujoco.MjsBody:
+    """A spring-loaded push button on `base`: a square housing (`half` m half-width) and a cylinder cap on a
+    slide joint `joint` that sinks TRAVEL into it (geoms and bodies `<prefix>_housing`, `<prefix>_cap`)."""
+    add_box(base, f"{prefix}_housing", (half, half, 0.015), (0, 0, 0.015), housing_rgba)
+    cap = base.add_body(name=f"{prefix}_cap", pos=[0, 0, 0.03])
+    cap.add_joint(
+        name=joint,
+        type=mujoco.mjtJoint.mjJNT_SLIDE,
+        axis=[0, 0, 1],
+        range=[-TRAVEL, 0],
+        stiffness=150.0,
+        damping=3.0,
+        springref=0.0,
+    )
+    cap.add_geom(
+        name=f"{prefix}_cap",
+        type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+        size=[cap_radius, 0.008],
+        pos=[0, 0, 0.008],
+        rgba=cap_rgba,
+        mass=0.02,
+    )
+    spec.add_exclude(bodyname1=base.name, bodyname2=f"{prefix}_cap")  # the cap sinks into its housing
+    return cap
+
+
 class PressButton(Task):
     name = "press-button"
     instructions = (
@@ -26,26 +61,7 @@ class PressButton(Task):
     def build(self, spec: mujoco.MjSpec, scene: SceneParams) -> None:
         rng = np.random.default_rng([scene.household, scene.scene, scene.seed, 11])
         base = spec.worldbody.add_body(name="button_base", pos=[0.45, 0.0, scene.table_z])
-        add_box(base, "button_housing", (0.045, 0.045, 0.015), (0, 0, 0.015), colour(rng, 0.1, 0.5))
-        cap = base.add_body(name="button_cap", pos=[0, 0, 0.03])
-        cap.add_joint(
-            name="button",
-            type=mujoco.mjtJoint.mjJNT_SLIDE,
-            axis=[0, 0, 1],
-            range=[-TRAVEL, 0],
-            stiffness=150.0,
-            damping=3.0,
-            springref=0.0,
-        )
-        cap.add_geom(
-            name="button_cap",
-            type=mujoco.mjtGeom.mjGEOM_CYLINDER,
-            size=[0.028, 0.008],
-            pos=[0, 0, 0.008],
-            rgba=[0.85, 0.1, 0.1, 1],
-            mass=0.02,
-        )
-        spec.add_exclude(bodyname1="button_base", bodyname2="button_cap")  # the cap sinks into its housing
+        add_button(spec, base, "button", 0.045, 0.028, colour(rng, 0.1, 0.5), [0.85, 0.1, 0.1, 1], joint="button")
 
     def bind(self, model: mujoco.MjModel) -> None:
         self._base = model.body("button_base").id

@@ -15,7 +15,7 @@ import numpy as np
 
 from robolearn.envs.scenes import SceneParams
 from robolearn.envs.tasks.base import Task, Waypoint, add_box, colour
-from robolearn.envs.tasks.button import PRESSED, TRAVEL
+from robolearn.envs.tasks.button import PRESSED, add_button
 
 LAMP_ON = np.array([1.0, 0.9, 0.0, 1.0])
 LAMP_OFF = np.array([0.12, 0.12, 0.12, 1.0])
@@ -39,27 +39,8 @@ class ButtonMemory(Task):
         housing, cap_rgba = colour(rng, 0.1, 0.5), [0.2, 0.3, 0.85, 1]  # both buttons look the same
         for side in SIDES:
             base = spec.worldbody.add_body(name=f"{side}_base", pos=[0.45, 0.0, scene.table_z])
-            add_box(base, f"{side}_housing", (0.04, 0.04, 0.015), (0, 0, 0.015), housing)
+            add_button(spec, base, side, 0.04, 0.026, housing, cap_rgba, joint=f"{side}_button")
             add_box(base, f"{side}_lamp", (0.08, 0.08, 0.004), (0.14, 0, 0.004), LAMP_OFF, contype=0, conaffinity=0)
-            cap = base.add_body(name=f"{side}_cap", pos=[0, 0, 0.03])
-            cap.add_joint(
-                name=f"{side}_button",
-                type=mujoco.mjtJoint.mjJNT_SLIDE,
-                axis=[0, 0, 1],
-                range=[-TRAVEL, 0],
-                stiffness=150.0,
-                damping=3.0,
-                springref=0.0,
-            )
-            cap.add_geom(
-                name=f"{side}_cap",
-                type=mujoco.mjtGeom.mjGEOM_CYLINDER,
-                size=[0.026, 0.008],
-                pos=[0, 0, 0.008],
-                rgba=cap_rgba,
-                mass=0.02,
-            )
-            spec.add_exclude(bodyname1=f"{side}_base", bodyname2=f"{side}_cap")
 
     def bind(self, model: mujoco.MjModel) -> None:
         self._base = [model.body(f"{s}_base").id for s in SIDES]
