@@ -23,7 +23,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,6 +506,89 @@ class Interrupted(RuntimeError):
     """Raised by `train(..., interrupt_at=N)` after step N (stands in for a killed run in tests)."""
 
 
+StepFn = Callable[[], tuple[torch.Tensor, dict[str, float]]]
+
+
+def fit(
+    cfg: TrainConfig,
+    out: Path,
+    policy: Policy,
+    meta: dict[str, Any],
+    make_step: Callable[[torch.Generator], StepFn],
+    t0: float,
+    desc: str = "train",
+    on_log: Callable[[int, dict[str, Any]], None] | None = None,
+    show: dict[str, str] | None = None,
+    interrupt_at: int | None = None,
+) -> tuple[list[dict[str, Any]], float]:
+    """The optimisation loop every objective shares; -> (metrics history, last logged loss).
+
+    AdamW on the policy's trainable parameters, warm-up + cosine, gradients clipped at 1; --resume puts back
+    the latest checkpoint (weights, optimizer, every RNG) and cuts metrics.jsonl to its step. `make_step(gen)`
+    is called once the RNGs are in place and returns the step function: (loss, extra figures to average into
+    each metrics line). Every log_every steps a line {step, loss, extras, lr, time_s} (plus what `on_log`
+    adds) goes to metrics.jsonl; checkpoints every save_every steps; at the end the last checkpoint,
+    OUT/policy and loss.png. `show`: progress-bar name -> metrics key (default: the loss)."""
+    params = policy.trainable_parameters()
+    opt_ = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, history = 0, []
+    metrics_file = out / "metrics.jsonl"
+    if cfg.resume:
+        ck = _latest_checkpoint(out)
+        if ck is None:
+            raise CheckpointNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        st = load_train_state(ck)  # before anything is restored: a refused file changes nothing
+        policy.load_state_dict(load_policy(ck).state_dict())
+        start = _restore_train_state(ck, st, opt_, gen)
+        if metrics_file.exists():
+            history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+            history = [h for h in history if h["step"] <= start]
+            metrics_file.write_text("".join(json.dumps(h) + "\n" for h in history))
+    elif metrics_file.exists():
+        metrics_file.unlink()
+    step_fn = make_step(gen)
+    show = show or {"loss": "loss"}
+    bar = tqdm(total=cfg.steps, initial=start, desc=desc, unit="step", disable=not cfg.progress)
+    acc: dict[str, float] = {}
+    n_acc, last_loss = 0, float("nan")
+    for step in range(start, cfg.steps):
+        for g in opt_.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup)
+        loss, extra = step_fn()
+        opt_.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt_.step()
+        for k, v in {"loss": float(loss.detach()), **extra}.items():
+            acc[k] = acc.get(k, 0.0) + v
+        n_acc += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rec: dict[str, Any] = {"step": done, **{k: v / n_acc for k, v in acc.items()}}
+            rec.update(lr=opt_.param_groups[0]["lr"], time_s=round(time.perf_counter() - t0, 2))
+            if on_log is not None:
+                on_log(done, rec)
+            last_loss = rec["loss"]
+            history.append(rec)
+            with open(metrics_file, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            bar.set_postfix({name: f"{rec[key]:.4f}" for name, key in show.items()})
+            acc, n_acc = {}, 0
+        if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
+            _save_checkpoint(out, policy, opt_, done, gen, meta, cfg.keep)
+        bar.update(1)
+        if interrupt_at is not None and done >= interrupt_at:
+            bar.close()
+            raise Interrupted(f"interrupted after step {done}")
+    bar.close()
+    _save_checkpoint(out, policy, opt_, cfg.steps, gen, meta, cfg.keep)
+    save_policy(policy, out / "policy", meta)
+    if history:
+        plot_loss(history, out / "loss.png")
+    return history, last_loss
+
+
 def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     """Train a policy by behaviour cloning (objective "dpo" is `robolearn.policies.preference.train.train_dpo`,
     which `robolearn train` calls); see the module docstring for the run folder."""
@@ -549,66 +632,23 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     if val_paths:
         val_ds, _ = _dataset(val_paths, pc, stats)
         val_source = _Source(policy, val_ds, val_paths, cfg, "features (val)")
-    params = policy.trainable_parameters()
-    opt_ = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    start, history = 0, []
-    metrics_file = out / "metrics.jsonl"
-    if cfg.resume:
-        ck = _latest_checkpoint(out)
-        if ck is None:
-            raise CheckpointNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        st = load_train_state(ck)  # before anything is restored: a refused file changes nothing
-        policy.load_state_dict(load_policy(ck).state_dict())
-        start = _restore_train_state(ck, st, opt_, gen)
-        if metrics_file.exists():
-            history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-            history = [h for h in history if h["step"] <= start]
-            metrics_file.write_text("".join(json.dumps(h) + "\n" for h in history))
-    elif metrics_file.exists():
-        metrics_file.unlink()
+
+    def make_step(gen: torch.Generator) -> StepFn:
+        batches = source.batches(gen)
+
+        def step() -> tuple[torch.Tensor, dict[str, float]]:
+            tokens, extra, proprio, action, pad = next(batches)
+            pred = _forward(policy, tokens, extra, proprio, device)
+            return _loss(pred, action.to(device), pad.to(device), kind), {}
+
+        return step
+
+    def validate(done: int, rec: dict[str, Any]) -> None:
+        if done % (cfg.log_every * 5) == 0 or done == cfg.steps:
+            rec["val_loss"] = _validate(policy, val_source, kind, device)
+
     policy.train()
-    batches = source.batches(gen)
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not cfg.progress)
-    loss_acc, n_acc, last_loss = 0.0, 0, float("nan")
-    for step in range(start, cfg.steps):
-        for g in opt_.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup)
-        tokens, extra, proprio, action, pad = next(batches)
-        pred = _forward(policy, tokens, extra, proprio, device)
-        loss = _loss(pred, action.to(device), pad.to(device), kind)
-        opt_.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt_.step()
-        loss_acc, n_acc = loss_acc + float(loss.detach()), n_acc + 1
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            last_loss = loss_acc / n_acc
-            rec: dict[str, Any] = {
-                "step": done,
-                "loss": last_loss,
-                "lr": opt_.param_groups[0]["lr"],
-                "time_s": round(time.perf_counter() - t0, 2),
-            }
-            if done % (cfg.log_every * 5) == 0 or done == cfg.steps:
-                rec["val_loss"] = _validate(policy, val_source, kind, device)
-            history.append(rec)
-            with open(metrics_file, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            bar.set_postfix(loss=f"{last_loss:.4f}")
-            loss_acc, n_acc = 0.0, 0
-        if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
-            _save_checkpoint(out, policy, opt_, done, gen, meta, cfg.keep)
-        bar.update(1)
-        if interrupt_at is not None and done >= interrupt_at:
-            bar.close()
-            raise Interrupted(f"interrupted after step {done}")
-    bar.close()
-    _save_checkpoint(out, policy, opt_, cfg.steps, gen, meta, cfg.keep)
-    save_policy(policy, out / "policy", meta)
-    if history:
-        plot_loss(history, out / "loss.png")
+    history, last_loss = fit(cfg, out, policy, meta, make_step, t0, "train", validate, interrupt_at=interrupt_at)
     val_loss = next((h["val_loss"] for h in reversed(history) if h.get("val_loss") is not None), None)
     encoder = [] if pc.is_baseline else [pc.encoder_checkpoint or _parse_encoder(pc.encoder)[1] or pc.encoder]
     encoder += [{"path": pc.language_model, "kind": "lm"}] if pc.language_model else []

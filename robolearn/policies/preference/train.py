@@ -13,36 +13,28 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from robolearn.config import save_config, to_dict
-from robolearn.encoders.files import CheckpointNotFoundError
-from robolearn.policies.checkpoint import load_policy, save_policy
+from robolearn.lineage import write_card
+from robolearn.policies.checkpoint import load_policy, resolve_policy_dir
 from robolearn.policies.policy import Policy
 from robolearn.policies.preference.objective import dpo_loss, segment_log_ratio
 from robolearn.policies.preference.pairs import Pair, mine_pairs
 from robolearn.policies.train import (
-    Interrupted,
+    StepFn,
     TrainConfig,
     TrainResult,
     _dataset,
     _describe_data,
-    _latest_checkpoint,
     _loss,
-    _lr_factor,
-    _restore_train_state,
-    _save_checkpoint,
     _Source,
-    load_train_state,
-    plot_loss,
+    fit,
     select_episodes,
 )
 
@@ -177,74 +169,33 @@ def train_dpo(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     }
     steps_of = _Steps(policy, reference, dataset, paths, cfg, device)
     idx_w, mask_w, idx_l, mask_l = pair_indices(pairs, _sample_index(dataset), d.segment)
-    params = policy.trainable_parameters()
-    opt_ = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    start, history = 0, []
-    metrics_file = out / "metrics.jsonl"
-    if cfg.resume:
-        ck = _latest_checkpoint(out)
-        if ck is None:
-            raise CheckpointNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        st = load_train_state(ck)
-        policy.load_state_dict(load_policy(ck).state_dict())
-        start = _restore_train_state(ck, st, opt_, gen)
-        if metrics_file.exists():
-            history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-            history = [h for h in history if h["step"] <= start]
-            metrics_file.write_text("".join(json.dumps(h) + "\n" for h in history))
-    elif metrics_file.exists():
-        metrics_file.unlink()
-    policy.eval()  # dropout off: pi == ref at step 0 (the gradients still flow)
-    bar = tqdm(total=cfg.steps, initial=start, desc="train dpo", unit="step", disable=not cfg.progress)
-    acc: dict[str, float] = {}
-    n_acc, last_loss = 0, float("nan")
     n_pairs, L = len(pairs), d.segment
-    for step in range(start, cfg.steps):
-        for g in opt_.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup)
-        pick = torch.randint(0, n_pairs, (min(d.pairs_per_batch, n_pairs),), generator=gen)
-        b = len(pick)
-        flat = torch.cat([idx_w[pick], idx_l[pick]]).view(-1)
-        mu, mu_ref, action, pad = steps_of(flat)
-        shape = (2, b, L, *mu.shape[1:])
-        mu, mu_ref, action = mu.view(shape), mu_ref.view(shape), action.view(shape)
-        seg = torch.stack([mask_w[pick], mask_l[pick]]).to(device)  # [2, b, L]
-        keep = (~pad.view(2, b, L, -1)).float() * seg[..., None].float()
-        ratio_w = segment_log_ratio(mu[0], mu_ref[0], action[0], keep[0], d.sigma)
-        ratio_l = segment_log_ratio(mu[1], mu_ref[1], action[1], keep[1], d.sigma)
-        dpo, stats = dpo_loss(ratio_w, ratio_l, d.beta)
-        bc = _loss(mu[0], action[0], keep[0] == 0, kind)
-        stats["bc_loss"] = float(bc.detach())
-        loss = d.dpo_weight * dpo + d.bc_weight * bc
-        opt_.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt_.step()
-        stats["loss"] = float(loss.detach())
-        for k, v in stats.items():
-            acc[k] = acc.get(k, 0.0) + v
-        n_acc += 1
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            rec: dict[str, Any] = {"step": done, **{k: v / n_acc for k, v in acc.items()}}
-            rec.update(lr=opt_.param_groups[0]["lr"], time_s=round(time.perf_counter() - t0, 2))
-            last_loss = rec["loss"]
-            history.append(rec)
-            with open(metrics_file, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            bar.set_postfix(loss=f"{last_loss:.4f}", acc=f"{rec['reward_accuracy']:.2f}")
-            acc, n_acc = {}, 0
-        if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
-            _save_checkpoint(out, policy, opt_, done, gen, meta, cfg.keep)
-        bar.update(1)
-        if interrupt_at is not None and done >= interrupt_at:
-            bar.close()
-            raise Interrupted(f"interrupted after step {done}")
-    bar.close()
-    _save_checkpoint(out, policy, opt_, cfg.steps, gen, meta, cfg.keep)
-    save_policy(policy, out / "policy", meta)
-    if history:
-        plot_loss(history, out / "loss.png")
+
+    def make_step(gen: torch.Generator) -> StepFn:
+        def step() -> tuple[torch.Tensor, dict[str, float]]:
+            pick = torch.randint(0, n_pairs, (min(d.pairs_per_batch, n_pairs),), generator=gen)
+            b = len(pick)
+            flat = torch.cat([idx_w[pick], idx_l[pick]]).view(-1)
+            mu, mu_ref, action, pad = steps_of(flat)
+            shape = (2, b, L, *mu.shape[1:])
+            mu, mu_ref, action = mu.view(shape), mu_ref.view(shape), action.view(shape)
+            seg = torch.stack([mask_w[pick], mask_l[pick]]).to(device)  # [2, b, L]
+            keep = (~pad.view(2, b, L, -1)).float() * seg[..., None].float()
+            ratio_w = segment_log_ratio(mu[0], mu_ref[0], action[0], keep[0], d.sigma)
+            ratio_l = segment_log_ratio(mu[1], mu_ref[1], action[1], keep[1], d.sigma)
+            dpo, stats = dpo_loss(ratio_w, ratio_l, d.beta)
+            bc = _loss(mu[0], action[0], keep[0] == 0, kind)
+            stats["bc_loss"] = float(bc.detach())
+            return d.dpo_weight * dpo + d.bc_weight * bc, stats
+
+        return step
+
+    policy.eval()  # dropout off: pi == ref at step 0 (the gradients still flow)
+    show = {"loss": "loss", "acc": "reward_accuracy"}
+    history, last_loss = fit(cfg, out, policy, meta, make_step, t0, "train dpo", show=show, interrupt_at=interrupt_at)
+    figures = {"steps": cfg.steps, "final_loss": last_loss, "pairs": len(pairs), "train_episodes": len(paths)}
+    figures |= {k: history[-1][k] for k in ("reward_accuracy",) if history and k in history[-1]}
+    inputs = [*cfg.data, {"path": str(resolve_policy_dir(cfg.reference)), "kind": "policy"}]
+    write_card(out / "policy", "policy", inputs, cfg, figures, ["config.json", "model.safetensors"])
     seconds = time.perf_counter() - t0
     return TrainResult(out, out / "policy", cfg.steps, last_loss, None, len(paths), 0, seconds, history)
