@@ -203,7 +203,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[8, 32, 128, 512, 1024], help="history lengths")
     ap.add_argument(
-        "--mixer-lengths", type=int, nargs="+", default=[8, 32, 128, 512, 1024, 2048, 4096],
+        "--mixer-lengths", type=int, nargs="+", default=[128, 1024, 4096],
         help="history lengths of the mixer-only rows (the temporal blocks without per-frame pooling)",
     )  # fmt: skip
     ap.add_argument("--repeats", type=int, default=3, help="timed steps per mixer and length (alternating)")

@@ -141,6 +141,41 @@ def test_train_dpo_from_recorded_failures(demos, lm_dir, tmp_path):
     ref, tuned = load_policy(bc), load_policy(out)
     assert torch.equal(ref.action_shift, tuned.action_shift)  # the reference's normalisation is kept
     assert not torch.equal(ref.head.mlp[-1].weight, tuned.head.mlp[-1].weight)
+    _check_lineage(demos, bc, ev, out, lm_dir, hist)
     # demos only (no failure, no takeover): a clear error, exit 2
     assert main(["train", "--objective", "dpo", "--data", str(demos), "--out", str(tmp_path / "none")]
                 + ["--reference", str(bc)] + common) == 2  # fmt: skip
+
+
+def _check_lineage(demos: Path, bc: Path, ev: Path, dpo: Path, lm_dir: Path, hist: list[dict]) -> None:
+    """The cards of the chain demos -> BC policy -> eval run, and demos + rollouts + BC -> DPO policy."""
+    from robolearn.lineage import build_graph, read_card
+
+    ids = {k: read_card(p)["id"] for k, p in {"demos": demos, "bc": bc / "policy", "dpo": dpo / "policy"}.items()}
+    bc_card = read_card(bc / "policy")
+    by_path = {i["path"]: i for i in bc_card["inputs"]}
+    assert by_path[str(demos.resolve())]["id"] == ids["demos"]
+    assert by_path[str(lm_dir.resolve())]["kind"] == "lm" and bc_card["figures"]["steps"] == 10
+    bc_hist = [json.loads(x) for x in (bc / "metrics.jsonl").read_text().splitlines()]
+    assert bc_card["figures"]["final_loss"] == bc_hist[-1]["loss"] and bc_card["config"]["steps"] == 10
+    run = read_card(ev)
+    results = json.loads((ev / "results.json").read_text())["overall"]
+    assert run["kind"] == "eval-run" and [i["id"] for i in run["inputs"]] == [ids["bc"]]
+    assert run["figures"]["success_rate"] == results["success_rate"] and run["figures"]["episodes"] == 2
+    card = read_card(dpo / "policy")
+    assert card["kind"] == "policy" and card["config"]["objective"] == "dpo"
+    by_path = {i["path"]: i for i in card["inputs"]}
+    assert by_path[str((bc / "policy").resolve())] | {"kind": "policy"} == by_path[str((bc / "policy").resolve())]
+    assert (
+        by_path[str((bc / "policy").resolve())]["id"] == ids["bc"]
+        and by_path[str(demos.resolve())]["id"] == ids["demos"]
+    )
+    assert (
+        card["figures"]["final_loss"] == hist[-1]["loss"]
+        and card["figures"]["reward_accuracy"] == hist[-1]["reward_accuracy"]
+    )
+    g = build_graph(dpo / "policy")
+    assert not g.problems and {"policy", "demos", "episodes"} <= {n.kind for n in g.nodes.values()}
+    assert [
+        e.status for e in g.inputs_of(str((dpo / "policy").resolve())) if e.input == str((bc / "policy").resolve())
+    ] == ["ok"]
