@@ -117,12 +117,15 @@ def _covers(folder: Path, card_file: Path, part: Path) -> bool:
     """Whether the card in `folder` describes `part` (a file or folder below it): `part` is one of the card's
     key files or holds one."""
     try:
-        method = json.loads(card_file.read_text()).get("id_method") or {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        method = read_card(card_file).get("id_method") or {}
+    except LineageError:
         return False
     target = part.resolve()
-    files = key_files(folder, method.get("files") or [])
-    return any(f.resolve() == target or target in f.resolve().parents for f in files)
+    for f in key_files(folder, method.get("files") or []):
+        f = f.resolve()
+        if f == target or target in f.parents:
+            return True
+    return False
 
 
 def owner(path: str | Path) -> Path | None:
@@ -138,6 +141,11 @@ def owner(path: str | Path) -> Path | None:
         if card_file.is_file():
             return folder if _covers(folder, card_file, p) else None
     return None
+
+
+def artifact_folder(path: Path) -> Path:
+    """The folder whose card describes `path` (see `owner`); without one, the folder itself or a file's folder."""
+    return owner(path) or (path if path.is_dir() else path.parent)
 
 
 def find_card(path: str | Path) -> Path | None:
@@ -222,7 +230,7 @@ def _check_no_cycle(folder: Path, inputs: list[dict[str, Any]]) -> None:
         target = resolve_input(base, inp)
         if target is None:
             continue
-        art = owner(target) or (target if target.is_dir() else target.parent)
+        art = artifact_folder(target)
         if art.resolve() == me:
             raise LineageError(
                 f"{folder / CARD_NAME}: field 'inputs' makes a cycle ({' -> '.join([*trail, str(art.resolve())])}): "

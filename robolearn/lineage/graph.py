@@ -18,9 +18,9 @@ from robolearn.lineage.card import (
     FINGERPRINT,
     UNKNOWN,
     LineageError,
+    artifact_folder,
     find_card,
     fingerprint,
-    owner,
     read_card,
     resolve_input,
     transparency,
@@ -72,12 +72,6 @@ class Graph:
         return {"root": self.root, "nodes": nodes, "edges": [asdict(e) for e in self.edges], "problems": self.problems}
 
 
-def _artifact(path: Path) -> Path:
-    """The folder whose card describes `path` (see `card.owner`); without one, the folder itself or a file's
-    folder."""
-    return owner(path) or (path if path.is_dir() else path.parent)
-
-
 def _node(folder: Path, verify: bool) -> Node:
     key = str(folder.resolve())
     card_file = find_card(folder)
@@ -108,7 +102,7 @@ def build_graph(path: str | Path, verify: bool = True, max_depth: int = 64) -> G
         raise LineageError(f"{start}: does not exist")
     if find_card(start) is None:
         raise LineageError(f"{start}: no {CARD_NAME} here (the artifact has no lineage card)")
-    root = _artifact(start)
+    root = artifact_folder(start)
     nodes: dict[str, Node] = {}
     edges: list[Edge] = []
 
@@ -131,7 +125,7 @@ def build_graph(path: str | Path, verify: bool = True, max_depth: int = 64) -> G
                 else:
                     edges.append(Edge(key, missing.key, entry["id"], "by name", "not a file when it was used"))
                 continue
-            child = visit(_artifact(target), [*trail, key])
+            child = visit(artifact_folder(target), [*trail, key])
             edges.append(_edge(key, nodes[child], entry))
         return key
 

@@ -194,7 +194,8 @@ def train_dpo(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     show = {"loss": "loss", "acc": "reward_accuracy"}
     history, last_loss = fit(cfg, out, policy, meta, make_step, t0, "train dpo", show=show, interrupt_at=interrupt_at)
     figures = {"steps": cfg.steps, "final_loss": last_loss, "pairs": len(pairs), "train_episodes": len(paths)}
-    figures |= {k: history[-1][k] for k in ("reward_accuracy",) if history and k in history[-1]}
+    if history:
+        figures["reward_accuracy"] = history[-1]["reward_accuracy"]
     inputs = [*cfg.data, {"path": str(resolve_policy_dir(cfg.reference)), "kind": "policy"}]
     write_card(out / "policy", "policy", inputs, cfg, figures, ["config.json", "model.safetensors"])
     seconds = time.perf_counter() - t0
