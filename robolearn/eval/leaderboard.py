@@ -326,10 +326,14 @@ def _blocks(data: dict[str, Any]) -> list[Block]:
 
 
 def write_leaderboard(
-    runs_dir: str | Path, out: str | Path | None = None, by: str = "encoder"
+    runs_dir: str | Path, out: str | Path | None = None, by: str = "encoder", config: Any = None
 ) -> tuple[Path, Path, Path]:
-    """Write leaderboard.json, leaderboard.md and leaderboard.html to `out` (default `runs_dir`); returns their
-    paths. A missing `runs_dir` or one with no results.json -> FileNotFoundError naming it."""
+    """Write leaderboard.json, leaderboard.md and leaderboard.html to `out` (default `runs_dir`), and its lineage
+    card (inputs: the runs it read; figures: each run's success rate; `config`: what asked for it, default the
+    arguments); returns the three paths. A missing `runs_dir` or one with no results.json -> FileNotFoundError
+    naming it."""
+    from robolearn.lineage import write_card
+
     base = Path(out) if out is not None else Path(runs_dir)
     data = leaderboard_data(runs_dir, base, by)
     base.mkdir(parents=True, exist_ok=True)
@@ -340,4 +344,7 @@ def write_leaderboard(
     paths[2].write_text(render_html(blocks, "Leaderboard"))
     for s in data["skipped"]:
         print(f"leaderboard: skipped {s['error']}", file=sys.stderr)
+    figures = {r["dir"]: r["success_rate"] for r in data["runs"]}
+    config = config if config is not None else {"runs_dir": str(runs_dir), "by": by}
+    write_card(base, "leaderboard", [r["path"] for r in data["runs"]], config, figures, ["leaderboard.json"])
     return paths  # type: ignore[return-value]

@@ -4,7 +4,7 @@
 and checks every edge: an input whose card now has another id than the one its consumer recorded "changed
 since" the consumer was made; with `verify`, every artifact's key files are hashed again and compared with
 its own card's id ("modified after its card"). Nothing is invented: an input without a card is a node with
-unknown kind and id.
+unknown id, and the kind its consumer recorded (an LM folder: `lm`) or unknown.
 """
 
 from __future__ import annotations
@@ -126,7 +126,11 @@ def build_graph(path: str | Path, verify: bool = True, max_depth: int = 64) -> G
                     edges.append(Edge(key, missing.key, entry["id"], "by name", "not a file when it was used"))
                 continue
             child = visit(artifact_folder(target), [*trail, key])
-            edges.append(_edge(key, nodes[child], entry))
+            if nodes[child].card is None and nodes[child].kind == UNKNOWN:
+                nodes[child].kind = entry["kind"]  # what its consumer recorded it as (an LM folder, say)
+            edge = _edge(key, nodes[child], entry)
+            if not any((e.consumer, e.input, e.recorded_id) == (key, child, edge.recorded_id) for e in edges):
+                edges.append(edge)  # a corpus's videos/ and labels/ are two inputs but one artifact, one edge
         return key
 
     visit(root, [])

@@ -650,7 +650,8 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     policy.train()
     history, last_loss = fit(cfg, out, policy, meta, make_step, t0, "train", validate, interrupt_at=interrupt_at)
     val_loss = next((h["val_loss"] for h in reversed(history) if h.get("val_loss") is not None), None)
-    encoder = [] if pc.is_baseline else [pc.encoder_checkpoint or _parse_encoder(pc.encoder)[1] or pc.encoder]
+    enc = pc.encoder_checkpoint or _parse_encoder(pc.encoder)[1] or pc.encoder  # a checkpoint, or a registry name
+    encoder = [] if pc.is_baseline else [{"path": enc, "kind": "encoder"}]
     encoder += [{"path": pc.language_model, "kind": "lm"}] if pc.language_model else []
     figures = {"steps": cfg.steps, "final_loss": last_loss, "val_loss": val_loss, "train_episodes": len(train_paths)}
     write_card(out / "policy", "policy", [*cfg.data, *encoder], cfg, figures, ["config.json", "model.safetensors"])

@@ -149,8 +149,9 @@ def run_cell(scenario: Scenario, dataset, spec: EncoderSpec, seed: int, cfg: Sui
               "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
     write_text_atomic(metrics_path, json.dumps(result, indent=1, default=float))
     ckpt = spec.spec.split(":", 1)[1] if ":" in spec.spec else spec.spec  # a checkpoint, or a name
-    encoder = [] if spec.is_baseline else [ckpt]
-    write_card(out, "suite-cell", [dataset.folder, *encoder], cell, res.metrics, [METRICS_FILE])
+    encoder = [] if spec.is_baseline else [{"path": ckpt, "kind": "encoder"}]
+    lm = {"path": spec.resolved_language_model(), "kind": "lm"}  # the text features of every family
+    write_card(out, "suite-cell", [dataset.folder, *encoder, lm], cell, res.metrics, [METRICS_FILE])
     record.update(status="done", identity=res.extra.get("encoder_identity"))
     write_text_atomic(cell_path, json.dumps(record, indent=1, default=str))
     return result

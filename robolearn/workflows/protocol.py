@@ -128,5 +128,5 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                     s = res["tasks"][task]
                     print(f"{task} | {enc} | {n} demos | seed {seed}: success {s['success_rate']:.2f}", flush=True)
                     runs.append(run / "eval")
-    write_leaderboard(out / "runs", out)
+    write_leaderboard(out / "runs", out, config=cfg)
     return runs

@@ -27,6 +27,7 @@ from robolearn.hardware.devices.expert import ExpertDevice
 from robolearn.hardware.loop import ControlLoop
 from robolearn.hardware.robots.base import RobotError
 from robolearn.hardware.robots.sim import SimRobot, SimRobotConfig
+from robolearn.lineage import fingerprint, read_card
 
 
 def _station(out: Path, device_factory, cameras=("wrist",), answers=None, robot=None, **cfg) -> Station:
@@ -281,6 +282,10 @@ def test_unattended_expert_collection_of_50_episodes(tmp_path: Path) -> None:
     rows = catalog.query(out, ["success=1"])
     assert len(rows) >= 45  # the expert's bar is 90%
     assert (out / "collect.config.json").exists() and (out / "station.json").exists()
+    card = read_card(out)  # the demos' lineage card: raw data, its id the hash of the episodes it counts
+    assert card["kind"] == "demos" and card["inputs"] == [] and card["config"]["task"] == "press-button"
+    assert card["figures"] == {"episodes": 50, "successful": len(rows)}
+    assert card["id"] == fingerprint(out, ["**/*.h5"])[0] and card["id_method"]["count"] == 50
 
 
 def test_robot_server_killed_mid_episode_marks_the_episode(tmp_path: Path) -> None:

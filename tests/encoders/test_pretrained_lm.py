@@ -21,6 +21,7 @@ from encoder_testutils import batch_for
 from robolearn.encoders import LanguageModel, LanguageModelError, available_models, build, load, save
 from robolearn.encoders import pretrained_lm as plm
 from robolearn.encoders.registry import _classes, config_for
+from robolearn.lineage import CARD_NAME, read_card
 
 LANGUAGE_TINY = [n for n in available_models() if n.endswith("-tiny") and _classes()[config_for(n).arch].uses_language]
 MINILM = dict(language_model=plm.MINILM_ALIAS, language_dim=plm.MINILM_DIM, vocab_size=30522)
@@ -138,6 +139,10 @@ def test_unpack_once_then_reuse(tmp_path, fake_zip, monkeypatch):
     folder = plm.unpack_verified(zip_path, tmp_path / "lm" / "fake", sha)
     assert json.loads((folder / plm.STAMP).read_text())["sha256"] == sha
     assert {p.name for p in tmp_path.joinpath("lm").iterdir()} == {"fake", ".fake.lock"}  # no temp folders left
+    card = read_card(folder)  # the unpacked model's lineage card: which pinned weights, its size
+    assert card["kind"] == "lm" and card["config"]["weights_sha256"] == sha and card["figures"]["hidden_size"] == 16
+    (folder / CARD_NAME).unlink()  # a cache unpacked before cards existed gets its card on the next use
+    assert plm.unpack_verified(zip_path, folder, sha) == folder and read_card(folder)["id"] == card["id"]
 
     def no_unzip(*a, **k):
         raise AssertionError("the verified folder should be reused")

@@ -167,6 +167,18 @@ def test_metaworld_train_and_eval(tmp_path, capsys):
     )
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["suite"] == "metaworld" and res["episodes"][0]["steps"] == 5 and res["episodes"][0]["seen"] is None
+    # lineage: Meta-World episodes -> policy -> eval run, each input recorded by its card's id
+    from robolearn.lineage import build_graph, read_card
+
+    data = read_card(demos)
+    assert data["kind"] == "episodes" and data["figures"]["episodes"] == 2 and data["id_method"]["count"] == 2
+    assert data["figures"]["tries"] >= 2 and data["config"]["task"] == "reach-v3"
+    policy_card = read_card(tmp_path / "bc" / "policy")
+    assert [i["id"] for i in policy_card["inputs"] if i["kind"] == "episodes"] == [data["id"]]
+    run = read_card(tmp_path / "ev")
+    assert [i["id"] for i in run["inputs"]] == [policy_card["id"]] and run["figures"]["episodes"] == 1
+    g = build_graph(tmp_path / "ev")
+    assert not g.problems and [n.kind for n in g.nodes.values()] == ["eval-run", "policy", "episodes"]
 
 
 def test_protocol_runs_the_grid_and_writes_a_leaderboard(tmp_path, lm_dir):
@@ -212,3 +224,11 @@ def test_protocol_runs_the_grid_and_writes_a_leaderboard(tmp_path, lm_dir):
     board = json.loads((out / "leaderboard.json").read_text())
     assert len(board["rows"]) == 4  # encoder x demo count
     assert (out / "leaderboard.html").exists()
+    from robolearn.lineage import build_graph, read_card
+
+    card = read_card(out)  # the protocol's board traces to its 4 eval runs, their policies and the demos
+    assert card["config"]["tasks"] == ["press-button"] and {i["kind"] for i in card["inputs"]} == {"eval-run"}
+    assert sorted(i["path"] for i in card["inputs"]) == sorted(str(r.parent.resolve()) for r in runs)
+    g = build_graph(out)
+    kinds = {n.kind for n in g.nodes.values()}
+    assert not g.problems and {"leaderboard", "eval-run", "policy", "episodes", "demos"} <= kinds

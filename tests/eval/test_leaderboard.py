@@ -160,9 +160,18 @@ def test_demo_counts_split_rows_and_bad_runs_skipped(tmp_path, capsys):
 def test_cli(runs, tmp_path, capsys):
     import robolearn.eval.leaderboard  # noqa: F401 (registers `robolearn eval leaderboard`)
     from robolearn.cli import main
+    from robolearn.lineage import build_graph, read_card, write_card
 
+    carded = runs / "v-cond" / "seed0"  # one run with its card (as `robolearn eval` writes), two without
+    write_card(carded, "eval-run", [], {"policy": "x"}, {"success_rate": 0.7}, ["results.json"])
     assert main(["eval", "leaderboard", str(runs)]) == 0
     assert (runs / "leaderboard.html").is_file() and (runs / "leaderboard.json").is_file()
+    card, board = read_card(runs), json.loads((runs / "leaderboard.json").read_text())
+    assert card["kind"] == "leaderboard" and card["figures"] == {r["dir"]: r["success_rate"] for r in board["runs"]}
+    ids = {Path(i["path"]).relative_to(runs.resolve()).as_posix(): i["id"] for i in card["inputs"]}
+    assert ids == {"v-cond/seed0": read_card(carded)["id"], "v-cond/seed1": "unknown", "scratch/seed0": "unknown"}
+    g = build_graph(runs)
+    assert not g.problems and sorted(e.status for e in g.edges) == ["no card", "no card", "ok"]
     assert main(["eval", "leaderboard", str(runs), "--out", str(tmp_path / "lb")]) == 0
     assert (tmp_path / "lb" / "leaderboard.md").is_file()
     capsys.readouterr()

@@ -181,6 +181,12 @@ def test_compare_report(tmp_path):
     links = re.findall(r'href="([^"]+)"', page)
     assert "../runs/pre/report.html" in links and "../runs/scratch/results.json" in links
     assert all((out / link).exists() for link in links)
+    from robolearn.lineage import read_card
+
+    card = read_card(out)  # the report's card: its runs as inputs, each run's overall success as a figure
+    assert card["kind"] == "report" and card["figures"] == {"pretrained": 0.7, "scratch": 0.2}
+    assert [i["path"] for i in card["inputs"]] == [str(a.resolve()), str(b.resolve())]
+    assert card["config"]["title"] == "Pretrained vs scratch" and card["id_method"]["files"] == ["compare.md"]
     with pytest.raises(ValueError, match="results.json"):
         compare_report([a, tmp_path / "nowhere"], out, "x")
 

@@ -64,6 +64,7 @@ def test_pretrain_command_trains_checkpoints_and_loads(
     feats = model(torch.zeros(2, 3, 32, 32), "open the drawer", mode="visual")
     assert feats.shape[0] == 2 and torch.isfinite(feats).all()
     assert (run / "pretrain.config.json").exists()
+    card = _check_encoder_card(ckpt, prepared, episodes_root, lm_dir, lines)
     # Running the same command again resumes (nothing left to do: max_epochs reached) instead of restarting.
     assert (
         main(
@@ -87,6 +88,24 @@ def test_pretrain_command_trains_checkpoints_and_loads(
         == 0
     )
     assert latest_checkpoint(run) == ckpt
+    assert json.loads((ckpt / "lineage.json").read_text()) == card  # nothing trained: the card is kept
+
+
+def _check_encoder_card(ckpt: Path, prepared: Path, episodes_root: Path, lm_dir: Path, lines: list[dict]) -> dict:
+    """The checkpoint's card: its sources by their cards' ids, the LM, and the run's last losses."""
+    from robolearn.lineage import build_graph, read_card
+
+    card = read_card(ckpt)
+    by_path = {i["path"]: i for i in card["inputs"]}
+    assert by_path[str(prepared.resolve())]["id"] == "unknown"  # prepared by the Python API: no card
+    assert any(str(prepared) in u and "no lineage card" in u for u in card["unknowns"])
+    assert by_path[str(episodes_root.resolve())]["id"] == read_card(episodes_root)["id"]
+    assert by_path[str(lm_dir.resolve())]["kind"] == "lm" and card["kind"] == "encoder"
+    vals = [x["val_loss"] for x in lines if "val_loss" in x]
+    assert card["figures"]["val_loss_last"] == pytest.approx(vals[-1]) and card["figures"]["train_loss_last"] > 0
+    assert card["figures"]["steps"] == max(x["step"] for x in lines if "step" in x)
+    assert not build_graph(ckpt).problems
+    return json.loads((ckpt / "lineage.json").read_text())
 
 
 def test_pretrain_needs_data(tmp_path: Path, lm_dir: Path) -> None:

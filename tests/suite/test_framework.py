@@ -102,6 +102,7 @@ def test_run_resume_and_leaderboard(tmp_path, lm_dir):
     assert acc["seeds"] == [0, 1] and acc["ci95"][0] <= acc["mean"] <= acc["ci95"][1]
     html = (out / "leaderboard.html").read_text()
     assert "mean win rate" in html and "toy-quadrant:accuracy" in html
+    _check_suite_lineage(out, board, lm_dir)
     # resumed: finished cells are not recomputed (their metrics files stay byte-identical)
     before = {p: p.read_bytes() for p in out.glob("cells/**/metrics.json")}
     mtimes = {p: p.stat().st_mtime_ns for p in before}
@@ -110,6 +111,29 @@ def test_run_resume_and_leaderboard(tmp_path, lm_dir):
     # a changed config for an existing cell is refused, not silently overwritten
     with pytest.raises(ValueError, match="another config"):
         run_suite(_cfg(tmp_path, language_model=str(lm_dir), steps=5))
+
+
+def _check_suite_lineage(out: Path, board: dict, lm_dir: Path) -> None:
+    """Every cell's card: its figures are its metrics, its inputs the dataset (by id), the encoder and the LM;
+    the leaderboard's card lists the cells it read and their mean win rates; the graph reaches the dataset."""
+    from robolearn.lineage import build_graph, read_card
+
+    cell_dirs = sorted(p.parent for p in out.glob("cells/toy-quadrant/*/seed-*/metrics.json"))
+    dataset = read_card(next((out / "datasets").iterdir()))
+    for d in cell_dirs:
+        card = read_card(d)
+        metrics = json.loads((d / "metrics.json").read_text())["metrics"]
+        assert card["kind"] == "suite-cell" and card["figures"] == metrics
+        kinds = {i["kind"]: i for i in card["inputs"]}
+        assert kinds["suite-dataset"]["id"] == dataset["id"] and kinds["lm"]["path"] == str(lm_dir.resolve())
+        assert ("encoder" in kinds) == ("v-cond-tiny" in d.parent.name)  # a baseline has no encoder input
+    board_card = read_card(out)
+    assert board_card["kind"] == "leaderboard" and sorted(i["id"] for i in board_card["inputs"]) == sorted(
+        read_card(d)["id"] for d in cell_dirs
+    )
+    assert board_card["figures"] == {r["encoder"]: r["mean_win_rate"] for r in board["rows"]}
+    g = build_graph(out)
+    assert not g.problems and {"leaderboard", "suite-cell", "suite-dataset", "lm"} <= {n.kind for n in g.nodes.values()}
 
 
 def test_edited_dataset_and_bad_names_are_clear_errors(tmp_path, lm_dir):
