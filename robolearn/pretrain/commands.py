@@ -11,7 +11,6 @@ from typing import Literal
 
 from robolearn.config import command, opt, save_config
 from robolearn.encoders.files import CheckpointError
-from robolearn.lineage import write_card
 from robolearn.pretrain.corpus.config import CorpusConfig, CorpusError
 from robolearn.pretrain.doremi.domains import DomainWeightsError
 from robolearn.pretrain.doremi.reweight import ReweightCommand
@@ -87,6 +86,7 @@ def prepare(cfg: PrepareCommand) -> int:
                 val_clips=cfg.val_clips,
                 limit=cfg.limit,
                 ext=cfg.ext,
+                config=cfg,
                 **common,
             )
         elif cfg.source == "episodes":
@@ -101,6 +101,7 @@ def prepare(cfg: PrepareCommand) -> int:
                 split_name=cfg.split,
                 frame_stride=cfg.frame_stride,
                 min_frames=cfg.min_frames,
+                config=cfg,
                 **common,
             )
         else:
@@ -108,10 +109,7 @@ def prepare(cfg: PrepareCommand) -> int:
     except (PrepareError, FileNotFoundError) as e:
         print(f"robolearn pretrain prepare: {e}", file=sys.stderr)
         return 2
-    save_config(cfg, cfg.out, "prepare")
-    figures = {k: report[k] for k in ("clips_in_index", "train", "val", "truncated_captions")}
-    inputs = [cfg.episodes, cfg.videos, cfg.labels, cfg.validation, {"path": cfg.tokenizer, "kind": "tokenizer"}]
-    write_card(cfg.out, "shards", inputs, cfg, {**figures, "failed": len(report["failed"])}, ["*.h5"])
+    save_config(cfg, cfg.out, "prepare")  # the shards' lineage card was written by prepare_* (config: cfg)
     run = report["this_run"]
     print(
         f"{report['clips_in_index']} clips in {cfg.out}/index.h5 ({report['train']} train, {report['val']} val); "

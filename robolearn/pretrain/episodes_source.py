@@ -298,8 +298,13 @@ def prepare_episodes(
     start_method: str | None = "spawn",
     progress: Callable[[int, int], None] | None = None,
     on_shard: Callable[[str, WriteStats], None] | None = None,
+    config: Any = None,
 ) -> dict[str, Any]:
-    """Export episode clips into the shard format (read back with ShardSource); returns the report."""
+    """Export episode clips into the shard format (read back with ShardSource), with its lineage card (config:
+    `config`, default these arguments); returns the report."""
+    made = {"source": "episodes", "camera": camera, "tokenizer": tokenizer, "max_lang_len": max_lang_len,
+            "size": size, "quality": quality, "where": where, "val_fraction": val_fraction, "split": split_name,
+            "frame_stride": frame_stride, "min_frames": min_frames, "frames_per_shard": frames_per_shard}  # fmt: skip
     tok = load_tokenizer(tokenizer)
     clips, short = collect_clips(episodes, camera, where, val_fraction, split_name, frame_stride, min_frames)
     clips = sorted(clips, key=lambda c: c.split != "val")  # validation first, like SSv2 (stable otherwise)
@@ -345,4 +350,6 @@ def prepare_episodes(
             max_lang_len,
             attrs,
             {"short_runs_skipped": short, "episodes_root": str(episodes)},
+            [episodes, {"path": tokenizer, "kind": "tokenizer"}],
+            made if config is None else config,
         )

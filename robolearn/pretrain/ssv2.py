@@ -217,8 +217,13 @@ def prepare_ssv2(
     start_method: str | None = "spawn",
     progress: Callable[[int, int], None] | None = None,
     on_shard: Callable[[str, WriteStats], None] | None = None,
+    config: Any = None,
 ) -> dict[str, Any]:
-    """Decode an SSv2-layout source into `out` (shards + index.h5 + report.json); returns the report."""
+    """Decode an SSv2-layout source into `out` (shards + index.h5 + report.json + lineage card, whose config is
+    `config`, default these arguments); returns the report."""
+    made = {"source": "ssv2", "tokenizer": tokenizer, "max_lang_len": max_lang_len, "size": size, "quality": quality,
+            "val_clips": val_clips, "limit": limit, "ext": ext, "frames_per_shard": frames_per_shard}  # fmt: skip
+    inputs = [videos, labels, validation, {"path": tokenizer, "kind": "tokenizer"}]
     if size < 1:
         raise PrepareError(f"size must be >= 1, got {size}")
     tok = load_tokenizer(tokenizer)  # fail before hours of decoding
@@ -253,4 +258,6 @@ def prepare_ssv2(
                 "empty_captions": len(empty),
                 "empty_caption_ids": empty[:100],
             },
+            inputs,
+            made if config is None else config,
         )

@@ -193,6 +193,6 @@ def test_corpus_card_and_prepare_traces_back_to_it(corpus, lm_dir, tmp_path, cop
     assert shards["figures"]["clips_in_index"] == 10
     g = build_graph(out)
     assert not g.problems and str(src.resolve()) in g.nodes  # one node for the corpus, not one per input path
-    assert sorted(e.status for e in g.edges) == ["no card", "ok", "ok", "ok"]  # + the tokenizer folder
+    assert sorted(e.status for e in g.edges) == ["no card", "ok"]  # one edge for the corpus's 3 inputs + the tokenizer
     (src / "videos" / "4.webm").write_bytes(b"edited")
     assert any("modified after its card" in p for p in build_graph(out).problems)

@@ -97,8 +97,9 @@ def _check_encoder_card(ckpt: Path, prepared: Path, episodes_root: Path, lm_dir:
 
     card = read_card(ckpt)
     by_path = {i["path"]: i for i in card["inputs"]}
-    assert by_path[str(prepared.resolve())]["id"] == "unknown"  # prepared by the Python API: no card
-    assert any(str(prepared) in u and "no lineage card" in u for u in card["unknowns"])
+    shards = read_card(prepared)  # prepared from Python (prepare_ssv2): its card has the function's arguments
+    assert by_path[str(prepared.resolve())]["id"] == shards["id"] and shards["config"]["val_clips"] == 2
+    assert shards["figures"]["val"] == 2 and shards["config"]["source"] == "ssv2"
     assert by_path[str(episodes_root.resolve())]["id"] == read_card(episodes_root)["id"]
     assert by_path[str(lm_dir.resolve())]["kind"] == "lm" and card["kind"] == "encoder"
     vals = [x["val_loss"] for x in lines if "val_loss" in x]

@@ -198,8 +198,13 @@ def finish_prepare(
     max_lang_len: int,
     attrs: dict[str, Any],
     extra: dict[str, Any],
+    inputs: Sequence[Any] = (),
+    config: Any = None,
 ) -> dict[str, Any]:
-    """Rebuild the index, write report.json, return the report (shared by every prepare source)."""
+    """Rebuild the index, write report.json and the shards' lineage card (its `inputs` and `config`), return
+    the report (shared by every prepare source)."""
+    from robolearn.lineage import write_card
+
     t0 = time.perf_counter()
     ist = write_index(out, records, tok, tokenizer, max_lang_len, attrs)
     secs = stats.seconds + time.perf_counter() - t0
@@ -234,4 +239,6 @@ def finish_prepare(
         **extra,
     }
     write_report(out, report)
+    figures = {k: report[k] for k in ("clips_in_index", "train", "val", "truncated_captions")}
+    write_card(out, "shards", inputs, config, {**figures, "failed": len(report["failed"])}, ["*.h5"])
     return report
