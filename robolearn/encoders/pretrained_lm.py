@@ -217,6 +217,16 @@ def resolve_language_model(name_or_path: str) -> str:
     return name
 
 
+def lm_input(name_or_path: str) -> dict[str, str]:
+    """A language model as a lineage-card input: the folder it loads from (so the packaged MiniLM's card is
+    found through its alias), kind `lm`; a name that cannot be resolved stays a name."""
+    try:
+        path = resolve_language_model(name_or_path)
+    except LanguageModelError:
+        path = str(name_or_path)
+    return {"path": path, "kind": "lm"}
+
+
 def hub_file(name: str, filename: str) -> str | None:
     """The local Hugging Face cache's copy of `filename` of hub repo `name`, or None (no network is touched)."""
     try:

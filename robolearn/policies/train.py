@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from robolearn.config import opt, save_config, to_dict
 from robolearn.encoders.files import CheckpointError, CheckpointNotFoundError, read_torch_file
+from robolearn.encoders.pretrained_lm import lm_input
 from robolearn.lineage import write_card
 from robolearn.policies.backbones import _parse_encoder
 from robolearn.policies.checkpoint import load_policy, save_policy
@@ -652,7 +653,7 @@ def train(cfg: TrainConfig, interrupt_at: int | None = None) -> TrainResult:
     val_loss = next((h["val_loss"] for h in reversed(history) if h.get("val_loss") is not None), None)
     enc = pc.encoder_checkpoint or _parse_encoder(pc.encoder)[1] or pc.encoder  # a checkpoint, or a registry name
     encoder = [] if pc.is_baseline else [{"path": enc, "kind": "encoder"}]
-    encoder += [{"path": pc.language_model, "kind": "lm"}] if pc.language_model else []
+    encoder += [lm_input(pc.language_model)] if pc.language_model else []
     figures = {"steps": cfg.steps, "final_loss": last_loss, "val_loss": val_loss, "train_episodes": len(train_paths)}
     write_card(out / "policy", "policy", [*cfg.data, *encoder], cfg, figures, ["config.json", "model.safetensors"])
     return TrainResult(

@@ -126,9 +126,10 @@ def feature_store(cfg: PretrainCommand, model: torch.nn.Module, sources: Any, in
 
 def _card(cfg: PretrainCommand, checkpoint: Path, result: Any) -> None:
     """The lineage card of the last checkpoint: its data sources, LM, config and final losses."""
+    from robolearn.encoders.pretrained_lm import lm_input
     from robolearn.lineage import write_card
 
-    inputs = [_weighted(s)[0] for s in cfg.data + cfg.episodes] + [{"path": cfg.language_model, "kind": "lm"}]
+    inputs = [_weighted(s)[0] for s in cfg.data + cfg.episodes] + [lm_input(cfg.language_model)]
     figures = {"steps": result.steps, "epochs": result.epochs_done}
     if result.losses:
         figures["train_loss_last"] = float(np.mean(result.losses[-10:]))

@@ -33,6 +33,7 @@ import torch
 import robolearn.suite.families  # noqa: F401  (registers the built-in scenarios)
 from robolearn import __version__
 from robolearn.config import opt, save_config
+from robolearn.encoders.pretrained_lm import lm_input
 from robolearn.lineage import write_card
 from robolearn.suite.adapt import Budget
 from robolearn.suite.dataset import SuiteDataError, load_dataset
@@ -150,7 +151,7 @@ def run_cell(scenario: Scenario, dataset, spec: EncoderSpec, seed: int, cfg: Sui
     write_text_atomic(metrics_path, json.dumps(result, indent=1, default=float))
     ckpt = spec.spec.split(":", 1)[1] if ":" in spec.spec else spec.spec  # a checkpoint, or a name
     encoder = [] if spec.is_baseline else [{"path": ckpt, "kind": "encoder"}]
-    lm = {"path": spec.resolved_language_model(), "kind": "lm"}  # the text features of every family
+    lm = lm_input(spec.resolved_language_model())  # the text features of every family
     write_card(out, "suite-cell", [dataset.folder, *encoder, lm], cell, res.metrics, [METRICS_FILE])
     record.update(status="done", identity=res.extra.get("encoder_identity"))
     write_text_atomic(cell_path, json.dumps(record, indent=1, default=str))

@@ -113,6 +113,10 @@ def test_identity_and_bert_embeddings(minilm, cache):
     emb = minilm.model.embeddings  # BERT: word + position + token-type-0, then LayerNorm
     assert torch.equal(minilm.embed_tokens(ids), emb(input_ids=ids, token_type_ids=torch.zeros_like(ids)))
     assert LanguageModel(plm.MINILM_HUB_ID).source == minilm.source
+    # as a lineage input the alias names the unpacked folder, whose card says what it is
+    assert plm.lm_input(plm.MINILM_ALIAS) == {"path": ident["path"], "kind": "lm"}
+    assert read_card(ident["path"])["config"]["weights_sha256"] == plm.MINILM_SHA256
+    assert plm.lm_input("some/hub-id") == {"path": "some/hub-id", "kind": "lm"}
 
 
 # --- the verified cache ---------------------------------------------------------------------------------------
