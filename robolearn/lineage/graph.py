@@ -105,6 +105,7 @@ def build_graph(path: str | Path, verify: bool = True, max_depth: int = 64) -> G
     root = artifact_folder(start)
     nodes: dict[str, Node] = {}
     edges: list[Edge] = []
+    drawn: set[tuple[str, str, str]] = set()  # (consumer, input, recorded id) of the edges in `edges`
 
     def visit(folder: Path, trail: list[str]) -> str:
         key = str(folder.resolve())
@@ -128,9 +129,9 @@ def build_graph(path: str | Path, verify: bool = True, max_depth: int = 64) -> G
             child = visit(artifact_folder(target), [*trail, key])
             if nodes[child].card is None and nodes[child].kind == UNKNOWN:
                 nodes[child].kind = entry["kind"]  # what its consumer recorded it as (an LM folder, say)
-            edge = _edge(key, nodes[child], entry)
-            if not any((e.consumer, e.input, e.recorded_id) == (key, child, edge.recorded_id) for e in edges):
-                edges.append(edge)  # a corpus's videos/ and labels/ are two inputs but one artifact, one edge
+            if (key, child, entry["id"]) not in drawn:  # a corpus's videos/ and labels/: one artifact, one edge
+                drawn.add((key, child, entry["id"]))
+                edges.append(_edge(key, nodes[child], entry))
         return key
 
     visit(root, [])
